@@ -1,6 +1,215 @@
 //! Parlor's SFU: routes audio, video and screen tracks between participants.
 //!
-//! [`core`] is the sans-IO forwarding logic. The runtime layer owns the UDP sockets and the
-//! worker threads, each of which owns the rooms placed on it and their `str0m::Rtc`s.
+//! [`core`] is the sans-IO forwarding logic. The runtime owns the UDP sockets and the
+//! worker threads: each worker owns the rooms placed on it and their `str0m::Rtc`s, so a
+//! room is forwarded by one thread without locks. Signaling drives it through
+//! [`control::SfuControl`].
 
+pub mod control;
 pub mod core;
+pub mod metrics;
+mod peer;
+pub mod sdp_scan;
+mod udp;
+mod worker;
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use parlor_proto::RoomId;
+
+pub use control::{
+    JoinRequest, Joined, ParticipantHandle, Reply, Request, SfuControl, SfuError, SfuEvent,
+};
+pub use core::CapsConfig;
+pub use metrics::Metrics;
+
+use worker::{Command, Worker, WorkerConfig};
+
+/// How to run the SFU.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Address the media sockets bind to.
+    pub bind_ip: IpAddr,
+    /// First UDP port; worker `i` uses `media_port + i`. 0 picks free ports.
+    pub media_port: u16,
+    /// Address announced in ICE candidates. Defaults to `bind_ip`, or 127.0.0.1 when
+    /// binding to all interfaces.
+    pub public_ip: Option<IpAddr>,
+    /// Caps for rooms that do not set their own.
+    pub caps: CapsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: 0,
+            bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            media_port: 7880,
+            public_ip: None,
+            caps: CapsConfig::default(),
+        }
+    }
+}
+
+struct WorkerHandle {
+    tx: mpsc::Sender<Command>,
+    addr: SocketAddr,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The in-process SFU: a set of worker threads.
+pub struct Sfu {
+    workers: Vec<WorkerHandle>,
+}
+
+impl std::fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sfu")
+            .field("media_addrs", &self.media_addrs())
+            .finish()
+    }
+}
+
+impl Sfu {
+    /// Binds the media sockets and starts the workers.
+    pub fn start(config: &Config, metrics: Metrics) -> io::Result<Sfu> {
+        let n = if config.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            config.workers
+        };
+        let provider = str0m::crypto::from_feature_flags();
+        let advertise_ip = config.public_ip.unwrap_or(if config.bind_ip.is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            config.bind_ip
+        });
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            let port = if config.media_port == 0 {
+                0
+            } else {
+                config.media_port + i as u16
+            };
+            let (tx, rx) = mpsc::channel(1024);
+            // Sockets are bound here so a taken port fails startup, not a worker.
+            let std_addr = SocketAddr::new(config.bind_ip, port);
+            let cert = provider
+                .dtls_provider
+                .generate_certificate()
+                .ok_or_else(|| io::Error::other("cannot generate a DTLS certificate"))?;
+            let caps = config.caps;
+            let metrics = metrics.clone();
+            let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+            let thread = std::thread::Builder::new()
+                .name(format!("sfu-worker-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = addr_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    rt.block_on(async move {
+                        let udp = match udp::Udp::bind(std_addr) {
+                            Ok(u) => u,
+                            Err(e) => {
+                                let _ = addr_tx.send(Err(e));
+                                return;
+                            }
+                        };
+                        let local = udp.local;
+                        let _ = addr_tx.send(Ok(local));
+                        let w = Worker::new(WorkerConfig {
+                            index: i,
+                            udp,
+                            advertised: SocketAddr::new(advertise_ip, local.port()),
+                            caps,
+                            cert,
+                            metrics,
+                            commands: rx,
+                        });
+                        w.run().await;
+                    });
+                })?;
+            let local = addr_rx
+                .recv()
+                .map_err(|_| io::Error::other("SFU worker died at startup"))??;
+            workers.push(WorkerHandle {
+                tx,
+                addr: SocketAddr::new(advertise_ip, local.port()),
+                thread: Mutex::new(Some(thread)),
+            });
+        }
+        Ok(Sfu { workers })
+    }
+
+    /// The advertised media address of each worker.
+    pub fn media_addrs(&self) -> Vec<SocketAddr> {
+        self.workers.iter().map(|w| w.addr).collect()
+    }
+
+    /// The worker a room lives on.
+    fn worker_for(&self, room: &RoomId) -> usize {
+        let mut h = DefaultHasher::new();
+        room.hash(&mut h);
+        (h.finish() % self.workers.len() as u64) as usize
+    }
+
+    /// Tells every participant the server is going away, closes their sessions and stops
+    /// the workers.
+    pub async fn shutdown(&self) {
+        for w in &self.workers {
+            let (tx, rx) = oneshot::channel();
+            if w.tx.send(Command::Shutdown(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+        for w in &self.workers {
+            let handle = w.thread.lock().ok().and_then(|mut t| t.take());
+            if let Some(h) = handle {
+                let _ = tokio::task::spawn_blocking(move || h.join()).await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SfuControl for Sfu {
+    async fn join(&self, req: JoinRequest) -> Result<Joined, SfuError> {
+        let w = &self.workers[self.worker_for(&req.room)];
+        let (tx, rx) = oneshot::channel();
+        w.tx.send(Command::Join(req, tx))
+            .await
+            .map_err(|_| SfuError::Unavailable)?;
+        rx.await.map_err(|_| SfuError::Unavailable)?
+    }
+
+    async fn request(&self, who: &ParticipantHandle, req: Request) -> Result<Reply, SfuError> {
+        let w = self.workers.get(who.worker).ok_or(SfuError::NotJoined)?;
+        let (tx, rx) = oneshot::channel();
+        w.tx.send(Command::Request(who.key, req, tx))
+            .await
+            .map_err(|_| SfuError::Unavailable)?;
+        rx.await.map_err(|_| SfuError::Unavailable)?
+    }
+
+    async fn leave(&self, who: &ParticipantHandle, reason: &str) {
+        if let Some(w) = self.workers.get(who.worker) {
+            let _ = w.tx.send(Command::Leave(who.key, reason.to_owned())).await;
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! One participant's WebRTC session on a worker: its `Rtc`, what it publishes, and the
+//! outgoing m-lines that carry other participants' tracks to it.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::change::SdpPendingOffer;
+use str0m::format::Codec as StrCodec;
+use str0m::media::{Mid, Pt, Rid};
+use str0m::rtp::Ssrc;
+use str0m::Rtc;
+use tokio::sync::mpsc;
+
+use parlor_proto::{MediaKind, ParticipantId, RoomId, TrackId};
+
+use crate::control::SfuEvent;
+use crate::core::codec::Codec;
+use crate::core::{PeerKey, TrackKey};
+
+/// An m-line this participant publishes on.
+#[derive(Debug)]
+pub(crate) struct Published {
+    pub mid: Mid,
+    pub track: TrackKey,
+    /// Simulcast rids, lowest first; empty without simulcast.
+    pub rids: Vec<Rid>,
+}
+
+/// Where an outgoing m-line is in its negotiation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutState {
+    /// Wanted; goes into the next server offer.
+    ToOpen,
+    /// In a server offer awaiting the answer.
+    Negotiating,
+    /// Negotiated: packets flow.
+    Open,
+    /// To be stopped in the next server offer.
+    ToStop,
+    /// Stopped in a server offer awaiting the answer.
+    NegotiatingStop,
+}
+
+/// An outgoing m-line carrying one track to this participant.
+#[derive(Debug)]
+pub(crate) struct Out {
+    pub track: TrackKey,
+    pub track_id: TrackId,
+    pub owner: ParticipantId,
+    pub kind: MediaKind,
+    pub state: OutState,
+    pub mid: Option<Mid>,
+    pub ssrc: Option<Ssrc>,
+    /// Negotiated payload type per forwarded codec, resolved on first use.
+    pts: [Option<Option<Pt>>; 4],
+}
+
+impl Out {
+    pub fn new(track: TrackKey, track_id: TrackId, owner: ParticipantId, kind: MediaKind) -> Out {
+        Out {
+            track,
+            track_id,
+            owner,
+            kind,
+            state: OutState::ToOpen,
+            mid: None,
+            ssrc: None,
+            pts: [None; 4],
+        }
+    }
+
+    /// The payload type this participant's session uses for `codec` on this m-line.
+    pub fn pt(&mut self, codec: Codec, rtc: &Rtc) -> Option<Pt> {
+        let i = codec as usize;
+        if let Some(pt) = self.pts[i] {
+            return pt;
+        }
+        let want = match codec {
+            Codec::Opus => StrCodec::Opus,
+            Codec::Vp8 => StrCodec::Vp8,
+            Codec::Vp9 => StrCodec::Vp9,
+            Codec::H264 => StrCodec::H264,
+        };
+        let remote = self.mid.and_then(|m| rtc.media(m)).map(|m| m.remote_pts());
+        let pt = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter(|p| p.spec().codec == want)
+            .find(|p| remote.is_none_or(|r| r.contains(&p.pt())))
+            .map(|p| p.pt());
+        self.pts[i] = Some(pt);
+        pt
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub offer_id: u64,
+    pub offer: SdpPendingOffer,
+}
+
+pub(crate) struct Peer {
+    pub key: PeerKey,
+    pub room: RoomId,
+    pub identity: ParticipantId,
+    pub hidden: bool,
+    pub auto_subscribe: bool,
+    pub rtc: Rtc,
+    pub ufrag: String,
+    pub events: mpsc::Sender<SfuEvent>,
+    pub next_timeout: Instant,
+    /// Has output to poll.
+    pub dirty: bool,
+    pub published: Vec<Published>,
+    /// SSRC → (track, layer, codec) for incoming RTP, filled on first sight of an SSRC.
+    pub ssrc_map: Vec<(Ssrc, TrackKey, usize, Codec)>,
+    /// Outgoing m-lines, indexed by slot; `None` is a free slot.
+    pub outs: Vec<Option<Out>>,
+    pub pending: Option<Pending>,
+    pub next_offer_id: u64,
+    pub ice_restart: bool,
+    pub addrs: Vec<SocketAddr>,
+    pub disconnected_since: Option<Instant>,
+    pub last_bwe: u64,
+    /// Set when the session must go (error, dead transport); removed by the worker.
+    pub closing: Option<String>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("key", &self.key)
+            .field("room", &self.room)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    /// Takes a free slot for a new outgoing m-line.
+    pub fn add_out(&mut self, out: Out) -> u32 {
+        if let Some(i) = self.outs.iter().position(Option::is_none) {
+            self.outs[i] = Some(out);
+            i as u32
+        } else {
+            self.outs.push(Some(out));
+            (self.outs.len() - 1) as u32
+        }
+    }
+
+    pub fn out_for_track(&self, track: TrackKey) -> Option<u32> {
+        self.outs
+            .iter()
+            .position(|o| {
+                o.as_ref().is_some_and(|o| {
+                    o.track == track
+                        && !matches!(o.state, OutState::ToStop | OutState::NegotiatingStop)
+                })
+            })
+            .map(|i| i as u32)
+    }
+
+    pub fn out_by_mid(&self, mid: Mid) -> Option<u32> {
+        self.outs
+            .iter()
+            .position(|o| o.as_ref().is_some_and(|o| o.mid == Some(mid)))
+            .map(|i| i as u32)
+    }
+
+    /// Marks an outgoing m-line for removal; never-negotiated ones are just dropped.
+    pub fn stop_out(&mut self, slot: u32) {
+        let Some(entry) = self.outs.get_mut(slot as usize) else {
+            return;
+        };
+        match entry.as_ref().map(|o| o.state) {
+            Some(OutState::ToOpen) => *entry = None,
+            Some(OutState::Open | OutState::Negotiating) => {
+                if let Some(o) = entry.as_mut() {
+                    o.state = OutState::ToStop;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn needs_negotiation(&self) -> bool {
+        self.ice_restart
+            || self.outs.iter().flatten().any(|o| {
+                matches!(o.state, OutState::ToOpen) || (o.state == OutState::ToStop)
+            })
+    }
+
+    /// A client offer invalidated our pending offer: what it carried goes in the next one.
+    pub fn roll_back_pending(&mut self) {
+        if self.pending.take().is_none() {
+            return;
+        }
+        for o in self.outs.iter_mut().flatten() {
+            match o.state {
+                OutState::Negotiating => {
+                    o.state = OutState::ToOpen;
+                    o.mid = None;
+                }
+                OutState::NegotiatingStop => o.state = OutState::ToStop,
+                _ => {}
+            }
+        }
+    }
+
+    pub fn published_by_mid(&self, mid: Mid) -> Option<&Published> {
+        self.published.iter().find(|p| p.mid == mid)
+    }
+
+    pub fn published_track(&self, track: TrackKey) -> Option<&Published> {
+        self.published.iter().find(|p| p.track == track)
+    }
+
+    /// Queues an event for the participant. A full queue means signaling is not keeping
+    /// up: the participant is closed rather than the worker blocked.
+    pub fn send(&mut self, ev: SfuEvent) {
+        if self.events.try_send(ev).is_err() && self.closing.is_none() {
+            self.closing = Some("slow_consumer".into());
+        }
+    }
+}
