@@ -1,1 +1,274 @@
-fn main() {}
+//! `parlor`: composes the services into one binary.
+//!
+//! `parlor serve` (the default) runs the SFU, signaling and the web app in one process on
+//! one HTTP port; `parlor token` mints a room token with the same key.
+
+mod web;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{ArgAction, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use parlor_proto::{Claims, Grants, ParticipantId, PublishSource, RoomCaps, RoomId, TokenKey};
+use parlor_sfu::{CapsConfig, Sfu};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "parlor",
+    version,
+    about = "Voice, video and screen-share rooms for the browser: an SFU, signaling and the web app in one binary.",
+    long_about = "Voice, video and screen-share rooms for the browser.\n\n\
+        Without a subcommand, `parlor` runs `parlor serve` with its defaults: open the printed URL \
+        in two browser windows and join the same room.\n\n\
+        Room tokens are HS256 JWTs signed with PARLOR_TOKEN_SECRET, or, when that is unset, with a \
+        key generated once and kept in the data directory."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the SFU, signaling and the web app on one machine.
+    Serve(ServeArgs),
+    /// Mint a room token (printed on the last line).
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// HTTP address for the page, /ws, WHIP/WHEP and /metrics.
+    #[arg(long, env = "PARLOR_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the token key (and later, chat data) is kept.
+    #[arg(long, env = "PARLOR_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// First UDP port for media; worker i uses PORT+i. 0 picks free ports.
+    #[arg(long, env = "PARLOR_MEDIA_PORT", default_value_t = 7880)]
+    media_port: u16,
+    /// Address announced to browsers for media. Defaults to 127.0.0.1 (this machine only);
+    /// set it to this machine's LAN or public address to serve other machines.
+    #[arg(long, env = "PARLOR_PUBLIC_IP")]
+    public_ip: Option<IpAddr>,
+    /// Address the media sockets bind to.
+    #[arg(long, env = "PARLOR_MEDIA_BIND", default_value = "0.0.0.0")]
+    media_bind: IpAddr,
+    /// SFU worker threads; 0 means one per core.
+    #[arg(long, env = "PARLOR_WORKERS", default_value_t = 0)]
+    workers: usize,
+    /// Hand out guest tokens to the page (`--guest-tokens=false` for production).
+    #[arg(long, env = "PARLOR_GUEST_TOKENS", default_value_t = true, action = ArgAction::Set)]
+    guest_tokens: bool,
+    /// Default participant cap per room.
+    #[arg(long, env = "PARLOR_MAX_PARTICIPANTS", default_value_t = 100)]
+    max_participants: u32,
+    /// Default cap on participants publishing camera video per room.
+    #[arg(long, env = "PARLOR_MAX_VIDEO_PUBLISHERS", default_value_t = 25)]
+    max_video_publishers: u32,
+    /// Default cap on concurrent screen shares per room.
+    #[arg(long, env = "PARLOR_MAX_SCREEN_SHARES", default_value_t = 1)]
+    max_screen_shares: u32,
+}
+
+#[derive(clap::Args, Debug)]
+struct TokenArgs {
+    #[arg(long)]
+    room: String,
+    #[arg(long)]
+    identity: String,
+    /// Display name; defaults to the identity.
+    #[arg(long)]
+    name: Option<String>,
+    /// Sources the participant may publish: any of audio, video, screen.
+    #[arg(long, value_delimiter = ',', default_value = "audio,video,screen")]
+    publish: Vec<String>,
+    /// The participant may not receive others' tracks.
+    #[arg(long)]
+    no_subscribe: bool,
+    /// Room admin: the token's caps apply to the room.
+    #[arg(long)]
+    admin: bool,
+    /// Lifetime, e.g. 30m, 1h, 7d.
+    #[arg(long, default_value = "1h")]
+    ttl: humantime::Duration,
+    /// Room caps carried by an admin token.
+    #[arg(long)]
+    max_participants: Option<u32>,
+    #[arg(long)]
+    max_video_publishers: Option<u32>,
+    #[arg(long)]
+    max_screen_shares: Option<u32>,
+    #[arg(long, env = "PARLOR_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,str0m=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token(t)) => token(t),
+        Some(Command::Serve(s)) => serve(s),
+        None => match Cli::parse_from(["parlor", "serve"]).command {
+            Some(Command::Serve(s)) => serve(s),
+            _ => unreachable!("`parlor serve` parses as serve"),
+        },
+    }
+}
+
+/// The token key: PARLOR_TOKEN_SECRET, else a key generated once into the data directory.
+fn token_key(data_dir: &Path) -> anyhow::Result<TokenKey> {
+    if let Ok(s) = std::env::var("PARLOR_TOKEN_SECRET")
+        && !s.is_empty()
+    {
+        return Ok(TokenKey::new(s.as_bytes()));
+    }
+    let path = data_dir.join("token-secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if s.len() >= 32 {
+            return Ok(TokenKey::new(s.as_bytes()));
+        }
+        bail!("{} is too short to be a key", path.display());
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let secret = parlor_signaling::random_id() + &parlor_signaling::random_id();
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    Ok(TokenKey::new(secret.as_bytes()))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, s: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(s.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, s: &str) -> std::io::Result<()> {
+    std::fs::write(path, s)
+}
+
+fn token(t: TokenArgs) -> anyhow::Result<()> {
+    let room = RoomId::parse(&t.room).context("--room: 1-64 letters, digits and -_.:@")?;
+    let identity =
+        ParticipantId::parse(&t.identity).context("--identity: 1-128 letters, digits and -_.:@")?;
+    let publish = t
+        .publish
+        .iter()
+        .filter(|s| !s.trim().is_empty() && s.trim() != "none")
+        .map(|s| PublishSource::parse(s).with_context(|| format!("--publish: unknown source {s:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut claims = Claims::new(room, identity, t.ttl.into());
+    claims.name = t.name;
+    claims.grants = Grants {
+        publish,
+        subscribe: !t.no_subscribe,
+        admin: t.admin,
+    };
+    if t.max_participants.is_some() || t.max_video_publishers.is_some() || t.max_screen_shares.is_some()
+    {
+        if !t.admin {
+            bail!("room caps in a token need --admin");
+        }
+        claims.caps = Some(RoomCaps {
+            max_participants: t.max_participants,
+            max_video_publishers: t.max_video_publishers,
+            max_screen_shares: t.max_screen_shares,
+        });
+    }
+    let key = token_key(&t.data_dir)?;
+    println!("{}", key.sign(&claims));
+    Ok(())
+}
+
+fn serve(s: ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(serve_async(s))
+}
+
+async fn serve_async(s: ServeArgs) -> anyhow::Result<()> {
+    let key = token_key(&s.data_dir)?;
+    let registry = prometheus::Registry::new();
+    let sfu_config = parlor_sfu::Config {
+        workers: s.workers,
+        bind_ip: s.media_bind,
+        media_port: s.media_port,
+        public_ip: s.public_ip,
+        caps: CapsConfig {
+            max_participants: s.max_participants,
+            max_video_publishers: s.max_video_publishers,
+            max_screen_shares: s.max_screen_shares,
+        },
+    };
+    let sfu = Arc::new(
+        Sfu::start(&sfu_config, parlor_sfu::Metrics::new(&registry)?)
+            .context("starting the SFU (is the media port free? try --media-port 0)")?,
+    );
+    let mut sig_config = parlor_signaling::Config::new(key);
+    sig_config.guest_tokens = s.guest_tokens;
+    let state = parlor_signaling::AppState::new(
+        sig_config,
+        sfu.clone(),
+        parlor_signaling::Metrics::new(&registry)?,
+    );
+    let app = parlor_signaling::router(state.clone())
+        .merge(parlor_signaling::ops::router(registry, state.clone()))
+        .merge(web::router());
+    let listener = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .with_context(|| format!("binding {}", s.listen))?;
+    let addr = listener.local_addr()?;
+    let media: Vec<String> = sfu.media_addrs().iter().map(|a| a.to_string()).collect();
+    tracing::info!(media = ?media, guest_tokens = s.guest_tokens, "parlor serving");
+    println!("Parlor is running at http://{addr}");
+    println!("Media (UDP): {}", media.join(", "));
+    parlor_signaling::run(listener, app, state, shutdown_signal()).await?;
+    // Participants were told; now close their media sessions, bounded to fit a pod's grace.
+    if tokio::time::timeout(Duration::from_secs(10), sfu.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("SFU did not stop in time");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

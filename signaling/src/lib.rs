@@ -1,1 +1,269 @@
+//! Parlor's signaling service: the client WebSocket gateway (`/ws`), WHIP and WHEP, and
+//! guest tokens. It checks room tokens and relays everything media-related to an SFU
+//! through [`parlor_sfu::SfuControl`].
 
+pub mod error;
+pub mod gateway;
+pub mod ops;
+pub mod session;
+pub mod whip;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use parlor_proto::{Claims, ParticipantId, RoomId, TokenKey};
+use parlor_sfu::SfuControl;
+
+use crate::error::ApiError;
+use crate::session::Sessions;
+use crate::whip::HttpSessions;
+
+/// Largest WHIP/WHEP or API body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub token_key: TokenKey,
+    /// Whether `POST /api/guest-token` hands out tokens (the embedded default).
+    pub guest_tokens: bool,
+    pub guest_token_ttl: Duration,
+    pub heartbeat_interval: Duration,
+    /// How long a dropped connection's session can be resumed.
+    pub resume_window: Duration,
+    /// How long a new connection may take to identify.
+    pub identify_timeout: Duration,
+}
+
+impl Config {
+    pub fn new(token_key: TokenKey) -> Config {
+        Config {
+            token_key,
+            guest_tokens: true,
+            guest_token_ttl: Duration::from_secs(6 * 3600),
+            heartbeat_interval: Duration::from_secs(10),
+            resume_window: Duration::from_secs(60),
+            identify_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub connections: IntGauge,
+    pub sessions: IntGauge,
+    pub frames_in: IntCounter,
+    pub frames_out: IntCounter,
+    pub errors: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new(registry: &Registry) -> Result<Metrics, prometheus::Error> {
+        let connections = IntGauge::new(
+            "parlor_signaling_connections",
+            "Open signaling WebSockets",
+        )?;
+        let sessions = IntGauge::new(
+            "parlor_signaling_sessions",
+            "Signaling sessions, including ones waiting to be resumed",
+        )?;
+        let frames_in = IntCounter::new(
+            "parlor_signaling_frames_in_total",
+            "Frames received from clients",
+        )?;
+        let frames_out = IntCounter::new(
+            "parlor_signaling_frames_out_total",
+            "Frames sent to clients",
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "parlor_signaling_errors_total",
+                "Error frames sent to clients, by code",
+            ),
+            &["code"],
+        )?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(sessions.clone()))?;
+        registry.register(Box::new(frames_in.clone()))?;
+        registry.register(Box::new(frames_out.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        Ok(Metrics {
+            connections,
+            sessions,
+            frames_in,
+            frames_out,
+            errors,
+        })
+    }
+}
+
+/// Everything the routes share.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub sfu: Arc<dyn SfuControl>,
+    pub sessions: Arc<Sessions>,
+    pub http_sessions: Arc<HttpSessions>,
+    pub metrics: Metrics,
+    pub shutdown: Arc<watch::Sender<bool>>,
+    next_conn: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, sfu: Arc<dyn SfuControl>, metrics: Metrics) -> AppState {
+        AppState {
+            config: Arc::new(config),
+            sfu,
+            sessions: Arc::default(),
+            http_sessions: Arc::default(),
+            metrics,
+            shutdown: Arc::new(watch::channel(false).0),
+            next_conn: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// Tells every connection the server is going away.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// The signaling routes: `/ws`, WHIP, WHEP and guest tokens.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(gateway::ws_handler))
+        .route("/whip/rooms/{room}", post(whip::whip_post))
+        .route(
+            "/whip/rooms/{room}/sessions/{resource}",
+            axum::routing::delete(whip::delete_session).patch(whip::patch_session),
+        )
+        .route(
+            "/whep/rooms/{room}/participants/{identity}",
+            post(whip::whep_post),
+        )
+        .route(
+            "/whep/rooms/{room}/sessions/{resource}",
+            axum::routing::delete(whip::delete_session).patch(whip::patch_session),
+        )
+        .route("/api/guest-token", post(guest_token))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `app` until `shutdown` resolves, then drains: every client is told, sockets
+/// close, and sessions waiting for resume are dropped.
+pub async fn run(
+    listener: TcpListener,
+    app: Router,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let reaper = tokio::spawn(reap_sessions(state.clone()));
+    let st = state.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            st.begin_shutdown();
+        })
+        .await;
+    reaper.abort();
+    for s in state.sessions.all() {
+        if let Some(h) = s.set_handle(None) {
+            state.sfu.leave(&h, "server_shutdown").await;
+        }
+    }
+    result
+}
+
+/// Ends sessions whose connection dropped and did not come back within the window.
+async fn reap_sessions(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let expired = state
+            .sessions
+            .take_expired(std::time::Instant::now(), state.config.resume_window);
+        for s in expired {
+            if let Some(h) = s.set_handle(None) {
+                state.sfu.leave(&h, "disconnected").await;
+            }
+        }
+        state.metrics.sessions.set(state.sessions.len() as i64);
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct GuestRequest {
+    room: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Debug, Serialize)]
+struct GuestToken {
+    token: String,
+    identity: ParticipantId,
+    room: RoomId,
+}
+
+async fn guest_token(
+    State(state): State<AppState>,
+    body: Result<Json<GuestRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<GuestToken>, ApiError> {
+    if !state.config.guest_tokens {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "guest_tokens_disabled",
+            "this server does not hand out guest tokens; ask for a room token",
+        ));
+    }
+    let Json(req) = body
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
+    let room = RoomId::parse(req.room.trim()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_room",
+            "room names are 1-64 letters, digits and -_.:@",
+        )
+    })?;
+    let name: String = req.name.trim().chars().filter(|c| !c.is_control()).take(64).collect();
+    let identity = ParticipantId::parse(&format!("guest-{}", &random_id()[..12]))
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "bad id"))?;
+    let mut claims = Claims::new(room.clone(), identity.clone(), state.config.guest_token_ttl);
+    if !name.is_empty() {
+        claims.name = Some(name);
+    }
+    Ok(Json(GuestToken {
+        token: state.config.token_key.sign(&claims),
+        identity,
+        room,
+    }))
+}
+
+/// A random 128-bit id, hex.
+pub fn random_id() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,235 @@
+//! WHIP (RFC 9725) publishing and WHEP playback over plain HTTP.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+
+use parlor_proto::{Claims, ParticipantId, RoomId};
+use parlor_sfu::{JoinRequest, ParticipantHandle, Reply, Request, SfuEvent};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// WHIP/WHEP sessions, by their resource id.
+#[derive(Debug, Default)]
+pub struct HttpSessions {
+    map: Mutex<HashMap<String, ParticipantHandle>>,
+}
+
+impl HttpSessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ParticipantHandle>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let v = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <room token>"))?;
+    v.to_str()
+        .ok()
+        .and_then(|s| s.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::unauthorized("Authorization must be Bearer <room token>"))
+}
+
+fn check_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    room: &str,
+    body: &Bytes,
+) -> Result<(Claims, RoomId, String), ApiError> {
+    let token = bearer(headers)?;
+    let claims = state.config.token_key.verify(token)?;
+    let room = RoomId::parse(room)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_room", "bad room name"))?;
+    if claims.room != room {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_room",
+            format!("the token is for room {}, not {room}", claims.room),
+        ));
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !ct.starts_with("application/sdp") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type must be application/sdp",
+        ));
+    }
+    let sdp = std::str::from_utf8(body)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_sdp", "SDP is not UTF-8"))?
+        .to_owned();
+    Ok((claims, room, sdp))
+}
+
+/// Drains a WHIP/WHEP participant's events: there is no socket to deliver them to, and the
+/// session ends when the SFU drops the participant.
+fn drain(state: AppState, resource: String, mut rx: mpsc::Receiver<SfuEvent>) {
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if let SfuEvent::Closed { .. } = ev {
+                state.http_sessions.lock().remove(&resource);
+                break;
+            }
+        }
+    });
+}
+
+fn created(location: String, sdp: String) -> Response {
+    let mut r = (StatusCode::CREATED, sdp).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    r
+}
+
+pub async fn whip_post(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (claims, room, sdp) = check_request(&state, &headers, &room, &body)?;
+    if claims.grants.publish.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token grants no publishing",
+        ));
+    }
+    let (tx, rx) = mpsc::channel(256);
+    let joined = state
+        .sfu
+        .join(JoinRequest {
+            room: room.clone(),
+            identity: claims.sub.clone(),
+            name: claims.display_name().to_owned(),
+            grants: claims.grants.clone(),
+            caps: claims.caps,
+            hidden: false,
+            auto_subscribe: false,
+            events: tx,
+        })
+        .await?;
+    let handle = joined.handle;
+    let reply = state
+        .sfu
+        .request(
+            &handle,
+            Request::Offer {
+                sdp,
+                tracks: Vec::new(),
+                infer_sources: true,
+            },
+        )
+        .await;
+    let sdp = match reply {
+        Ok(Reply::Answer { sdp, .. }) => sdp,
+        Ok(Reply::Ok) => String::new(),
+        Err(e) => {
+            state.sfu.leave(&handle, "whip_failed").await;
+            return Err(e.into());
+        }
+    };
+    let resource = crate::random_id();
+    state.http_sessions.lock().insert(resource.clone(), handle);
+    drain(state.clone(), resource.clone(), rx);
+    Ok(created(format!("/whip/rooms/{room}/sessions/{resource}"), sdp))
+}
+
+pub async fn whep_post(
+    State(state): State<AppState>,
+    Path((room, target)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (claims, room, sdp) = check_request(&state, &headers, &room, &body)?;
+    if !claims.grants.subscribe {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token does not grant subscribing",
+        ));
+    }
+    let target = ParticipantId::parse(&target).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "unknown_participant", "no such participant")
+    })?;
+    let suffix = &crate::random_id()[..8];
+    let viewer = ParticipantId::parse(&format!("{}.whep-{suffix}", claims.sub))
+        .unwrap_or_else(|| ParticipantId::parse(&format!("whep-{suffix}")).unwrap_or(claims.sub.clone()));
+    let (tx, rx) = mpsc::channel(256);
+    let mut grants = claims.grants.clone();
+    grants.publish.clear();
+    let joined = state
+        .sfu
+        .join(JoinRequest {
+            room: room.clone(),
+            identity: viewer,
+            name: claims.display_name().to_owned(),
+            grants,
+            caps: None,
+            hidden: true,
+            auto_subscribe: false,
+            events: tx,
+        })
+        .await?;
+    let handle = joined.handle;
+    let reply = state
+        .sfu
+        .request(&handle, Request::WhepOffer { sdp, target })
+        .await;
+    let sdp = match reply {
+        Ok(Reply::Answer { sdp, .. }) => sdp,
+        Ok(Reply::Ok) => String::new(),
+        Err(e) => {
+            state.sfu.leave(&handle, "whep_failed").await;
+            return Err(e.into());
+        }
+    };
+    let resource = crate::random_id();
+    state.http_sessions.lock().insert(resource.clone(), handle);
+    drain(state.clone(), resource.clone(), rx);
+    Ok(created(format!("/whep/rooms/{room}/sessions/{resource}"), sdp))
+}
+
+/// DELETE on a WHIP or WHEP Location ends that session.
+pub async fn delete_session(
+    State(state): State<AppState>,
+    Path((_room, resource)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let handle = state.http_sessions.lock().remove(&resource);
+    match handle {
+        Some(h) => {
+            state.sfu.leave(&h, "left").await;
+            Ok(StatusCode::OK)
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_session",
+            "no such WHIP/WHEP session",
+        )),
+    }
+}
+
+/// Trickle ICE is not needed: the SFU is ICE-lite and its candidates are in the answer.
+pub async fn patch_session() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "DELETE")],
+        "trickle ICE is not supported; all candidates are in the answer",
+    )
+        .into_response()
+}
+
