@@ -173,7 +173,9 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
         .publish
         .iter()
         .filter(|s| !s.trim().is_empty() && s.trim() != "none")
-        .map(|s| PublishSource::parse(s).with_context(|| format!("--publish: unknown source {s:?}")))
+        .map(|s| {
+            PublishSource::parse(s).with_context(|| format!("--publish: unknown source {s:?}"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut claims = Claims::new(room, identity, t.ttl.into());
     claims.name = t.name;
@@ -182,7 +184,9 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
         subscribe: !t.no_subscribe,
         admin: t.admin,
     };
-    if t.max_participants.is_some() || t.max_video_publishers.is_some() || t.max_screen_shares.is_some()
+    if t.max_participants.is_some()
+        || t.max_video_publishers.is_some()
+        || t.max_screen_shares.is_some()
     {
         if !t.admin {
             bail!("room caps in a token need --admin");

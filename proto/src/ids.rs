@@ -47,14 +47,15 @@ string_id!(
     128
 );
 string_id!(
-    /// A published track, unique within its room: `<identity>:<n>`.
+    /// A published track, unique within its room: `TR_<hex>`. It is also the track's
+    /// `a=msid` id in SDP, so it uses only SDP token characters.
     TrackId,
-    160
+    64
 );
 
 impl TrackId {
-    pub fn new(owner: &ParticipantId, n: u32) -> TrackId {
-        TrackId(format!("{owner}:{n}"))
+    pub fn from_serial(n: u64) -> TrackId {
+        TrackId(format!("TR_{n:x}"))
     }
 }
 

@@ -54,9 +54,15 @@ pub enum Request {
         infer_sources: bool,
     },
     /// The client's answer to a server offer.
-    Answer { offer_id: u64, sdp: String },
+    Answer {
+        offer_id: u64,
+        sdp: String,
+    },
     /// A WHEP viewer's offer: play `target`'s microphone and camera.
-    WhepOffer { sdp: String, target: ParticipantId },
+    WhepOffer {
+        sdp: String,
+        target: ParticipantId,
+    },
     Unpublish(TrackId),
     Mute(TrackId, bool),
     Subscribe(TrackId),

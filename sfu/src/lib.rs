@@ -88,11 +88,13 @@ impl Sfu {
             config.workers
         };
         let provider = str0m::crypto::from_feature_flags();
-        let advertise_ip = config.public_ip.unwrap_or(if config.bind_ip.is_unspecified() {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            config.bind_ip
-        });
+        let advertise_ip = config
+            .public_ip
+            .unwrap_or(if config.bind_ip.is_unspecified() {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                config.bind_ip
+            });
         let mut workers = Vec::with_capacity(n);
         for i in 0..n {
             let port = if config.media_port == 0 {

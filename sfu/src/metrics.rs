@@ -115,9 +115,13 @@ pub(crate) struct Tally {
 impl Tally {
     pub(crate) fn publish(&mut self, m: &Metrics, worker: &str) {
         let t = std::mem::take(self);
-        m.packets_in.with_label_values(&[worker]).inc_by(t.packets_in);
+        m.packets_in
+            .with_label_values(&[worker])
+            .inc_by(t.packets_in);
         m.bytes_in.with_label_values(&[worker]).inc_by(t.bytes_in);
-        m.packets_out.with_label_values(&[worker]).inc_by(t.packets_out);
+        m.packets_out
+            .with_label_values(&[worker])
+            .inc_by(t.packets_out);
         m.bytes_out.with_label_values(&[worker]).inc_by(t.bytes_out);
         m.forwarded.with_label_values(&[worker]).inc_by(t.forwarded);
         m.dropped
@@ -126,8 +130,12 @@ impl Tally {
         m.dropped
             .with_label_values(&[worker, "unknown_source"])
             .inc_by(t.dropped_unknown);
-        m.nacks.with_label_values(&[worker, "rx"]).inc_by(t.nacks_rx);
-        m.nacks.with_label_values(&[worker, "tx"]).inc_by(t.nacks_tx);
+        m.nacks
+            .with_label_values(&[worker, "rx"])
+            .inc_by(t.nacks_rx);
+        m.nacks
+            .with_label_values(&[worker, "tx"])
+            .inc_by(t.nacks_tx);
         m.plis.with_label_values(&[worker, "rx"]).inc_by(t.plis_rx);
         m.plis.with_label_values(&[worker, "tx"]).inc_by(t.plis_tx);
         m.rtx.with_label_values(&[worker]).inc_by(t.rtx);

@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
 use str0m::format::Codec as StrCodec;
 use str0m::media::{Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
-use str0m::Rtc;
 use tokio::sync::mpsc;
 
 use parlor_proto::{MediaKind, ParticipantId, RoomId, TrackId};
@@ -186,9 +186,11 @@ impl Peer {
 
     pub fn needs_negotiation(&self) -> bool {
         self.ice_restart
-            || self.outs.iter().flatten().any(|o| {
-                matches!(o.state, OutState::ToOpen) || (o.state == OutState::ToStop)
-            })
+            || self
+                .outs
+                .iter()
+                .flatten()
+                .any(|o| matches!(o.state, OutState::ToOpen) || (o.state == OutState::ToStop))
     }
 
     /// A client offer invalidated our pending offer: what it carried goes in the next one.

@@ -90,7 +90,10 @@ mod tests {
     fn reads_sections() {
         let s = scan(OFFER).unwrap();
         assert_eq!(s.len(), 5);
-        assert_eq!((s[0].kind, s[0].sends, s[0].receives), (Some(MediaKind::Audio), true, false));
+        assert_eq!(
+            (s[0].kind, s[0].sends, s[0].receives),
+            (Some(MediaKind::Audio), true, false)
+        );
         assert_eq!(s[1].rids, vec!["l", "h"]);
         assert!(s[1].sends && s[1].receives);
         assert!(!s[2].sends && s[2].receives);

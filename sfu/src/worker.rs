@@ -21,17 +21,15 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use parlor_proto::signal::{
-    ActiveSpeakers, MidTrack, ParticipantInfo, ParticipantJoined, ParticipantLeft,
-    PublishTrack, ServerMessage, ServerOffer, Speaker, TrackInfo, TrackMuted, TrackPublished,
-    TrackUnpublished,
+    ActiveSpeakers, MidTrack, ParticipantInfo, ParticipantJoined, ParticipantLeft, PublishTrack,
+    ServerMessage, ServerOffer, Speaker, TrackInfo, TrackMuted, TrackPublished, TrackUnpublished,
 };
 use parlor_proto::{MediaKind, RoomId, Source, TrackId};
 
 use crate::control::{JoinRequest, Joined, ParticipantHandle, Reply, Request, SfuError, SfuEvent};
 use crate::core::codec::{self, Codec};
 use crate::core::{
-    Action, CapsConfig, JoinError, PacketIn, PeerKey, PublishError, Room, SubscribeError,
-    TrackKey,
+    Action, CapsConfig, JoinError, PacketIn, PeerKey, PublishError, Room, SubscribeError, TrackKey,
 };
 use crate::metrics::{Metrics, Tally};
 use crate::peer::{Out, OutState, Peer, Pending, Published};
@@ -365,7 +363,9 @@ impl Worker {
             }
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 let bps = estimate.as_u64();
-                let Some(p) = self.peers.get_mut(&k) else { return };
+                let Some(p) = self.peers.get_mut(&k) else {
+                    return;
+                };
                 // Only changes of more than 10% move layers.
                 if p.last_bwe != 0 && bps.abs_diff(p.last_bwe) * 10 < p.last_bwe {
                     return;
@@ -381,7 +381,9 @@ impl Worker {
                 self.actions = actions;
             }
             Event::IceConnectionStateChange(s) => {
-                let Some(p) = self.peers.get_mut(&k) else { return };
+                let Some(p) = self.peers.get_mut(&k) else {
+                    return;
+                };
                 debug!(peer = %p.identity, state = ?s, "ice state");
                 match s {
                     IceConnectionState::Disconnected => {
@@ -412,18 +414,23 @@ impl Worker {
 
     /// The forwarding hot path for one received RTP packet.
     fn rtp(&mut self, now: Instant, k: PeerKey, pkt: RtpPacket) {
-        let Some(p) = self.peers.get_mut(&k) else { return };
+        let Some(p) = self.peers.get_mut(&k) else {
+            return;
+        };
         let ssrc = pkt.header.ssrc;
         let entry = match p.ssrc_map.iter().find(|e| e.0 == ssrc) {
             Some(e) => Some((e.1, e.2, e.3)),
             None => resolve_ssrc(p, &pkt),
         };
         let Some((track, layer, codec)) = entry else {
+            tracing::trace!(peer = %p.identity, %ssrc, "rtp on unknown stream");
             self.tally.dropped_unknown += 1;
             return;
         };
         let keyframe = codec::is_keyframe_start(codec, &pkt.payload);
-        let Some(room) = self.rooms.get_mut(&p.room) else { return };
+        let Some(room) = self.rooms.get_mut(&p.room) else {
+            return;
+        };
         if let Some(level) = pkt.header.ext_vals.audio_level {
             room.core.on_audio_level(now, k, level.unsigned_abs());
         }
@@ -450,20 +457,27 @@ impl Worker {
         let video = codec.is_video();
         for a in &actions {
             let Action::Forward(f) = a else { continue };
-            let Some(s) = self.peers.get_mut(&f.sub) else { continue };
+            let Some(s) = self.peers.get_mut(&f.sub) else {
+                continue;
+            };
             let Some(Some(out)) = s.outs.get_mut(f.slot as usize) else {
                 continue;
             };
             if out.ssrc.is_none() {
-                out.ssrc = out
-                    .mid
-                    .and_then(|m| s.rtc.direct_api().stream_tx_by_mid(m, None).map(|t| t.ssrc()));
+                out.ssrc = out.mid.and_then(|m| {
+                    s.rtc
+                        .direct_api()
+                        .stream_tx_by_mid(m, None)
+                        .map(|t| t.ssrc())
+                });
             }
             let (Some(ssrc), Some(pt)) = (out.ssrc, out.pt(codec, &s.rtc)) else {
                 continue;
             };
             let mut api = s.rtc.direct_api();
-            let Some(tx) = api.stream_tx(&ssrc) else { continue };
+            let Some(tx) = api.stream_tx(&ssrc) else {
+                continue;
+            };
             tx.write_rtp(
                 RtpWrite::new(pt, f.seq.into(), f.ts, now, pkt.payload.clone())
                     .marker(pkt.header.marker)
@@ -496,8 +510,12 @@ impl Worker {
             else {
                 continue;
             };
-            let Some(p) = self.peers.get_mut(owner) else { continue };
-            let Some(pubd) = p.published_track(*track) else { continue };
+            let Some(p) = self.peers.get_mut(owner) else {
+                continue;
+            };
+            let Some(pubd) = p.published_track(*track) else {
+                continue;
+            };
             let (mid, rid) = (pubd.mid, pubd.rids.get(*layer).copied());
             if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
                 rx.request_keyframe(KeyframeRequestKind::Pli);
@@ -515,7 +533,9 @@ impl Worker {
         let room_ids: Vec<RoomId> = self.rooms.keys().cloned().collect();
         for id in room_ids {
             actions.clear();
-            let Some(r) = self.rooms.get_mut(&id) else { continue };
+            let Some(r) = self.rooms.get_mut(&id) else {
+                continue;
+            };
             r.core.tick(now, &mut actions);
             let speakers = r.core.poll_speakers(now);
             self.keyframe_actions(&actions);
@@ -807,7 +827,11 @@ impl Worker {
                     .is_some_and(|r| r.core.set_paused(now, k, t, paused, &mut actions));
                 self.keyframe_actions(&actions);
                 self.actions = actions;
-                if ok { Ok(Reply::Ok) } else { Err(SfuError::UnknownTrack) }
+                if ok {
+                    Ok(Reply::Ok)
+                } else {
+                    Err(SfuError::UnknownTrack)
+                }
             }
             Request::Quality(id, q) => {
                 let t = self.track_key(&room, &id)?;
@@ -819,7 +843,11 @@ impl Worker {
                     .is_some_and(|r| r.core.set_quality(now, k, t, q, &mut actions));
                 self.keyframe_actions(&actions);
                 self.actions = actions;
-                if ok { Ok(Reply::Ok) } else { Err(SfuError::UnknownTrack) }
+                if ok {
+                    Ok(Reply::Ok)
+                } else {
+                    Err(SfuError::UnknownTrack)
+                }
             }
             Request::IceRestart => {
                 if let Some(p) = self.peers.get_mut(&k) {
@@ -839,7 +867,11 @@ impl Worker {
 
     fn own_track(&self, k: PeerKey, room: &RoomId, id: &TrackId) -> Result<TrackKey, SfuError> {
         let t = self.track_key(room, id)?;
-        let owner = self.rooms.get(room).and_then(|r| r.core.track(t)).map(|t| t.owner);
+        let owner = self
+            .rooms
+            .get(room)
+            .and_then(|r| r.core.track(t))
+            .map(|t| t.owner);
         if owner != Some(k) {
             return Err(SfuError::Forbidden("not your track".into()));
         }
@@ -893,7 +925,11 @@ impl Worker {
                     source.as_str()
                 )));
             }
-            let layers = if layers.is_empty() { s.rids.clone() } else { layers };
+            let layers = if layers.is_empty() {
+                s.rids.clone()
+            } else {
+                layers
+            };
             if layers.iter().any(|l| !s.rids.contains(l)) && !s.rids.is_empty() {
                 return Err(SfuError::BadRequest(format!(
                     "m-line {} layers do not match its a=rid lines",
@@ -901,7 +937,9 @@ impl Worker {
                 )));
             }
             if layers.len() > 3 {
-                return Err(SfuError::BadRequest("at most three simulcast layers".into()));
+                return Err(SfuError::BadRequest(
+                    "at most three simulcast layers".into(),
+                ));
             }
             new_tracks.push((mid, source, layers, muted));
         }
@@ -963,13 +1001,17 @@ impl Worker {
         }
         let mut reply_tracks = Vec::new();
         for (mid, track, layers) in created {
-            let Some(p) = self.peers.get_mut(&k) else { break };
+            let Some(p) = self.peers.get_mut(&k) else {
+                break;
+            };
             p.published.push(Published {
                 mid,
                 track,
                 rids: layers.iter().map(|l| Rid::from(l.as_str())).collect(),
             });
-            let Some(info) = self.track_info(room, track) else { continue };
+            let Some(info) = self.track_info(room, track) else {
+                continue;
+            };
             reply_tracks.push(MidTrack {
                 mid: mid.to_string(),
                 track_id: info.track_id.clone(),
@@ -1033,6 +1075,7 @@ impl Worker {
             self.mark_dirty(k);
             return Err(SfuError::InvalidSdp(e.to_string()));
         }
+        debug!(peer = %p.identity, offer_id, "answer accepted");
         let mut ready = Vec::new();
         for (slot, entry) in p.outs.iter_mut().enumerate() {
             let Some(o) = entry else { continue };
@@ -1108,13 +1151,19 @@ impl Worker {
         let mut actions = std::mem::take(&mut self.actions);
         actions.clear();
         for (mid, track) in bound {
-            let Some(r) = self.rooms.get_mut(room) else { break };
+            let Some(r) = self.rooms.get_mut(room) else {
+                break;
+            };
             if r.core.subscribe(k, track).is_err() {
                 continue;
             }
-            let Some(t) = r.core.track(track) else { continue };
+            let Some(t) = r.core.track(track) else {
+                continue;
+            };
             let (track_id, kind) = (t.id.clone(), t.kind());
-            let Some(p) = self.peers.get_mut(&k) else { break };
+            let Some(p) = self.peers.get_mut(&k) else {
+                break;
+            };
             let mut out = Out::new(track, track_id, target.clone(), kind);
             out.state = OutState::Open;
             out.mid = Some(mid);
@@ -1141,10 +1190,14 @@ impl Worker {
             Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(SubscribeError::NotGranted) => {
-                return Err(SfuError::Forbidden("the token does not grant subscribing".into()));
+                return Err(SfuError::Forbidden(
+                    "the token does not grant subscribing".into(),
+                ));
             }
             Err(SubscribeError::OwnTrack) => {
-                return Err(SfuError::BadRequest("cannot subscribe to your own track".into()));
+                return Err(SfuError::BadRequest(
+                    "cannot subscribe to your own track".into(),
+                ));
             }
             Err(SubscribeError::UnknownTrack) => return Err(SfuError::UnknownTrack),
         }
@@ -1164,8 +1217,12 @@ impl Worker {
     }
 
     fn unpublish(&mut self, room: &RoomId, track: TrackKey) {
-        let Some(r) = self.rooms.get_mut(room) else { return };
-        let Some(t) = r.core.unpublish(track) else { return };
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let Some(t) = r.core.unpublish(track) else {
+            return;
+        };
         if let Some(p) = self.peers.get_mut(&t.owner) {
             p.published.retain(|pb| pb.track != track);
             p.ssrc_map.retain(|e| e.1 != track);
@@ -1192,7 +1249,9 @@ impl Worker {
 
     /// Removes a participant, its tracks and its subscriptions, and tells the room.
     fn remove_peer(&mut self, k: PeerKey, reason: &str, notify_self: bool) {
-        let Some(mut p) = self.peers.remove(&k) else { return };
+        let Some(mut p) = self.peers.remove(&k) else {
+            return;
+        };
         for a in &p.addrs {
             self.by_addr.remove(a);
         }
@@ -1208,7 +1267,9 @@ impl Worker {
             self.udp.queue(t.destination, &t.contents);
         }
         let room = p.room.clone();
-        let Some(r) = self.rooms.get_mut(&room) else { return };
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
         r.peers.retain(|x| *x != k);
         let gone = r.core.remove(k);
         let empty = r.core.is_empty();
@@ -1253,7 +1314,9 @@ impl Worker {
     }
 
     fn negotiate(&mut self, k: PeerKey) {
-        let Some(p) = self.peers.get_mut(&k) else { return };
+        let Some(p) = self.peers.get_mut(&k) else {
+            return;
+        };
         let mut api = p.rtc.sdp_api();
         let mut new_ufrag = None;
         if p.ice_restart {
@@ -1313,6 +1376,7 @@ impl Worker {
                 })
             })
             .collect();
+        debug!(peer = %p.identity, offer_id, "server offer");
         p.send(SfuEvent::Signal(ServerMessage::Offer(ServerOffer {
             offer_id,
             sdp: offer.to_sdp_string(),
@@ -1364,13 +1428,17 @@ impl Worker {
 
     /// Sends a room event to every visible participant except `except`.
     fn broadcast(&mut self, room: &RoomId, except: Option<PeerKey>, msg: ServerMessage) {
-        let Some(r) = self.rooms.get(room) else { return };
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
         let ephemeral = msg.is_ephemeral();
         for k in &r.peers {
             if Some(*k) == except {
                 continue;
             }
-            let Some(p) = self.peers.get_mut(k) else { continue };
+            let Some(p) = self.peers.get_mut(k) else {
+                continue;
+            };
             if p.hidden {
                 continue;
             }
@@ -1411,6 +1479,7 @@ fn resolve_ssrc(p: &mut Peer, pkt: &RtpPacket) -> Option<(TrackKey, usize, Codec
         StrCodec::H264 => Codec::H264,
         _ => return None,
     };
+    debug!(peer = %p.identity, %ssrc, %mid, ?rid, ?codec, layer, "new incoming stream");
     p.ssrc_map.push((ssrc, track, layer, codec));
     Some((track, layer, codec))
 }

@@ -203,11 +203,7 @@ impl Connection {
     }
 
     fn reply_error(&self, id: Option<u64>, code: &str, message: impl Into<String>) {
-        self.state
-            .metrics
-            .errors
-            .with_label_values(&[code])
-            .inc();
+        self.state.metrics.errors.with_label_values(&[code]).inc();
         self.reply(
             id,
             ServerMessage::Error(ErrorBody {
@@ -412,15 +408,13 @@ impl Connection {
                     Err(e) => self.sfu_error(id, e),
                 }
             }
-            ClientMessage::Leave(_) => {
-                match session.set_handle(None) {
-                    Some(h) => {
-                        sfu.leave(&h, "left").await;
-                        session.emit(ServerMessage::Left(Empty {}), id);
-                    }
-                    None => self.reply_error(id, "not_joined", "not in the room"),
+            ClientMessage::Leave(_) => match session.set_handle(None) {
+                Some(h) => {
+                    sfu.leave(&h, "left").await;
+                    session.emit(ServerMessage::Left(Empty {}), id);
                 }
-            }
+                None => self.reply_error(id, "not_joined", "not in the room"),
+            },
             msg => {
                 let Some(h) = session.handle() else {
                     self.reply_error(id, "not_joined", "join the room first");

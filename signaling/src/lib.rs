@@ -70,10 +70,8 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(registry: &Registry) -> Result<Metrics, prometheus::Error> {
-        let connections = IntGauge::new(
-            "parlor_signaling_connections",
-            "Open signaling WebSockets",
-        )?;
+        let connections =
+            IntGauge::new("parlor_signaling_connections", "Open signaling WebSockets")?;
         let sessions = IntGauge::new(
             "parlor_signaling_sessions",
             "Signaling sessions, including ones waiting to be resumed",
@@ -238,8 +236,8 @@ async fn guest_token(
             "this server does not hand out guest tokens; ask for a room token",
         ));
     }
-    let Json(req) = body
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
+    let Json(req) =
+        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
     let room = RoomId::parse(req.room.trim()).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -247,7 +245,13 @@ async fn guest_token(
             "room names are 1-64 letters, digits and -_.:@",
         )
     })?;
-    let name: String = req.name.trim().chars().filter(|c| !c.is_control()).take(64).collect();
+    let name: String = req
+        .name
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
     let identity = ParticipantId::parse(&format!("guest-{}", &random_id()[..12]))
         .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "bad id"))?;
     let mut claims = Claims::new(room.clone(), identity.clone(), state.config.guest_token_ttl);

@@ -80,7 +80,11 @@ impl Session {
         if !ephemeral {
             g.seq += 1;
         }
-        let frame = ServerFrame { seq: g.seq, id, msg };
+        let frame = ServerFrame {
+            seq: g.seq,
+            id,
+            msg,
+        };
         let Ok(text) = serde_json::to_string(&frame) else {
             return;
         };

@@ -88,7 +88,10 @@ fn drain(state: AppState, resource: String, mut rx: mpsc::Receiver<SfuEvent>) {
 fn created(location: String, sdp: String) -> Response {
     let mut r = (StatusCode::CREATED, sdp).into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
     if let Ok(v) = HeaderValue::from_str(&location) {
         h.insert(header::LOCATION, v);
     }
@@ -146,7 +149,10 @@ pub async fn whip_post(
     let resource = crate::random_id();
     state.http_sessions.lock().insert(resource.clone(), handle);
     drain(state.clone(), resource.clone(), rx);
-    Ok(created(format!("/whip/rooms/{room}/sessions/{resource}"), sdp))
+    Ok(created(
+        format!("/whip/rooms/{room}/sessions/{resource}"),
+        sdp,
+    ))
 }
 
 pub async fn whep_post(
@@ -164,11 +170,17 @@ pub async fn whep_post(
         ));
     }
     let target = ParticipantId::parse(&target).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_participant", "no such participant")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_participant",
+            "no such participant",
+        )
     })?;
     let suffix = &crate::random_id()[..8];
-    let viewer = ParticipantId::parse(&format!("{}.whep-{suffix}", claims.sub))
-        .unwrap_or_else(|| ParticipantId::parse(&format!("whep-{suffix}")).unwrap_or(claims.sub.clone()));
+    let viewer =
+        ParticipantId::parse(&format!("{}.whep-{suffix}", claims.sub)).unwrap_or_else(|| {
+            ParticipantId::parse(&format!("whep-{suffix}")).unwrap_or(claims.sub.clone())
+        });
     let (tx, rx) = mpsc::channel(256);
     let mut grants = claims.grants.clone();
     grants.publish.clear();
@@ -201,7 +213,10 @@ pub async fn whep_post(
     let resource = crate::random_id();
     state.http_sessions.lock().insert(resource.clone(), handle);
     drain(state.clone(), resource.clone(), rx);
-    Ok(created(format!("/whep/rooms/{room}/sessions/{resource}"), sdp))
+    Ok(created(
+        format!("/whep/rooms/{room}/sessions/{resource}"),
+        sdp,
+    ))
 }
 
 /// DELETE on a WHIP or WHEP Location ends that session.
@@ -232,4 +247,3 @@ pub async fn patch_session() -> Response {
     )
         .into_response()
 }
-

@@ -273,7 +273,6 @@ pub struct Room {
     members: HashMap<PeerKey, Member>,
     tracks: HashMap<TrackKey, Track>,
     next_track: u32,
-    next_track_n: HashMap<ParticipantId, u32>,
     last_speakers_check: Option<Instant>,
     last_speakers: Vec<PeerKey>,
     last_tick: Option<Instant>,
@@ -288,7 +287,6 @@ impl Room {
             members: HashMap::new(),
             tracks: HashMap::new(),
             next_track: track_base,
-            next_track_n: HashMap::new(),
             last_speakers_check: None,
             last_speakers: Vec::new(),
             last_tick: None,
@@ -426,9 +424,7 @@ impl Room {
             .members
             .get_mut(&owner)
             .ok_or(PublishError::NotJoined)?;
-        let n = self.next_track_n.entry(m.identity.clone()).or_insert(0);
-        *n += 1;
-        let id = TrackId::new(&m.identity, *n);
+        let id = TrackId::from_serial(key.0 as u64);
         m.tracks.push(key);
         let layers = if source.kind() == MediaKind::Video {
             rids.len().max(1)
