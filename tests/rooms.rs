@@ -47,7 +47,208 @@ async fn three_participants_each_receive_both_others() -> anyhow::Result<()> {
         // Nothing of its own comes back.
         assert_eq!(video_from(&c.counts(), &c.identity), 0);
     }
-    assert!(server.metric("parlor_sfu_rtp_forwarded_total").await > 0.0);
+    server
+        .wait_metric("parlor_sfu_rtp_forwarded_total", |v| v > 0.0)
+        .await?;
+    server.stop().await;
+    Ok(())
+}
+
+fn packets_of(c: &Client, track_id: &str) -> u64 {
+    c.counts().get(track_id).map_or(0, |r| r.packets)
+}
+
+async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screen_share_is_its_own_labelled_track() -> anyhow::Result<()> {
+    let server = TestServer::start().await;
+    let mut alice = Client::join(&server, &server.token("screen", "alice")).await?;
+    alice.publish(&["microphone", "camera"]).await?;
+    let mut bob = Client::join(&server, &server.token("screen", "bob")).await?;
+    bob.publish(&["microphone"]).await?;
+
+    let r = alice.publish(&["screen", "screen_audio"]).await?;
+    assert_eq!(r.msg_op(), "answer", "{}", r.to_json());
+    let screen_id = alice.published.lock().unwrap()["screen"].clone();
+    // Bob is told what the new track is, labelled as a screen...
+    let deadline = std::time::Instant::now() + common::WAIT;
+    let mut labels = Vec::new();
+    while labels.len() < 2 && std::time::Instant::now() < deadline {
+        let ev = bob.wait_event("track_published").await?.to_json();
+        labels.push((
+            ev["d"]["track"]["track_id"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            ev["d"]["track"]["source"].as_str().unwrap_or("").to_owned(),
+            ev["d"]["track"]["participant"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        ));
+    }
+    assert!(
+        labels.contains(&(screen_id.clone(), "screen".into(), "alice".into())),
+        "{labels:?}"
+    );
+    assert!(labels.iter().any(|l| l.1 == "screen_audio"), "{labels:?}");
+    // ...and receives it, apart from the camera.
+    let cam_id = alice.published.lock().unwrap()["camera"].clone();
+    assert_ne!(cam_id, screen_id);
+    bob.wait_media("bob receives alice's screen", |t| {
+        t.get(&screen_id).is_some_and(|r| r.packets > 10)
+            && t.get(&cam_id).is_some_and(|r| r.packets > 10)
+    })
+    .await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_and_pause_stop_packets_to_that_subscriber_only() -> anyhow::Result<()> {
+    let server = TestServer::start().await;
+    let mut alice = Client::join(&server, &server.token("unsub", "alice")).await?;
+    alice.publish(&["microphone", "camera"]).await?;
+    let bob = Client::join(&server, &server.token("unsub", "bob")).await?;
+    let carol = Client::join(&server, &server.token("unsub", "carol")).await?;
+    let cam = alice.published.lock().unwrap()["camera"].clone();
+    let mic = alice.published.lock().unwrap()["microphone"].clone();
+    for c in [&bob, &carol] {
+        c.wait_media("receives alice", |t| {
+            t.get(&cam).is_some_and(|r| r.packets > 10)
+                && t.get(&mic).is_some_and(|r| r.packets > 10)
+        })
+        .await?;
+    }
+
+    // Unsubscribe: bob's camera packets stop; carol's continue; bob still hears alice.
+    let r = bob
+        .request("unsubscribe", serde_json::json!({"track_id": cam}))
+        .await?;
+    assert_eq!(r.msg_op(), "ok", "{}", r.to_json());
+    sleep_ms(500).await;
+    let (bob_before, carol_before, bob_mic) = (
+        packets_of(&bob, &cam),
+        packets_of(&carol, &cam),
+        packets_of(&bob, &mic),
+    );
+    sleep_ms(1500).await;
+    assert_eq!(
+        packets_of(&bob, &cam),
+        bob_before,
+        "bob still gets the camera"
+    );
+    assert!(
+        packets_of(&carol, &cam) > carol_before + 20,
+        "carol lost the camera"
+    );
+    assert!(
+        packets_of(&bob, &mic) > bob_mic + 20,
+        "bob lost the microphone"
+    );
+
+    // Pause and resume the microphone for carol only.
+    let r = carol
+        .request(
+            "pause",
+            serde_json::json!({"track_id": mic, "paused": true}),
+        )
+        .await?;
+    assert_eq!(r.msg_op(), "ok");
+    sleep_ms(300).await;
+    let (carol_mic, bob_mic) = (packets_of(&carol, &mic), packets_of(&bob, &mic));
+    sleep_ms(1000).await;
+    assert_eq!(
+        packets_of(&carol, &mic),
+        carol_mic,
+        "paused track still flows"
+    );
+    assert!(packets_of(&bob, &mic) > bob_mic + 20);
+    carol
+        .request(
+            "pause",
+            serde_json::json!({"track_id": mic, "paused": false}),
+        )
+        .await?;
+    carol
+        .wait_media("carol's microphone resumes", |t| {
+            t.get(&mic).is_some_and(|r| r.packets > carol_mic + 20)
+        })
+        .await?;
+    // Sequence numbers stay continuous across the pause.
+    let seqs = carol.counts()[&mic].seqs.clone();
+    let gaps = seqs
+        .windows(2)
+        .filter(|w| w[1] != w[0].wrapping_add(1))
+        .count();
+    assert!(gaps <= 2, "sequence gaps after pause/resume: {gaps}");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_tells_the_room_and_ends_its_tracks() -> anyhow::Result<()> {
+    let server = TestServer::start().await;
+    let mut alice = Client::join(&server, &server.token("leave", "alice")).await?;
+    alice.publish(&["microphone", "camera"]).await?;
+    let mut bob = Client::join(&server, &server.token("leave", "bob")).await?;
+    let cam = alice.published.lock().unwrap()["camera"].clone();
+    bob.wait_media("bob sees alice", |t| {
+        t.get(&cam).is_some_and(|r| r.packets > 10)
+    })
+    .await?;
+    assert!(bob.has_live_track(&cam).await);
+
+    let r = alice.request("leave", serde_json::json!({})).await?;
+    assert_eq!(r.msg_op(), "left");
+    let left = bob.wait_event("participant_left").await?.to_json();
+    assert_eq!(left["d"]["identity"], "alice");
+    sleep_ms(300).await;
+    let after = packets_of(&bob, &cam);
+    sleep_ms(1000).await;
+    assert_eq!(packets_of(&bob, &cam), after, "packets after leaving");
+    // The server stops the m-lines that carried alice's tracks (the browser ends them).
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while bob.has_live_track(&cam).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice's camera m-line still live"
+        );
+        sleep_ms(100).await;
+    }
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_race_admits_exactly_the_cap() -> anyhow::Result<()> {
+    let server = TestServer::start_with(parlor_sfu::CapsConfig {
+        max_participants: 10,
+        ..Default::default()
+    })
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let token = server.token("race", &format!("racer{i}"));
+        let http = server.http;
+        tasks.push(tokio::spawn(async move {
+            common::raw_join_addr(http, &token).await
+        }));
+    }
+    let mut joined = 0;
+    let mut full = 0;
+    for t in tasks {
+        let (op, code) = t.await?;
+        match (op.as_str(), code.as_str()) {
+            ("joined", _) => joined += 1,
+            ("error", "room_full") => full += 1,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    assert_eq!((joined, full), (10, 40));
     server.stop().await;
     Ok(())
 }

@@ -75,6 +75,29 @@ pub fn scan(sdp: &str) -> Result<Vec<Section>, String> {
     Ok(out)
 }
 
+/// Some stacks (webrtc-rs, Chrome) leave `a=group:BUNDLE` out when every m-line is
+/// stopped; str0m requires it. An empty group says the same thing, so add one.
+pub fn normalize_bundle(sdp: &str) -> std::borrow::Cow<'_, str> {
+    let has_group = sdp.lines().any(|l| l.starts_with("a=group:"));
+    let all_stopped = sdp
+        .lines()
+        .filter_map(|l| l.strip_prefix("m="))
+        .all(|m| m.split_whitespace().nth(1) == Some("0"));
+    if has_group || !all_stopped {
+        return sdp.into();
+    }
+    let mut out = String::with_capacity(sdp.len() + 20);
+    let mut added = false;
+    for line in sdp.split_inclusive('\n') {
+        out.push_str(line);
+        if !added && line.starts_with("t=") {
+            out.push_str("a=group:BUNDLE\r\n");
+            added = true;
+        }
+    }
+    out.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +122,18 @@ mod tests {
         assert!(!s[2].sends && s[2].receives);
         assert!(!s[3].sends && !s[3].receives, "port 0 is stopped");
         assert_eq!(s[4].kind, None);
+    }
+
+    #[test]
+    fn adds_an_empty_bundle_when_everything_stopped() {
+        let sdp = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n";
+        let n = normalize_bundle(sdp);
+        assert!(n.contains("t=0 0\r\na=group:BUNDLE\r\nm=audio"), "{n}");
+        assert_eq!(
+            normalize_bundle(OFFER),
+            OFFER,
+            "live m-lines are left alone"
+        );
     }
 
     #[test]

@@ -888,8 +888,8 @@ impl Worker {
         infer: bool,
     ) -> Result<Reply, SfuError> {
         let sections = sdp_scan::scan(sdp).map_err(SfuError::InvalidSdp)?;
-        let offer =
-            SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        let offer = SdpOffer::from_sdp_string(&sdp_scan::normalize_bundle(sdp))
+            .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         let p = self.peers.get(&k).ok_or(SfuError::NotJoined)?;
         // New m-lines the client sends on, with their labels.
         let mut new_tracks: Vec<(Mid, Source, Vec<String>, bool)> = Vec::new();
@@ -1051,8 +1051,8 @@ impl Worker {
         offer_id: u64,
         sdp: &str,
     ) -> Result<Reply, SfuError> {
-        let answer =
-            SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        let answer = SdpAnswer::from_sdp_string(&sdp_scan::normalize_bundle(sdp))
+            .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         let p = self.peers.get_mut(&k).ok_or(SfuError::NotJoined)?;
         let Some(pending) = p.pending.take_if(|pd| pd.offer_id == offer_id) else {
             return Err(SfuError::BadRequest(format!(

@@ -132,6 +132,21 @@ impl TestServer {
             .sum()
     }
 
+    /// Waits for a metric (published about once a second) to satisfy `pred`.
+    pub async fn wait_metric(&self, name: &str, pred: impl Fn(f64) -> bool) -> anyhow::Result<f64> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = self.metric(name).await;
+            if pred(v) {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                bail!("{name} stayed at {v}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -306,6 +321,9 @@ impl Client {
                         continue;
                     }
                     let v = f.to_json();
+                    if f.msg_op() == "error" {
+                        eprintln!("[client] error frame: {v}");
+                    }
                     if f.msg_op() == "offer" {
                         // The impolite side: a server offer that crosses ours is ignored;
                         // the server rolls it back and offers again after answering.
@@ -372,33 +390,10 @@ impl Client {
     /// Publishes Opus audio and/or VP8 video with the given source labels and starts
     /// sending synthetic RTP on them. Returns the server's reply to the offer.
     pub async fn publish(&mut self, sources: &[&'static str]) -> anyhow::Result<ServerFrame> {
-        let mut tracks = Vec::new();
-        for &source in sources {
-            let kind = if source == "microphone" || source == "screen_audio" {
-                RtpCodecKind::Audio
-            } else {
-                RtpCodecKind::Video
-            };
-            let codec = match kind {
-                RtpCodecKind::Audio => opus(),
-                _ => vp8(),
-            };
-            let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-                format!("{}-stream", self.identity),
-                format!("{}-{source}", self.identity),
-                source.to_owned(),
-                kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(rand_u32()),
-                        ..Default::default()
-                    },
-                    codec,
-                    ..Default::default()
-                }],
-            )));
-            tracks.push((track, source));
-        }
+        let tracks: Vec<_> = sources
+            .iter()
+            .map(|&source| (make_track(&self.identity, source), source))
+            .collect();
         let (done, rx) = oneshot::channel();
         self.neg
             .send(Neg::Publish {
@@ -410,8 +405,7 @@ impl Client {
         let reply = reply?;
         if reply.msg_op() == "answer" {
             for (t, source) in tracks {
-                let video = source == "camera" || source == "screen";
-                self.pumps.push(tokio::spawn(pump(t, video)));
+                self.pumps.push(tokio::spawn(pump(t, is_video(source))));
             }
         }
         Ok(reply)
@@ -458,6 +452,24 @@ impl Client {
                 .map(|(k, v)| (k.clone(), v.packets))
                 .collect::<Vec<_>>()
         )
+    }
+
+    /// The remote description currently in effect.
+    pub async fn remote_sdp(&self) -> String {
+        self.pc
+            .current_remote_description()
+            .await
+            .map(|d| d.sdp)
+            .unwrap_or_default()
+    }
+
+    /// Whether the negotiated SDP still has a live m-line carrying `track_id`.
+    pub async fn has_live_track(&self, track_id: &str) -> bool {
+        self.remote_sdp().await.split("\nm=").skip(1).any(|m| {
+            m.split_whitespace().nth(1) != Some("0")
+                && m.lines()
+                    .any(|l| l.starts_with("a=msid:") && l.trim_end().ends_with(track_id))
+        })
     }
 
     pub async fn close(self) {
@@ -569,6 +581,128 @@ async fn negotiate(
                     eprintln!("answering server offer failed: {e:#}");
                 }
             }
+        }
+    }
+}
+
+pub fn is_video(source: &str) -> bool {
+    source == "camera" || source == "screen"
+}
+
+/// A local track of synthetic Opus (audio sources) or VP8 (video sources).
+pub fn make_track(identity: &str, source: &str) -> Arc<TrackLocalStaticRTP> {
+    let (kind, codec) = if is_video(source) {
+        (RtpCodecKind::Video, vp8())
+    } else {
+        (RtpCodecKind::Audio, opus())
+    };
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("{identity}-stream"),
+        format!("{identity}-{source}"),
+        source.to_owned(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(rand_u32()),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )))
+}
+
+/// A peer connection outside the `/ws` protocol, for WHIP and WHEP.
+pub struct Bare {
+    pub pc: Arc<dyn PeerConnection>,
+    pub received: Arc<Mutex<HashMap<String, Received>>>,
+    pub connected: Arc<AtomicBool>,
+}
+
+impl Bare {
+    pub async fn new() -> anyhow::Result<Bare> {
+        let received = Arc::new(Mutex::new(HashMap::new()));
+        let connected = Arc::new(AtomicBool::new(false));
+        let pc = new_peer_connection(Handler {
+            received: received.clone(),
+            connected: connected.clone(),
+        })
+        .await?;
+        Ok(Bare {
+            pc,
+            received,
+            connected,
+        })
+    }
+
+    /// Creates and applies a local offer; returns its SDP.
+    pub async fn offer(&self) -> anyhow::Result<String> {
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer).await?;
+        Ok(self
+            .pc
+            .local_description()
+            .await
+            .ok_or_else(|| anyhow!("no local description"))?
+            .sdp)
+    }
+
+    pub async fn apply_answer(&self, sdp: String) -> anyhow::Result<()> {
+        self.pc
+            .set_remote_description(RTCSessionDescription::answer(sdp)?)
+            .await?;
+        Ok(())
+    }
+
+    pub fn packets(&self, kind: RtpCodecKind) -> u64 {
+        self.received
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|r| r.kind == Some(kind))
+            .map(|r| r.packets)
+            .sum()
+    }
+}
+
+pub fn spawn_pump(track: Arc<TrackLocalStaticRTP>, video: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(pump(track, video))
+}
+
+/// Joins with a bare WebSocket (no media) and returns the reply's op and error code.
+pub async fn raw_join(server: &TestServer, token: &str) -> (String, String) {
+    raw_join_addr(server.http, token).await
+}
+
+pub async fn raw_join_addr(http: SocketAddr, token: &str) -> (String, String) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
+        .await
+        .unwrap();
+    let _hello = raw_next(&mut ws).await;
+    let send = |v: Value| Message::text(v.to_string());
+    let _ = ws
+        .send(send(json!({"op": "identify", "d": {"token": token}})))
+        .await;
+    let ready = raw_next(&mut ws).await.unwrap_or(Value::Null);
+    if ready["op"] != "ready" {
+        return (
+            "error".into(),
+            ready["d"]["code"].as_str().unwrap_or("").into(),
+        );
+    }
+    let _ = ws.send(send(json!({"op": "join", "id": 1, "d": {}}))).await;
+    loop {
+        let Some(v) = raw_next(&mut ws).await else {
+            return ("closed".into(), String::new());
+        };
+        if v["id"] == 1 {
+            let op = v["op"].as_str().unwrap_or("").to_owned();
+            let code = v["d"]["code"].as_str().unwrap_or("").to_owned();
+            if op == "joined" {
+                // Stay in the room until the test ends.
+                tokio::spawn(async move { while raw_next(&mut ws).await.is_some() {} });
+            }
+            return (op, code);
         }
     }
 }
