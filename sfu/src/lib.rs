@@ -60,6 +60,14 @@ impl Default for Config {
     }
 }
 
+/// Checks that an SDP offer can be applied, before anything is set up for it.
+pub fn check_offer(sdp: &str) -> Result<(), SfuError> {
+    sdp_scan::scan(sdp).map_err(SfuError::InvalidSdp)?;
+    str0m::change::SdpOffer::from_sdp_string(&sdp_scan::normalize_bundle(sdp))
+        .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+    Ok(())
+}
+
 struct WorkerHandle {
     tx: mpsc::Sender<Command>,
     addr: SocketAddr,

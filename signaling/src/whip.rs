@@ -69,6 +69,7 @@ fn check_request(
     let sdp = std::str::from_utf8(body)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_sdp", "SDP is not UTF-8"))?
         .to_owned();
+    parlor_sfu::check_offer(&sdp)?;
     Ok((claims, room, sdp))
 }
 

@@ -494,9 +494,10 @@ async fn negotiate(
         match cmd {
             Neg::Publish { tracks, done } => {
                 let r: anyhow::Result<ServerFrame> = async {
+                    let mut senders = Vec::new();
                     for (t, _) in &tracks {
                         let t: Arc<dyn TrackLocal> = t.clone();
-                        pc.add_track(t).await?;
+                        senders.push(pc.add_track(t).await?);
                     }
                     let offer = pc.create_offer(None).await?;
                     pc.set_local_description(offer).await?;
@@ -546,8 +547,12 @@ async fn negotiate(
                             }
                         }
                     } else {
+                        // Refused: take the tracks back out, as a browser client would.
                         pc.set_local_description(RTCSessionDescription::rollback(None)?)
                             .await?;
+                        for s in &senders {
+                            pc.remove_track(s).await?;
+                        }
                     }
                     Ok(reply)
                 }

@@ -1,0 +1,128 @@
+//! The /ws session: resume with replay, and a clean close leaving at once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use common::{Client, FrameExt, TestServer, raw_next, raw_ws};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_replays_what_was_missed() -> anyhow::Result<()> {
+    let server = TestServer::start().await;
+    // A participant on a bare socket: identify, join, then lose the connection.
+    let mut ws = raw_ws(&server).await;
+    let hello = raw_next(&mut ws).await.unwrap();
+    assert_eq!(hello["op"], "hello");
+    assert!(hello["d"]["heartbeat_interval_ms"].as_u64().unwrap() > 0);
+    ws.send(Message::text(
+        json!({"op": "identify", "d": {"token": server.token("resume", "ann")}}).to_string(),
+    ))
+    .await?;
+    let ready = raw_next(&mut ws).await.unwrap();
+    let session = ready["d"]["session_id"].as_str().unwrap().to_owned();
+    ws.send(Message::text(
+        json!({"op": "join", "id": 1, "d": {}}).to_string(),
+    ))
+    .await?;
+    let joined = raw_next(&mut ws).await.unwrap();
+    assert_eq!(joined["op"], "joined");
+    let last_seq = joined["seq"].as_u64().unwrap();
+    drop(ws); // no close frame: the session waits for a resume
+
+    // Meanwhile two others join.
+    let ben = Client::join(&server, &server.token("resume", "ben")).await?;
+    let cat = Client::join(&server, &server.token("resume", "cat")).await?;
+
+    let mut ws = raw_ws(&server).await;
+    let _hello = raw_next(&mut ws).await;
+    ws.send(Message::text(
+        json!({"op": "resume", "d": {"session_id": session, "seq": last_seq}}).to_string(),
+    ))
+    .await?;
+    let mut seen = Vec::new();
+    let mut seqs = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen
+        .iter()
+        .filter(|o: &&String| *o == "participant_joined")
+        .count()
+        < 2
+        || !seen.iter().any(|o| o == "resumed")
+    {
+        assert!(Instant::now() < deadline, "replay incomplete: {seen:?}");
+        let f = raw_next(&mut ws).await.unwrap();
+        if f["op"] != "resumed" && f["op"] != "offer" {
+            seqs.push(f["seq"].as_u64().unwrap());
+        }
+        if f["op"] == "participant_joined" {
+            seen.push(
+                f["d"]["participant"]["identity"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        seen.push(f["op"].as_str().unwrap().to_owned());
+    }
+    assert!(seen.contains(&"resumed".to_owned()), "{seen:?}");
+    assert!(
+        seen.contains(&"ben".to_owned()) && seen.contains(&"cat".to_owned()),
+        "{seen:?}"
+    );
+    assert!(
+        seqs.windows(2).all(|w| w[1] > w[0]),
+        "replay out of order: {seqs:?}"
+    );
+    assert!(seqs.iter().all(|s| *s > last_seq));
+
+    // A session id nobody knows: told to identify again.
+    let mut ws2 = raw_ws(&server).await;
+    let _hello = raw_next(&mut ws2).await;
+    ws2.send(Message::text(
+        json!({"op": "resume", "d": {"session_id": "nope", "seq": 0}}).to_string(),
+    ))
+    .await?;
+    assert_eq!(
+        raw_next(&mut ws2).await.unwrap()["d"]["code"],
+        "session_expired"
+    );
+    drop((ben, cat));
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_socket_leaves_within_two_seconds() -> anyhow::Result<()> {
+    let server = TestServer::start().await;
+    let mut stay = Client::join(&server, &server.token("close", "stay")).await?;
+    let mut ws = raw_ws(&server).await;
+    let _hello = raw_next(&mut ws).await;
+    ws.send(Message::text(
+        json!({"op": "identify", "d": {"token": server.token("close", "go")}}).to_string(),
+    ))
+    .await?;
+    raw_next(&mut ws).await;
+    ws.send(Message::text(
+        json!({"op": "join", "id": 1, "d": {}}).to_string(),
+    ))
+    .await?;
+    raw_next(&mut ws).await;
+    let j = stay.wait_event("participant_joined").await?;
+    assert_eq!(j.to_json()["d"]["participant"]["identity"], "go");
+
+    let t0 = Instant::now();
+    ws.close(None).await?; // what a browser does when the tab closes
+    let left = stay.wait_event("participant_left").await?;
+    assert_eq!(left.to_json()["d"]["identity"], "go");
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t0.elapsed()
+    );
+    server.stop().await;
+    Ok(())
+}
