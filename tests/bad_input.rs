@@ -1,4 +1,5 @@
 //! Bad input gets a clear error with a code, and nobody else in the room notices.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Rooms end to end: a real server on port 0, webrtc-rs clients over real UDP.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The /ws session: resume with replay, and a clean close leaving at once.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! WHIP publish into a room, then WHEP playback of that publisher, with webrtc-rs peers.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 

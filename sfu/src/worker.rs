@@ -265,8 +265,8 @@ impl Worker {
             self.tally.dropped_unknown += 1;
             return;
         }
-        if !self.by_addr.contains_key(&source) {
-            self.by_addr.insert(source, key);
+        if let std::collections::hash_map::Entry::Vacant(e) = self.by_addr.entry(source) {
+            e.insert(key);
             p.addrs.push(source);
         }
         if let Err(e) = p.rtc.handle_input(input) {

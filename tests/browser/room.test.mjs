@@ -1,0 +1,389 @@
+// End-to-end tests of the room page: real Chromium pages with fake camera and microphone,
+// against a real `parlor serve`.
+//
+//   PARLOR_BIN=../../target/debug/parlor node --test
+//
+// PARLOR_URL=http://127.0.0.1:PORT runs them against a server that is already running
+// instead; PARLOR_LOG=1 copies the server's output to stderr.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const PARLOR_BIN = path.resolve(process.env.PARLOR_BIN ?? path.join(here, "../../target/debug/parlor"));
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  // Fake camera (a test pattern) and microphone (beeps), and a fake screen for
+  // getDisplayMedia, all granted without a prompt.
+  "--use-fake-device-for-media-stream",
+  "--use-fake-ui-for-media-stream",
+  "--allow-loopback-in-peer-connection",
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** How long media may take to start flowing everywhere. */
+const MEDIA_TIMEOUT_MS = 30_000;
+/** How fast a departed participant's tiles must disappear. */
+const LEAVE_BUDGET_MS = 2_000;
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+// -------------------------------------------------------------------------------------------
+// Helpers
+// -------------------------------------------------------------------------------------------
+
+/** Starts `parlor serve` on free ports and resolves once it prints its URL. */
+async function startServer() {
+  if (process.env.PARLOR_URL) {
+    return { url: new URL(process.env.PARLOR_URL).origin, stop: async () => {} };
+  }
+  const dataDir = await mkdtemp(path.join(tmpdir(), "parlor-browser-"));
+  const child = spawn(
+    PARLOR_BIN,
+    ["serve", "--listen", "127.0.0.1:0", "--media-port", "0", "--data-dir", dataDir],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let output = "";
+  const keep = (stream) => (chunk) => {
+    output = (output + chunk).slice(-64 * 1024);
+    if (process.env.PARLOR_LOG) stream.write(chunk);
+  };
+  child.stderr.on("data", keep(process.stderr));
+
+  const url = await new Promise((resolve, reject) => {
+    let stdout = "";
+    const timer = setTimeout(
+      () => reject(new Error(`${PARLOR_BIN} printed no http:// URL within 30 s. Output:\n${output}`)),
+      30_000,
+    );
+    child.stdout.on("data", (chunk) => {
+      keep(process.stderr)(chunk);
+      // eslint-disable-next-line no-control-regex
+      stdout += String(chunk).replace(/\x1b\[[0-9;]*m/g, "");
+      const match = /http:\/\/[^\s/"'<>]+/.exec(stdout);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[0]);
+      }
+    });
+    child.on("error", (error) => {
+      clearTimeout(timer);
+      reject(new Error(`could not start ${PARLOR_BIN} (set PARLOR_BIN): ${error.message}`));
+    });
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${PARLOR_BIN} exited (${code ?? signal}) before listening. Output:\n${output}`));
+    });
+  });
+
+  return {
+    url,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function uniqueRoom() {
+  return `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Calls `probe` every `interval` ms until `done(value)` holds or `timeout` passes, and
+ * returns the last value either way: the caller asserts on it.
+ */
+async function poll(probe, done, { timeout = MEDIA_TIMEOUT_MS, interval = 250 } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await probe();
+    if (done(value) || Date.now() >= deadline) return value;
+    await sleep(interval);
+  }
+}
+
+/** A browser context with the room page open, named for the display name it joins with. */
+async function openParticipant(name) {
+  const context = await browser.newContext({ viewport: { width: 800, height: 600 } });
+  const page = await context.newPage();
+  const participant = { name, context, page, identity: null, pageErrors: [] };
+  page.on("pageerror", (error) => participant.pageErrors.push(error.message));
+  await page.goto(`${server.url}/`);
+  return participant;
+}
+
+async function closeAll(participants) {
+  await Promise.all(participants.map((p) => p.context.close().catch(() => {})));
+}
+
+/** Fills the form and joins; resolves with the Date.now() of the click once joined. */
+async function join(participant, room) {
+  const { page } = participant;
+  await page.fill("#room", room);
+  await page.fill("#name", participant.name);
+  const clickedAt = Date.now();
+  await page.click("#join-btn");
+  await page.waitForFunction(() => ["joined", "error"].includes(window.parlor.state), null, {
+    timeout: 20_000,
+  });
+  const { state, identity } = await page.evaluate(() => ({
+    state: window.parlor.state,
+    identity: window.parlor.identity,
+  }));
+  if (state !== "joined") {
+    const error = await page.textContent("#error");
+    throw new Error(`${participant.name} could not join ${room}: ${error}`);
+  }
+  participant.identity = identity;
+  return clickedAt;
+}
+
+/**
+ * Inbound RTP streams of a page's peer connection, each with the participant and source
+ * the page believes it carries (from the server's mid -> track mapping).
+ */
+function inbound(page) {
+  return page.evaluate(async () => {
+    const { pc } = window.parlor;
+    if (!pc) return [];
+    const byMid = new Map(window.parlor.receiving().map((r) => [r.mid, r]));
+    const report = await pc.getStats();
+    const streams = [];
+    report.forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      const receiving = byMid.get(s.mid);
+      streams.push({
+        kind: s.kind,
+        mid: s.mid,
+        participant: receiving?.participant ?? null,
+        source: receiving?.source ?? null,
+        packetsReceived: s.packetsReceived ?? 0,
+        framesDecoded: s.framesDecoded ?? 0,
+      });
+    });
+    return streams;
+  });
+}
+
+const decodingVideo = (streams) => streams.filter((s) => s.kind === "video" && s.framesDecoded > 0);
+const flowingAudio = (streams) => streams.filter((s) => s.kind === "audio" && s.packetsReceived > 0);
+
+function remoteTiles(page) {
+  return page.evaluate(() => window.parlor.remoteTiles());
+}
+
+/** Waits until `participant` sees every one of `others`' camera tiles. */
+async function waitForCameraTiles(participant, others) {
+  const tiles = await poll(
+    () => remoteTiles(participant.page),
+    (t) => others.every((o) => t.some((x) => x.identity === o.identity && x.source === "camera")),
+  );
+  for (const other of others) {
+    assert.ok(
+      tiles.some((t) => t.identity === other.identity && t.source === "camera"),
+      `${participant.name} shows no camera tile for ${other.name}; remote tiles: ${JSON.stringify(tiles)}`,
+    );
+  }
+}
+
+/** Waits until `participant` decodes video and receives audio from each of `others`. */
+async function waitForMediaFrom(participant, others) {
+  const enough = (streams) =>
+    decodingVideo(streams).length >= others.length && flowingAudio(streams).length >= others.length;
+  const streams = await poll(() => inbound(participant.page), enough);
+  const detail = JSON.stringify(streams);
+  assert.ok(
+    decodingVideo(streams).length >= others.length,
+    `${participant.name} decodes video from fewer than ${others.length} participants: ${detail}`,
+  );
+  assert.ok(
+    flowingAudio(streams).length >= others.length,
+    `${participant.name} receives audio from fewer than ${others.length} participants: ${detail}`,
+  );
+  // Where the page knows whose stream is whose, each participant must be among them.
+  if (streams.every((s) => s.participant)) {
+    for (const other of others) {
+      assert.ok(
+        decodingVideo(streams).some((s) => s.participant === other.identity),
+        `${participant.name} decodes no video from ${other.name}: ${detail}`,
+      );
+      assert.ok(
+        flowingAudio(streams).some((s) => s.participant === other.identity),
+        `${participant.name} receives no audio from ${other.name}: ${detail}`,
+      );
+    }
+  }
+}
+
+/** Three participants in a fresh room, each seeing the other two. */
+async function threeInARoom() {
+  const room = uniqueRoom();
+  const people = await Promise.all(["Ada", "Bob", "Cleo"].map(openParticipant));
+  try {
+    await Promise.all(people.map((p) => join(p, room)));
+    for (const p of people) await waitForCameraTiles(p, people.filter((o) => o !== p));
+  } catch (error) {
+    await closeAll(people);
+    throw error;
+  }
+  return people;
+}
+
+/** Asserts that `leaver`'s tiles vanish from every other page within the budget. */
+async function assertTilesGoneQuickly(leaver, others, startedAt, how) {
+  const selector = `#tiles .tile[data-identity="${leaver.identity}"]`;
+  await Promise.all(
+    others.map((o) => o.page.waitForSelector(selector, { state: "detached", timeout: 10_000 })),
+  );
+  const elapsed = Date.now() - startedAt;
+  console.log(`tiles-gone-ms (${how}): ${elapsed}`);
+  assert.ok(
+    elapsed <= LEAVE_BUDGET_MS,
+    `${leaver.name}'s tiles took ${elapsed} ms to disappear after ${how} (budget ${LEAVE_BUDGET_MS} ms)`,
+  );
+  for (const o of others) {
+    const tiles = await remoteTiles(o.page);
+    assert.ok(
+      !tiles.some((t) => t.identity === leaver.identity),
+      `${o.name} still shows ${leaver.name}: ${JSON.stringify(tiles)}`,
+    );
+  }
+}
+
+// -------------------------------------------------------------------------------------------
+// Tests
+// -------------------------------------------------------------------------------------------
+
+test("three participants see and hear each other", { timeout: 120_000 }, async () => {
+  const room = uniqueRoom();
+  const people = await Promise.all(["Ada", "Bob", "Cleo"].map(openParticipant));
+  const [ada, bob, cleo] = people;
+  try {
+    await Promise.all([join(ada, room), join(bob, room)]);
+
+    // The third joiner: time from the click to its first decoded remote frame.
+    const clickedAt = await join(cleo, room);
+    const firstFrame = await poll(
+      () => inbound(cleo.page),
+      (streams) => decodingVideo(streams).length > 0,
+      { interval: 50 },
+    );
+    assert.ok(decodingVideo(firstFrame).length > 0, `Cleo decoded no remote video: ${JSON.stringify(firstFrame)}`);
+    console.log(`first-frame-ms: ${Date.now() - clickedAt}`);
+
+    for (const p of people) {
+      const others = people.filter((o) => o !== p);
+      await waitForCameraTiles(p, others);
+      await waitForMediaFrom(p, others);
+      const tiles = (await remoteTiles(p.page)).filter((t) => t.source === "camera");
+      assert.equal(tiles.length, 2, `${p.name} should show exactly two remote camera tiles: ${JSON.stringify(tiles)}`);
+      assert.equal(
+        await p.page.locator('#tiles .tile[data-local="true"][data-source="camera"]').count(),
+        1,
+        `${p.name} should show its own camera tile`,
+      );
+      assert.deepEqual(p.pageErrors, [], `${p.name} had uncaught page errors`);
+    }
+  } finally {
+    await closeAll(people);
+  }
+});
+
+test("a screen share reaches the others as its own tile", { timeout: 120_000 }, async () => {
+  const people = await threeInARoom();
+  const [ada, bob, cleo] = people;
+  try {
+    await ada.page.click("#screen-btn");
+    await ada.page.waitForSelector('#tiles .tile.screen[data-local="true"][data-source="screen"]', {
+      timeout: 10_000,
+    });
+
+    for (const viewer of [bob, cleo]) {
+      await viewer.page.waitForSelector(
+        `#tiles .tile.screen[data-source="screen"][data-identity="${ada.identity}"]`,
+        { timeout: MEDIA_TIMEOUT_MS },
+      );
+      const isScreen = (s) => s.participant === ada.identity && s.source === "screen";
+      const streams = await poll(
+        () => inbound(viewer.page),
+        (s) => decodingVideo(s).length >= 3 && decodingVideo(s).some(isScreen),
+      );
+      const detail = JSON.stringify(streams);
+      assert.ok(
+        decodingVideo(streams).length >= 3,
+        `${viewer.name} should decode three videos (two cameras and Ada's screen): ${detail}`,
+      );
+      assert.ok(decodingVideo(streams).some(isScreen), `${viewer.name} decodes no frames of Ada's screen: ${detail}`);
+    }
+
+    // Stopping the share removes the tile everywhere.
+    await ada.page.click("#screen-btn");
+    for (const viewer of [bob, cleo]) {
+      await viewer.page.waitForSelector(`#tiles .tile[data-source="screen"]`, {
+        state: "detached",
+        timeout: 10_000,
+      });
+    }
+    assert.equal(await ada.page.locator('#tiles .tile[data-source="screen"]').count(), 0);
+  } finally {
+    await closeAll(people);
+  }
+});
+
+test("leaving removes the participant's tiles from the others at once", { timeout: 120_000 }, async () => {
+  const people = await threeInARoom();
+  const [ada, bob, cleo] = people;
+  try {
+    const clickedAt = Date.now();
+    await ada.page.click("#leave-btn");
+    await assertTilesGoneQuickly(ada, [bob, cleo], clickedAt, "clicking leave");
+    assert.equal(await ada.page.evaluate(() => window.parlor.state), "left");
+    assert.equal(await ada.page.locator("#tiles .tile").count(), 0, "the leaver's own page should be empty");
+  } finally {
+    await closeAll(people);
+  }
+});
+
+test("closing the page removes the participant's tiles from the others at once", { timeout: 120_000 }, async () => {
+  const people = await threeInARoom();
+  const [ada, bob, cleo] = people;
+  try {
+    const closedAt = Date.now();
+    await ada.page.close();
+    await assertTilesGoneQuickly(ada, [bob, cleo], closedAt, "closing the page");
+  } finally {
+    await closeAll(people);
+  }
+});
