@@ -24,6 +24,8 @@ pub(crate) struct Published {
     pub track: TrackKey,
     /// Simulcast rids, lowest first; empty without simulcast.
     pub rids: Vec<Rid>,
+    /// NACKs sent upstream as of the last stats report (str0m's counts are cumulative).
+    pub stat_nacks: u64,
 }
 
 /// Where an outgoing m-line is in its negotiation.
@@ -53,6 +55,13 @@ pub(crate) struct Out {
     pub ssrc: Option<Ssrc>,
     /// Negotiated payload type per forwarded codec, resolved on first use.
     pts: [Option<Option<Pt>>; 4],
+    /// Packets written by the forwarder.
+    pub written: u64,
+    /// As of the last stats report: str0m's cumulative sent packets and NACKs received,
+    /// and `written` then. Sent minus written is retransmissions.
+    pub stat_packets: u64,
+    pub stat_nacks: u64,
+    pub stat_written: u64,
 }
 
 impl Out {
@@ -66,6 +75,10 @@ impl Out {
             mid: None,
             ssrc: None,
             pts: [None; 4],
+            written: 0,
+            stat_packets: 0,
+            stat_nacks: 0,
+            stat_written: 0,
         }
     }
 

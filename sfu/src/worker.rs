@@ -402,10 +402,21 @@ impl Worker {
                 }
             }
             Event::MediaEgressStats(s) => {
-                self.tally.nacks_rx += s.nacks;
+                let Some(p) = self.peers.get_mut(&k) else { return };
+                let Some(slot) = p.out_by_mid(s.mid) else { return };
+                let Some(Some(o)) = p.outs.get_mut(slot as usize) else { return };
+                let sent = s.packets.saturating_sub(o.stat_packets);
+                let written = o.written - o.stat_written;
+                self.tally.rtx += sent.saturating_sub(written);
+                self.tally.nacks_rx += s.nacks.saturating_sub(o.stat_nacks);
+                (o.stat_packets, o.stat_nacks, o.stat_written) = (s.packets, s.nacks, o.written);
             }
             Event::MediaIngressStats(s) => {
-                self.tally.nacks_tx += s.nacks;
+                let Some(p) = self.peers.get_mut(&k) else { return };
+                if let Some(pb) = p.published.iter_mut().find(|pb| pb.mid == s.mid) {
+                    self.tally.nacks_tx += s.nacks.saturating_sub(pb.stat_nacks);
+                    pb.stat_nacks = s.nacks;
+                }
             }
             Event::PeerStats(_) => {}
             _ => {}
@@ -465,10 +476,12 @@ impl Worker {
             };
             if out.ssrc.is_none() {
                 out.ssrc = out.mid.and_then(|m| {
-                    s.rtc
-                        .direct_api()
-                        .stream_tx_by_mid(m, None)
-                        .map(|t| t.ssrc())
+                    let mut api = s.rtc.direct_api();
+                    let tx = api.stream_tx_by_mid(m, None)?;
+                    // Forwarded media leaves in bursts, as it came: the pacer would spread
+                    // it over timer wake-ups and defeat send batching. BWE still runs.
+                    tx.set_unpaced(true);
+                    Some(tx.ssrc())
                 });
             }
             let (Some(ssrc), Some(pt)) = (out.ssrc, out.pt(codec, &s.rtc)) else {
@@ -484,6 +497,7 @@ impl Worker {
                     .nackable(video)
                     .ext_vals(ext.clone()),
             );
+            out.written += 1;
             self.tally.forwarded += 1;
             if !s.dirty {
                 s.dirty = true;
@@ -1008,6 +1022,7 @@ impl Worker {
                 mid,
                 track,
                 rids: layers.iter().map(|l| Rid::from(l.as_str())).collect(),
+                stat_nacks: 0,
             });
             let Some(info) = self.track_info(room, track) else {
                 continue;
