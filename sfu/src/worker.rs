@@ -402,9 +402,15 @@ impl Worker {
                 }
             }
             Event::MediaEgressStats(s) => {
-                let Some(p) = self.peers.get_mut(&k) else { return };
-                let Some(slot) = p.out_by_mid(s.mid) else { return };
-                let Some(Some(o)) = p.outs.get_mut(slot as usize) else { return };
+                let Some(p) = self.peers.get_mut(&k) else {
+                    return;
+                };
+                let Some(slot) = p.out_by_mid(s.mid) else {
+                    return;
+                };
+                let Some(Some(o)) = p.outs.get_mut(slot as usize) else {
+                    return;
+                };
                 let sent = s.packets.saturating_sub(o.stat_packets);
                 let written = o.written - o.stat_written;
                 self.tally.rtx += sent.saturating_sub(written);
@@ -412,7 +418,9 @@ impl Worker {
                 (o.stat_packets, o.stat_nacks, o.stat_written) = (s.packets, s.nacks, o.written);
             }
             Event::MediaIngressStats(s) => {
-                let Some(p) = self.peers.get_mut(&k) else { return };
+                let Some(p) = self.peers.get_mut(&k) else {
+                    return;
+                };
                 if let Some(pb) = p.published.iter_mut().find(|pb| pb.mid == s.mid) {
                     self.tally.nacks_tx += s.nacks.saturating_sub(pb.stat_nacks);
                     pb.stat_nacks = s.nacks;
