@@ -68,10 +68,23 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn forward(parlor: &str, subscribers: usize, seconds: u64, video_kbps: u64) -> anyhow::Result<()> {
+async fn forward(
+    parlor: &str,
+    subscribers: usize,
+    seconds: u64,
+    video_kbps: u64,
+) -> anyhow::Result<()> {
     let data = std::env::temp_dir().join(format!("parlor-bench-{}", std::process::id()));
     let mut child = tokio::process::Command::new(parlor)
-        .args(["serve", "--listen", "127.0.0.1:0", "--media-port", "0", "--workers", "1"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--media-port",
+            "0",
+            "--workers",
+            "1",
+        ])
         .arg("--data-dir")
         .arg(&data)
         .env("RUST_LOG", "warn")
@@ -83,7 +96,10 @@ async fn forward(parlor: &str, subscribers: usize, seconds: u64, video_kbps: u64
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
-        let line = lines.next_line().await?.ok_or_else(|| anyhow!("server exited"))?;
+        let line = lines
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow!("server exited"))?;
         if let Some(i) = line.find("http://") {
             break line[i..].trim().to_owned();
         }
@@ -109,7 +125,8 @@ async fn forward(parlor: &str, subscribers: usize, seconds: u64, video_kbps: u64
     {
         let sent = sent.clone();
         clients.push(tokio::spawn(async move {
-            if let Err(e) = run_client(http, token, Some((video_kbps, sent)), Arc::default()).await {
+            if let Err(e) = run_client(http, token, Some((video_kbps, sent)), Arc::default()).await
+            {
                 eprintln!("publisher: {e:#}");
             }
         }));
@@ -166,7 +183,10 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 }
 
 async fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
-    let text = reqwest::get(format!("{base}/metrics")).await?.text().await?;
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
     Ok(text
         .lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
@@ -200,8 +220,10 @@ async fn run_client(
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws")).await?;
     let (mut tx, mut rx) = ws.split();
     let send = |v: Value| Message::text(v.to_string());
-    tx.send(send(json!({"op": "identify", "d": {"token": token}}))).await?;
-    tx.send(send(json!({"op": "join", "id": 1, "d": {}}))).await?;
+    tx.send(send(json!({"op": "identify", "d": {"token": token}})))
+        .await?;
+    tx.send(send(json!({"op": "join", "id": 1, "d": {}})))
+        .await?;
 
     let sock = UdpSocket::bind("127.0.0.1:0").await?;
     let local = sock.local_addr()?;
