@@ -59,6 +59,25 @@ fn packets_of(c: &Client, track_id: &str) -> u64 {
     c.counts().get(track_id).map_or(0, |r| r.packets)
 }
 
+/// Waits until no packets arrive on `track_id` for half a second; returns the count then.
+/// Fails if they keep coming, so a stop that does not happen is caught.
+async fn settled(c: &Client, track_id: &str) -> u64 {
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        let before = packets_of(c, track_id);
+        sleep_ms(500).await;
+        let after = packets_of(c, track_id);
+        if after == before {
+            return after;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "packets on {track_id} never stopped for {}",
+            c.identity
+        );
+    }
+}
+
 async fn sleep_ms(ms: u64) {
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
@@ -130,12 +149,8 @@ async fn unsubscribe_and_pause_stop_packets_to_that_subscriber_only() -> anyhow:
         .request("unsubscribe", serde_json::json!({"track_id": cam}))
         .await?;
     assert_eq!(r.msg_op(), "ok", "{}", r.to_json());
-    sleep_ms(500).await;
-    let (bob_before, carol_before, bob_mic) = (
-        packets_of(&bob, &cam),
-        packets_of(&carol, &cam),
-        packets_of(&bob, &mic),
-    );
+    let bob_before = settled(&bob, &cam).await;
+    let (carol_before, bob_mic) = (packets_of(&carol, &cam), packets_of(&bob, &mic));
     sleep_ms(1500).await;
     assert_eq!(
         packets_of(&bob, &cam),
@@ -159,8 +174,8 @@ async fn unsubscribe_and_pause_stop_packets_to_that_subscriber_only() -> anyhow:
         )
         .await?;
     assert_eq!(r.msg_op(), "ok");
-    sleep_ms(300).await;
-    let (carol_mic, bob_mic) = (packets_of(&carol, &mic), packets_of(&bob, &mic));
+    let carol_mic = settled(&carol, &mic).await;
+    let bob_mic = packets_of(&bob, &mic);
     sleep_ms(1000).await;
     assert_eq!(
         packets_of(&carol, &mic),
@@ -207,8 +222,7 @@ async fn leaving_tells_the_room_and_ends_its_tracks() -> anyhow::Result<()> {
     assert_eq!(r.msg_op(), "left");
     let left = bob.wait_event("participant_left").await?.to_json();
     assert_eq!(left["d"]["identity"], "alice");
-    sleep_ms(300).await;
-    let after = packets_of(&bob, &cam);
+    let after = settled(&bob, &cam).await;
     sleep_ms(1000).await;
     assert_eq!(packets_of(&bob, &cam), after, "packets after leaving");
     // The server stops the m-lines that carried alice's tracks (the browser ends them).

@@ -8,8 +8,28 @@ macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $max:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
+        #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(s: String) -> Result<Self, String> {
+                Self::parse(&s).ok_or_else(|| {
+                    format!(
+                        "invalid {}: 1-{} letters, digits and -_.:@",
+                        stringify!($name),
+                        Self::MAX_LEN
+                    )
+                })
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
 
         impl $name {
             /// Longest accepted value, in bytes.
@@ -72,5 +92,12 @@ mod tests {
         assert!(RoomId::parse(&"x".repeat(65)).is_none());
         assert!(ParticipantId::parse("alice@example.com").is_some());
         assert!(ParticipantId::parse("bob smith").is_none());
+    }
+
+    #[test]
+    fn deserializing_validates() {
+        assert!(serde_json::from_str::<RoomId>(r#""lobby""#).is_ok());
+        assert!(serde_json::from_str::<RoomId>(r#""a b""#).is_err());
+        assert!(serde_json::from_str::<TrackId>(r#""""#).is_err());
     }
 }

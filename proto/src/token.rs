@@ -34,8 +34,8 @@ impl PublishSource {
 /// What a participant may do in the room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grants {
-    /// Sources the participant may publish.
-    #[serde(default)]
+    /// Sources the participant may publish. Left out, everything; `[]`, nothing.
+    #[serde(default = "all_sources")]
     pub publish: Vec<PublishSource>,
     /// Whether the participant may receive others' tracks.
     #[serde(default = "yes")]
@@ -49,14 +49,18 @@ fn yes() -> bool {
     true
 }
 
+fn all_sources() -> Vec<PublishSource> {
+    vec![
+        PublishSource::Audio,
+        PublishSource::Video,
+        PublishSource::Screen,
+    ]
+}
+
 impl Default for Grants {
     fn default() -> Self {
         Grants {
-            publish: vec![
-                PublishSource::Audio,
-                PublishSource::Video,
-                PublishSource::Screen,
-            ],
+            publish: all_sources(),
             subscribe: true,
             admin: false,
         }
@@ -96,7 +100,8 @@ pub struct Claims {
     pub iat: u64,
     #[serde(default)]
     pub grants: Grants,
-    /// Caps to apply when this token creates the room (admin tokens only).
+    /// Room caps (admin tokens only): applied when the token's holder joins, whether the
+    /// join creates the room or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caps: Option<RoomCaps>,
 }

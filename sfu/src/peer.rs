@@ -119,6 +119,10 @@ pub(crate) struct Peer {
     pub identity: ParticipantId,
     pub hidden: bool,
     pub auto_subscribe: bool,
+    /// A WHEP viewer: its m-lines are fixed by its one offer and never renegotiated.
+    pub whep: bool,
+    /// M-lines the client unpublished; still sending until its next offer stops them.
+    pub unpublished: Vec<Mid>,
     pub rtc: Rtc,
     pub ufrag: String,
     pub events: mpsc::Sender<SfuEvent>,
@@ -187,6 +191,7 @@ impl Peer {
             return;
         };
         match entry.as_ref().map(|o| o.state) {
+            Some(_) if self.whep => *entry = None,
             Some(OutState::ToOpen) => *entry = None,
             Some(OutState::Open | OutState::Negotiating) => {
                 if let Some(o) = entry.as_mut() {
@@ -198,7 +203,7 @@ impl Peer {
     }
 
     pub fn needs_negotiation(&self) -> bool {
-        self.ice_restart
+        !self.whep && self.ice_restart
             || self
                 .outs
                 .iter()

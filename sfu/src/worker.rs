@@ -724,6 +724,8 @@ impl Worker {
             identity: req.identity.clone(),
             hidden: req.hidden,
             auto_subscribe: req.auto_subscribe && req.grants.subscribe,
+            whep: false,
+            unpublished: Vec::new(),
             rtc,
             ufrag: creds.ufrag.clone(),
             events: req.events,
@@ -909,6 +911,12 @@ impl Worker {
         labels: Vec<PublishTrack>,
         infer: bool,
     ) -> Result<Reply, SfuError> {
+        // Any client offer, even one refused below, means the client ignored an offer of
+        // ours that crossed it (we are the polite side): ours is redone afterwards.
+        if let Some(p) = self.peers.get_mut(&k) {
+            p.roll_back_pending();
+        }
+        self.mark_dirty(k);
         let sections = sdp_scan::scan(sdp).map_err(SfuError::InvalidSdp)?;
         let offer = SdpOffer::from_sdp_string(&sdp_scan::normalize_bundle(sdp))
             .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
@@ -922,6 +930,10 @@ impl Worker {
                 continue;
             }
             let label = labels.iter().find(|l| l.mid == s.mid);
+            if label.is_none() && p.unpublished.contains(&mid) {
+                // Unpublished; the client has not stopped the m-line yet.
+                continue;
+            }
             let (source, layers, muted) = match (label, infer) {
                 (Some(l), _) => (l.source, l.layers.clone(), l.muted),
                 (None, true) => (
@@ -1004,8 +1016,6 @@ impl Worker {
         let Some(p) = self.peers.get_mut(&k) else {
             return Err(SfuError::NotJoined);
         };
-        // The client's offer wins over ours (we are the polite side); ours is redone.
-        p.roll_back_pending();
         let answer = match p.rtc.sdp_api().accept_offer(offer) {
             Ok(a) => a,
             Err(e) => {
@@ -1017,6 +1027,18 @@ impl Worker {
                 return Err(SfuError::InvalidSdp(e.to_string()));
             }
         };
+        // A client-side ICE restart changes our credentials too: keep demultiplexing.
+        let ufrag = p.rtc.direct_api().local_ice_credentials().ufrag;
+        if ufrag != p.ufrag {
+            self.by_ufrag.remove(&p.ufrag);
+            self.by_ufrag.insert(ufrag.clone(), k);
+            p.ufrag = ufrag;
+        }
+        p.unpublished.retain(|m| {
+            sections
+                .iter()
+                .any(|s| s.sends && Mid::from(s.mid.as_str()) == *m)
+        });
         self.mark_dirty(k);
         for t in stopped {
             self.unpublish(room, t);
@@ -1153,6 +1175,7 @@ impl Worker {
         let audio = pick(Source::Microphone);
         let video = pick(Source::Camera).or_else(|| pick(Source::Screen));
         let p = self.peers.get_mut(&k).ok_or(SfuError::NotJoined)?;
+        p.whep = true;
         let answer = p
             .rtc
             .sdp_api()
@@ -1247,6 +1270,9 @@ impl Worker {
             return;
         };
         if let Some(p) = self.peers.get_mut(&t.owner) {
+            if let Some(pb) = p.published.iter().find(|pb| pb.track == track) {
+                p.unpublished.push(pb.mid);
+            }
             p.published.retain(|pb| pb.track != track);
             p.ssrc_map.retain(|e| e.1 != track);
         }
@@ -1485,7 +1511,8 @@ fn resolve_ssrc(p: &mut Peer, pkt: &RtpPacket) -> Option<(TrackKey, usize, Codec
     };
     let pubd = p.published_by_mid(mid)?;
     let layer = match rid {
-        Some(r) => pubd.rids.iter().position(|x| *x == r).unwrap_or(0),
+        // A layer the client did not declare is not forwarded.
+        Some(r) => pubd.rids.iter().position(|x| *x == r)?,
         None => 0,
     };
     let track = pubd.track;

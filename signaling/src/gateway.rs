@@ -19,12 +19,13 @@ use parlor_proto::signal::{
 use parlor_sfu::{JoinRequest, Reply, Request, SfuError, SfuEvent};
 
 use crate::AppState;
-use crate::session::{CONNECTION_QUEUE, Frame, ResumeError, Session};
+use crate::session::{CONNECTION_QUEUE, Frame, REPLAY_FRAMES, ResumeError, Session};
 
 /// Close codes beyond the standard ones.
 const CLOSE_AUTH_FAILED: u16 = 4001;
 const CLOSE_IDENTIFY_TIMEOUT: u16 = 4002;
 const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4003;
+const CLOSE_TOO_SLOW: u16 = 4008;
 const CLOSE_TOO_LARGE: u16 = 1009;
 
 /// Messages a client may send per second, sustained, and in a burst.
@@ -106,8 +107,11 @@ impl Connection {
                                 Step::Continue
                             }
                             Some(Ok(Message::Close(_))) | None => {
-                                // A clean close (tab closed, client left) ends the session now.
-                                self.end_session("left").await;
+                                // A clean close (tab closed, client left) ends the session now,
+                                // unless the session has moved on to a newer connection.
+                                if self.session.as_ref().is_some_and(|s| s.is_attached(self.conn_id)) {
+                                    self.end_session("left").await;
+                                }
                                 break 'conn None;
                             }
                             Some(Ok(_)) => Step::Continue,
@@ -138,14 +142,20 @@ impl Connection {
                         if now.saturating_duration_since(self.last_heartbeat) > hb * 2 + Duration::from_secs(5) {
                             break 'conn Some((CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout"));
                         }
+                        // Detached for falling behind: close, so the client resumes and is
+                        // replayed what it missed.
+                        if self.session.as_ref().is_some_and(|s| !s.is_attached(self.conn_id)) {
+                            break 'conn Some((CLOSE_TOO_SLOW, "too slow; resume"));
+                        }
                     }
                     _ = shutdown.changed() => {
-                        let f = ServerFrame {
-                            seq: self.session.as_ref().map_or(0, |s| s.last_seq()),
-                            id: None,
-                            msg: ServerMessage::Shutdown(Shutdown { reason: "server_shutdown".into() }),
-                        };
-                        let _ = send_json(&mut sink, &f).await;
+                        let msg = ServerMessage::Shutdown(Shutdown { reason: "server_shutdown".into() });
+                        match &self.session {
+                            Some(s) => s.emit(msg, None),
+                            None => {
+                                let _ = send_json(&mut sink, &ServerFrame { seq: 0, id: None, msg }).await;
+                            }
+                        }
                         self.end_session("server_shutdown").await;
                         break 'conn Some((1001, "server shutting down"));
                     }
@@ -223,10 +233,6 @@ impl Connection {
             );
             return Step::Close(CLOSE_TOO_LARGE, "frame too large");
         }
-        if self.rate_limited() {
-            self.reply_error(None, "rate_limited", "too many messages; slow down");
-            return Step::Continue;
-        }
         let mut value: serde_json::Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -235,6 +241,10 @@ impl Connection {
             }
         };
         let id = value.get("id").and_then(|v| v.as_u64());
+        if self.rate_limited() {
+            self.reply_error(id, "rate_limited", "too many messages; slow down");
+            return Step::Continue;
+        }
         // `d` may be left out where it would be empty.
         if let Some(obj) = value.as_object_mut()
             && !obj.contains_key("d")
@@ -353,7 +363,8 @@ impl Connection {
             self.reply_error(id, "session_expired", "no such session; identify again");
             return Step::Continue;
         };
-        let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
+        // Room for a full replay on top of the usual queue.
+        let (tx, rx) = mpsc::channel(CONNECTION_QUEUE + REPLAY_FRAMES);
         match session.attach(self.conn_id, tx.clone(), Some(seq)) {
             Ok(replayed) => {
                 self.tx = tx;
@@ -382,6 +393,7 @@ impl Connection {
                 }
                 let c = &session.claims;
                 let (etx, erx) = mpsc::channel(1024);
+                session.hold();
                 let req = JoinRequest {
                     room: c.room.clone(),
                     identity: c.sub.clone(),
@@ -396,7 +408,7 @@ impl Connection {
                     Ok(joined) => {
                         session.set_handle(Some(joined.handle.clone()));
                         tokio::spawn(pump(session.clone(), erx));
-                        session.emit(
+                        session.reply(
                             ServerMessage::Joined(Joined {
                                 room: joined.handle.room,
                                 me: joined.me,
@@ -405,7 +417,7 @@ impl Connection {
                             id,
                         );
                     }
-                    Err(e) => self.sfu_error(id, e),
+                    Err(e) => self.sfu_error(session, id, e),
                 }
             }
             ClientMessage::Leave(_) => match session.set_handle(None) {
@@ -439,19 +451,32 @@ impl Connection {
                     ClientMessage::IceRestart(_) => Request::IceRestart,
                     _ => return,
                 };
+                session.hold();
                 match sfu.request(&h, req).await {
                     Ok(Reply::Answer { sdp, tracks }) => {
-                        session.emit(ServerMessage::Answer(ServerAnswer { sdp, tracks }), id)
+                        session.reply(ServerMessage::Answer(ServerAnswer { sdp, tracks }), id)
                     }
-                    Ok(Reply::Ok) => session.emit(ServerMessage::Ok(Empty {}), id),
-                    Err(e) => self.sfu_error(id, e),
+                    Ok(Reply::Ok) => session.reply(ServerMessage::Ok(Empty {}), id),
+                    Err(e) => self.sfu_error(session, id, e),
                 }
             }
         }
     }
 
-    fn sfu_error(&self, id: Option<u64>, e: SfuError) {
-        self.reply_error(id, e.code(), e.to_string());
+    /// Answers a request the SFU refused, releasing the events held meanwhile.
+    fn sfu_error(&self, session: &Session, id: Option<u64>, e: SfuError) {
+        self.state
+            .metrics
+            .errors
+            .with_label_values(&[e.code()])
+            .inc();
+        session.reply(
+            ServerMessage::Error(ErrorBody {
+                code: e.code().into(),
+                message: e.to_string(),
+            }),
+            id,
+        );
     }
 
     /// Leaves the room and forgets the session (no resume).
@@ -472,7 +497,7 @@ impl Connection {
 async fn pump(session: Arc<Session>, mut events: mpsc::Receiver<SfuEvent>) {
     while let Some(ev) = events.recv().await {
         match ev {
-            SfuEvent::Signal(m) => session.emit(m, None),
+            SfuEvent::Signal(m) => session.event(m),
             SfuEvent::Closed { reason } => {
                 session.set_handle(None);
                 let msg = if reason == "server_shutdown" {
@@ -483,7 +508,7 @@ async fn pump(session: Arc<Session>, mut events: mpsc::Receiver<SfuEvent>) {
                         code: reason,
                     })
                 };
-                session.emit(msg, None);
+                session.event(msg);
                 break;
             }
         }

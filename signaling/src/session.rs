@@ -34,6 +34,10 @@ struct Inner {
     conn: Option<(u64, mpsc::Sender<Frame>)>,
     handle: Option<ParticipantHandle>,
     detached_at: Option<Instant>,
+    /// While a request is with the SFU, its events wait here, so that the reply goes out
+    /// before anything the request caused (such as the follow-up server offer).
+    holding: bool,
+    held: Vec<ServerMessage>,
 }
 
 /// Why a resume was refused.
@@ -54,6 +58,8 @@ impl Session {
                 conn: None,
                 handle: None,
                 detached_at: None,
+                holding: false,
+                held: Vec::new(),
             }),
         }
     }
@@ -72,10 +78,46 @@ impl Session {
         std::mem::replace(&mut self.lock().handle, h)
     }
 
-    /// Sends a frame to the attached connection, numbering and keeping it unless it is
-    /// ephemeral. A connection that cannot keep up is detached; it may resume.
-    pub fn emit(&self, msg: ServerMessage, id: Option<u64>) {
+    /// Holds events until [`Session::reply`]: call before handing a request to the SFU.
+    pub fn hold(&self) {
+        self.lock().holding = true;
+    }
+
+    /// Sends the reply to the request in flight, then the events held meanwhile.
+    pub fn reply(&self, msg: ServerMessage, id: Option<u64>) {
         let mut g = self.lock();
+        g.holding = false;
+        Self::send(&mut g, msg, id);
+        for m in std::mem::take(&mut g.held) {
+            Self::send(&mut g, m, None);
+        }
+    }
+
+    /// Sends an event (not a reply) to the client.
+    pub fn event(&self, msg: ServerMessage) {
+        let mut g = self.lock();
+        if g.holding {
+            g.held.push(msg);
+        } else {
+            Self::send(&mut g, msg, None);
+        }
+    }
+
+    /// Sends a frame outside any request (errors before a session exists, acks).
+    pub fn emit(&self, msg: ServerMessage, id: Option<u64>) {
+        Self::send(&mut self.lock(), msg, id);
+    }
+
+    pub fn is_attached(&self, conn_id: u64) -> bool {
+        self.lock()
+            .conn
+            .as_ref()
+            .is_some_and(|(c, _)| *c == conn_id)
+    }
+
+    /// Numbers and keeps the frame unless it is ephemeral, and sends it to the attached
+    /// connection. A connection that cannot keep up is detached; it may resume.
+    fn send(g: &mut Inner, msg: ServerMessage, id: Option<u64>) {
         let ephemeral = msg.is_ephemeral();
         if !ephemeral {
             g.seq += 1;
