@@ -29,6 +29,10 @@ use parlor_sfu::{CapsConfig, Sfu};
         key generated once and kept in the data directory."
 )]
 struct Cli {
+    /// A file of `key = value` lines, one per flag (`guest-tokens = false`); flags and
+    /// PARLOR_* variables override it.
+    #[arg(long, global = true, env = "PARLOR_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -108,7 +112,51 @@ struct TokenArgs {
     data_dir: PathBuf,
 }
 
+/// Reads `--config FILE` (or `PARLOR_CONFIG`): lines of `key = value`, where each key is a
+/// flag's long name (`guest-tokens = false`, `listen = "0.0.0.0:8080"`). Each entry becomes
+/// the flag's `PARLOR_*` environment variable unless that is already set, so the command
+/// line wins over the environment, which wins over the file.
+fn load_config_file() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let from_args = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--config=").map(str::to_owned).or_else(|| {
+            (a == "--config")
+                .then(|| args.get(i + 1).cloned())
+                .flatten()
+        })
+    });
+    let Some(path) = from_args.or_else(|| std::env::var("PARLOR_CONFIG").ok()) else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() || line.starts_with('[') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .with_context(|| format!("{path}:{}: expected key = value", n + 1))?;
+        let var = format!(
+            "PARLOR_{}",
+            key.trim().replace(['-', '.'], "_").to_ascii_uppercase()
+        );
+        let value = value.trim().trim_matches('"');
+        if std::env::var_os(&var).is_none() {
+            set_env(&var, value);
+        }
+    }
+    Ok(())
+}
+
+#[allow(unsafe_code)]
+fn set_env(key: &str, value: &str) {
+    // SAFETY: called from `main` before the runtime or any other thread exists.
+    unsafe { std::env::set_var(key, value) }
+}
+
 fn main() -> anyhow::Result<()> {
+    load_config_file()?;
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,str0m=warn")),

@@ -73,6 +73,17 @@ pub enum Request {
     IceRestart,
 }
 
+/// A room's caps in force and how full it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomStatus {
+    pub caps: crate::core::CapsConfig,
+    /// Whether anyone is in the room now.
+    pub open: bool,
+    pub participants: u32,
+    pub video_publishers: u32,
+    pub screen_shares: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     Answer { sdp: String, tracks: Vec<MidTrack> },
@@ -137,4 +148,7 @@ pub trait SfuControl: Send + Sync + std::fmt::Debug + 'static {
     async fn join(&self, req: JoinRequest) -> Result<Joined, SfuError>;
     async fn request(&self, who: &ParticipantHandle, req: Request) -> Result<Reply, SfuError>;
     async fn leave(&self, who: &ParticipantHandle, reason: &str);
+    /// Sets a room's caps (the fields given), now if it is open and whenever it opens.
+    async fn set_caps(&self, room: &RoomId, caps: RoomCaps) -> Result<RoomStatus, SfuError>;
+    async fn room_status(&self, room: &RoomId) -> Result<RoomStatus, SfuError>;
 }

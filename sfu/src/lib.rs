@@ -22,10 +22,11 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use parlor_proto::RoomId;
+use parlor_proto::{RoomCaps, RoomId};
 
 pub use control::{
-    JoinRequest, Joined, ParticipantHandle, Reply, Request, SfuControl, SfuError, SfuEvent,
+    JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomStatus, SfuControl, SfuError,
+    SfuEvent,
 };
 pub use core::CapsConfig;
 pub use metrics::Metrics;
@@ -221,5 +222,23 @@ impl SfuControl for Sfu {
         if let Some(w) = self.workers.get(who.worker) {
             let _ = w.tx.send(Command::Leave(who.key, reason.to_owned())).await;
         }
+    }
+
+    async fn set_caps(&self, room: &RoomId, caps: RoomCaps) -> Result<RoomStatus, SfuError> {
+        let w = &self.workers[self.worker_for(room)];
+        let (tx, rx) = oneshot::channel();
+        w.tx.send(Command::SetCaps(room.clone(), Some(caps), tx))
+            .await
+            .map_err(|_| SfuError::Unavailable)?;
+        rx.await.map_err(|_| SfuError::Unavailable)
+    }
+
+    async fn room_status(&self, room: &RoomId) -> Result<RoomStatus, SfuError> {
+        let w = &self.workers[self.worker_for(room)];
+        let (tx, rx) = oneshot::channel();
+        w.tx.send(Command::SetCaps(room.clone(), None, tx))
+            .await
+            .map_err(|_| SfuError::Unavailable)?;
+        rx.await.map_err(|_| SfuError::Unavailable)
     }
 }

@@ -24,9 +24,11 @@ use parlor_proto::signal::{
     ActiveSpeakers, MidTrack, ParticipantInfo, ParticipantJoined, ParticipantLeft, PublishTrack,
     ServerMessage, ServerOffer, Speaker, TrackInfo, TrackMuted, TrackPublished, TrackUnpublished,
 };
-use parlor_proto::{MediaKind, RoomId, Source, TrackId};
+use parlor_proto::{MediaKind, RoomCaps, RoomId, Source, TrackId};
 
-use crate::control::{JoinRequest, Joined, ParticipantHandle, Reply, Request, SfuError, SfuEvent};
+use crate::control::{
+    JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomStatus, SfuError, SfuEvent,
+};
 use crate::core::codec::{self, Codec};
 use crate::core::{
     Action, CapsConfig, JoinError, PacketIn, PeerKey, PublishError, Room, SubscribeError, TrackKey,
@@ -45,6 +47,8 @@ pub(crate) enum Command {
     Join(JoinRequest, oneshot::Sender<Result<Joined, SfuError>>),
     Request(PeerKey, Request, oneshot::Sender<Result<Reply, SfuError>>),
     Leave(PeerKey, String),
+    /// Set (Some) or read (None) a room's caps.
+    SetCaps(RoomId, Option<RoomCaps>, oneshot::Sender<RoomStatus>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -77,6 +81,8 @@ pub(crate) struct Worker {
     /// Receive buffer and its per-datagram metadata.
     rx: (Vec<u8>, Vec<quinn_udp::RecvMeta>),
     rooms: HashMap<RoomId, RoomEntry>,
+    /// Caps set through the admin API, applied whenever the room opens.
+    preset_caps: HashMap<RoomId, RoomCaps>,
     peers: HashMap<PeerKey, Peer>,
     by_addr: HashMap<SocketAddr, PeerKey>,
     by_ufrag: HashMap<String, PeerKey>,
@@ -105,6 +111,7 @@ impl Worker {
             commands: c.commands,
             rx: (Vec::new(), Vec::new()),
             rooms: HashMap::new(),
+            preset_caps: HashMap::new(),
             peers: HashMap::new(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
@@ -649,6 +656,22 @@ impl Worker {
                 let _ = reply.send(r);
             }
             Command::Leave(k, reason) => self.remove_peer(k, &reason, false),
+            Command::SetCaps(room, caps, reply) => {
+                if let Some(c) = caps {
+                    let preset = self.preset_caps.entry(room.clone()).or_default();
+                    *preset = RoomCaps {
+                        max_participants: c.max_participants.or(preset.max_participants),
+                        max_video_publishers: c
+                            .max_video_publishers
+                            .or(preset.max_video_publishers),
+                        max_screen_shares: c.max_screen_shares.or(preset.max_screen_shares),
+                    };
+                    if let Some(r) = self.rooms.get_mut(&room) {
+                        r.core.caps = r.core.caps.with(Some(c));
+                    }
+                }
+                let _ = reply.send(self.room_status(&room));
+            }
             Command::Shutdown(_) => {}
         }
     }
@@ -665,7 +688,9 @@ impl Worker {
         {
             self.remove_peer(old, "replaced", true);
         }
-        let default_caps = self.default_caps;
+        let default_caps = self
+            .default_caps
+            .with(self.preset_caps.get(&req.room).copied());
         let track_base = self.next_track_base;
         let entry = self.rooms.entry(req.room.clone()).or_insert_with(|| {
             let caps = default_caps.with(if req.grants.admin { req.caps } else { None });
@@ -879,6 +904,35 @@ impl Worker {
                 }
                 Ok(Reply::Ok)
             }
+        }
+    }
+
+    fn room_status(&self, room: &RoomId) -> RoomStatus {
+        let Some(r) = self.rooms.get(room) else {
+            return RoomStatus {
+                caps: self.default_caps.with(self.preset_caps.get(room).copied()),
+                open: false,
+                participants: 0,
+                video_publishers: 0,
+                screen_shares: 0,
+            };
+        };
+        let camera_owners: std::collections::HashSet<PeerKey> = r
+            .core
+            .tracks()
+            .filter(|t| t.source == Source::Camera)
+            .map(|t| t.owner)
+            .collect();
+        RoomStatus {
+            caps: r.core.caps,
+            open: true,
+            participants: r.core.len() as u32,
+            video_publishers: camera_owners.len() as u32,
+            screen_shares: r
+                .core
+                .tracks()
+                .filter(|t| t.source == Source::Screen)
+                .count() as u32,
         }
     }
 

@@ -2,6 +2,7 @@
 //! guest tokens. It checks room tokens and relays everything media-related to an SFU
 //! through [`parlor_sfu::SfuControl`].
 
+pub mod admin;
 pub mod error;
 pub mod gateway;
 pub mod ops;
@@ -147,7 +148,7 @@ impl AppState {
     }
 }
 
-/// The signaling routes: `/ws`, WHIP, WHEP and guest tokens.
+/// The signaling routes: `/ws`, WHIP, WHEP, guest tokens and the room admin API.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(gateway::ws_handler))
@@ -165,6 +166,11 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(whip::delete_session).patch(whip::patch_session),
         )
         .route("/api/guest-token", post(guest_token))
+        .route("/admin/rooms/{room}", get(admin::get_room))
+        .route(
+            "/admin/rooms/{room}/caps",
+            axum::routing::put(admin::put_caps),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

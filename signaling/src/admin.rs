@@ -1,0 +1,87 @@
+//! The room admin API: read and set a room's caps.
+//!
+//! `GET /admin/rooms/{room}` and `PUT /admin/rooms/{room}/caps` take a room token with the
+//! `admin` grant for that room (`parlor token --admin`).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+
+use parlor_proto::{RoomCaps, RoomId};
+use parlor_sfu::RoomStatus;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize)]
+pub struct StatusBody {
+    room: RoomId,
+    open: bool,
+    participants: u32,
+    video_publishers: u32,
+    screen_shares: u32,
+    caps: RoomCaps,
+}
+
+impl StatusBody {
+    fn new(room: RoomId, s: RoomStatus) -> StatusBody {
+        StatusBody {
+            room,
+            open: s.open,
+            participants: s.participants,
+            video_publishers: s.video_publishers,
+            screen_shares: s.screen_shares,
+            caps: RoomCaps {
+                max_participants: Some(s.caps.max_participants),
+                max_video_publishers: Some(s.caps.max_video_publishers),
+                max_screen_shares: Some(s.caps.max_screen_shares),
+            },
+        }
+    }
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap, room: &str) -> Result<RoomId, ApiError> {
+    let token = crate::whip::bearer(headers)?;
+    let claims = state.config.token_key.verify(token)?;
+    let room = RoomId::parse(room)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_room", "bad room name"))?;
+    if claims.room != room {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_room",
+            format!("the token is for room {}, not {room}", claims.room),
+        ));
+    }
+    if !claims.grants.admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token does not grant room admin",
+        ));
+    }
+    Ok(room)
+}
+
+pub async fn get_room(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<StatusBody>, ApiError> {
+    let room = authorize(&state, &headers, &room)?;
+    let status = state.sfu.room_status(&room).await?;
+    Ok(Json(StatusBody::new(room, status)))
+}
+
+pub async fn put_caps(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<RoomCaps>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<StatusBody>, ApiError> {
+    let room = authorize(&state, &headers, &room)?;
+    let Json(caps) =
+        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
+    let status = state.sfu.set_caps(&room, caps).await?;
+    Ok(Json(StatusBody::new(room, status)))
+}
