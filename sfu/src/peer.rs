@@ -111,6 +111,8 @@ impl Out {
 pub(crate) struct Pending {
     pub offer_id: u64,
     pub offer: SdpPendingOffer,
+    /// The offer restarts ICE; a rolled-back restart is offered again.
+    pub ice_restart: bool,
 }
 
 pub(crate) struct Peer {
@@ -213,9 +215,10 @@ impl Peer {
 
     /// A client offer invalidated our pending offer: what it carried goes in the next one.
     pub fn roll_back_pending(&mut self) {
-        if self.pending.take().is_none() {
+        let Some(pending) = self.pending.take() else {
             return;
-        }
+        };
+        self.ice_restart |= pending.ice_restart;
         for o in self.outs.iter_mut().flatten() {
             match o.state {
                 OutState::Negotiating => {

@@ -1456,6 +1456,7 @@ impl Worker {
         let Some((offer, pending)) = api.apply() else {
             return;
         };
+        let restarting = new_ufrag.is_some();
         if let Some(u) = new_ufrag {
             self.by_ufrag.remove(&p.ufrag);
             p.ufrag = u.clone();
@@ -1466,6 +1467,7 @@ impl Worker {
         p.pending = Some(Pending {
             offer_id,
             offer: pending,
+            ice_restart: restarting,
         });
         let tracks = p
             .outs
