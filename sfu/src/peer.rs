@@ -215,10 +215,14 @@ impl Peer {
 
     /// A client offer invalidated our pending offer: what it carried goes in the next one.
     pub fn roll_back_pending(&mut self) {
-        let Some(pending) = self.pending.take() else {
-            return;
-        };
-        self.ice_restart |= pending.ice_restart;
+        if let Some(pending) = self.pending.take() {
+            self.redo_offer(pending.ice_restart);
+        }
+    }
+
+    /// An offer of ours did not take: its changes go in the next one.
+    pub fn redo_offer(&mut self, ice_restart: bool) {
+        self.ice_restart |= ice_restart;
         for o in self.outs.iter_mut().flatten() {
             match o.state {
                 OutState::Negotiating => {

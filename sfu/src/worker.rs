@@ -359,14 +359,9 @@ impl Worker {
                     return;
                 };
                 let room = p.room.clone();
-                let mut actions = std::mem::take(&mut self.actions);
-                actions.clear();
-                if let Some(r) = self.rooms.get_mut(&room) {
-                    r.core
-                        .subscriber_keyframe_request(now, k, track, &mut actions);
-                }
-                self.keyframe_actions(&actions);
-                self.actions = actions;
+                self.in_room(&room, |r, out| {
+                    r.subscriber_keyframe_request(now, k, track, out)
+                });
             }
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 let bps = estimate.as_u64();
@@ -379,13 +374,7 @@ impl Worker {
                 }
                 p.last_bwe = bps;
                 let room = p.room.clone();
-                let mut actions = std::mem::take(&mut self.actions);
-                actions.clear();
-                if let Some(r) = self.rooms.get_mut(&room) {
-                    r.core.set_bandwidth(now, k, bps, &mut actions);
-                }
-                self.keyframe_actions(&actions);
-                self.actions = actions;
+                self.in_room(&room, |r, out| r.set_bandwidth(now, k, bps, out));
             }
             Event::IceConnectionStateChange(s) => {
                 let Some(p) = self.peers.get_mut(&k) else {
@@ -526,6 +515,24 @@ impl Worker {
             self.keyframe_actions(&actions);
         }
         self.actions = actions;
+    }
+
+    /// Runs `f` on a room's core with the scratch action list, then sends the keyframe
+    /// requests it produced. `None` if the room is not open here.
+    fn in_room<R>(
+        &mut self,
+        room: &RoomId,
+        f: impl FnOnce(&mut Room, &mut Vec<Action>) -> R,
+    ) -> Option<R> {
+        let mut actions = std::mem::take(&mut self.actions);
+        actions.clear();
+        let r = self
+            .rooms
+            .get_mut(room)
+            .map(|r| f(&mut r.core, &mut actions));
+        self.keyframe_actions(&actions);
+        self.actions = actions;
+        r
     }
 
     /// Sends the keyframe requests among `actions` to their publishers.
@@ -852,14 +859,12 @@ impl Worker {
             }
             Request::Unsubscribe(id) => {
                 let t = self.track_key(&room, &id)?;
-                let slot = self
-                    .rooms
+                self.rooms
                     .get_mut(&room)
                     .and_then(|r| r.core.unsubscribe(k, t))
                     .ok_or(SfuError::UnknownTrack)?;
-                if let (Some(slot), Some(p)) = (slot, self.peers.get_mut(&k)) {
-                    p.stop_out(slot);
-                } else if let Some(p) = self.peers.get_mut(&k)
+                // Negotiated or not, its m-line goes.
+                if let Some(p) = self.peers.get_mut(&k)
                     && let Some(slot) = p.out_for_track(t)
                 {
                     p.stop_out(slot);
@@ -868,35 +873,17 @@ impl Worker {
             }
             Request::Pause(id, paused) => {
                 let t = self.track_key(&room, &id)?;
-                let mut actions = std::mem::take(&mut self.actions);
-                actions.clear();
-                let ok = self
-                    .rooms
-                    .get_mut(&room)
-                    .is_some_and(|r| r.core.set_paused(now, k, t, paused, &mut actions));
-                self.keyframe_actions(&actions);
-                self.actions = actions;
-                if ok {
-                    Ok(Reply::Ok)
-                } else {
-                    Err(SfuError::UnknownTrack)
-                }
+                self.in_room(&room, |r, out| r.set_paused(now, k, t, paused, out))
+                    .filter(|ok| *ok)
+                    .map(|_| Reply::Ok)
+                    .ok_or(SfuError::UnknownTrack)
             }
             Request::Quality(id, q) => {
                 let t = self.track_key(&room, &id)?;
-                let mut actions = std::mem::take(&mut self.actions);
-                actions.clear();
-                let ok = self
-                    .rooms
-                    .get_mut(&room)
-                    .is_some_and(|r| r.core.set_quality(now, k, t, q, &mut actions));
-                self.keyframe_actions(&actions);
-                self.actions = actions;
-                if ok {
-                    Ok(Reply::Ok)
-                } else {
-                    Err(SfuError::UnknownTrack)
-                }
+                self.in_room(&room, |r, out| r.set_quality(now, k, t, q, out))
+                    .filter(|ok| *ok)
+                    .map(|_| Reply::Ok)
+                    .ok_or(SfuError::UnknownTrack)
             }
             Request::IceRestart => {
                 if let Some(p) = self.peers.get_mut(&k) {
@@ -1158,19 +1145,10 @@ impl Worker {
                 "offer {offer_id} is not the pending offer (it was superseded)"
             )));
         };
+        let restart = pending.ice_restart;
         if let Err(e) = p.rtc.sdp_api().accept_answer(pending.offer, answer) {
             // The offer is gone either way: put its changes back and offer again.
-            p.pending = None;
-            for o in p.outs.iter_mut().flatten() {
-                match o.state {
-                    OutState::Negotiating => {
-                        o.state = OutState::ToOpen;
-                        o.mid = None;
-                    }
-                    OutState::NegotiatingStop => o.state = OutState::ToStop,
-                    _ => {}
-                }
-            }
+            p.redo_offer(restart);
             self.mark_dirty(k);
             return Err(SfuError::InvalidSdp(e.to_string()));
         }

@@ -42,17 +42,7 @@ impl StatusBody {
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap, room: &str) -> Result<RoomId, ApiError> {
-    let token = crate::whip::bearer(headers)?;
-    let claims = state.config.token_key.verify(token)?;
-    let room = RoomId::parse(room)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_room", "bad room name"))?;
-    if claims.room != room {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "wrong_room",
-            format!("the token is for room {}, not {room}", claims.room),
-        ));
-    }
+    let (claims, room) = crate::whip::room_claims(state, headers, room)?;
     if !claims.grants.admin {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -38,14 +38,13 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("Authorization must be Bearer <room token>"))
 }
 
-fn check_request(
+/// The claims of the request's Bearer room token, which must be for `room`.
+pub(crate) fn room_claims(
     state: &AppState,
     headers: &HeaderMap,
     room: &str,
-    body: &Bytes,
-) -> Result<(Claims, RoomId, String), ApiError> {
-    let token = bearer(headers)?;
-    let claims = state.config.token_key.verify(token)?;
+) -> Result<(Claims, RoomId), ApiError> {
+    let claims = state.config.token_key.verify(bearer(headers)?)?;
     let room = RoomId::parse(room)
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_room", "bad room name"))?;
     if claims.room != room {
@@ -55,6 +54,16 @@ fn check_request(
             format!("the token is for room {}, not {room}", claims.room),
         ));
     }
+    Ok((claims, room))
+}
+
+fn check_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    room: &str,
+    body: &Bytes,
+) -> Result<(Claims, RoomId, String), ApiError> {
+    let (claims, room) = room_claims(state, headers, room)?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -113,37 +122,41 @@ pub async fn whip_post(
             "the token grants no publishing",
         ));
     }
+    let join = JoinRequest {
+        room: room.clone(),
+        identity: claims.sub.clone(),
+        name: claims.display_name().to_owned(),
+        grants: claims.grants.clone(),
+        caps: claims.caps,
+        hidden: false,
+        auto_subscribe: false,
+        events: mpsc::channel(1).0,
+    };
+    let offer = Request::Offer {
+        sdp,
+        tracks: Vec::new(),
+        infer_sources: true,
+    };
+    open_session(&state, "whip", join, offer).await
+}
+
+/// Joins, applies the offer, and registers the session under a fresh resource id; a
+/// failed offer leaves the room again. `join.events` is replaced here.
+async fn open_session(
+    state: &AppState,
+    kind: &str,
+    mut join: JoinRequest,
+    offer: Request,
+) -> Result<Response, ApiError> {
+    let room = join.room.clone();
     let (tx, rx) = mpsc::channel(256);
-    let joined = state
-        .sfu
-        .join(JoinRequest {
-            room: room.clone(),
-            identity: claims.sub.clone(),
-            name: claims.display_name().to_owned(),
-            grants: claims.grants.clone(),
-            caps: claims.caps,
-            hidden: false,
-            auto_subscribe: false,
-            events: tx,
-        })
-        .await?;
-    let handle = joined.handle;
-    let reply = state
-        .sfu
-        .request(
-            &handle,
-            Request::Offer {
-                sdp,
-                tracks: Vec::new(),
-                infer_sources: true,
-            },
-        )
-        .await;
-    let sdp = match reply {
+    join.events = tx;
+    let handle = state.sfu.join(join).await?.handle;
+    let sdp = match state.sfu.request(&handle, offer).await {
         Ok(Reply::Answer { sdp, .. }) => sdp,
         Ok(Reply::Ok) => String::new(),
         Err(e) => {
-            state.sfu.leave(&handle, "whip_failed").await;
+            state.sfu.leave(&handle, &format!("{kind}_failed")).await;
             return Err(e.into());
         }
     };
@@ -151,7 +164,7 @@ pub async fn whip_post(
     state.http_sessions.lock().insert(resource.clone(), handle);
     drain(state.clone(), resource.clone(), rx);
     Ok(created(
-        format!("/whip/rooms/{room}/sessions/{resource}"),
+        format!("/{kind}/rooms/{room}/sessions/{resource}"),
         sdp,
     ))
 }
@@ -182,42 +195,19 @@ pub async fn whep_post(
         ParticipantId::parse(&format!("{}.whep-{suffix}", claims.sub)).unwrap_or_else(|| {
             ParticipantId::parse(&format!("whep-{suffix}")).unwrap_or(claims.sub.clone())
         });
-    let (tx, rx) = mpsc::channel(256);
     let mut grants = claims.grants.clone();
     grants.publish.clear();
-    let joined = state
-        .sfu
-        .join(JoinRequest {
-            room: room.clone(),
-            identity: viewer,
-            name: claims.display_name().to_owned(),
-            grants,
-            caps: None,
-            hidden: true,
-            auto_subscribe: false,
-            events: tx,
-        })
-        .await?;
-    let handle = joined.handle;
-    let reply = state
-        .sfu
-        .request(&handle, Request::WhepOffer { sdp, target })
-        .await;
-    let sdp = match reply {
-        Ok(Reply::Answer { sdp, .. }) => sdp,
-        Ok(Reply::Ok) => String::new(),
-        Err(e) => {
-            state.sfu.leave(&handle, "whep_failed").await;
-            return Err(e.into());
-        }
+    let join = JoinRequest {
+        room,
+        identity: viewer,
+        name: claims.display_name().to_owned(),
+        grants,
+        caps: None,
+        hidden: true,
+        auto_subscribe: false,
+        events: mpsc::channel(1).0,
     };
-    let resource = crate::random_id();
-    state.http_sessions.lock().insert(resource.clone(), handle);
-    drain(state.clone(), resource.clone(), rx);
-    Ok(created(
-        format!("/whep/rooms/{room}/sessions/{resource}"),
-        sdp,
-    ))
+    open_session(&state, "whep", join, Request::WhepOffer { sdp, target }).await
 }
 
 /// DELETE on a WHIP or WHEP Location ends that session.
