@@ -1,10 +1,10 @@
 // Parlor room page.
 //
-// One WebSocket to /ws carries the signaling protocol (proto/src/signal.rs); one
-// RTCPeerConnection carries every track, both ways. The client publishes with its own offers
-// and receives through the server's offers. When both offer at once the client is the
-// impolite side: it ignores the server's offer, and the server rolls its own back, answers
-// the client and then offers again.
+// One WebSocket to /ws carries the signaling protocol (docs/protocol.md,
+// proto/src/signal.rs); one RTCPeerConnection carries every track, both ways. The client
+// publishes with its own offers and receives through the server's offers. When both offer at
+// once the client is the impolite side: it ignores the server's offer, and the server rolls
+// its own back, answers the client and then offers again (protocol §6.5).
 
 const PROTOCOL = 1;
 
@@ -15,13 +15,21 @@ const CAMERA_ENCODINGS = [
   { rid: "h", maxBitrate: 1_500_000 },
 ];
 
-/** Server frames that are never replayed on resume and so carry no meaningful `seq`. */
-const EPHEMERAL_OPS = new Set(["hello", "heartbeat_ack", "active_speakers", "resumed"]);
+/**
+ * Server frames outside the session's numbering: they carry the current `seq` (so it is not
+ * unique) and are never replayed.
+ */
+const UNNUMBERED_OPS = new Set(["hello", "heartbeat_ack", "active_speakers", "resumed", "shutdown"]);
+
+/** Unsolicited errors that mean the server removed us from the room (protocol §5.8). */
+const REMOVED_CODES = new Set(["replaced", "media_timeout", "media_error", "slow_consumer"]);
 
 const REQUEST_TIMEOUT_MS = 15_000;
 const CONNECT_TIMEOUT_MS = 10_000;
-/** How long an offer or answer waits for ICE candidates to be gathered into its SDP. */
-const ICE_GATHER_WAIT_MS = 1_000;
+/** After a resume, requests still unanswered this long were lost with the old socket. */
+const RESEND_AFTER_RESUME_MS = 1_000;
+/** After ignoring a server offer during ours, how long to wait for its fresh replacement. */
+const RESYNC_AFTER_MS = 2_000;
 
 /** An error with a protocol code: a server `error` frame, an HTTP error body, or ours. */
 class ParlorError extends Error {
@@ -33,6 +41,19 @@ class ParlorError extends Error {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Frames too frequent to trace. */
+const QUIET_OPS = new Set(["heartbeat", "heartbeat_ack", "active_speakers"]);
+
+/** Protocol trace, at the console's "verbose" level. */
+function trace(direction, frame) {
+  if (QUIET_OPS.has(frame.op)) return;
+  const id = frame.id != null ? ` #${frame.id}` : "";
+  const seq = frame.seq != null ? ` seq=${frame.seq}` : "";
+  const offer = frame.d?.offer_id != null ? ` offer_id=${frame.d.offer_id}` : "";
+  const code = frame.op === "error" ? ` ${frame.d?.code}` : "";
+  console.debug(`parlor ${direction} ${frame.op}${id}${seq}${offer}${code}`);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Signaling connection
@@ -52,13 +73,14 @@ class Signal {
     this.url = url;
     this.handlers = handlers;
     this.ws = null;
+    this.socketCount = 0; // sockets opened so far; requests remember which one sent them
     this.nextId = 1;
-    this.pending = new Map(); // id -> { op, expect, handshake, resolve, reject }
+    this.pending = new Map(); // id -> { frame, socket, handshake, resolve, reject }
     this.outbox = []; // frames sent while the session is not usable
-    this.lastSeq = 0; // highest `seq` of a replayable frame received
+    this.lastSeq = 0; // highest `seq` of a numbered frame received
     this.sessionId = null;
-    this.heartbeatMs = 15_000;
-    this.resumeWindowMs = 30_000;
+    this.heartbeatMs = 10_000;
+    this.resumeWindowMs = 60_000;
     this.heartbeatTimer = null;
     this.missedAcks = 0;
     this.usable = false; // identified or resumed on the current socket
@@ -66,12 +88,14 @@ class Signal {
     this.closed = false;
   }
 
-  /** Opens the socket and waits for `hello`. */
+  /** Opens a socket and waits for `hello`. */
   connect() {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.url);
       this.ws = ws;
+      this.socketCount += 1;
       let greeted = false;
+      // No session exists on the socket yet, so closing it ends nothing.
       const giveUp = setTimeout(() => greeted || ws.close(), CONNECT_TIMEOUT_MS);
       ws.onmessage = (event) => {
         let frame;
@@ -101,10 +125,7 @@ class Signal {
   /** Starts a new session: `identify` → `ready`. */
   async identify(token) {
     this.lastSeq = 0;
-    const ready = await this.request("identify", { token, protocol: PROTOCOL }, {
-      expect: ["ready"],
-      handshake: true,
-    });
+    const ready = await this.request("identify", { token, protocol: PROTOCOL }, { handshake: true });
     this.sessionId = ready.d.session_id;
     this.#becomeUsable();
     return ready.d;
@@ -112,12 +133,12 @@ class Signal {
 
   /**
    * Sends a request and resolves with the server's reply frame, or rejects with a
-   * ParlorError for an `error` reply, a timeout or a lost session. `expect` lists reply ops
-   * accepted even without the `id` echoed; `handshake` frames go out before the session is
-   * usable.
+   * ParlorError for an `error` reply, a timeout or a lost session. `handshake` frames
+   * (identify, resume) go out before the session is usable.
    */
-  request(op, d = {}, { expect = [], handshake = false, timeout = REQUEST_TIMEOUT_MS } = {}) {
+  request(op, d = {}, { handshake = false, timeout = REQUEST_TIMEOUT_MS } = {}) {
     const id = this.nextId++;
+    const frame = { op, id, d };
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
@@ -128,14 +149,10 @@ class Signal {
         this.pending.delete(id);
         fn(value);
       };
-      this.pending.set(id, { op, expect, handshake, resolve: settle(resolve), reject: settle(reject) });
-      this.#send({ op, id, d }, handshake);
+      const socket = this.socketCount;
+      this.pending.set(id, { frame, socket, handshake, resolve: settle(resolve), reject: settle(reject) });
+      this.#send(frame, handshake);
     });
-  }
-
-  /** Sends a frame that needs no reply. */
-  send(op, d = {}) {
-    this.#send({ op, d }, false);
   }
 
   /** Sends a frame on the current socket right now, if it is open (for page unload). */
@@ -143,7 +160,7 @@ class Signal {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ op, d }));
   }
 
-  /** Closes for good: no reconnecting, pending requests fail. */
+  /** Closes for good, which ends the session on the server. Pending requests fail. */
   close() {
     if (this.closed) return;
     this.closed = true;
@@ -157,6 +174,7 @@ class Signal {
   /** Sends now if the session is usable; queues otherwise. `direct` frames are never queued. */
   #send(frame, direct) {
     if ((direct || this.usable) && this.ws?.readyState === WebSocket.OPEN) {
+      trace("->", frame);
       this.ws.send(JSON.stringify(frame));
     } else if (!direct && !this.closed) {
       this.outbox.push(frame);
@@ -171,31 +189,25 @@ class Signal {
   }
 
   #onFrame(frame) {
-    if (typeof frame.seq === "number" && !EPHEMERAL_OPS.has(frame.op)) {
-      if (frame.seq <= this.lastSeq) return; // already seen: a replay after resume
+    trace("<-", frame);
+    // Numbered frames: skip what a resume replays twice. Frames before a session exists
+    // have seq 0.
+    if (frame.seq > 0 && !UNNUMBERED_OPS.has(frame.op)) {
+      if (frame.seq <= this.lastSeq) return;
       this.lastSeq = frame.seq;
     }
     if (frame.op === "heartbeat_ack") {
       this.missedAcks = 0;
       return;
     }
-    const request = this.#requestFor(frame);
-    if (request) {
+    if (frame.id != null) {
+      const request = this.pending.get(frame.id);
+      if (!request) return; // a late reply to a request that timed out
       if (frame.op === "error") request.reject(new ParlorError(frame.d?.code, frame.d?.message));
       else request.resolve(frame);
       return;
     }
     this.handlers.onEvent(frame);
-  }
-
-  /** The pending request a frame answers, if any. */
-  #requestFor(frame) {
-    if (frame.id != null) return this.pending.get(frame.id);
-    for (const request of this.pending.values()) {
-      if (request.expect.includes(frame.op)) return request;
-      if (frame.op === "error" && request.handshake) return request;
-    }
-    return undefined;
   }
 
   #rejectPending(which, error) {
@@ -207,21 +219,32 @@ class Signal {
     if (hello.heartbeat_interval_ms > 0) this.heartbeatMs = hello.heartbeat_interval_ms;
     if (hello.resume_window_ms > 0) this.resumeWindowMs = hello.resume_window_ms;
     this.missedAcks = 0;
+    const ws = this.ws;
     this.heartbeatTimer = setInterval(() => {
-      if (this.ws?.readyState !== WebSocket.OPEN) return;
+      if (ws !== this.ws || ws.readyState !== WebSocket.OPEN) return;
       if (this.missedAcks >= 2) {
-        console.warn("parlor: no heartbeat_ack, reconnecting");
-        this.ws.close(4000, "heartbeat timeout");
+        this.#abandon(ws);
         return;
       }
       this.missedAcks += 1;
-      this.ws.send(JSON.stringify({ op: "heartbeat", d: { seq: this.lastSeq } }));
+      ws.send(JSON.stringify({ op: "heartbeat", d: { seq: this.lastSeq } }));
     }, this.heartbeatMs);
   }
 
   #stopHeartbeat() {
     clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = null;
+  }
+
+  /**
+   * Gives up on a socket that stopped answering heartbeats. A Close frame would end the
+   * session, so the socket is only detached; the server closes it in time.
+   */
+  #abandon(ws) {
+    console.warn("parlor: no heartbeat_ack, abandoning the socket");
+    ws.onmessage = null;
+    ws.onclose = null;
+    this.#onClose(ws, { code: 4003 });
   }
 
   #onClose(ws, event) {
@@ -231,7 +254,8 @@ class Signal {
     // identify/resume were on this socket; their replies will never come.
     this.#rejectPending((r) => r.handshake, new ParlorError("disconnected", "The connection dropped."));
     if (this.closed || this.reconnecting) return;
-    if (!this.sessionId) {
+    // 4001: authentication failed; 1001: the server shut down and deleted the session.
+    if (!this.sessionId || event.code === 4001 || event.code === 1001) {
       this.#expire(new ParlorError("disconnected", "The connection to the server was lost."));
       return;
     }
@@ -252,13 +276,15 @@ class Signal {
       if (this.closed) return;
       try {
         await this.connect();
+        // The missed frames are replayed (through #onFrame) before `resumed` arrives.
         const resumed = await this.request(
           "resume",
           { session_id: this.sessionId, seq: this.lastSeq },
-          { expect: ["resumed"], handshake: true, timeout: 10_000 },
+          { handshake: true, timeout: 10_000 },
         );
         this.reconnecting = false;
         this.#becomeUsable();
+        this.#resendLostRequests();
         this.handlers.onResumed?.(resumed.d);
         return;
       } catch (error) {
@@ -271,6 +297,22 @@ class Signal {
     }
     this.reconnecting = false;
     if (!this.closed) this.#expire(failure);
+  }
+
+  /**
+   * Requests sent on an older socket were answered in the replay, are still being handled,
+   * or were lost: sends again those that stay unanswered a little after the resume.
+   */
+  #resendLostRequests() {
+    const socket = this.socketCount;
+    setTimeout(() => {
+      if (this.closed || !this.usable || socket !== this.socketCount) return;
+      for (const request of this.pending.values()) {
+        if (request.handshake || request.socket >= socket) continue;
+        request.socket = socket;
+        this.#send(request.frame, false);
+      }
+    }, RESEND_AFTER_RESUME_MS);
   }
 
   #expire(error) {
@@ -286,29 +328,16 @@ class Signal {
 // Negotiation
 // ---------------------------------------------------------------------------------------------
 
-/** Resolves once ICE gathering is complete, or after `ms`, whichever comes first. */
-function iceGathered(pc, ms) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      pc.removeEventListener("icegatheringstatechange", check);
-      resolve();
-    };
-    const check = () => pc.iceGatheringState === "complete" && done();
-    const timer = setTimeout(done, ms);
-    pc.addEventListener("icegatheringstatechange", check);
-  });
-}
-
 /**
- * Runs the offer/answer exchanges of one RTCPeerConnection one at a time.
+ * Runs the offer/answer exchanges of one RTCPeerConnection one at a time, following the
+ * impolite side's rules of protocol §6.5.
  *
  * `hooks`:
  *  - describe(): the PublishTrack list for a client offer, each with its `pub`
- *  - onPublished(pub, trackId): the server's answer named a published track
+ *  - onPublished(pub, trackId): the server's answer named a newly published track
  *  - onServerTracks(tracks): the {mid, track_id} list of a server offer, before it is applied
  *  - onChanged(): an exchange completed
+ *  - onError(message): an exchange failed in a way the user should hear about
  */
 class Negotiator {
   constructor(pc, signal, hooks) {
@@ -318,6 +347,11 @@ class Negotiator {
     this.chain = Promise.resolve();
     /** Client offers queued or awaiting the server's reply; server offers are ignored then. */
     this.offersOutstanding = 0;
+    /** A server offer was ignored during one of ours (rule 4). */
+    this.ignoredOffer = false;
+    /** `seq` of the answer to our latest offer: server offers before it are stale (rule 3). */
+    this.lastAnswerSeq = 0;
+    this.lastServerOfferSeq = 0;
     this.closed = false;
   }
 
@@ -343,21 +377,21 @@ class Negotiator {
       if (counted) this.offersOutstanding -= 1;
       counted = false;
     };
+    let ok = false;
     return this.#enqueue(async () => {
       const { pc } = this;
       try {
         prepare?.();
         await pc.setLocalDescription(await pc.createOffer());
-        await iceGathered(pc, ICE_GATHER_WAIT_MS);
+        // Mids exist only now, after setLocalDescription.
         const described = this.hooks.describe();
         const tracks = described.map(({ pub, ...track }) => track);
         let reply;
         try {
-          reply = await this.signal.request("offer", { sdp: pc.localDescription.sdp, tracks }, {
-            expect: ["answer"],
-          });
+          reply = await this.signal.request("offer", { sdp: pc.localDescription.sdp, tracks });
+          this.lastAnswerSeq = reply.seq ?? 0;
         } finally {
-          // From here on a server offer was sent after the server handled ours.
+          // From here on a server offer was sent after the server handled ours (rule 2).
           replied();
         }
         if (this.closed) return;
@@ -366,6 +400,7 @@ class Negotiator {
           const entry = described.find((t) => t.mid === mid);
           if (entry) this.hooks.onPublished(entry.pub, track_id);
         }
+        ok = true;
       } catch (error) {
         replied();
         if (!this.closed && pc.signalingState === "have-local-offer") {
@@ -373,33 +408,72 @@ class Negotiator {
         }
         throw error;
       } finally {
-        if (!this.closed) this.hooks.onChanged();
+        if (!this.closed) {
+          this.hooks.onChanged();
+          this.#afterOwnOffer(ok);
+        }
       }
     });
   }
 
-  /** Answers a server offer, unless it collides with one of ours (then the server yields). */
-  serverOffer(d) {
+  /**
+   * Rule 4: a server offer we ignored must not stay pending on the server. If our offer was
+   * refused the server may still hold it; if it was answered, a fresh server offer should
+   * follow. Either way a no-change offer of ours resolves it.
+   */
+  #afterOwnOffer(ok) {
+    if (!this.ignoredOffer || this.offersOutstanding > 0) return;
+    this.ignoredOffer = false;
+    const resync = () => {
+      if (this.closed || this.offersOutstanding > 0) return;
+      if (!this.pc.getTransceivers().some((t) => t.mid != null)) return; // nothing to offer
+      this.offer().catch((error) => console.warn("parlor: resync offer failed", error));
+    };
+    if (!ok) {
+      resync();
+      return;
+    }
+    const answerSeq = this.lastAnswerSeq;
+    setTimeout(() => {
+      if (this.lastServerOfferSeq <= answerSeq) resync();
+    }, RESYNC_AFTER_MS);
+  }
+
+  /** A server `offer` frame: answers it unless the rules of protocol §6.5 say to ignore it. */
+  serverOffer(frame) {
+    const d = frame.d;
+    this.lastServerOfferSeq = Math.max(this.lastServerOfferSeq, frame.seq ?? 0);
     if (this.offersOutstanding > 0) {
+      // Rule 2: ours goes first; the server rolls this one back when ours arrives.
       console.debug(`parlor: ignoring server offer ${d.offer_id}: ours goes first`);
+      this.ignoredOffer = true;
       return;
     }
     this.#enqueue(async () => {
       const { pc } = this;
-      if (pc.signalingState !== "stable") {
-        console.debug(`parlor: ignoring server offer ${d.offer_id} in ${pc.signalingState}`);
+      if ((frame.seq ?? 0) < this.lastAnswerSeq || pc.signalingState !== "stable") {
+        console.debug(`parlor: ignoring stale server offer ${d.offer_id}`); // rules 2 and 3
         return;
       }
       this.hooks.onServerTracks(d.tracks ?? []);
       await pc.setRemoteDescription({ type: "offer", sdp: d.sdp });
       await pc.setLocalDescription(await pc.createAnswer());
-      await iceGathered(pc, ICE_GATHER_WAIT_MS);
       if (this.closed) return;
-      this.signal.send("answer", { offer_id: d.offer_id, sdp: pc.localDescription.sdp });
+      this.signal
+        .request("answer", { offer_id: d.offer_id, sdp: pc.localDescription.sdp })
+        .catch((error) => {
+          // bad_request: superseded; invalid_sdp: the server offers again. Either way its
+          // next offer sets things right.
+          console.warn(`parlor: answer to server offer ${d.offer_id} refused:`, error.message);
+        });
       this.hooks.onChanged();
-    }).catch((error) => {
-      console.error("parlor: could not answer the server's offer", error);
-      if (!this.closed) showError(`Could not receive media: ${error.message}`);
+    }).catch(async (error) => {
+      if (this.closed) return;
+      console.error("parlor: could not apply the server's offer", error);
+      if (this.pc.signalingState === "have-remote-offer") {
+        await this.pc.setRemoteDescription({ type: "rollback" }).catch(() => {});
+      }
+      this.hooks.onError(`Could not receive media: ${error.message}`);
     });
   }
 }
@@ -440,7 +514,12 @@ const ui = {
 const app = {
   /** "idle" | "joining" | "joined" | "left" | "error" */
   state: "idle",
+  /** The token from the page's ?token=, if any. */
   token: null,
+  /** The token the current session identified with. */
+  sessionToken: null,
+  /** A lost session is being joined again. */
+  restarting: false,
   signal: null,
   pc: null,
   negotiator: null,
@@ -492,6 +571,7 @@ function showError(message, code) {
 
 function clearError() {
   ui.error.textContent = "";
+  delete ui.error.dataset.code;
   ui.error.hidden = true;
 }
 
@@ -511,11 +591,16 @@ function wsUrl() {
 }
 
 async function fetchGuestToken(room, name) {
-  const response = await fetch("/api/guest-token", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ room, name }),
-  });
+  let response;
+  try {
+    response = await fetch("/api/guest-token", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ room, name }),
+    });
+  } catch {
+    throw new ParlorError("network", "Could not reach the server.");
+  }
   let body = null;
   try {
     body = await response.json();
@@ -613,6 +698,7 @@ async function startSession(token) {
     },
   });
   app.signal = signal;
+  app.sessionToken = token;
   await signal.connect();
   const ready = await signal.identify(token);
   if (signal !== app.signal) return;
@@ -622,7 +708,7 @@ async function startSession(token) {
   app.room = ready.room;
   app.grants = ready.grants ?? { publish: ["audio", "video", "screen"], subscribe: true };
   createPeerConnection(signal);
-  const joined = await signal.request("join", {}, { expect: ["joined"] });
+  const joined = await signal.request("join", {});
   if (signal !== app.signal) return;
   applyJoined(joined.d);
   setState("joined");
@@ -638,12 +724,11 @@ function createPeerConnection(signal) {
       if (pub.muted !== pub.announcedMuted) announceMute(pub);
     },
     onServerTracks(tracks) {
-      for (const { mid, track_id } of tracks) app.remoteMids.set(mid, track_id);
+      // Every m-line the server sends on, not only new ones.
+      app.remoteMids = new Map(tracks.map((t) => [t.mid, t.track_id]));
     },
-    onChanged() {
-      forgetIdleMids();
-      render();
-    },
+    onChanged: render,
+    onError: showError,
   });
   pc.ontrack = () => render();
   pc.onconnectionstatechange = () => {
@@ -658,8 +743,7 @@ function createPeerConnection(signal) {
 }
 
 function applyJoined(d) {
-  app.participants.clear();
-  app.remoteTracks.clear();
+  // Merged, not replaced: room events may arrive just before `joined`.
   for (const participant of d.participants ?? []) addParticipant(participant);
   render();
 }
@@ -681,17 +765,6 @@ function removeParticipant(identity) {
 function forgetRemoteTrack(trackId) {
   app.remoteTracks.delete(trackId);
   for (const [mid, id] of app.remoteMids) if (id === trackId) app.remoteMids.delete(mid);
-}
-
-/** Drops the mids of server m-lines that no longer carry anything to us. */
-function forgetIdleMids() {
-  if (!app.pc) return;
-  for (const transceiver of app.pc.getTransceivers()) {
-    const dir = transceiver.currentDirection;
-    if (app.remoteMids.has(transceiver.mid) && (dir === "inactive" || dir === "stopped")) {
-      app.remoteMids.delete(transceiver.mid);
-    }
-  }
 }
 
 /** Publishes the microphone and camera the token allows, in one offer. */
@@ -791,7 +864,7 @@ function setMuted(source, muted) {
 function announceMute(pub) {
   pub.announcedMuted = pub.muted;
   app.signal
-    ?.request("mute", { track_id: pub.trackId, muted: pub.muted }, { expect: ["ok"] })
+    ?.request("mute", { track_id: pub.trackId, muted: pub.muted })
     .catch((error) => reportRequestError("Could not change mute", error));
 }
 
@@ -843,7 +916,7 @@ async function stopScreenShare() {
       for (const pub of pubs) {
         if (pub.trackId) {
           app.signal
-            .request("unpublish", { track_id: pub.trackId }, { expect: ["ok"] })
+            .request("unpublish", { track_id: pub.trackId })
             .catch((error) => reportRequestError("Could not stop sharing", error));
         }
         if (pub.transceiver) pub.transceiver.stop();
@@ -859,7 +932,7 @@ async function leave() {
   if (app.state !== "joined" && app.state !== "joining") return;
   const signal = app.signal;
   app.signal = null; // its events are no longer ours
-  const acknowledged = signal?.request("leave", {}, { expect: ["left"], timeout: 1_000 }).catch(() => {});
+  const acknowledged = signal?.request("leave", {}, { timeout: 1_000 }).catch(() => {});
   teardown();
   setState("left");
   await acknowledged;
@@ -874,45 +947,103 @@ function fail(error) {
   showError(describeError(error), error?.code);
 }
 
-/** Closes the connection and the peer connection; keeps the local tracks if asked. */
-function teardown({ keepDevices = false } = {}) {
-  app.signal?.close();
-  app.signal = null;
+/**
+ * Ends the membership: closes the connection (unless `keepSignal`) and the peer connection,
+ * and forgets the room. With `keepDevices` our tracks stay live and are returned, ready to
+ * be published on a new peer connection; otherwise they are stopped.
+ */
+function teardown({ keepDevices = false, keepSignal = false } = {}) {
+  if (!keepSignal) {
+    app.signal?.close();
+    app.signal = null;
+  }
   app.negotiator?.close();
   app.negotiator = null;
   app.pc?.close();
   app.pc = null;
-  if (!keepDevices) {
-    for (const pub of app.local.values()) {
+  const pubs = [...app.local.values()];
+  app.local.clear();
+  for (const pub of pubs) {
+    if (keepDevices) {
+      Object.assign(pub, { transceiver: null, trackId: null, announcedMuted: pub.muted });
+    } else {
       pub.track.onended = null;
       pub.track.stop();
     }
-    app.local.clear();
   }
   app.participants.clear();
   app.remoteTracks.clear();
   app.remoteMids.clear();
   app.speakers.clear();
   render();
+  return keepDevices ? pubs : [];
 }
 
-/** The session expired (or the socket could not be resumed): join again from scratch. */
+/**
+ * The session expired (or the socket could not be resumed in time): joins again from
+ * scratch on a new connection and peer connection, and publishes the same tracks again.
+ */
 async function restartSession(reason) {
-  if (app.state !== "joined") return;
+  if (app.state !== "joined" || app.restarting) return;
+  app.restarting = true;
   console.warn("parlor: session lost, joining again:", reason?.message);
+  const pubs = teardown({ keepDevices: true });
   setStatus("Reconnecting…");
-  const keep = [...app.local.values()].filter((pub) => !pub.retired && pub.source !== "screen" && pub.source !== "screen_audio");
-  for (const pub of app.local.values()) if (!keep.includes(pub)) retire(pub);
-  teardown({ keepDevices: true });
-  for (const pub of keep) Object.assign(pub, { transceiver: null, trackId: null, announcedMuted: pub.muted });
-  app.local.clear();
   try {
-    await startSession(app.token ?? (await fetchGuestToken(app.room, ui.name.value.trim() || app.name)));
-    if (app.state === "joined") await publish(keep);
+    try {
+      await startSession(app.sessionToken);
+    } catch (error) {
+      // A guest token may have expired meanwhile; a link's token can't be renewed here.
+      if (app.token || error.code !== "token_expired") throw error;
+      await startSession(await fetchGuestToken(app.room, app.name));
+    }
   } catch (error) {
-    for (const pub of keep) pub.track.stop();
+    for (const pub of pubs) pub.track.stop();
     fail(error);
+    return;
+  } finally {
+    app.restarting = false;
   }
+  republish(pubs);
+}
+
+/**
+ * The server removed us from the room (media_timeout, media_error, slow_consumer) but the
+ * session lives on: joins again on it with a new peer connection and publishes again.
+ */
+async function rejoinRoom(error) {
+  if (app.state !== "joined" || app.restarting) return;
+  app.restarting = true;
+  console.warn(`parlor: removed from the room (${error.code}), joining again`);
+  const signal = app.signal;
+  const pubs = teardown({ keepDevices: true, keepSignal: true });
+  setStatus("Reconnecting…");
+  try {
+    createPeerConnection(signal);
+    const joined = await signal.request("join", {});
+    if (signal === app.signal) {
+      applyJoined(joined.d);
+      setStatus("Connected");
+    }
+  } catch (joinError) {
+    for (const pub of pubs) pub.track.stop();
+    fail(joinError);
+    return;
+  } finally {
+    app.restarting = false;
+  }
+  republish(pubs);
+}
+
+/** Publishes tracks kept from an earlier membership, unless the page left meanwhile. */
+function republish(pubs) {
+  if (app.state !== "joined" || !app.negotiator) {
+    for (const pub of pubs) pub.track.stop();
+    return;
+  }
+  publish(pubs).catch((error) => {
+    if (app.state === "joined") showError(`Could not publish again: ${describeError(error)}`, error.code);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -923,7 +1054,7 @@ function onEvent(frame) {
   const d = frame.d ?? {};
   switch (frame.op) {
     case "offer":
-      app.negotiator?.serverOffer(d);
+      app.negotiator?.serverOffer(frame);
       break;
     case "participant_joined":
       addParticipant(d.participant);
@@ -960,7 +1091,17 @@ function onEvent(frame) {
       fail(new ParlorError("shutdown", `The server is shutting down${d.reason ? ` (${d.reason})` : ""}. Try joining again in a moment.`));
       break;
     case "error":
-      showError(d.message || d.code, d.code);
+      if (d.code === "replaced") {
+        // Another tab or device joined as us. Rejoining would only replace it in turn.
+        teardown();
+        setState("left");
+        showError("You joined this room from somewhere else, so this page left.", d.code);
+      } else if (REMOVED_CODES.has(d.code)) {
+        rejoinRoom(d);
+      } else {
+        console.warn("parlor: server error:", d.code, d.message);
+        if (d.code !== "rate_limited") showError(d.message || d.code, d.code);
+      }
       break;
     default:
       console.debug("parlor: unhandled frame", frame.op);

@@ -138,14 +138,33 @@ async function poll(probe, done, { timeout = MEDIA_TIMEOUT_MS, interval = 250 } 
 async function openParticipant(name) {
   const context = await browser.newContext({ viewport: { width: 800, height: 600 } });
   const page = await context.newPage();
-  const participant = { name, context, page, identity: null, pageErrors: [] };
+  const participant = { name, context, page, identity: null, pageErrors: [], console: [] };
+  const started = Date.now();
   page.on("pageerror", (error) => participant.pageErrors.push(error.message));
+  page.on("console", (message) => {
+    participant.console.push(`${Date.now() - started}ms ${message.type()}: ${message.text()}`);
+    if (participant.console.length > 200) participant.console.shift();
+  });
   await page.goto(`${server.url}/`);
   return participant;
 }
 
-async function closeAll(participants) {
-  await Promise.all(participants.map((p) => p.context.close().catch(() => {})));
+/**
+ * Opens one page per name, runs `body` with them and closes them. If `body` throws, each
+ * page's console output is printed first.
+ */
+async function withParticipants(names, body) {
+  const people = await Promise.all(names.map(openParticipant));
+  try {
+    await body(people);
+  } catch (error) {
+    for (const p of people) {
+      if (p.console.length) console.log(`--- console of ${p.name} (${p.identity}) ---\n${p.console.join("\n")}`);
+    }
+    throw error;
+  } finally {
+    await Promise.all(people.map((p) => p.context.close().catch(() => {})));
+  }
 }
 
 /** Fills the form and joins; resolves with the Date.now() of the click once joined. */
@@ -247,18 +266,11 @@ async function waitForMediaFrom(participant, others) {
   }
 }
 
-/** Three participants in a fresh room, each seeing the other two. */
-async function threeInARoom() {
+/** Puts everyone in a fresh room and waits until each sees the others' tiles. */
+async function joinTogether(people) {
   const room = uniqueRoom();
-  const people = await Promise.all(["Ada", "Bob", "Cleo"].map(openParticipant));
-  try {
-    await Promise.all(people.map((p) => join(p, room)));
-    for (const p of people) await waitForCameraTiles(p, people.filter((o) => o !== p));
-  } catch (error) {
-    await closeAll(people);
-    throw error;
-  }
-  return people;
+  await Promise.all(people.map((p) => join(p, room)));
+  for (const p of people) await waitForCameraTiles(p, people.filter((o) => o !== p));
 }
 
 /** Asserts that `leaver`'s tiles vanish from every other page within the budget. */
@@ -286,11 +298,12 @@ async function assertTilesGoneQuickly(leaver, others, startedAt, how) {
 // Tests
 // -------------------------------------------------------------------------------------------
 
+const NAMES = ["Ada", "Bob", "Cleo"];
+
 test("three participants see and hear each other", { timeout: 120_000 }, async () => {
-  const room = uniqueRoom();
-  const people = await Promise.all(["Ada", "Bob", "Cleo"].map(openParticipant));
-  const [ada, bob, cleo] = people;
-  try {
+  await withParticipants(NAMES, async (people) => {
+    const [ada, bob, cleo] = people;
+    const room = uniqueRoom();
     await Promise.all([join(ada, room), join(bob, room)]);
 
     // The third joiner: time from the click to its first decoded remote frame.
@@ -316,15 +329,13 @@ test("three participants see and hear each other", { timeout: 120_000 }, async (
       );
       assert.deepEqual(p.pageErrors, [], `${p.name} had uncaught page errors`);
     }
-  } finally {
-    await closeAll(people);
-  }
+  });
 });
 
 test("a screen share reaches the others as its own tile", { timeout: 120_000 }, async () => {
-  const people = await threeInARoom();
-  const [ada, bob, cleo] = people;
-  try {
+  await withParticipants(NAMES, async (people) => {
+    const [ada, bob, cleo] = people;
+    await joinTogether(people);
     await ada.page.click("#screen-btn");
     await ada.page.waitForSelector('#tiles .tile.screen[data-local="true"][data-source="screen"]', {
       timeout: 10_000,
@@ -357,33 +368,27 @@ test("a screen share reaches the others as its own tile", { timeout: 120_000 }, 
       });
     }
     assert.equal(await ada.page.locator('#tiles .tile[data-source="screen"]').count(), 0);
-  } finally {
-    await closeAll(people);
-  }
+  });
 });
 
 test("leaving removes the participant's tiles from the others at once", { timeout: 120_000 }, async () => {
-  const people = await threeInARoom();
-  const [ada, bob, cleo] = people;
-  try {
+  await withParticipants(NAMES, async (people) => {
+    const [ada, bob, cleo] = people;
+    await joinTogether(people);
     const clickedAt = Date.now();
     await ada.page.click("#leave-btn");
     await assertTilesGoneQuickly(ada, [bob, cleo], clickedAt, "clicking leave");
     assert.equal(await ada.page.evaluate(() => window.parlor.state), "left");
     assert.equal(await ada.page.locator("#tiles .tile").count(), 0, "the leaver's own page should be empty");
-  } finally {
-    await closeAll(people);
-  }
+  });
 });
 
 test("closing the page removes the participant's tiles from the others at once", { timeout: 120_000 }, async () => {
-  const people = await threeInARoom();
-  const [ada, bob, cleo] = people;
-  try {
+  await withParticipants(NAMES, async (people) => {
+    const [ada, bob, cleo] = people;
+    await joinTogether(people);
     const closedAt = Date.now();
     await ada.page.close();
     await assertTilesGoneQuickly(ada, [bob, cleo], closedAt, "closing the page");
-  } finally {
-    await closeAll(people);
-  }
+  });
 });
