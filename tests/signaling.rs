@@ -127,3 +127,29 @@ async fn closing_the_socket_leaves_within_two_seconds() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_tells_clients_and_closes() -> anyhow::Result<()> {
+    let server = TestServer::start().await;
+    let mut ws = raw_ws(&server).await;
+    let _hello = raw_next(&mut ws).await;
+    ws.send(Message::text(
+        json!({"op": "identify", "d": {"token": server.token("drain", "dora")}}).to_string(),
+    ))
+    .await?;
+    raw_next(&mut ws).await;
+    ws.send(Message::text(
+        json!({"op": "join", "id": 1, "d": {}}).to_string(),
+    ))
+    .await?;
+    assert_eq!(raw_next(&mut ws).await.unwrap()["op"], "joined");
+    let stopping = tokio::spawn(server.stop());
+    let mut ops = Vec::new();
+    while let Some(f) = raw_next(&mut ws).await {
+        ops.push(f["op"].as_str().unwrap_or_default().to_owned());
+    }
+    // The socket closed after the notice.
+    assert!(ops.contains(&"shutdown".to_owned()), "{ops:?}");
+    tokio::time::timeout(Duration::from_secs(15), stopping).await??;
+    Ok(())
+}
