@@ -392,3 +392,61 @@ test("closing the page removes the participant's tiles from the others at once",
     await assertTilesGoneQuickly(ada, [bob, cleo], closedAt, "closing the page");
   });
 });
+
+/** The width of the frames a page decodes from `owner`'s camera, and how many so far. */
+function cameraFrames(page, owner) {
+  return page.evaluate(async (owner) => {
+    const { pc } = window.parlor;
+    const byMid = new Map(window.parlor.receiving().map((r) => [r.mid, r]));
+    let found = null;
+    (await pc.getStats()).forEach((s) => {
+      const r = byMid.get(s.mid);
+      if (s.type === "inbound-rtp" && s.kind === "video" && r?.participant === owner && r.source === "camera") {
+        found = { width: s.frameWidth ?? 0, decoded: s.framesDecoded ?? 0 };
+      }
+    });
+    return found ?? { width: 0, decoded: 0 };
+  }, owner);
+}
+
+/** The simulcast layers a page is encoding now: rid -> frame width, for active layers. */
+function sendingLayers(page) {
+  return page.evaluate(async () => {
+    const layers = {};
+    (await window.parlor.pc.getStats()).forEach((s) => {
+      if (s.type === "outbound-rtp" && s.kind === "video" && s.rid && s.framesEncoded > 0) {
+        layers[s.rid] = s.frameWidth ?? 0;
+      }
+    });
+    return layers;
+  });
+}
+
+test("a subscriber's quality choice switches simulcast layers", { timeout: 120_000 }, async () => {
+  await withParticipants(["Ada", "Bob"], async ([ada, bob]) => {
+    await joinTogether([ada, bob]);
+    await waitForMediaFrom(bob, [ada]);
+    // Chrome adds its upper layers as its bandwidth estimate grows: wait until it sends
+    // more than the lowest one, or there is nothing to switch between.
+    const layers = await poll(() => sendingLayers(ada.page), (l) => Object.keys(l).length >= 2);
+    assert.ok(Object.keys(layers).length >= 2, `Ada sends one layer only: ${JSON.stringify(layers)}`);
+    const setQuality = (quality) =>
+      bob.page.evaluate(async ([owner, quality]) => {
+        const track = Object.values(window.parlor.tracks).find(
+          (t) => t.participant === owner && t.source === "camera",
+        );
+        await window.parlor.signal.request("quality", { track_id: track.track_id, quality });
+      }, [ada.identity, quality]);
+
+    await setQuality("low");
+    const low = await poll(() => cameraFrames(bob.page, ada.identity), (f) => f.width > 0 && f.width <= 400);
+    assert.ok(low.width > 0 && low.width <= 400, `low layer not received: ${JSON.stringify(low)}`);
+    console.log(`simulcast low width: ${low.width}`);
+
+    await setQuality("high");
+    const high = await poll(() => cameraFrames(bob.page, ada.identity), (f) => f.width > low.width);
+    assert.ok(high.width > low.width, `no switch up from ${low.width}: ${JSON.stringify(high)}`);
+    assert.ok(high.decoded > low.decoded, "decoding stopped across the switch");
+    console.log(`simulcast high width: ${high.width}`);
+  });
+});
