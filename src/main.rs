@@ -56,8 +56,8 @@ struct ServeArgs {
     /// First UDP port for media; worker i uses PORT+i. 0 picks free ports.
     #[arg(long, env = "PARLOR_MEDIA_PORT", default_value_t = 7880)]
     media_port: u16,
-    /// Address announced to browsers for media. Defaults to 127.0.0.1 (this machine only);
-    /// set it to this machine's LAN or public address to serve other machines.
+    /// Address announced to browsers for media. Defaults to 127.0.0.1 plus this machine's
+    /// primary LAN address; set it to the public address behind NAT.
     #[arg(long, env = "PARLOR_PUBLIC_IP")]
     public_ip: Option<IpAddr>,
     /// Address the media sockets bind to.

@@ -42,8 +42,8 @@ pub struct Config {
     pub bind_ip: IpAddr,
     /// First UDP port; worker `i` uses `media_port + i`. 0 picks free ports.
     pub media_port: u16,
-    /// Address announced in ICE candidates. Defaults to `bind_ip`, or 127.0.0.1 when
-    /// binding to all interfaces.
+    /// Address announced in ICE candidates. Defaults to `bind_ip`, or, when binding to all
+    /// interfaces, 127.0.0.1 and this machine's primary LAN address.
     pub public_ip: Option<IpAddr>,
     /// Caps for rooms that do not set their own.
     pub caps: CapsConfig,
@@ -59,6 +59,15 @@ impl Default for Config {
             caps: CapsConfig::default(),
         }
     }
+}
+
+/// The address this machine uses toward the rest of the network, if it has one. Connecting
+/// a UDP socket only looks up a route; nothing is sent.
+fn primary_lan_ip() -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    s.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 /// Checks that an SDP offer can be applied, before anything is set up for it.
@@ -97,13 +106,15 @@ impl Sfu {
             config.workers
         };
         let provider = str0m::crypto::from_feature_flags();
-        let advertise_ip = config
-            .public_ip
-            .unwrap_or(if config.bind_ip.is_unspecified() {
-                IpAddr::V4(Ipv4Addr::LOCALHOST)
-            } else {
-                config.bind_ip
-            });
+        let advertise_ips: Vec<IpAddr> = match config.public_ip {
+            Some(ip) => vec![ip],
+            None if config.bind_ip.is_unspecified() => {
+                let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+                ips.extend(primary_lan_ip());
+                ips
+            }
+            None => vec![config.bind_ip],
+        };
         let mut workers = Vec::with_capacity(n);
         for i in 0..n {
             let port = if config.media_port == 0 {
@@ -120,6 +131,7 @@ impl Sfu {
                 .ok_or_else(|| io::Error::other("cannot generate a DTLS certificate"))?;
             let caps = config.caps;
             let metrics = metrics.clone();
+            let ips = advertise_ips.clone();
             let (addr_tx, addr_rx) = std::sync::mpsc::channel();
             let thread = std::thread::Builder::new()
                 .name(format!("sfu-worker-{i}"))
@@ -147,7 +159,10 @@ impl Sfu {
                         let w = Worker::new(WorkerConfig {
                             index: i,
                             udp,
-                            advertised: SocketAddr::new(advertise_ip, local.port()),
+                            advertised: ips
+                                .iter()
+                                .map(|ip| SocketAddr::new(*ip, local.port()))
+                                .collect(),
                             caps,
                             cert,
                             metrics,
@@ -161,7 +176,7 @@ impl Sfu {
                 .map_err(|_| io::Error::other("SFU worker died at startup"))??;
             workers.push(WorkerHandle {
                 tx,
-                addr: SocketAddr::new(advertise_ip, local.port()),
+                addr: SocketAddr::new(advertise_ips[0], local.port()),
                 thread: Mutex::new(Some(thread)),
             });
         }

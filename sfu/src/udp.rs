@@ -2,7 +2,7 @@
 //! `quinn-udp`.
 
 use std::io::{self, IoSliceMut};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
@@ -27,7 +27,8 @@ pub(crate) struct Udp {
 #[derive(Default)]
 struct TxBatch {
     buf: Vec<u8>,
-    items: Vec<(SocketAddr, usize, usize)>,
+    /// Destination, source address, offset and length.
+    items: Vec<(SocketAddr, IpAddr, usize, usize)>,
 }
 
 /// What one flush did.
@@ -80,10 +81,12 @@ impl Udp {
     }
 
     /// Queues one datagram.
-    pub fn queue(&mut self, dest: SocketAddr, data: &[u8]) {
+    /// Queues one datagram. `src` is the local address it must leave from (it matters
+    /// when the socket is bound to all interfaces and several are announced).
+    pub fn queue(&mut self, dest: SocketAddr, src: IpAddr, data: &[u8]) {
         let start = self.tx.buf.len();
         self.tx.buf.extend_from_slice(data);
-        self.tx.items.push((dest, start, data.len()));
+        self.tx.items.push((dest, src, start, data.len()));
     }
 
     pub fn has_queued(&self) -> bool {
@@ -97,17 +100,18 @@ impl Udp {
         let items = std::mem::take(&mut self.tx.items);
         let mut i = 0;
         while i < items.len() {
-            let (dest, start, len) = items[i];
+            let (dest, src, start, len) = items[i];
             let mut j = i + 1;
             let mut end = start + len;
             while j < items.len()
                 && j - i < self.max_segments
                 && items[j].0 == dest
-                && items[j].1 == end
-                && items[j].2 <= len
-                && items[j - 1].2 == len
+                && items[j].1 == src
+                && items[j].2 == end
+                && items[j].3 <= len
+                && items[j - 1].3 == len
             {
-                end += items[j].2;
+                end += items[j].3;
                 j += 1;
             }
             let segments = j - i;
@@ -116,7 +120,7 @@ impl Udp {
                 ecn: None,
                 contents: &self.tx.buf[start..end],
                 segment_size: (segments > 1).then_some(len),
-                src_ip: None,
+                src_ip: (self.local.ip().is_unspecified() && !src.is_unspecified()).then_some(src),
             };
             done.syscalls += 1;
             match self.state.try_send((&self.sock).into(), &t) {
@@ -178,10 +182,11 @@ mod tests {
         let mut a = Udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let dest = b.local_addr().unwrap();
+        let src = "127.0.0.1".parse().unwrap();
         for i in 0..5u8 {
-            a.queue(dest, &[i; 1000]);
+            a.queue(dest, src, &[i; 1000]);
         }
-        a.queue(dest, &[9; 300]);
+        a.queue(dest, src, &[9; 300]);
         let f = a.flush();
         assert_eq!(f.packets, 6);
         assert!(f.syscalls <= 6);

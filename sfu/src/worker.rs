@@ -55,8 +55,8 @@ pub(crate) enum Command {
 pub(crate) struct WorkerConfig {
     pub index: usize,
     pub udp: Udp,
-    /// The address put in our ICE candidate.
-    pub advertised: SocketAddr,
+    /// The addresses put in our ICE candidates, the preferred first.
+    pub advertised: Vec<SocketAddr>,
     pub caps: CapsConfig,
     pub cert: DtlsCert,
     pub metrics: Metrics,
@@ -72,7 +72,7 @@ pub(crate) struct Worker {
     index: usize,
     label: String,
     udp: Udp,
-    advertised: SocketAddr,
+    advertised: Vec<SocketAddr>,
     default_caps: CapsConfig,
     cert: DtlsCert,
     metrics: Metrics,
@@ -231,7 +231,7 @@ impl Worker {
                 let buf = &rx[i * slot..i * slot + meta.len];
                 // A GRO batch holds several datagrams of `stride` bytes from one source.
                 for seg in buf.chunks(meta.stride.max(1)) {
-                    self.datagram(now, meta.addr, seg);
+                    self.datagram(now, meta.addr, meta.dst_ip, seg);
                 }
             }
             // Subscribers written to by this batch are polled once, together.
@@ -241,7 +241,13 @@ impl Worker {
         self.rx = (rx, metas);
     }
 
-    fn datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+    fn datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        dst_ip: Option<std::net::IpAddr>,
+        data: &[u8],
+    ) {
         self.tally.packets_in += 1;
         self.tally.bytes_in += data.len() as u64;
         let Ok(contents) = DatagramRecv::try_from(data) else {
@@ -253,7 +259,13 @@ impl Worker {
             Receive {
                 proto: Protocol::Udp,
                 source,
-                destination: self.advertised,
+                // The candidate the packet was sent to (when several are announced).
+                destination: self
+                    .advertised
+                    .iter()
+                    .find(|a| Some(a.ip()) == dst_ip)
+                    .unwrap_or(&self.advertised[0])
+                    .to_owned(),
                 contents,
             },
         );
@@ -337,7 +349,7 @@ impl Worker {
                     p.next_timeout = t;
                     return;
                 }
-                Output::Transmit(t) => self.udp.queue(t.destination, &t.contents),
+                Output::Transmit(t) => self.udp.queue(t.destination, t.source.ip(), &t.contents),
                 Output::Event(e) => self.event(now, k, e),
             }
         }
@@ -744,11 +756,13 @@ impl Worker {
             .enable_bwe(Some(str0m::bwe::Bitrate::kbps(1_500)))
             .set_stats_interval(Some(Duration::from_secs(1)))
             .build(Instant::now());
-        match Candidate::host(self.advertised, "udp") {
-            Ok(c) => {
-                rtc.add_local_candidate(c);
+        for addr in &self.advertised {
+            match Candidate::host(*addr, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => warn!(error = %e, "bad local candidate"),
             }
-            Err(e) => warn!(error = %e, "bad local candidate"),
         }
         let peer = Peer {
             key,
@@ -1345,7 +1359,7 @@ impl Worker {
         // Flush a goodbye to the client (RTCP BYE, DTLS close_notify) where possible.
         let _ = p.rtc.close();
         while let Ok(Output::Transmit(t)) = p.rtc.poll_output() {
-            self.udp.queue(t.destination, &t.contents);
+            self.udp.queue(t.destination, t.source.ip(), &t.contents);
         }
         let room = p.room.clone();
         let Some(r) = self.rooms.get_mut(&room) else {
