@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every Parlor test. Installs what the tests need first (idempotent):
-# Chromium from Debian for the browser tests, and playwright-core from npm.
+# Runs every Parlor test. Installs what the tests need first (idempotent): Chromium from
+# Debian for the browser tests, playwright-core from npm, and Postgres (started if down).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,31 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q "${need_apt[@]}"
+fi
+
+# The chat store's tests run on both SQLite and the Postgres at 127.0.0.1:5432 (database
+# `test`, trust auth). Start it if it is down; install it if the machine has none.
+ensure_postgres() {
+  if command -v pg_isready >/dev/null && pg_isready -h 127.0.0.1 -p 5432 -q; then return; fi
+  if ! ls -d /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "==> installing postgresql"
+    $SUDO apt-get update -q
+    $SUDO apt-get install -y -q postgresql
+    for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      $SUDO sed -i -E 's/^(host[[:space:]].*)(scram-sha-256|md5)$/\1trust/' "$hba"
+    done
+  fi
+  echo "==> starting postgresql"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  for _ in $(seq 1 30); do
+    pg_isready -h 127.0.0.1 -p 5432 -q && break
+    sleep 1
+  done
+  pg_isready -h 127.0.0.1 -p 5432
+}
+ensure_postgres
+if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname = 'test'" | grep -q 1; then
+  psql -h 127.0.0.1 -U postgres -d postgres -c "create database test"
 fi
 
 echo "==> cargo fmt --check"

@@ -43,6 +43,19 @@ enum Command {
     Serve(ServeArgs),
     /// Mint a room token (printed on the last line).
     Token(TokenArgs),
+    /// Run the chat service alone (accounts and chat REST under /api/v1).
+    Chat(ChatArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ChatArgs {
+    #[arg(long, env = "PARLOR_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    #[arg(long, env = "PARLOR_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// `postgres://...` at scale; defaults to SQLite in the data directory.
+    #[arg(long, env = "PARLOR_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -78,6 +91,9 @@ struct ServeArgs {
     /// Default cap on concurrent screen shares per room.
     #[arg(long, env = "PARLOR_MAX_SCREEN_SHARES", default_value_t = 1)]
     max_screen_shares: u32,
+    /// The chat store: `postgres://...` at scale; defaults to SQLite in the data directory.
+    #[arg(long, env = "PARLOR_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -167,6 +183,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Token(t)) => token(t),
         Some(Command::Serve(s)) => serve(s),
+        Some(Command::Chat(c)) => chat(c),
         None => match Cli::parse_from(["parlor", "serve"]).command {
             Some(Command::Serve(s)) => serve(s),
             _ => unreachable!("`parlor serve` parses as serve"),
@@ -174,18 +191,18 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The token key: PARLOR_TOKEN_SECRET, else a key generated once into the data directory.
-fn token_key(data_dir: &Path) -> anyhow::Result<TokenKey> {
+/// The server secret: PARLOR_TOKEN_SECRET, else one generated once into the data directory.
+fn secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     if let Ok(s) = std::env::var("PARLOR_TOKEN_SECRET")
         && !s.is_empty()
     {
-        return Ok(TokenKey::new(s.as_bytes()));
+        return Ok(s.into_bytes());
     }
     let path = data_dir.join("token-secret");
     if let Ok(s) = std::fs::read_to_string(&path) {
         let s = s.trim();
         if s.len() >= 32 {
-            return Ok(TokenKey::new(s.as_bytes()));
+            return Ok(s.as_bytes().to_vec());
         }
         bail!("{} is too short to be a key", path.display());
     }
@@ -193,7 +210,48 @@ fn token_key(data_dir: &Path) -> anyhow::Result<TokenKey> {
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let secret = parlor_signaling::random_id() + &parlor_signaling::random_id();
     write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
-    Ok(TokenKey::new(secret.as_bytes()))
+    Ok(secret.into_bytes())
+}
+
+/// The room-token key.
+fn token_key(data_dir: &Path) -> anyhow::Result<TokenKey> {
+    Ok(TokenKey::new(&secret(data_dir)?))
+}
+
+/// The chat service's configuration: its own access-token key, derived from the secret.
+fn chat_config(
+    data_dir: &Path,
+    database_url: Option<String>,
+) -> anyhow::Result<parlor_chat::Config> {
+    let url = match database_url {
+        Some(u) => u,
+        None => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            format!("sqlite://{}?mode=rwc", data_dir.join("chat.db").display())
+        }
+    };
+    let mut key = secret(data_dir)?;
+    key.extend_from_slice(b"/chat-access");
+    Ok(parlor_chat::Config::new(url, &key))
+}
+
+fn chat(c: ChatArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let state = parlor_chat::ChatState::open(chat_config(&c.data_dir, c.database_url)?)
+            .await
+            .context("opening the chat store")?;
+        let listener = tokio::net::TcpListener::bind(c.listen)
+            .await
+            .with_context(|| format!("binding {}", c.listen))?;
+        println!(
+            "Parlor chat is running at http://{}",
+            listener.local_addr()?
+        );
+        parlor_chat::run(listener, state, shutdown_signal()).await?;
+        Ok(())
+    })
 }
 
 #[cfg(unix)]
@@ -280,7 +338,11 @@ async fn serve_async(s: ServeArgs) -> anyhow::Result<()> {
         sfu.clone(),
         parlor_signaling::Metrics::new(&registry)?,
     );
+    let chat = parlor_chat::ChatState::open(chat_config(&s.data_dir, s.database_url.clone())?)
+        .await
+        .context("opening the chat store")?;
     let app = parlor_signaling::router(state.clone())
+        .merge(parlor_chat::router(chat))
         .merge(parlor_signaling::ops::router(registry, state.clone()))
         .merge(web::router());
     let listener = tokio::net::TcpListener::bind(s.listen)

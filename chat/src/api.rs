@@ -1,0 +1,471 @@
+//! REST routes under `/api/v1`: accounts and sessions.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{self, Cidr};
+use crate::error::ChatError;
+use crate::store::{RefreshUse, User};
+use crate::{ChatState, now_ms};
+
+/// Largest JSON body accepted by these routes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn router(state: ChatState) -> Router {
+    Router::new()
+        .route("/api/v1/auth/register", post(register))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/users/@me", get(me).patch(update_me))
+        .route("/api/v1/users/@me/password", post(change_password))
+        .route(
+            "/api/v1/users/@me/login-allowlist",
+            put(set_allowlist).get(get_allowlist),
+        )
+        .route("/api/v1/users/@me/login-refusals", get(login_refusals))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A JSON body whose rejection is a proper API error.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ChatError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ChatError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::BytesRejection(_)) => Err(ChatError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
+            )),
+            Err(e) => Err(ChatError::bad_request("invalid_json", e.body_text())),
+        }
+    }
+}
+
+/// The signed-in user, from `Authorization: Bearer <access token>`.
+#[derive(Debug)]
+pub struct Authed(pub i64);
+
+impl FromRequestParts<ChatState> for Authed {
+    type Rejection = ChatError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ChatState) -> Result<Self, ChatError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ChatError::unauthorized("missing_token", "Authorization: Bearer <access token>")
+            })?;
+        state
+            .keys
+            .verify(token.trim())
+            .map(Authed)
+            .map_err(|code| ChatError::unauthorized(code, "the access token is not valid"))
+    }
+}
+
+fn client_ip(ci: &ConnectInfo<SocketAddr>) -> IpAddr {
+    ci.0.ip()
+}
+
+fn limit_auth(state: &ChatState, ip: IpAddr) -> Result<(), ChatError> {
+    state
+        .auth_limit
+        .check(ip, Instant::now())
+        .map_err(|retry_after| ChatError::RateLimited { retry_after })
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub avatar: Option<String>,
+    pub bot: bool,
+    pub created_at: i64,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> UserView {
+        UserView {
+            // Ids are strings on the wire: JavaScript numbers lose 64-bit precision.
+            id: u.id.to_string(),
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            avatar: u.avatar.clone(),
+            bot: u.is_bot,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Session {
+    pub user: UserView,
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Register {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+fn check_username(u: &str) -> Result<(), ChatError> {
+    let ok = (2..=32).contains(&u.len())
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    ok.then_some(()).ok_or_else(|| {
+        ChatError::bad_request(
+            "invalid_username",
+            "usernames are 2-32 letters, digits, '_' and '.'",
+        )
+    })
+}
+
+fn check_password(p: &str) -> Result<(), ChatError> {
+    ((8..=256).contains(&p.chars().count()))
+        .then_some(())
+        .ok_or_else(|| ChatError::bad_request("invalid_password", "passwords are 8-256 characters"))
+}
+
+fn clean_display_name(n: &str) -> Result<String, ChatError> {
+    let n: String = n.trim().chars().filter(|c| !c.is_control()).collect();
+    if n.is_empty() || n.chars().count() > 64 {
+        return Err(ChatError::bad_request(
+            "invalid_display_name",
+            "display names are 1-64 characters",
+        ));
+    }
+    Ok(n)
+}
+
+async fn hash(password: String) -> Result<String, ChatError> {
+    // Argon2 is deliberately slow: keep it off the async workers.
+    tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| ChatError::Internal(e.to_string()))?
+        .map_err(ChatError::Internal)
+}
+
+async fn verify(password: String, hash: String) -> Result<bool, ChatError> {
+    tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+        .await
+        .map_err(|e| ChatError::Internal(e.to_string()))
+}
+
+/// Issues an access token and a refresh token in `family` (a new family per login).
+async fn issue(state: &ChatState, user: &User, family: &str) -> Result<Session, ChatError> {
+    let refresh = auth::random_token();
+    let expires = now_ms() + state.config.refresh_ttl.as_millis() as i64;
+    state
+        .store
+        .insert_refresh(&auth::token_hash(&refresh), user.id, family, expires)
+        .await?;
+    let ttl = state.config.access_ttl.as_secs();
+    Ok(Session {
+        user: user.into(),
+        access_token: state.keys.issue(user.id, ttl),
+        refresh_token: refresh,
+        expires_in: ttl,
+    })
+}
+
+async fn register(
+    State(state): State<ChatState>,
+    ci: ConnectInfo<SocketAddr>,
+    Body(req): Body<Register>,
+) -> Result<(StatusCode, Json<Session>), ChatError> {
+    limit_auth(&state, client_ip(&ci))?;
+    check_username(&req.username)?;
+    check_password(&req.password)?;
+    let display_name = clean_display_name(req.display_name.as_deref().unwrap_or(&req.username))?;
+    let user = User {
+        id: state.ids.next(),
+        username: req.username,
+        display_name,
+        avatar: None,
+        is_bot: false,
+        password_hash: hash(req.password).await?,
+        login_allowlist: Vec::new(),
+        created_at: now_ms(),
+    };
+    state.store.create_user(&user).await.map_err(|e| match e {
+        crate::store::StoreError::Conflict => ChatError::new(
+            StatusCode::CONFLICT,
+            "username_taken",
+            "that username is taken",
+        ),
+        e => e.into(),
+    })?;
+    let session = issue(&state, &user, &auth::random_token()).await?;
+    Ok((StatusCode::CREATED, Json(session)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+async fn login(
+    State(state): State<ChatState>,
+    ci: ConnectInfo<SocketAddr>,
+    Body(req): Body<Login>,
+) -> Result<Json<Session>, ChatError> {
+    let ip = client_ip(&ci);
+    limit_auth(&state, ip)?;
+    let bad = || ChatError::unauthorized("invalid_credentials", "wrong username or password");
+    let Some(user) = state.store.user_by_username(&req.username).await? else {
+        // Spend the same time as a real check, so timing does not reveal usernames.
+        let _ = verify(req.password, DUMMY_HASH.into()).await;
+        return Err(bad());
+    };
+    if user.is_bot || !verify(req.password, user.password_hash.clone()).await? {
+        return Err(bad());
+    }
+    if !user.login_allowlist.is_empty()
+        && !user
+            .login_allowlist
+            .iter()
+            .filter_map(|e| Cidr::parse(e))
+            .any(|c| c.contains(ip))
+    {
+        state
+            .store
+            .record_login_refusal(user.id, &ip.to_string(), "ip_not_allowed")
+            .await?;
+        return Err(ChatError::new(
+            StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+            format!("this account does not allow logins from {ip}"),
+        ));
+    }
+    Ok(Json(issue(&state, &user, &auth::random_token()).await?))
+}
+
+/// An argon2id hash of a random password, verified against when a username is unknown.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2KMdJ2Fma0fIMjlCS7dO0i4fANWfg4Rr0AkXg9J+pIg";
+
+#[derive(Debug, Deserialize)]
+pub struct RefreshReq {
+    pub refresh_token: String,
+}
+
+async fn refresh(
+    State(state): State<ChatState>,
+    ci: ConnectInfo<SocketAddr>,
+    Body(req): Body<RefreshReq>,
+) -> Result<Json<Session>, ChatError> {
+    limit_auth(&state, client_ip(&ci))?;
+    let invalid = || ChatError::unauthorized("invalid_refresh_token", "sign in again");
+    match state
+        .store
+        .use_refresh(&auth::token_hash(&req.refresh_token))
+        .await?
+    {
+        None => Err(invalid()),
+        Some(RefreshUse::Replayed { family }) => {
+            // A spent token came back: it was stolen or copied. End that whole session.
+            state.store.revoke_family(&family).await?;
+            Err(invalid())
+        }
+        Some(RefreshUse::Fresh {
+            user_id,
+            family,
+            expires_at,
+        }) => {
+            if expires_at < now_ms() {
+                return Err(invalid());
+            }
+            let user = state.store.user(user_id).await?.ok_or_else(invalid)?;
+            Ok(Json(issue(&state, &user, &family).await?))
+        }
+    }
+}
+
+async fn logout(
+    State(state): State<ChatState>,
+    Body(req): Body<RefreshReq>,
+) -> Result<StatusCode, ChatError> {
+    let family = match state
+        .store
+        .use_refresh(&auth::token_hash(&req.refresh_token))
+        .await?
+    {
+        Some(RefreshUse::Fresh { family, .. } | RefreshUse::Replayed { family }) => family,
+        None => return Ok(StatusCode::NO_CONTENT),
+    };
+    state.store.revoke_family(&family).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn load_user(state: &ChatState, id: i64) -> Result<User, ChatError> {
+    state
+        .store
+        .user(id)
+        .await?
+        .ok_or_else(|| ChatError::unauthorized("invalid_token", "the account no longer exists"))
+}
+
+async fn me(
+    State(state): State<ChatState>,
+    Authed(id): Authed,
+) -> Result<Json<UserView>, ChatError> {
+    Ok(Json((&load_user(&state, id).await?).into()))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProfileUpdate {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// An image URL; `null` clears it.
+    #[serde(default, with = "double_option")]
+    pub avatar: Option<Option<String>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+async fn update_me(
+    State(state): State<ChatState>,
+    Authed(id): Authed,
+    Body(req): Body<ProfileUpdate>,
+) -> Result<Json<UserView>, ChatError> {
+    let mut user = load_user(&state, id).await?;
+    if let Some(n) = &req.display_name {
+        user.display_name = clean_display_name(n)?;
+    }
+    if let Some(avatar) = req.avatar {
+        if let Some(a) = &avatar
+            && (a.len() > 2048 || !(a.starts_with("https://") || a.starts_with("/")))
+        {
+            return Err(ChatError::bad_request(
+                "invalid_avatar",
+                "avatar must be an https:// or site-relative URL of at most 2048 bytes",
+            ));
+        }
+        user.avatar = avatar;
+    }
+    state
+        .store
+        .set_profile(id, &user.display_name, user.avatar.as_deref())
+        .await?;
+    Ok(Json((&user).into()))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+async fn change_password(
+    State(state): State<ChatState>,
+    Authed(id): Authed,
+    Body(req): Body<PasswordChange>,
+) -> Result<StatusCode, ChatError> {
+    let user = load_user(&state, id).await?;
+    if !verify(req.current_password, user.password_hash).await? {
+        return Err(ChatError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_credentials",
+            "the current password is wrong",
+        ));
+    }
+    check_password(&req.new_password)?;
+    state
+        .store
+        .set_password(id, &hash(req.new_password).await?)
+        .await?;
+    // Every session signed in with the old password ends.
+    state.store.revoke_user_tokens(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Allowlist {
+    /// Addresses or CIDR blocks; empty allows every address.
+    pub entries: Vec<String>,
+}
+
+async fn set_allowlist(
+    State(state): State<ChatState>,
+    Authed(id): Authed,
+    Body(req): Body<Allowlist>,
+) -> Result<Json<Allowlist>, ChatError> {
+    if req.entries.len() > 64 {
+        return Err(ChatError::bad_request(
+            "invalid_allowlist",
+            "at most 64 entries",
+        ));
+    }
+    if let Some(bad) = req.entries.iter().find(|e| Cidr::parse(e).is_none()) {
+        return Err(ChatError::bad_request(
+            "invalid_allowlist",
+            format!("{bad:?} is not an IP address or CIDR block"),
+        ));
+    }
+    let entries: Vec<String> = req.entries.iter().map(|e| e.trim().to_owned()).collect();
+    state.store.set_login_allowlist(id, &entries).await?;
+    Ok(Json(Allowlist { entries }))
+}
+
+async fn get_allowlist(
+    State(state): State<ChatState>,
+    Authed(id): Authed,
+) -> Result<Json<Allowlist>, ChatError> {
+    Ok(Json(Allowlist {
+        entries: load_user(&state, id).await?.login_allowlist,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Refusal {
+    pub ip: String,
+    pub reason: String,
+    pub at: i64,
+}
+
+async fn login_refusals(
+    State(state): State<ChatState>,
+    Authed(id): Authed,
+) -> Result<Json<Vec<Refusal>>, ChatError> {
+    Ok(Json(
+        state
+            .store
+            .login_refusals(id)
+            .await?
+            .into_iter()
+            .map(|(ip, reason, at)| Refusal { ip, reason, at })
+            .collect(),
+    ))
+}

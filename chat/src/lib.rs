@@ -1,0 +1,132 @@
+//! Parlor's chat service: accounts now; guilds, channels, messages and the rest of the
+//! text side as they land. REST under `/api/v1`, persisted in SQLite (embedded) or
+//! Postgres (at scale) through one [`store::Store`].
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod limit;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use error::ChatError;
+pub use store::Store;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database_url: String,
+    /// Signs access tokens.
+    pub secret: Vec<u8>,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+impl Config {
+    pub fn new(database_url: impl Into<String>, secret: &[u8]) -> Config {
+        Config {
+            database_url: database_url.into(),
+            secret: secret.to_vec(),
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// Everything the routes share.
+#[derive(Debug, Clone)]
+pub struct ChatState {
+    pub store: Store,
+    pub keys: auth::AccessKeys,
+    pub config: Arc<Config>,
+    pub ids: Arc<IdGen>,
+    pub auth_limit: Arc<limit::Limiter>,
+}
+
+impl ChatState {
+    pub async fn open(config: Config) -> Result<ChatState, store::StoreError> {
+        let store = Store::open(&config.database_url).await?;
+        Ok(ChatState {
+            store,
+            keys: auth::AccessKeys::new(&config.secret),
+            config: Arc::new(config),
+            ids: Arc::new(IdGen::default()),
+            // Per IP on the auth routes: bursts of 20, then 20 a minute.
+            auth_limit: Arc::new(limit::Limiter::new(20.0, 20.0 / 60.0)),
+        })
+    }
+}
+
+/// The chat routes, under `/api/v1`.
+pub fn router(state: ChatState) -> Router {
+    api::router(state)
+}
+
+/// Serves the chat routes alone (`parlor chat`) until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    state: ChatState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Milliseconds since 2025-01-01, the epoch of Parlor ids.
+const ID_EPOCH_MS: i64 = 1_735_689_600_000;
+
+/// Time-ordered ids, like snowflakes: 41 bits of milliseconds, 22 bits of sequence.
+/// Later ids compare greater, so they double as pagination cursors.
+#[derive(Debug, Default)]
+pub struct IdGen {
+    last: AtomicU64,
+}
+
+impl IdGen {
+    pub fn next(&self) -> i64 {
+        let now = ((now_ms() - ID_EPOCH_MS).max(0) as u64) << 22;
+        let mut prev = self.last.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(prev + 1);
+            match self
+                .last
+                .compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next as i64,
+                Err(p) => prev = p,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_increase() {
+        let g = IdGen::default();
+        let ids: Vec<i64> = (0..10_000).map(|_| g.next()).collect();
+        assert!(ids.windows(2).all(|w| w[1] > w[0]));
+        assert!(ids[0] > 0);
+    }
+}

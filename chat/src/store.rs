@@ -1,0 +1,327 @@
+//! The chat store: one interface over SQLite (the embedded default) and Postgres (for
+//! scale). Both speak the same SQL through sqlx's `Any` driver; each has its own
+//! migrations, applied at open.
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor, Row};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists")]
+    Conflict,
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    fn from_db(e: sqlx::Error) -> StoreError {
+        if let sqlx::Error::Database(d) = &e
+            && d.is_unique_violation()
+        {
+            return StoreError::Conflict;
+        }
+        StoreError::Db(e)
+    }
+}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_accounts.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/postgres/0001_accounts.sql"))];
+
+/// The `users` columns a [`User`] is read from.
+macro_rules! user_columns {
+    () => {
+        "id, username, display_name, password_hash, avatar, is_bot, login_allowlist, created_at"
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub avatar: Option<String>,
+    pub is_bot: bool,
+    pub password_hash: String,
+    pub login_allowlist: Vec<String>,
+    pub created_at: i64,
+}
+
+/// A refresh token that was just spent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// Valid and now spent: issue the next one in the same family.
+    Fresh {
+        user_id: i64,
+        family: String,
+        expires_at: i64,
+    },
+    /// Spent before: someone replays it. The family must be revoked.
+    Replayed { family: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Store {
+    /// Opens `sqlite://PATH` (created if missing, WAL mode) or `postgres://...`, and
+    /// applies pending migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL: readers never block the writer. NORMAL sync in WAL mode keeps
+                        // every committed transaction across a crash of the process.
+                        conn.execute(
+                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.pool
+            .execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, \
+                 applied_at BIGINT NOT NULL)",
+            )
+            .await?;
+        let migrations = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        for (version, sql) in migrations {
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            tx.execute(*sql).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(crate::now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn create_user(&self, u: &User) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (id, username, display_name, password_hash, avatar, is_bot, \
+             login_allowlist, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(u.id)
+        .bind(&u.username)
+        .bind(&u.display_name)
+        .bind(&u.password_hash)
+        .bind(u.avatar.clone())
+        .bind(u.is_bot)
+        .bind(serde_json::to_string(&u.login_allowlist).unwrap_or_else(|_| "[]".into()))
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::from_db)?;
+        Ok(())
+    }
+
+    fn user_from(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
+        let allow: String = row.try_get("login_allowlist")?;
+        Ok(User {
+            id: row.try_get("id")?,
+            username: row.try_get("username")?,
+            display_name: row.try_get("display_name")?,
+            password_hash: row.try_get("password_hash")?,
+            avatar: row.try_get("avatar")?,
+            is_bot: row
+                .try_get::<i64, _>("is_bot")
+                .or_else(|_| row.try_get::<bool, _>("is_bot").map(i64::from))?
+                != 0,
+            login_allowlist: serde_json::from_str(&allow).unwrap_or_default(),
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE lower(username) = lower($1)"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Self::user_from(&r)).transpose()?)
+    }
+
+    pub async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Self::user_from(&r)).transpose()?)
+    }
+
+    pub async fn set_password(&self, id: i64, hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_profile(
+        &self,
+        id: i64,
+        display_name: &str,
+        avatar: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET display_name = $1, avatar = $2 WHERE id = $3")
+            .bind(display_name)
+            .bind(avatar.map(str::to_owned))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_login_allowlist(&self, id: i64, entries: &[String]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET login_allowlist = $1 WHERE id = $2")
+            .bind(serde_json::to_string(entries).unwrap_or_else(|_| "[]".into()))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_refresh(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        family: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, user_id, family, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(family)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Spends a refresh token, atomically: of two racing uses, one is `Fresh`.
+    pub async fn use_refresh(&self, token_hash: &str) -> Result<Option<RefreshUse>, StoreError> {
+        if let Some(row) = sqlx::query(
+            "UPDATE refresh_tokens SET used = TRUE WHERE token_hash = $1 AND used = FALSE \
+             RETURNING user_id, family, expires_at",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        {
+            return Ok(Some(RefreshUse::Fresh {
+                user_id: row.try_get("user_id")?,
+                family: row.try_get("family")?,
+                expires_at: row.try_get("expires_at")?,
+            }));
+        }
+        let family: Option<String> =
+            sqlx::query_scalar("SELECT family FROM refresh_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(family.map(|family| RefreshUse::Replayed { family }))
+    }
+
+    pub async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM refresh_tokens WHERE family = $1")
+            .bind(family)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_user_tokens(&self, user_id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn record_login_refusal(
+        &self,
+        user_id: i64,
+        ip: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO login_refusals (user_id, ip, reason, at) VALUES ($1, $2, $3, $4)")
+            .bind(user_id)
+            .bind(ip)
+            .bind(reason)
+            .bind(crate::now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// (ip, reason, at ms) of refused logins, newest first.
+    pub async fn login_refusals(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ip, reason, at FROM login_refusals WHERE user_id = $1 ORDER BY id DESC LIMIT 100",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("ip")?, r.try_get("reason")?, r.try_get("at")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Db)
+    }
+}

@@ -1,0 +1,318 @@
+//! Accounts over real HTTP, on both stores.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use common::{BOTH, Db, Server};
+use reqwest::Method;
+use serde_json::json;
+
+async fn register(s: &Server, user: &str, password: &str) -> serde_json::Value {
+    let (status, body) = s
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": user, "password": password, "display_name": "Min-jun 민준"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+async fn accounts(db: Db) {
+    let s = Server::start(db).await;
+    let session = register(&s, "minjun", "correct horse battery").await;
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let refresh1 = session["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(session["user"]["display_name"], "Min-jun 민준");
+
+    // Same name, any case: taken.
+    let (st, b) = s
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "MinJun", "password": "whatever123"}),
+        )
+        .await;
+    assert_eq!(
+        (st, b["code"].as_str()),
+        (409, Some("username_taken")),
+        "{b}"
+    );
+    // Bad input.
+    let (st, b) = s
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "../x", "password": "whatever123"}),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_username")));
+    let (st, b) = s
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "short", "password": "1234"}),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_password")));
+    let r = s
+        .http
+        .post(s.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["code"], "invalid_json");
+
+    // Login.
+    let (st, b) = s
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "minjun", "password": "nope nope"}),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (401, Some("invalid_credentials")));
+    let (st, b) = s
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "ghost", "password": "nope nope"}),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (401, Some("invalid_credentials")));
+    let (st, login) = s
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "MINJUN", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{login}");
+
+    // The access token works; garbage does not.
+    let (st, me) = s.get("/api/v1/users/@me", &access).await;
+    assert_eq!((st, me["username"].as_str()), (200, Some("minjun")));
+    let (st, b) = s.get("/api/v1/users/@me", "garbage").await;
+    assert_eq!((st, b["code"].as_str()), (401, Some("invalid_token")));
+
+    // Refresh rotates; the spent token is refused, and replaying it ends the session.
+    let (st, r2) = s
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh1}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r2}");
+    let refresh2 = r2["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(refresh1, refresh2);
+    let (st, b) = s
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh1}),
+        )
+        .await;
+    assert_eq!(
+        (st, b["code"].as_str()),
+        (401, Some("invalid_refresh_token"))
+    );
+    let (st, _) = s
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh2}),
+        )
+        .await;
+    assert_eq!(st, 401, "the family was revoked after the replay");
+    // The other login's session is untouched.
+    let login_refresh = login["refresh_token"].as_str().unwrap();
+    let (st, r3) = s
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": login_refresh}),
+        )
+        .await;
+    assert_eq!(st, 200);
+
+    // Logout ends that session.
+    let refresh3 = r3["refresh_token"].as_str().unwrap();
+    let (st, _) = s
+        .post(
+            "/api/v1/auth/logout",
+            None,
+            json!({"refresh_token": refresh3}),
+        )
+        .await;
+    assert_eq!(st, 204);
+    let (st, _) = s
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh3}),
+        )
+        .await;
+    assert_eq!(st, 401);
+
+    // Profile.
+    let (st, me) = s
+        .send(
+            Method::PATCH,
+            "/api/v1/users/@me",
+            &access,
+            json!({"display_name": "  MJ  ", "avatar": "https://img.example/a.png"}),
+        )
+        .await;
+    assert_eq!((st, me["display_name"].as_str()), (200, Some("MJ")), "{me}");
+    let (st, b) = s
+        .send(
+            Method::PATCH,
+            "/api/v1/users/@me",
+            &access,
+            json!({"avatar": "javascript:alert(1)"}),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_avatar")));
+    let (_, me) = s.get("/api/v1/users/@me", &access).await;
+    assert_eq!(
+        me["avatar"], "https://img.example/a.png",
+        "a refused update changed nothing"
+    );
+
+    // Password change: the old one stops working, sessions end.
+    let (st, _) = s
+        .post(
+            "/api/v1/users/@me/password",
+            Some(&access),
+            json!({"current_password": "wrong one!", "new_password": "new password 1"}),
+        )
+        .await;
+    assert_eq!(st, 403);
+    let (_, fresh) = s
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "minjun", "password": "correct horse battery"}),
+        )
+        .await;
+    let (st, _) = s
+        .post(
+            "/api/v1/users/@me/password",
+            Some(&access),
+            json!({"current_password": "correct horse battery", "new_password": "new password 1"}),
+        )
+        .await;
+    assert_eq!(st, 204);
+    let (st, _) = s
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": fresh["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(st, 401, "sessions from before the change end");
+    let (st, _) = s
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "minjun", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(st, 401);
+    let (st, _) = s
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "minjun", "password": "new password 1"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+
+    // Login IP allowlist: a login from elsewhere is refused and recorded.
+    let (st, b) = s
+        .send(
+            Method::PUT,
+            "/api/v1/users/@me/login-allowlist",
+            &access,
+            json!({"entries": ["10.0.0.0/8", "bogus"]}),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_allowlist")));
+    let (st, _) = s
+        .send(
+            Method::PUT,
+            "/api/v1/users/@me/login-allowlist",
+            &access,
+            json!({"entries": ["10.0.0.0/8"]}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, b) = s
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "minjun", "password": "new password 1"}),
+        )
+        .await;
+    assert_eq!(
+        (st, b["code"].as_str()),
+        (403, Some("ip_not_allowed")),
+        "{b}"
+    );
+    let (_, refusals) = s.get("/api/v1/users/@me/login-refusals", &access).await;
+    assert_eq!(refusals[0]["ip"], "127.0.0.1", "{refusals}");
+    assert_eq!(refusals[0]["reason"], "ip_not_allowed");
+    s.send(
+        Method::PUT,
+        "/api/v1/users/@me/login-allowlist",
+        &access,
+        json!({"entries": ["10.0.0.0/8", "127.0.0.1/32"]}),
+    )
+    .await;
+    let (st, _) = s
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "minjun", "password": "new password 1"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn accounts_on_both_stores() {
+    for db in BOTH {
+        accounts(db).await;
+    }
+}
+
+#[tokio::test]
+async fn auth_routes_are_rate_limited_per_ip() {
+    let s = Server::start(Db::Sqlite).await;
+    let mut limited = None;
+    for _ in 0..40 {
+        let (st, b) = s
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"username": "nobody", "password": "whatever123"}),
+            )
+            .await;
+        if st == 429 {
+            limited = Some(b);
+            break;
+        }
+        assert_eq!(st, 401);
+    }
+    let b = limited.expect("never rate limited");
+    assert_eq!(b["code"], "rate_limited");
+    assert!(b["retry_after"].as_f64().unwrap() > 0.0);
+    s.stop().await;
+}
