@@ -19,6 +19,24 @@ async fn register(s: &Server, user: &str, password: &str) -> serde_json::Value {
     body
 }
 
+async fn login(s: &Server, user: &str, password: &str) -> (u16, serde_json::Value) {
+    s.post(
+        "/api/v1/auth/login",
+        None,
+        json!({"username": user, "password": password}),
+    )
+    .await
+}
+
+async fn refresh(s: &Server, token: &str) -> (u16, serde_json::Value) {
+    s.post(
+        "/api/v1/auth/refresh",
+        None,
+        json!({"refresh_token": token}),
+    )
+    .await
+}
+
 async fn accounts(db: Db) {
     let s = Server::start(db).await;
     let session = register(&s, "minjun", "correct horse battery").await;
@@ -69,30 +87,12 @@ async fn accounts(db: Db) {
     assert_eq!(b["code"], "invalid_json");
 
     // Login.
-    let (st, b) = s
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"username": "minjun", "password": "nope nope"}),
-        )
-        .await;
+    let (st, b) = login(&s, "minjun", "nope nope").await;
     assert_eq!((st, b["code"].as_str()), (401, Some("invalid_credentials")));
-    let (st, b) = s
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"username": "ghost", "password": "nope nope"}),
-        )
-        .await;
+    let (st, b) = login(&s, "ghost", "nope nope").await;
     assert_eq!((st, b["code"].as_str()), (401, Some("invalid_credentials")));
-    let (st, login) = s
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"username": "MINJUN", "password": "correct horse battery"}),
-        )
-        .await;
-    assert_eq!(st, 200, "{login}");
+    let (st, signed_in) = login(&s, "MINJUN", "correct horse battery").await;
+    assert_eq!(st, 200, "{signed_in}");
 
     // The access token works; garbage does not.
     let (st, me) = s.get("/api/v1/users/@me", &access).await;
@@ -101,44 +101,20 @@ async fn accounts(db: Db) {
     assert_eq!((st, b["code"].as_str()), (401, Some("invalid_token")));
 
     // Refresh rotates; the spent token is refused, and replaying it ends the session.
-    let (st, r2) = s
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": refresh1}),
-        )
-        .await;
+    let (st, r2) = refresh(&s, &refresh1).await;
     assert_eq!(st, 200, "{r2}");
     let refresh2 = r2["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(refresh1, refresh2);
-    let (st, b) = s
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": refresh1}),
-        )
-        .await;
+    let (st, b) = refresh(&s, &refresh1).await;
     assert_eq!(
         (st, b["code"].as_str()),
         (401, Some("invalid_refresh_token"))
     );
-    let (st, _) = s
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": refresh2}),
-        )
-        .await;
+    let (st, _) = refresh(&s, &refresh2).await;
     assert_eq!(st, 401, "the family was revoked after the replay");
     // The other login's session is untouched.
-    let login_refresh = login["refresh_token"].as_str().unwrap();
-    let (st, r3) = s
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": login_refresh}),
-        )
-        .await;
+    let login_refresh = signed_in["refresh_token"].as_str().unwrap();
+    let (st, r3) = refresh(&s, login_refresh).await;
     assert_eq!(st, 200);
 
     // Logout ends that session.
@@ -151,13 +127,7 @@ async fn accounts(db: Db) {
         )
         .await;
     assert_eq!(st, 204);
-    let (st, _) = s
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": refresh3}),
-        )
-        .await;
+    let (st, _) = refresh(&s, refresh3).await;
     assert_eq!(st, 401);
 
     // Profile.
@@ -194,13 +164,7 @@ async fn accounts(db: Db) {
         )
         .await;
     assert_eq!(st, 403);
-    let (_, fresh) = s
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"username": "minjun", "password": "correct horse battery"}),
-        )
-        .await;
+    let (_, fresh) = login(&s, "minjun", "correct horse battery").await;
     let (st, _) = s
         .post(
             "/api/v1/users/@me/password",
@@ -209,29 +173,11 @@ async fn accounts(db: Db) {
         )
         .await;
     assert_eq!(st, 204);
-    let (st, _) = s
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": fresh["refresh_token"]}),
-        )
-        .await;
+    let (st, _) = refresh(&s, fresh["refresh_token"].as_str().unwrap()).await;
     assert_eq!(st, 401, "sessions from before the change end");
-    let (st, _) = s
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"username": "minjun", "password": "correct horse battery"}),
-        )
-        .await;
+    let (st, _) = login(&s, "minjun", "correct horse battery").await;
     assert_eq!(st, 401);
-    let (st, _) = s
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"username": "minjun", "password": "new password 1"}),
-        )
-        .await;
+    let (st, _) = login(&s, "minjun", "new password 1").await;
     assert_eq!(st, 200);
 
     // Login IP allowlist: a login from elsewhere is refused and recorded.
@@ -253,13 +199,7 @@ async fn accounts(db: Db) {
         )
         .await;
     assert_eq!(st, 200);
-    let (st, b) = s
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"username": "minjun", "password": "new password 1"}),
-        )
-        .await;
+    let (st, b) = login(&s, "minjun", "new password 1").await;
     assert_eq!(
         (st, b["code"].as_str()),
         (403, Some("ip_not_allowed")),
@@ -275,13 +215,7 @@ async fn accounts(db: Db) {
         json!({"entries": ["10.0.0.0/8", "127.0.0.1/32"]}),
     )
     .await;
-    let (st, _) = s
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"username": "minjun", "password": "new password 1"}),
-        )
-        .await;
+    let (st, _) = login(&s, "minjun", "new password 1").await;
     assert_eq!(st, 200);
     s.stop().await;
 }
@@ -298,13 +232,7 @@ async fn auth_routes_are_rate_limited_per_ip() {
     let s = Server::start(Db::Sqlite).await;
     let mut limited = None;
     for _ in 0..40 {
-        let (st, b) = s
-            .post(
-                "/api/v1/auth/login",
-                None,
-                json!({"username": "nobody", "password": "whatever123"}),
-            )
-            .await;
+        let (st, b) = login(&s, "nobody", "whatever123").await;
         if st == 429 {
             limited = Some(b);
             break;

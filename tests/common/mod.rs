@@ -290,13 +290,11 @@ impl Client {
             }
         });
 
-        let received = Arc::new(Mutex::new(HashMap::new()));
-        let connected = Arc::new(AtomicBool::new(false));
-        let pc = new_peer_connection(Handler {
-            received: received.clone(),
-            connected: connected.clone(),
-        })
-        .await?;
+        let Bare {
+            pc,
+            received,
+            connected,
+        } = Bare::new().await?;
 
         let pending: Pending = Arc::default();
         let (events_tx, events) = mpsc::unbounded_channel();
