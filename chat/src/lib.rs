@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod limit;
+pub mod perms;
 pub mod store;
 
 use std::future::Future;
