@@ -5,6 +5,8 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod guild_store;
+pub mod guilds;
 pub mod limit;
 pub mod perms;
 pub mod store;
@@ -68,7 +70,7 @@ impl ChatState {
 
 /// The chat routes, under `/api/v1`.
 pub fn router(state: ChatState) -> Router {
-    api::router(state)
+    api::router(state.clone()).merge(guilds::router(state))
 }
 
 /// Serves the chat routes alone (`parlor chat`) until `shutdown` resolves.

@@ -14,7 +14,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn from_db(e: sqlx::Error) -> StoreError {
+    pub(crate) fn from_db(e: sqlx::Error) -> StoreError {
         if let sqlx::Error::Database(d) = &e
             && d.is_unique_violation()
         {
@@ -31,10 +31,14 @@ pub enum Backend {
     Postgres,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_accounts.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/postgres/0001_accounts.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_accounts.sql")),
+    (2, include_str!("../migrations/sqlite/0002_guilds.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_accounts.sql")),
+    (2, include_str!("../migrations/postgres/0002_guilds.sql")),
+];
 
 /// The `users` columns a [`User`] is read from.
 macro_rules! user_columns {
@@ -70,7 +74,7 @@ pub enum RefreshUse {
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     pub backend: Backend,
 }
 

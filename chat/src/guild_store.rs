@@ -1,0 +1,415 @@
+//! Guilds, channels, members, messages and invites in the [`Store`].
+
+use sqlx::{Executor, Row};
+
+use crate::perms::{Overwrite, Perms, Target};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct Guild {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub id: i64,
+    pub guild_id: i64,
+    /// `text`, `voice` or `category`.
+    pub kind: String,
+    pub name: String,
+    pub parent_id: Option<i64>,
+    pub position: i64,
+    /// Voice channels: the participant cap.
+    pub user_limit: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: i64,
+    pub channel_id: i64,
+    pub author_id: i64,
+    pub content: String,
+    pub reply_to: Option<i64>,
+    pub edited_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// Where a page of history is taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    Latest,
+    Before(i64),
+    After(i64),
+    Around(i64),
+}
+
+/// What permissions need to know about a member.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub is_owner: bool,
+    pub everyone: Perms,
+    pub roles: Vec<(i64, Perms)>,
+}
+
+fn message_from(r: &sqlx::any::AnyRow) -> Result<Message, sqlx::Error> {
+    Ok(Message {
+        id: r.try_get("id")?,
+        channel_id: r.try_get("channel_id")?,
+        author_id: r.try_get("author_id")?,
+        content: r.try_get("content")?,
+        reply_to: r.try_get("reply_to")?,
+        edited_at: r.try_get("edited_at")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn channel_from(r: &sqlx::any::AnyRow) -> Result<Channel, sqlx::Error> {
+    Ok(Channel {
+        id: r.try_get("id")?,
+        guild_id: r.try_get("guild_id")?,
+        kind: r.try_get("kind")?,
+        name: r.try_get("name")?,
+        parent_id: r.try_get("parent_id")?,
+        position: r.try_get("position")?,
+        user_limit: r.try_get("user_limit")?,
+    })
+}
+
+macro_rules! message_columns {
+    () => {
+        "id, channel_id, author_id, content, reply_to, edited_at, created_at"
+    };
+}
+
+impl Store {
+    /// Creates a guild with its `@everyone` role, its owner as first member, and its
+    /// first channels, in one transaction.
+    pub async fn create_guild(
+        &self,
+        g: &Guild,
+        everyone: Perms,
+        channels: &[Channel],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO guilds (id, name, owner_id, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(g.id)
+            .bind(&g.name)
+            .bind(g.owner_id)
+            .bind(g.created_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO roles (id, guild_id, name, permissions, position) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(g.id)
+        .bind(g.id)
+        .bind("@everyone")
+        .bind(everyone.0 as i64)
+        .bind(0_i64)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO members (guild_id, user_id, joined_at) VALUES ($1, $2, $3)")
+            .bind(g.id)
+            .bind(g.owner_id)
+            .bind(g.created_at)
+            .execute(&mut *tx)
+            .await?;
+        for c in channels {
+            insert_channel(&mut *tx, c).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn guild(&self, id: i64) -> Result<Option<Guild>, StoreError> {
+        let row = sqlx::query("SELECT id, name, owner_id, created_at FROM guilds WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Guild {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                owner_id: r.try_get("owner_id")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+        .map_err(StoreError::Db)
+    }
+
+    pub async fn rename_guild(&self, id: i64, name: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE guilds SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_guild(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM guilds WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The member's standing in a guild; `None` if not a member.
+    pub async fn membership(
+        &self,
+        guild_id: i64,
+        user_id: i64,
+    ) -> Result<Option<Membership>, StoreError> {
+        let Some(g) = self.guild(guild_id).await? else {
+            return Ok(None);
+        };
+        let member: Option<i64> =
+            sqlx::query_scalar("SELECT user_id FROM members WHERE guild_id = $1 AND user_id = $2")
+                .bind(guild_id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        if member.is_none() {
+            return Ok(None);
+        }
+        let everyone: i64 = sqlx::query_scalar("SELECT permissions FROM roles WHERE id = $1")
+            .bind(guild_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT r.id, r.permissions FROM roles r JOIN member_roles m ON m.role_id = r.id \
+             WHERE m.guild_id = $1 AND m.user_id = $2",
+        )
+        .bind(guild_id)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let roles = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    Perms(r.try_get::<i64, _>("permissions")? as u64),
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(Some(Membership {
+            is_owner: g.owner_id == user_id,
+            everyone: Perms(everyone as u64),
+            roles,
+        }))
+    }
+
+    pub async fn add_member(&self, guild_id: i64, user_id: i64, at: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO members (guild_id, user_id, joined_at) VALUES ($1, $2, $3)")
+            .bind(guild_id)
+            .bind(user_id)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from_db)?;
+        Ok(())
+    }
+
+    pub async fn create_channel(&self, c: &Channel) -> Result<(), StoreError> {
+        insert_channel(&self.pool, c).await
+    }
+
+    pub async fn channel(&self, id: i64) -> Result<Option<Channel>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, guild_id, kind, name, parent_id, position, user_limit FROM channels \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| channel_from(&r)).transpose()?)
+    }
+
+    pub async fn channels(&self, guild_id: i64) -> Result<Vec<Channel>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, guild_id, kind, name, parent_id, position, user_limit FROM channels \
+             WHERE guild_id = $1 ORDER BY position, id",
+        )
+        .bind(guild_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(channel_from).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn overwrites(&self, channel_id: i64) -> Result<Vec<Overwrite>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT target_kind, target_id, allow_bits, deny_bits FROM overwrites \
+             WHERE channel_id = $1",
+        )
+        .bind(channel_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: i64 = r.try_get("target_id")?;
+                let kind: String = r.try_get("target_kind")?;
+                Ok(Overwrite {
+                    target: if kind == "member" {
+                        Target::Member(id)
+                    } else {
+                        Target::Role(id)
+                    },
+                    allow: Perms(r.try_get::<i64, _>("allow_bits")? as u64),
+                    deny: Perms(r.try_get::<i64, _>("deny_bits")? as u64),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Db)
+    }
+
+    pub async fn insert_message(&self, m: &Message) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO messages (id, channel_id, author_id, content, reply_to, edited_at, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(m.id)
+        .bind(m.channel_id)
+        .bind(m.author_id)
+        .bind(&m.content)
+        .bind(m.reply_to)
+        .bind(m.edited_at)
+        .bind(m.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn message(&self, channel_id: i64, id: i64) -> Result<Option<Message>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE id = $1 AND channel_id = $2"
+        ))
+        .bind(id)
+        .bind(channel_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| message_from(&r)).transpose()?)
+    }
+
+    pub async fn edit_message(&self, id: i64, content: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE messages SET content = $1, edited_at = $2 WHERE id = $3")
+            .bind(content)
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_message(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM messages WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A page of a channel's history, newest first.
+    pub async fn history(
+        &self,
+        channel_id: i64,
+        cursor: Cursor,
+        limit: i64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let older = |below: i64, n: i64| {
+            sqlx::query(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE channel_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            ))
+            .bind(channel_id)
+            .bind(below)
+            .bind(n)
+            .fetch_all(&self.pool)
+        };
+        let newer = |above: i64, n: i64| {
+            sqlx::query(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE channel_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3"
+            ))
+            .bind(channel_id)
+            .bind(above)
+            .bind(n)
+            .fetch_all(&self.pool)
+        };
+        let rows = match cursor {
+            Cursor::Latest => older(i64::MAX, limit).await?,
+            Cursor::Before(id) => older(id, limit).await?,
+            Cursor::After(id) => {
+                let mut r = newer(id, limit).await?;
+                r.reverse();
+                r
+            }
+            Cursor::Around(id) => {
+                // The message itself and the newer half, then the older half.
+                let mut r = newer(id - 1, (limit + 1) / 2).await?;
+                r.reverse();
+                let take = limit - r.len() as i64;
+                r.extend(older(id, take).await?);
+                r
+            }
+        };
+        Ok(rows.iter().map(message_from).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn create_invite(
+        &self,
+        code: &str,
+        guild_id: i64,
+        creator_id: i64,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO invites (code, guild_id, creator_id, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(code)
+        .bind(guild_id)
+        .bind(creator_id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Counts a use of an invite; the guild it leads to.
+    pub async fn use_invite(&self, code: &str) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "UPDATE invites SET uses = uses + 1 WHERE code = $1 RETURNING guild_id",
+        )
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+async fn insert_channel<'e, E>(exec: E, c: &Channel) -> Result<(), StoreError>
+where
+    E: Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO channels (id, guild_id, kind, name, parent_id, position, user_limit) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(c.id)
+    .bind(c.guild_id)
+    .bind(&c.kind)
+    .bind(&c.name)
+    .bind(c.parent_id)
+    .bind(c.position)
+    .bind(c.user_limit)
+    .execute(exec)
+    .await?;
+    Ok(())
+}

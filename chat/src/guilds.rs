@@ -1,0 +1,580 @@
+//! Guilds, channels, messages and invites under `/api/v1`, with permission checks.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Authed, Body};
+use crate::error::ChatError;
+use crate::guild_store::{Channel, Cursor, Guild, Membership, Message};
+use crate::perms::{MemberPerms, Perms, channel_perms, guild_perms};
+use crate::{ChatState, auth, now_ms};
+
+/// Longest message, in characters.
+pub const MAX_CONTENT_CHARS: usize = 4000;
+
+pub fn router(state: ChatState) -> Router {
+    Router::new()
+        .route("/api/v1/guilds", post(create_guild))
+        .route(
+            "/api/v1/guilds/{guild}",
+            get(get_guild).patch(rename_guild).delete(delete_guild),
+        )
+        .route("/api/v1/guilds/{guild}/channels", post(create_channel))
+        .route("/api/v1/guilds/{guild}/invites", post(create_invite))
+        .route("/api/v1/invites/{code}", post(accept_invite))
+        .route(
+            "/api/v1/channels/{channel}/messages",
+            get(history).post(send_message),
+        )
+        .route(
+            "/api/v1/channels/{channel}/messages/{message}",
+            patch(edit_message).delete(delete_message),
+        )
+        .with_state(state)
+}
+
+/// Ids are strings on the wire (JavaScript numbers lose 64-bit precision).
+fn parse_id(s: &str, what: &'static str) -> Result<i64, ChatError> {
+    s.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+        ChatError::new(
+            StatusCode::NOT_FOUND,
+            what,
+            format!("no such {}", &what[8..]),
+        )
+    })
+}
+
+fn forbidden(missing: Perms) -> ChatError {
+    ChatError::new(
+        StatusCode::FORBIDDEN,
+        "missing_permissions",
+        format!("missing permissions: {}", missing.names().join(", ")),
+    )
+}
+
+fn unknown_guild() -> ChatError {
+    ChatError::new(StatusCode::NOT_FOUND, "unknown_guild", "no such guild")
+}
+
+fn unknown_channel() -> ChatError {
+    ChatError::new(StatusCode::NOT_FOUND, "unknown_channel", "no such channel")
+}
+
+fn member_perms(user_id: i64, m: &Membership) -> MemberPerms<'_> {
+    MemberPerms {
+        user_id,
+        is_owner: m.is_owner,
+        everyone: m.everyone,
+        roles: &m.roles,
+    }
+}
+
+/// The caller's guild permissions. A guild the caller is not in does not exist for them.
+async fn in_guild(
+    state: &ChatState,
+    guild_id: i64,
+    user: i64,
+) -> Result<(Membership, Perms), ChatError> {
+    let m = state
+        .store
+        .membership(guild_id, user)
+        .await?
+        .ok_or_else(unknown_guild)?;
+    let p = guild_perms(&member_perms(user, &m));
+    Ok((m, p))
+}
+
+/// The channel and the caller's permissions in it. A channel the caller cannot view does
+/// not exist for them.
+async fn in_channel(
+    state: &ChatState,
+    channel_id: i64,
+    user: i64,
+) -> Result<(Channel, Perms), ChatError> {
+    let c = state
+        .store
+        .channel(channel_id)
+        .await?
+        .ok_or_else(unknown_channel)?;
+    let m = state
+        .store
+        .membership(c.guild_id, user)
+        .await?
+        .ok_or_else(unknown_channel)?;
+    let overwrites = state.store.overwrites(c.id).await?;
+    let p = channel_perms(&member_perms(user, &m), c.guild_id, &overwrites);
+    if !p.contains(Perms::VIEW_CHANNEL) {
+        return Err(unknown_channel());
+    }
+    Ok((c, p))
+}
+
+fn require(have: Perms, need: Perms) -> Result<(), ChatError> {
+    if have.contains(need) {
+        Ok(())
+    } else {
+        Err(forbidden(Perms(need.0 & !have.0)))
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ChannelView {
+    id: String,
+    guild_id: String,
+    kind: String,
+    name: String,
+    parent_id: Option<String>,
+    position: i64,
+    user_limit: Option<i64>,
+}
+
+impl From<&Channel> for ChannelView {
+    fn from(c: &Channel) -> ChannelView {
+        ChannelView {
+            id: c.id.to_string(),
+            guild_id: c.guild_id.to_string(),
+            kind: c.kind.clone(),
+            name: c.name.clone(),
+            parent_id: c.parent_id.map(|p| p.to_string()),
+            position: c.position,
+            user_limit: c.user_limit,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct GuildView {
+    id: String,
+    name: String,
+    owner_id: String,
+    /// The caller's permissions in the guild, as a decimal string of the bitfield.
+    permissions: String,
+    /// The channels the caller can see.
+    channels: Vec<ChannelView>,
+}
+
+async fn guild_view(
+    state: &ChatState,
+    g: &Guild,
+    user: i64,
+    m: &Membership,
+) -> Result<GuildView, ChatError> {
+    let mut channels = Vec::new();
+    for c in state.store.channels(g.id).await? {
+        let ow = state.store.overwrites(c.id).await?;
+        if channel_perms(&member_perms(user, m), g.id, &ow).contains(Perms::VIEW_CHANNEL) {
+            channels.push(ChannelView::from(&c));
+        }
+    }
+    Ok(GuildView {
+        id: g.id.to_string(),
+        name: g.name.clone(),
+        owner_id: g.owner_id.to_string(),
+        permissions: guild_perms(&member_perms(user, m)).0.to_string(),
+        channels,
+    })
+}
+
+fn clean_name(n: &str, max: usize, code: &'static str) -> Result<String, ChatError> {
+    let n: String = n.trim().chars().filter(|c| !c.is_control()).collect();
+    if n.is_empty() || n.chars().count() > max {
+        return Err(ChatError::bad_request(
+            code,
+            format!("names are 1-{max} characters"),
+        ));
+    }
+    Ok(n)
+}
+
+#[derive(Debug, Deserialize)]
+struct NewGuild {
+    name: String,
+}
+
+async fn create_guild(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Body(req): Body<NewGuild>,
+) -> Result<(StatusCode, Json<GuildView>), ChatError> {
+    let g = Guild {
+        id: state.ids.next(),
+        name: clean_name(&req.name, 100, "invalid_name")?,
+        owner_id: user,
+        created_at: now_ms(),
+    };
+    let text_category = state.ids.next();
+    let voice_category = state.ids.next();
+    let channel = |id, kind: &str, name: &str, parent, position| Channel {
+        id,
+        guild_id: g.id,
+        kind: kind.into(),
+        name: name.into(),
+        parent_id: parent,
+        position,
+        user_limit: None,
+    };
+    let channels = [
+        channel(text_category, "category", "Text Channels", None, 0),
+        channel(state.ids.next(), "text", "general", Some(text_category), 0),
+        channel(voice_category, "category", "Voice Channels", None, 1),
+        channel(
+            state.ids.next(),
+            "voice",
+            "General",
+            Some(voice_category),
+            0,
+        ),
+    ];
+    state
+        .store
+        .create_guild(&g, Perms::DEFAULT_EVERYONE, &channels)
+        .await?;
+    let (m, _) = in_guild(&state, g.id, user).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(guild_view(&state, &g, user, &m).await?),
+    ))
+}
+
+async fn get_guild(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(guild): Path<String>,
+) -> Result<Json<GuildView>, ChatError> {
+    let id = parse_id(&guild, "unknown_guild")?;
+    let (m, _) = in_guild(&state, id, user).await?;
+    let g = state.store.guild(id).await?.ok_or_else(unknown_guild)?;
+    Ok(Json(guild_view(&state, &g, user, &m).await?))
+}
+
+async fn rename_guild(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(guild): Path<String>,
+    Body(req): Body<NewGuild>,
+) -> Result<Json<GuildView>, ChatError> {
+    let id = parse_id(&guild, "unknown_guild")?;
+    let (m, p) = in_guild(&state, id, user).await?;
+    require(p, Perms::MANAGE_GUILD)?;
+    state
+        .store
+        .rename_guild(id, &clean_name(&req.name, 100, "invalid_name")?)
+        .await?;
+    let g = state.store.guild(id).await?.ok_or_else(unknown_guild)?;
+    Ok(Json(guild_view(&state, &g, user, &m).await?))
+}
+
+async fn delete_guild(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(guild): Path<String>,
+) -> Result<StatusCode, ChatError> {
+    let id = parse_id(&guild, "unknown_guild")?;
+    let (m, _) = in_guild(&state, id, user).await?;
+    if !m.is_owner {
+        return Err(ChatError::new(
+            StatusCode::FORBIDDEN,
+            "not_owner",
+            "only the owner can delete a guild",
+        ));
+    }
+    state.store.delete_guild(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct NewChannel {
+    name: String,
+    kind: String,
+    #[serde(default)]
+    parent_id: Option<String>,
+    #[serde(default)]
+    user_limit: Option<i64>,
+}
+
+async fn create_channel(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(guild): Path<String>,
+    Body(req): Body<NewChannel>,
+) -> Result<(StatusCode, Json<ChannelView>), ChatError> {
+    let id = parse_id(&guild, "unknown_guild")?;
+    let (_, p) = in_guild(&state, id, user).await?;
+    require(p, Perms::MANAGE_CHANNELS)?;
+    if !matches!(req.kind.as_str(), "text" | "voice" | "category") {
+        return Err(ChatError::bad_request(
+            "invalid_channel_kind",
+            "kind is text, voice or category",
+        ));
+    }
+    let parent_id = match &req.parent_id {
+        Some(p) => {
+            let pid = parse_id(p, "unknown_channel")?;
+            let parent = state.store.channel(pid).await?;
+            if !parent.is_some_and(|c| c.guild_id == id && c.kind == "category")
+                || req.kind == "category"
+            {
+                return Err(ChatError::bad_request(
+                    "invalid_parent",
+                    "the parent must be a category of this guild",
+                ));
+            }
+            Some(pid)
+        }
+        None => None,
+    };
+    if req.user_limit.is_some_and(|l| !(1..=99).contains(&l))
+        || (req.user_limit.is_some() && req.kind != "voice")
+    {
+        return Err(ChatError::bad_request(
+            "invalid_user_limit",
+            "user_limit is 1-99, on voice channels only",
+        ));
+    }
+    let position = state
+        .store
+        .channels(id)
+        .await?
+        .iter()
+        .filter(|c| c.parent_id == parent_id)
+        .count() as i64;
+    let c = Channel {
+        id: state.ids.next(),
+        guild_id: id,
+        kind: req.kind,
+        name: clean_name(&req.name, 100, "invalid_name")?,
+        parent_id,
+        position,
+        user_limit: req.user_limit,
+    };
+    state.store.create_channel(&c).await?;
+    Ok((StatusCode::CREATED, Json(ChannelView::from(&c))))
+}
+
+#[derive(Debug, Serialize)]
+struct InviteView {
+    code: String,
+    guild_id: String,
+}
+
+async fn create_invite(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(guild): Path<String>,
+) -> Result<(StatusCode, Json<InviteView>), ChatError> {
+    let id = parse_id(&guild, "unknown_guild")?;
+    let (_, p) = in_guild(&state, id, user).await?;
+    require(p, Perms::CREATE_INVITES)?;
+    // 128 random bits: not guessable.
+    let code: String = auth::random_token().chars().take(22).collect();
+    state.store.create_invite(&code, id, user, now_ms()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(InviteView {
+            code,
+            guild_id: id.to_string(),
+        }),
+    ))
+}
+
+async fn accept_invite(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(code): Path<String>,
+) -> Result<Json<GuildView>, ChatError> {
+    let unknown = || ChatError::new(StatusCode::NOT_FOUND, "unknown_invite", "no such invite");
+    if code.len() > 64 {
+        return Err(unknown());
+    }
+    let guild_id = state.store.use_invite(&code).await?.ok_or_else(unknown)?;
+    match state.store.add_member(guild_id, user, now_ms()).await {
+        Ok(()) | Err(crate::store::StoreError::Conflict) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let (m, _) = in_guild(&state, guild_id, user).await?;
+    let g = state
+        .store
+        .guild(guild_id)
+        .await?
+        .ok_or_else(unknown_guild)?;
+    Ok(Json(guild_view(&state, &g, user, &m).await?))
+}
+
+#[derive(Debug, Serialize)]
+struct MessageView {
+    id: String,
+    channel_id: String,
+    author_id: String,
+    content: String,
+    reply_to: Option<String>,
+    edited_at: Option<i64>,
+    created_at: i64,
+}
+
+impl From<&Message> for MessageView {
+    fn from(m: &Message) -> MessageView {
+        MessageView {
+            id: m.id.to_string(),
+            channel_id: m.channel_id.to_string(),
+            author_id: m.author_id.to_string(),
+            content: m.content.clone(),
+            reply_to: m.reply_to.map(|r| r.to_string()),
+            edited_at: m.edited_at,
+            created_at: m.created_at,
+        }
+    }
+}
+
+fn check_content(content: &str) -> Result<(), ChatError> {
+    let n = content.chars().count();
+    if content.trim().is_empty() || n > MAX_CONTENT_CHARS {
+        return Err(ChatError::bad_request(
+            "invalid_content",
+            format!("content is 1-{MAX_CONTENT_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct NewMessage {
+    content: String,
+    #[serde(default)]
+    reply_to: Option<String>,
+}
+
+async fn send_message(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(channel): Path<String>,
+    Body(req): Body<NewMessage>,
+) -> Result<(StatusCode, Json<MessageView>), ChatError> {
+    let id = parse_id(&channel, "unknown_channel")?;
+    let (c, p) = in_channel(&state, id, user).await?;
+    if c.kind != "text" {
+        return Err(ChatError::bad_request(
+            "not_a_text_channel",
+            "messages go in text channels",
+        ));
+    }
+    require(p, Perms::SEND_MESSAGES)?;
+    check_content(&req.content)?;
+    let reply_to = match &req.reply_to {
+        Some(r) => {
+            let rid = parse_id(r, "unknown_message")?;
+            state.store.message(id, rid).await?.ok_or_else(|| {
+                ChatError::bad_request(
+                    "unknown_message",
+                    "the replied message is not in this channel",
+                )
+            })?;
+            Some(rid)
+        }
+        None => None,
+    };
+    let m = Message {
+        id: state.ids.next(),
+        channel_id: id,
+        author_id: user,
+        content: req.content,
+        reply_to,
+        edited_at: None,
+        created_at: now_ms(),
+    };
+    state.store.insert_message(&m).await?;
+    Ok((StatusCode::CREATED, Json(MessageView::from(&m))))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    before: Option<String>,
+    after: Option<String>,
+    around: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn history(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(channel): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<MessageView>>, ChatError> {
+    let Query(q) = query.map_err(|e| ChatError::bad_request("invalid_query", e.body_text()))?;
+    let id = parse_id(&channel, "unknown_channel")?;
+    in_channel(&state, id, user).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ChatError::bad_request("invalid_limit", "limit is 1-100"));
+    }
+    let cursor_id = |s: &str| {
+        s.parse::<i64>()
+            .map_err(|_| ChatError::bad_request("invalid_cursor", "cursors are message ids"))
+    };
+    let cursor = match (&q.before, &q.after, &q.around) {
+        (None, None, None) => Cursor::Latest,
+        (Some(b), None, None) => Cursor::Before(cursor_id(b)?),
+        (None, Some(a), None) => Cursor::After(cursor_id(a)?),
+        (None, None, Some(a)) => Cursor::Around(cursor_id(a)?),
+        _ => {
+            return Err(ChatError::bad_request(
+                "invalid_cursor",
+                "use one of before, after and around",
+            ));
+        }
+    };
+    let page = state.store.history(id, cursor, limit).await?;
+    Ok(Json(page.iter().map(MessageView::from).collect()))
+}
+
+#[derive(Debug, Deserialize)]
+struct EditMessage {
+    content: String,
+}
+
+async fn edit_message(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path((channel, message)): Path<(String, String)>,
+    Body(req): Body<EditMessage>,
+) -> Result<Json<MessageView>, ChatError> {
+    let cid = parse_id(&channel, "unknown_channel")?;
+    let mid = parse_id(&message, "unknown_message")?;
+    in_channel(&state, cid, user).await?;
+    let mut m = state.store.message(cid, mid).await?.ok_or_else(|| {
+        ChatError::new(StatusCode::NOT_FOUND, "unknown_message", "no such message")
+    })?;
+    if m.author_id != user {
+        return Err(ChatError::new(
+            StatusCode::FORBIDDEN,
+            "not_author",
+            "only the author can edit a message",
+        ));
+    }
+    check_content(&req.content)?;
+    let at = now_ms();
+    state.store.edit_message(mid, &req.content, at).await?;
+    m.content = req.content;
+    m.edited_at = Some(at);
+    Ok(Json(MessageView::from(&m)))
+}
+
+async fn delete_message(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path((channel, message)): Path<(String, String)>,
+) -> Result<StatusCode, ChatError> {
+    let cid = parse_id(&channel, "unknown_channel")?;
+    let mid = parse_id(&message, "unknown_message")?;
+    let (_, p) = in_channel(&state, cid, user).await?;
+    let m = state.store.message(cid, mid).await?.ok_or_else(|| {
+        ChatError::new(StatusCode::NOT_FOUND, "unknown_message", "no such message")
+    })?;
+    if m.author_id != user {
+        require(p, Perms::MANAGE_MESSAGES)?;
+    }
+    state.store.delete_message(mid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
