@@ -24,7 +24,8 @@ impl StoreError {
     }
 }
 
-/// Which database a store runs on.
+/// Which database a store runs on. Migrations live in `migrations/<backend>/` where the
+/// SQL differs between the two, and in `migrations/` where one text suits both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -33,11 +34,11 @@ pub enum Backend {
 
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_accounts.sql")),
-    (2, include_str!("../migrations/sqlite/0002_guilds.sql")),
+    (2, include_str!("../migrations/0002_guilds.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_accounts.sql")),
-    (2, include_str!("../migrations/postgres/0002_guilds.sql")),
+    (2, include_str!("../migrations/0002_guilds.sql")),
 ];
 
 /// The `users` columns a [`User`] is read from.
