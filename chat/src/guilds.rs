@@ -529,6 +529,22 @@ async fn history(
     Ok(Json(page.iter().map(MessageView::from).collect()))
 }
 
+/// A message the caller can see, with the caller's permissions in its channel.
+async fn message_in_channel(
+    state: &ChatState,
+    channel: &str,
+    message: &str,
+    user: i64,
+) -> Result<(Message, Perms), ChatError> {
+    let cid = parse_id(channel, "unknown_channel")?;
+    let mid = parse_id(message, "unknown_message")?;
+    let (_, p) = in_channel(state, cid, user).await?;
+    let m = state.store.message(cid, mid).await?.ok_or_else(|| {
+        ChatError::new(StatusCode::NOT_FOUND, "unknown_message", "no such message")
+    })?;
+    Ok((m, p))
+}
+
 #[derive(Debug, Deserialize)]
 struct EditMessage {
     content: String,
@@ -540,12 +556,8 @@ async fn edit_message(
     Path((channel, message)): Path<(String, String)>,
     Body(req): Body<EditMessage>,
 ) -> Result<Json<MessageView>, ChatError> {
-    let cid = parse_id(&channel, "unknown_channel")?;
-    let mid = parse_id(&message, "unknown_message")?;
-    in_channel(&state, cid, user).await?;
-    let mut m = state.store.message(cid, mid).await?.ok_or_else(|| {
-        ChatError::new(StatusCode::NOT_FOUND, "unknown_message", "no such message")
-    })?;
+    let (mut m, _) = message_in_channel(&state, &channel, &message, user).await?;
+    let mid = m.id;
     if m.author_id != user {
         return Err(ChatError::new(
             StatusCode::FORBIDDEN,
@@ -566,15 +578,10 @@ async fn delete_message(
     Authed(user): Authed,
     Path((channel, message)): Path<(String, String)>,
 ) -> Result<StatusCode, ChatError> {
-    let cid = parse_id(&channel, "unknown_channel")?;
-    let mid = parse_id(&message, "unknown_message")?;
-    let (_, p) = in_channel(&state, cid, user).await?;
-    let m = state.store.message(cid, mid).await?.ok_or_else(|| {
-        ChatError::new(StatusCode::NOT_FOUND, "unknown_message", "no such message")
-    })?;
+    let (m, p) = message_in_channel(&state, &channel, &message, user).await?;
     if m.author_id != user {
         require(p, Perms::MANAGE_MESSAGES)?;
     }
-    state.store.delete_message(mid).await?;
+    state.store.delete_message(m.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -94,6 +94,9 @@ pub(crate) struct Worker {
     next_tick: Instant,
     next_metrics: Instant,
     shutting_down: bool,
+    /// Set by whatever can change a peer's m-lines (commands, removals); checked once per
+    /// loop turn, so the packet path never scans for negotiations.
+    negotiate_due: bool,
 }
 
 impl Worker {
@@ -122,6 +125,7 @@ impl Worker {
             next_tick: now,
             next_metrics: now + METRICS_INTERVAL,
             shutting_down: false,
+            negotiate_due: false,
         }
     }
 
@@ -169,8 +173,11 @@ impl Worker {
             if now >= self.next_tick {
                 self.tick(now);
             }
-            self.drive(now);
             self.reap();
+            if std::mem::take(&mut self.negotiate_due) {
+                self.negotiate_all();
+            }
+            self.drive(now);
             self.flush();
             if self.shutting_down && self.peers.is_empty() {
                 break;
@@ -298,28 +305,22 @@ impl Worker {
     }
 
     fn timeouts(&mut self, now: Instant) {
-        let due: Vec<PeerKey> = self
-            .peers
-            .values()
-            .filter(|p| p.next_timeout <= now)
-            .map(|p| p.key)
-            .collect();
-        for k in due {
-            if let Some(p) = self.peers.get_mut(&k) {
-                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
-                    debug!(peer = %p.identity, error = %e, "rtc timeout failed");
-                    p.closing.get_or_insert_with(|| "media_error".into());
-                }
-                // Pushed forward until poll_output reports the real next timeout.
-                p.next_timeout = now + Duration::from_secs(1);
+        for p in self.peers.values_mut().filter(|p| p.next_timeout <= now) {
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                debug!(peer = %p.identity, error = %e, "rtc timeout failed");
+                p.closing.get_or_insert_with(|| "media_error".into());
             }
-            self.mark_dirty(k);
+            // Pushed forward until poll_output reports the real next timeout.
+            p.next_timeout = now + Duration::from_secs(1);
+            if !p.dirty {
+                p.dirty = true;
+                self.dirty.push(p.key);
+            }
         }
     }
 
     /// Polls every dirty peer until it has nothing more; events may dirty further peers.
     fn drive(&mut self, now: Instant) {
-        self.negotiate_all();
         while let Some(k) = self.dirty.pop() {
             if let Some(p) = self.peers.get_mut(&k) {
                 p.dirty = false;
@@ -661,6 +662,7 @@ impl Worker {
     // ---------------------------------------------------------------- commands
 
     fn command(&mut self, cmd: Command) {
+        self.negotiate_due = true;
         match cmd {
             Command::Join(req, reply) => {
                 let r = self.join(req);
@@ -1347,6 +1349,7 @@ impl Worker {
         let Some(mut p) = self.peers.remove(&k) else {
             return;
         };
+        self.negotiate_due = true;
         for a in &p.addrs {
             self.by_addr.remove(a);
         }

@@ -259,23 +259,7 @@ impl Connection {
         let frame: ClientFrame = match serde_json::from_value(value) {
             Ok(f) => f,
             Err(e) => {
-                let known = [
-                    "identify",
-                    "resume",
-                    "heartbeat",
-                    "join",
-                    "leave",
-                    "offer",
-                    "answer",
-                    "unpublish",
-                    "mute",
-                    "subscribe",
-                    "unsubscribe",
-                    "pause",
-                    "quality",
-                    "ice_restart",
-                ];
-                if known.contains(&op.as_str()) {
+                if ClientMessage::OPS.contains(&op.as_str()) {
                     self.reply_error(id, "invalid_message", format!("bad {op}: {e}"));
                 } else {
                     self.reply_error(id, "unknown_op", format!("unknown op {op:?}"));
