@@ -1,8 +1,10 @@
 //! Guilds, channels, members, messages and invites in the [`Store`].
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::{Executor, Row};
 
-use crate::perms::{Overwrite, Perms, Target};
+use crate::perms::{MemberPerms, Overwrite, Perms, Target, channel_perms};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -75,6 +77,57 @@ fn channel_from(r: &sqlx::any::AnyRow) -> Result<Channel, sqlx::Error> {
         parent_id: r.try_get("parent_id")?,
         position: r.try_get("position")?,
         user_limit: r.try_get("user_limit")?,
+    })
+}
+
+/// Everything needed to resolve any member's channel permissions in a guild, loaded in
+/// a few queries: for ready, and for refreshing every connected member after a change.
+#[derive(Debug, Clone)]
+pub struct GuildAccess {
+    pub guild: Guild,
+    pub everyone: Perms,
+    pub channels: Vec<(Channel, Vec<Overwrite>)>,
+    /// Each member's roles.
+    pub members: HashMap<i64, Vec<(i64, Perms)>>,
+}
+
+impl GuildAccess {
+    /// The member's standing; `None` if not a member.
+    pub fn member(&self, user_id: i64) -> Option<MemberPerms<'_>> {
+        self.members.get(&user_id).map(|roles| MemberPerms {
+            user_id,
+            is_owner: self.guild.owner_id == user_id,
+            everyone: self.everyone,
+            roles,
+        })
+    }
+
+    /// The channels the member can view; `None` if not a member.
+    pub fn visible(&self, user_id: i64) -> Option<HashSet<i64>> {
+        let m = self.member(user_id)?;
+        Some(
+            self.channels
+                .iter()
+                .filter(|(_, ow)| {
+                    channel_perms(&m, self.guild.id, ow).contains(Perms::VIEW_CHANNEL)
+                })
+                .map(|(c, _)| c.id)
+                .collect(),
+        )
+    }
+}
+
+fn overwrite_from(r: &sqlx::any::AnyRow) -> Result<Overwrite, sqlx::Error> {
+    let id: i64 = r.try_get("target_id")?;
+    let kind: String = r.try_get("target_kind")?;
+    Ok(Overwrite {
+        target: if kind == "member" {
+            Target::Member(id)
+        } else {
+            Target::Role(id)
+        },
+        allow: Perms(r.try_get::<i64, _>("allow_bits")? as u64),
+        deny: Perms(r.try_get::<i64, _>("deny_bits")? as u64),
     })
 }
 
@@ -204,6 +257,78 @@ impl Store {
         }))
     }
 
+    /// The guilds the user is a member of.
+    pub async fn user_guilds(&self, user_id: i64) -> Result<Vec<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT guild_id FROM members WHERE user_id = $1 ORDER BY guild_id")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn guild_access(&self, guild_id: i64) -> Result<Option<GuildAccess>, StoreError> {
+        let Some(guild) = self.guild(guild_id).await? else {
+            return Ok(None);
+        };
+        let everyone: i64 = sqlx::query_scalar("SELECT permissions FROM roles WHERE id = $1")
+            .bind(guild_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let mut overwrites: HashMap<i64, Vec<Overwrite>> = HashMap::new();
+        let rows = sqlx::query(
+            "SELECT o.channel_id, o.target_kind, o.target_id, o.allow_bits, o.deny_bits \
+             FROM overwrites o JOIN channels c ON c.id = o.channel_id WHERE c.guild_id = $1",
+        )
+        .bind(guild_id)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &rows {
+            overwrites
+                .entry(r.try_get("channel_id")?)
+                .or_default()
+                .push(overwrite_from(r)?);
+        }
+        let channels = self
+            .channels(guild_id)
+            .await?
+            .into_iter()
+            .map(|c| {
+                let ow = overwrites.remove(&c.id).unwrap_or_default();
+                (c, ow)
+            })
+            .collect();
+        let mut members: HashMap<i64, Vec<(i64, Perms)>> = HashMap::new();
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT user_id FROM members WHERE guild_id = $1")
+            .bind(guild_id)
+            .fetch_all(&self.pool)
+            .await?;
+        for id in ids {
+            members.insert(id, Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT m.user_id, r.id, r.permissions FROM member_roles m \
+             JOIN roles r ON r.id = m.role_id WHERE m.guild_id = $1",
+        )
+        .bind(guild_id)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &rows {
+            let user: i64 = r.try_get("user_id")?;
+            let role: (i64, Perms) = (
+                r.try_get("id")?,
+                Perms(r.try_get::<i64, _>("permissions")? as u64),
+            );
+            members.entry(user).or_default().push(role);
+        }
+        Ok(Some(GuildAccess {
+            guild,
+            everyone: Perms(everyone as u64),
+            channels,
+            members,
+        }))
+    }
+
     pub async fn add_member(&self, guild_id: i64, user_id: i64, at: i64) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO members (guild_id, user_id, joined_at) VALUES ($1, $2, $3)")
             .bind(guild_id)
@@ -250,19 +375,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                let id: i64 = r.try_get("target_id")?;
-                let kind: String = r.try_get("target_kind")?;
-                Ok(Overwrite {
-                    target: if kind == "member" {
-                        Target::Member(id)
-                    } else {
-                        Target::Role(id)
-                    },
-                    allow: Perms(r.try_get::<i64, _>("allow_bits")? as u64),
-                    deny: Perms(r.try_get::<i64, _>("deny_bits")? as u64),
-                })
-            })
+            .map(overwrite_from)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::Db)
     }

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{Authed, Body};
 use crate::error::ChatError;
-use crate::guild_store::{Channel, Cursor, Guild, Membership, Message};
+use std::collections::HashSet;
+
+use crate::guild_store::{Channel, Cursor, Guild, GuildAccess, Membership, Message};
+use crate::hub::{Audience, Event};
 use crate::perms::{MemberPerms, Perms, channel_perms, guild_perms};
 use crate::{ChatState, auth, now_ms};
 
@@ -33,6 +36,7 @@ pub fn router(state: ChatState) -> Router {
             "/api/v1/channels/{channel}/messages/{message}",
             patch(edit_message).delete(delete_message),
         )
+        .route("/api/v1/channels/{channel}/typing", post(typing))
         .with_state(state)
 }
 
@@ -146,7 +150,7 @@ impl From<&Channel> for ChannelView {
 }
 
 #[derive(Debug, Serialize)]
-struct GuildView {
+pub struct GuildView {
     id: String,
     name: String,
     owner_id: String,
@@ -156,26 +160,48 @@ struct GuildView {
     channels: Vec<ChannelView>,
 }
 
-async fn guild_view(
+/// The guild as the member sees it, with the ids of the channels they can view.
+fn guild_view(access: &GuildAccess, user: i64) -> Option<(GuildView, HashSet<i64>)> {
+    let m = access.member(user)?;
+    let visible = access.visible(user)?;
+    let view = GuildView {
+        id: access.guild.id.to_string(),
+        name: access.guild.name.clone(),
+        owner_id: access.guild.owner_id.to_string(),
+        permissions: guild_perms(&m).0.to_string(),
+        channels: access
+            .channels
+            .iter()
+            .filter(|(c, _)| visible.contains(&c.id))
+            .map(|(c, _)| ChannelView::from(c))
+            .collect(),
+    };
+    Some((view, visible))
+}
+
+/// The guild as the member sees it; unknown to non-members.
+pub(crate) async fn guild_for(
     state: &ChatState,
-    g: &Guild,
+    guild_id: i64,
     user: i64,
-    m: &Membership,
-) -> Result<GuildView, ChatError> {
-    let mut channels = Vec::new();
-    for c in state.store.channels(g.id).await? {
-        let ow = state.store.overwrites(c.id).await?;
-        if channel_perms(&member_perms(user, m), g.id, &ow).contains(Perms::VIEW_CHANNEL) {
-            channels.push(ChannelView::from(&c));
-        }
+) -> Result<(GuildView, HashSet<i64>), ChatError> {
+    let access = state
+        .store
+        .guild_access(guild_id)
+        .await?
+        .ok_or_else(unknown_guild)?;
+    guild_view(&access, user).ok_or_else(unknown_guild)
+}
+
+/// After a change to channels, roles, overwrites or members: what each connected member
+/// of the guild can see, so events keep reaching exactly those who may read them.
+pub(crate) async fn refresh_guild(state: &ChatState, guild_id: i64) -> Result<(), ChatError> {
+    let access = state.store.guild_access(guild_id).await?;
+    for user in state.hub.users_in_guild(guild_id) {
+        let visible = access.as_ref().and_then(|a| a.visible(user));
+        state.hub.set_visible(user, guild_id, visible);
     }
-    Ok(GuildView {
-        id: g.id.to_string(),
-        name: g.name.clone(),
-        owner_id: g.owner_id.to_string(),
-        permissions: guild_perms(&member_perms(user, m)).0.to_string(),
-        channels,
-    })
+    Ok(())
 }
 
 fn clean_name(n: &str, max: usize, code: &'static str) -> Result<String, ChatError> {
@@ -232,11 +258,13 @@ async fn create_guild(
         .store
         .create_guild(&g, Perms::DEFAULT_EVERYONE, &channels)
         .await?;
-    let (m, _) = in_guild(&state, g.id, user).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(guild_view(&state, &g, user, &m).await?),
-    ))
+    let (view, visible) = guild_for(&state, g.id, user).await?;
+    state.hub.set_visible(user, g.id, Some(visible));
+    state.dispatch(
+        Audience::Users(vec![user]),
+        Event::new("guild_create", &view),
+    );
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 async fn get_guild(
@@ -245,9 +273,7 @@ async fn get_guild(
     Path(guild): Path<String>,
 ) -> Result<Json<GuildView>, ChatError> {
     let id = parse_id(&guild, "unknown_guild")?;
-    let (m, _) = in_guild(&state, id, user).await?;
-    let g = state.store.guild(id).await?.ok_or_else(unknown_guild)?;
-    Ok(Json(guild_view(&state, &g, user, &m).await?))
+    Ok(Json(guild_for(&state, id, user).await?.0))
 }
 
 async fn rename_guild(
@@ -257,14 +283,18 @@ async fn rename_guild(
     Body(req): Body<NewGuild>,
 ) -> Result<Json<GuildView>, ChatError> {
     let id = parse_id(&guild, "unknown_guild")?;
-    let (m, p) = in_guild(&state, id, user).await?;
+    let (_, p) = in_guild(&state, id, user).await?;
     require(p, Perms::MANAGE_GUILD)?;
-    state
-        .store
-        .rename_guild(id, &clean_name(&req.name, 100, "invalid_name")?)
-        .await?;
-    let g = state.store.guild(id).await?.ok_or_else(unknown_guild)?;
-    Ok(Json(guild_view(&state, &g, user, &m).await?))
+    let name = clean_name(&req.name, 100, "invalid_name")?;
+    state.store.rename_guild(id, &name).await?;
+    state.dispatch(
+        Audience::Guild(id),
+        Event::new(
+            "guild_update",
+            &serde_json::json!({"id": id.to_string(), "name": name}),
+        ),
+    );
+    Ok(Json(guild_for(&state, id, user).await?.0))
 }
 
 async fn delete_guild(
@@ -282,6 +312,11 @@ async fn delete_guild(
         ));
     }
     state.store.delete_guild(id).await?;
+    state.dispatch(
+        Audience::Guild(id),
+        Event::new("guild_delete", &serde_json::json!({"id": id.to_string()})),
+    );
+    refresh_guild(&state, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -351,7 +386,16 @@ async fn create_channel(
         user_limit: req.user_limit,
     };
     state.store.create_channel(&c).await?;
-    Ok((StatusCode::CREATED, Json(ChannelView::from(&c))))
+    refresh_guild(&state, id).await?;
+    let view = ChannelView::from(&c);
+    state.dispatch(
+        Audience::Channel {
+            guild_id: id,
+            channel_id: c.id,
+        },
+        Event::new("channel_create", &view),
+    );
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 #[derive(Debug, Serialize)]
@@ -394,13 +438,13 @@ async fn accept_invite(
         Ok(()) | Err(crate::store::StoreError::Conflict) => {}
         Err(e) => return Err(e.into()),
     }
-    let (m, _) = in_guild(&state, guild_id, user).await?;
-    let g = state
-        .store
-        .guild(guild_id)
-        .await?
-        .ok_or_else(unknown_guild)?;
-    Ok(Json(guild_view(&state, &g, user, &m).await?))
+    let (view, visible) = guild_for(&state, guild_id, user).await?;
+    state.hub.set_visible(user, guild_id, Some(visible));
+    state.dispatch(
+        Audience::Users(vec![user]),
+        Event::new("guild_create", &view),
+    );
+    Ok(Json(view))
 }
 
 #[derive(Debug, Serialize)]
@@ -475,6 +519,8 @@ async fn send_message(
         }
         None => None,
     };
+    // Id, insert and dispatch in one order per channel.
+    let _order = state.lock_channel(id).await;
     let m = Message {
         id: state.ids.next(),
         channel_id: id,
@@ -485,7 +531,9 @@ async fn send_message(
         created_at: now_ms(),
     };
     state.store.insert_message(&m).await?;
-    Ok((StatusCode::CREATED, Json(MessageView::from(&m))))
+    let view = MessageView::from(&m);
+    state.dispatch(channel_audience(&c), Event::new("message_create", &view));
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -529,20 +577,28 @@ async fn history(
     Ok(Json(page.iter().map(MessageView::from).collect()))
 }
 
-/// A message the caller can see, with the caller's permissions in its channel.
+/// Who receives the events of a channel.
+fn channel_audience(c: &Channel) -> Audience {
+    Audience::Channel {
+        guild_id: c.guild_id,
+        channel_id: c.id,
+    }
+}
+
+/// A message the caller can see, with its channel and the caller's permissions there.
 async fn message_in_channel(
     state: &ChatState,
     channel: &str,
     message: &str,
     user: i64,
-) -> Result<(Message, Perms), ChatError> {
+) -> Result<(Message, Channel, Perms), ChatError> {
     let cid = parse_id(channel, "unknown_channel")?;
     let mid = parse_id(message, "unknown_message")?;
-    let (_, p) = in_channel(state, cid, user).await?;
+    let (c, p) = in_channel(state, cid, user).await?;
     let m = state.store.message(cid, mid).await?.ok_or_else(|| {
         ChatError::new(StatusCode::NOT_FOUND, "unknown_message", "no such message")
     })?;
-    Ok((m, p))
+    Ok((m, c, p))
 }
 
 #[derive(Debug, Deserialize)]
@@ -556,7 +612,7 @@ async fn edit_message(
     Path((channel, message)): Path<(String, String)>,
     Body(req): Body<EditMessage>,
 ) -> Result<Json<MessageView>, ChatError> {
-    let (mut m, _) = message_in_channel(&state, &channel, &message, user).await?;
+    let (mut m, c, _) = message_in_channel(&state, &channel, &message, user).await?;
     let mid = m.id;
     if m.author_id != user {
         return Err(ChatError::new(
@@ -570,7 +626,9 @@ async fn edit_message(
     state.store.edit_message(mid, &req.content, at).await?;
     m.content = req.content;
     m.edited_at = Some(at);
-    Ok(Json(MessageView::from(&m)))
+    let view = MessageView::from(&m);
+    state.dispatch(channel_audience(&c), Event::new("message_update", &view));
+    Ok(Json(view))
 }
 
 async fn delete_message(
@@ -578,10 +636,44 @@ async fn delete_message(
     Authed(user): Authed,
     Path((channel, message)): Path<(String, String)>,
 ) -> Result<StatusCode, ChatError> {
-    let (m, p) = message_in_channel(&state, &channel, &message, user).await?;
+    let (m, c, p) = message_in_channel(&state, &channel, &message, user).await?;
     if m.author_id != user {
         require(p, Perms::MANAGE_MESSAGES)?;
     }
     state.store.delete_message(m.id).await?;
+    state.dispatch(
+        channel_audience(&c),
+        Event::new(
+            "message_delete",
+            &serde_json::json!({"id": m.id.to_string(), "channel_id": c.id.to_string()}),
+        ),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// How long a typing indicator lasts unless renewed.
+pub const TYPING_MS: i64 = 10_000;
+
+async fn typing(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(channel): Path<String>,
+) -> Result<StatusCode, ChatError> {
+    let id = parse_id(&channel, "unknown_channel")?;
+    let (c, p) = in_channel(&state, id, user).await?;
+    require(p, Perms::SEND_MESSAGES)?;
+    let now = now_ms();
+    state.dispatch(
+        channel_audience(&c),
+        Event::ephemeral(
+            "typing_start",
+            &serde_json::json!({
+                "channel_id": c.id.to_string(),
+                "user_id": user.to_string(),
+                "timestamp": now,
+                "expires_at": now + TYPING_MS,
+            }),
+        ),
+    );
     Ok(StatusCode::NO_CONTENT)
 }

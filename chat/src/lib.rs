@@ -5,8 +5,10 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod gateway;
 pub mod guild_store;
 pub mod guilds;
+pub mod hub;
 pub mod limit;
 pub mod perms;
 pub mod store;
@@ -31,6 +33,10 @@ pub struct Config {
     pub secret: Vec<u8>,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// How often chat WebSocket clients heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Replay buffers and session lifetimes of the chat WebSocket.
+    pub hub: hub::HubLimits,
 }
 
 impl Config {
@@ -40,6 +46,8 @@ impl Config {
             secret: secret.to_vec(),
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            heartbeat_interval: Duration::from_secs(30),
+            hub: hub::HubLimits::default(),
         }
     }
 }
@@ -52,11 +60,17 @@ pub struct ChatState {
     pub config: Arc<Config>,
     pub ids: Arc<IdGen>,
     pub auth_limit: Arc<limit::Limiter>,
+    pub hub: Arc<hub::Hub>,
+    /// Serializes id, insert and dispatch per channel (striped), so events leave in id
+    /// order and a client catching up by id misses nothing.
+    channel_locks: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 impl ChatState {
     pub async fn open(config: Config) -> Result<ChatState, store::StoreError> {
         let store = Store::open(&config.database_url).await?;
+        let hub = Arc::new(hub::Hub::new(config.hub));
+        tokio::spawn(sweep(Arc::downgrade(&hub), store.clone()));
         Ok(ChatState {
             store,
             keys: auth::AccessKeys::new(&config.secret),
@@ -64,13 +78,45 @@ impl ChatState {
             ids: Arc::new(IdGen::default()),
             // Per IP on the auth routes: bursts of 20, then 20 a minute.
             auth_limit: Arc::new(limit::Limiter::new(20.0, 20.0 / 60.0)),
+            hub,
+            channel_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
+    }
+
+    /// Holds the channel's write order (see `channel_locks`).
+    pub async fn lock_channel(&self, channel_id: i64) -> tokio::sync::MutexGuard<'_, ()> {
+        let i = (channel_id as u64 % self.channel_locks.len() as u64) as usize;
+        self.channel_locks[i].lock().await
+    }
+
+    pub fn dispatch(&self, audience: hub::Audience, ev: hub::Event) {
+        self.hub.publish(&audience, &ev);
+    }
+}
+
+/// Ends chat sessions whose clients did not come back, and tells their guilds they went
+/// offline. Stops with the hub.
+async fn sweep(hub: std::sync::Weak<hub::Hub>, store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(h) = hub.upgrade() else { return };
+        for user in h.sweep(std::time::Instant::now()) {
+            if let Ok(guilds) = store.user_guilds(user).await {
+                gateway::presence(&h, user, &guilds, "offline");
+            }
+        }
     }
 }
 
 /// The chat routes, under `/api/v1`.
 pub fn router(state: ChatState) -> Router {
-    api::router(state.clone()).merge(guilds::router(state))
+    api::router(state.clone())
+        .merge(guilds::router(state.clone()))
+        .route(
+            "/api/v1/gateway",
+            axum::routing::get(gateway::handler).with_state(state),
+        )
 }
 
 /// Serves the chat routes alone (`parlor chat`) until `shutdown` resolves.

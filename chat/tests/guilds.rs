@@ -8,15 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 async fn user(s: &Server, name: &str) -> String {
-    let (st, b) = s
-        .post(
-            "/api/v1/auth/register",
-            None,
-            json!({"username": name, "password": "password 123"}),
-        )
-        .await;
-    assert_eq!(st, 201, "{b}");
-    b["access_token"].as_str().unwrap().to_owned()
+    s.register(name).await.0
 }
 
 fn ids(page: &Value) -> Vec<String> {

@@ -47,6 +47,11 @@ fn unique(prefix: &str) -> String {
 
 impl Server {
     pub async fn start(db: Db) -> Server {
+        Server::start_with(db, |_| {}).await
+    }
+
+    /// Starts a server with a changed configuration (smaller buffers, shorter timeouts).
+    pub async fn start_with(db: Db, tune: impl FnOnce(&mut parlor_chat::Config)) -> Server {
         let (url, cleanup) = match db {
             Db::Sqlite => {
                 let dir = std::env::temp_dir().join(unique("parlor_chat"));
@@ -72,12 +77,9 @@ impl Server {
                 )
             }
         };
-        let state = parlor_chat::ChatState::open(parlor_chat::Config::new(
-            url,
-            b"chat-test-secret-0123456789abcdef",
-        ))
-        .await
-        .unwrap();
+        let mut config = parlor_chat::Config::new(url, b"chat-test-secret-0123456789abcdef");
+        tune(&mut config);
+        let state = parlor_chat::ChatState::open(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(parlor_chat::run(listener, state, std::future::pending()));
@@ -86,6 +88,34 @@ impl Server {
             http: reqwest::Client::new(),
             cleanup,
         }
+    }
+
+    /// Registers a user; their access token and id.
+    pub async fn register(&self, name: &str) -> (String, String) {
+        let (st, b) = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                serde_json::json!({"username": name, "password": "password 123"}),
+            )
+            .await;
+        assert_eq!(st, 201, "{b}");
+        (
+            b["access_token"].as_str().unwrap().to_owned(),
+            b["user"]["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Opens the chat WebSocket and reads hello.
+    pub async fn ws(&self) -> Ws {
+        let (ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/api/v1/gateway", self.addr))
+                .await
+                .unwrap();
+        let mut ws = Ws { ws, seq: 0 };
+        let hello = ws.next().await.unwrap();
+        assert_eq!(hello["op"], "hello", "{hello}");
+        ws
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -165,4 +195,112 @@ async fn respond(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A chat WebSocket client.
+pub struct Ws {
+    pub ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    /// The sequence number of the last dispatch read.
+    pub seq: u64,
+}
+
+/// How a connection ended, as seen by the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    Closed(u16),
+    Dropped,
+}
+
+impl Ws {
+    pub async fn send(&mut self, v: Value) {
+        use futures_util::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::text(v.to_string()))
+            .await
+            .unwrap();
+    }
+
+    /// The next JSON frame within 5 s; the close code if the connection ends.
+    pub async fn next(&mut self) -> Result<Value, Ended> {
+        self.next_within(std::time::Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("no frame within 5 s"))
+    }
+
+    /// The next JSON frame, `None` if nothing comes within `d`.
+    pub async fn next_within(&mut self, d: std::time::Duration) -> Option<Result<Value, Ended>> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let m = tokio::time::timeout(d, self.ws.next()).await.ok()?;
+            return Some(match m {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if let Some(s) = v["s"].as_u64() {
+                        assert!(
+                            s > self.seq,
+                            "sequence numbers increase: {s} after {}",
+                            self.seq
+                        );
+                        self.seq = s;
+                    }
+                    Ok(v)
+                }
+                Some(Ok(Message::Close(Some(f)))) => Err(Ended::Closed(f.code.into())),
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => Err(Ended::Dropped),
+                Some(Ok(_)) => continue,
+            });
+        }
+    }
+
+    /// The next dispatch of this type, skipping others (presence, typing).
+    pub async fn dispatch(&mut self, kind: &str) -> Value {
+        loop {
+            let f = self.next().await.unwrap();
+            if f["op"] == "dispatch" && f["t"] == kind {
+                return f;
+            }
+        }
+    }
+
+    /// Identifies; the ready dispatch.
+    pub async fn identify(&mut self, token: &str) -> Value {
+        self.seq = 0;
+        self.send(serde_json::json!({"op": "identify", "d": {"token": token}}))
+            .await;
+        self.dispatch("ready").await
+    }
+
+    /// Resumes a session after `seq`; the first frame back.
+    pub async fn resume(&mut self, token: &str, session: &str, seq: u64) -> Value {
+        self.seq = seq;
+        self.send(serde_json::json!({"op": "resume", "d": {
+            "token": token, "session_id": session, "seq": seq,
+        }}))
+        .await;
+        self.next().await.unwrap()
+    }
+
+    /// Reads `n` message_create dispatches (skipping ephemeral events); their contents.
+    pub async fn messages(&mut self, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let f = self.next().await.unwrap();
+            if f["t"] == "message_create" {
+                out.push(f["d"]["content"].as_str().unwrap().to_owned());
+            }
+        }
+        out
+    }
+
+    /// The close code the server ends with, skipping frames before it.
+    pub async fn closed(&mut self) -> Ended {
+        loop {
+            if let Err(e) = self.next().await {
+                return e;
+            }
+        }
+    }
 }

@@ -1,0 +1,444 @@
+//! The chat WebSocket at `/api/v1/gateway`: hello, identify or resume, ready, then
+//! sequenced dispatch events with heartbeats. The protocol is in `docs/chat-api.md`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::{Instrument, debug, info_span};
+
+use crate::error::ChatError;
+use crate::hub::{Audience, Event, Hub, Next, ResumeError, Session};
+use crate::{ChatState, auth};
+
+/// Largest frame a client may send.
+pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
+/// Client frames per second, sustained, and in a burst.
+const RATE_PER_SEC: f64 = 5.0;
+const RATE_BURST: f64 = 20.0;
+/// How long a client has to identify after hello.
+const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one write to a client may take before the connection is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub mod close {
+    pub const AUTHENTICATION_FAILED: u16 = 4001;
+    pub const DECODE_ERROR: u16 = 4002;
+    pub const NOT_IDENTIFIED: u16 = 4003;
+    pub const RATE_LIMITED: u16 = 4008;
+    /// No heartbeat in time, or too slow to keep up with events.
+    pub const SESSION_TIMEOUT: u16 = 4009;
+    pub const TOO_BIG: u16 = 1009;
+}
+
+pub async fn handler(State(state): State<ChatState>, ws: WebSocketUpgrade) -> Response {
+    // The transport cap is above the protocol limit so an oversized frame gets a close
+    // code with a reason instead of a dropped connection.
+    ws.max_message_size(MAX_CLIENT_FRAME * 4)
+        .max_frame_size(MAX_CLIENT_FRAME * 4)
+        .on_upgrade(move |socket| {
+            let span = info_span!("chat_ws", session = tracing::field::Empty);
+            run(state, socket).instrument(span)
+        })
+}
+
+/// What a client sends: `{"op": ..., "d": ...}`.
+#[derive(Debug)]
+enum ClientFrame {
+    Identify {
+        token: String,
+    },
+    Resume {
+        token: String,
+        session_id: String,
+        seq: u64,
+    },
+    Heartbeat,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawFrame {
+    op: String,
+    #[serde(default)]
+    d: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct IdentifyData {
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResumeData {
+    token: String,
+    session_id: String,
+    seq: u64,
+}
+
+impl ClientFrame {
+    fn parse(text: &str) -> Result<ClientFrame, String> {
+        let raw: RawFrame = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let bad = |e: serde_json::Error| format!("{}: {e}", raw.op);
+        match raw.op.as_str() {
+            "identify" => {
+                let d: IdentifyData = serde_json::from_value(raw.d.clone()).map_err(bad)?;
+                Ok(ClientFrame::Identify { token: d.token })
+            }
+            "resume" => {
+                let d: ResumeData = serde_json::from_value(raw.d.clone()).map_err(bad)?;
+                Ok(ClientFrame::Resume {
+                    token: d.token,
+                    session_id: d.session_id,
+                    seq: d.seq,
+                })
+            }
+            "heartbeat" => Ok(ClientFrame::Heartbeat),
+            other => Err(format!(
+                "unknown op {other:?}; expected identify, resume or heartbeat"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Ready<'a> {
+    session_id: &'a str,
+    user: crate::api::UserView,
+    guilds: Vec<crate::guilds::GuildView>,
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+async fn send(sink: &mut Sink, text: String) -> Result<(), ()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Text(text.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        sink.send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        }))),
+    )
+    .await;
+}
+
+fn error_frame(code: &str, message: &str) -> String {
+    json!({"op": "error", "d": {"code": code, "message": message}}).to_string()
+}
+
+/// What ends a connection.
+enum End {
+    /// Send this close code and reason.
+    Close(u16, &'static str),
+    /// The socket is gone already.
+    Gone,
+    /// The client closed cleanly: the session ends too.
+    ClientClosed,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * RATE_PER_SEC)
+            .min(RATE_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+async fn run(state: ChatState, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let hb = state.config.heartbeat_interval;
+    let hello = json!({"op": "hello", "d": {
+        "heartbeat_interval_ms": hb.as_millis() as u64,
+        "session_timeout_ms": state.hub.limits.session_timeout.as_millis() as u64,
+    }});
+    if send(&mut sink, hello.to_string()).await.is_err() {
+        return;
+    }
+    let mut bucket = Bucket {
+        tokens: RATE_BURST,
+        at: Instant::now(),
+    };
+    // Until identify or resume succeeds.
+    let identify_deadline = tokio::time::Instant::now() + IDENTIFY_TIMEOUT;
+    let attached: Result<(Arc<Session>, u64), End> = loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = tokio::time::sleep_until(identify_deadline) => {
+                break Err(End::Close(close::NOT_IDENTIFIED, "identify in time"));
+            }
+        };
+        let text = match frame_text(msg) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(end) => break Err(end),
+        };
+        if !bucket.take() {
+            break Err(End::Close(close::RATE_LIMITED, "too many frames"));
+        }
+        match ClientFrame::parse(&text) {
+            Ok(ClientFrame::Identify { token }) => match identify(&state, &token).await {
+                Ok(s) => break Ok(s),
+                Err(end) => break Err(end),
+            },
+            Ok(ClientFrame::Resume {
+                token,
+                session_id,
+                seq,
+            }) => {
+                let Ok(user) = state.keys.verify(&token) else {
+                    break Err(End::Close(
+                        close::AUTHENTICATION_FAILED,
+                        "the access token is not valid",
+                    ));
+                };
+                match state.hub.resume(&session_id, user, seq) {
+                    Ok(s) => {
+                        // After the replayed events, in the same sequence.
+                        state.hub.publish(
+                            &Audience::Session(session_id.clone()),
+                            &Event::new("resumed", &json!({"session_id": session_id})),
+                        );
+                        break Ok(s);
+                    }
+                    Err(e) => {
+                        let code = match e {
+                            ResumeError::Invalid => "session_invalid",
+                            ResumeError::TooOld => "resume_too_old",
+                        };
+                        // The client identifies afresh and catches up with `after=`.
+                        let f = json!({"op": "invalid_session", "d": {"resumable": false, "code": code}});
+                        if send(&mut sink, f.to_string()).await.is_err() {
+                            break Err(End::Gone);
+                        }
+                    }
+                }
+            }
+            Ok(ClientFrame::Heartbeat) => {
+                if send(&mut sink, json!({"op": "heartbeat_ack"}).to_string())
+                    .await
+                    .is_err()
+                {
+                    break Err(End::Gone);
+                }
+            }
+            Err(e) => {
+                let _ = send(&mut sink, error_frame("invalid_frame", &e)).await;
+                break Err(End::Close(close::DECODE_ERROR, "invalid frame"));
+            }
+        }
+    };
+    let (session, generation) = match attached {
+        Ok(s) => s,
+        Err(End::Close(code, reason)) => return close_with(&mut sink, code, reason).await,
+        Err(_) => return,
+    };
+    tracing::Span::current().record("session", session.id.as_str());
+    let end = pump(
+        &state,
+        &session,
+        generation,
+        &mut sink,
+        &mut stream,
+        &mut bucket,
+    )
+    .await;
+    match end {
+        End::ClientClosed => {
+            state.hub.close(&session);
+            went_offline(&state, session.user_id).await;
+        }
+        End::Close(code, reason) => {
+            if code == close::SESSION_TIMEOUT && reason == "too slow" {
+                state.hub.close(&session);
+                went_offline(&state, session.user_id).await;
+            } else {
+                state.hub.detach(&session, generation);
+            }
+            close_with(&mut sink, code, reason).await;
+        }
+        End::Gone => state.hub.detach(&session, generation),
+    }
+}
+
+/// The text of a client frame; `None` for frames to ignore.
+fn frame_text(msg: Option<Result<Message, axum::Error>>) -> Result<Option<String>, End> {
+    match msg {
+        Some(Ok(Message::Text(t))) => {
+            if t.len() > MAX_CLIENT_FRAME {
+                Err(End::Close(close::TOO_BIG, "frame too large"))
+            } else {
+                Ok(Some(t.to_string()))
+            }
+        }
+        Some(Ok(Message::Binary(_))) => {
+            Err(End::Close(close::DECODE_ERROR, "frames are JSON text"))
+        }
+        Some(Ok(Message::Close(Some(f)))) if f.code == 1000 => Err(End::ClientClosed),
+        Some(Ok(Message::Close(_))) | None => Err(End::Gone),
+        Some(Ok(_)) => Ok(None),
+        Some(Err(e)) => {
+            debug!(error = %e, "websocket error");
+            if e.to_string().contains("too long") || e.to_string().contains("size") {
+                Err(End::Close(close::TOO_BIG, "frame too large"))
+            } else {
+                Err(End::Gone)
+            }
+        }
+    }
+}
+
+/// Writes the session's events and answers heartbeats until the connection ends.
+async fn pump(
+    state: &ChatState,
+    session: &Arc<Session>,
+    generation: u64,
+    sink: &mut Sink,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    bucket: &mut Bucket,
+) -> End {
+    let hb = state.config.heartbeat_interval;
+    let mut deadline = tokio::time::Instant::now() + hb + hb / 2;
+    loop {
+        let wake = session.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        match session.take(generation) {
+            Next::Frames(frames) => {
+                for f in frames {
+                    if send(sink, f.to_string()).await.is_err() {
+                        return End::Gone;
+                    }
+                }
+                continue;
+            }
+            Next::Overflowed => return End::Close(close::SESSION_TIMEOUT, "too slow"),
+            Next::Replaced => return End::Close(4000, "resumed elsewhere"),
+            Next::Idle => {}
+        }
+        tokio::select! {
+            _ = &mut wake => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return End::Close(close::SESSION_TIMEOUT, "no heartbeat");
+            }
+            msg = stream.next() => {
+                let text = match frame_text(msg) {
+                    Ok(Some(t)) => t,
+                    Ok(None) => continue,
+                    Err(end) => return end,
+                };
+                if !bucket.take() {
+                    return End::Close(close::RATE_LIMITED, "too many frames");
+                }
+                match ClientFrame::parse(&text) {
+                    Ok(ClientFrame::Heartbeat) => {
+                        deadline = tokio::time::Instant::now() + hb + hb / 2;
+                        if send(sink, json!({"op": "heartbeat_ack"}).to_string()).await.is_err() {
+                            return End::Gone;
+                        }
+                    }
+                    Ok(_) => {
+                        let _ = send(sink, error_frame("already_identified", "this connection has a session")).await;
+                    }
+                    Err(e) => {
+                        let _ = send(sink, error_frame("invalid_frame", &e)).await;
+                        return End::Close(close::DECODE_ERROR, "invalid frame");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Checks the token, opens a session and queues ready.
+async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64), End> {
+    let Ok(user_id) = state.keys.verify(token) else {
+        return Err(End::Close(
+            close::AUTHENTICATION_FAILED,
+            "the access token is not valid",
+        ));
+    };
+    let internal = |e: ChatError| {
+        tracing::error!(error = ?e, "identify failed");
+        End::Close(1011, "internal error")
+    };
+    let user = state
+        .store
+        .user(user_id)
+        .await
+        .map_err(|e| internal(e.into()))?
+        .ok_or(End::Close(close::AUTHENTICATION_FAILED, "no such user"))?;
+    let was_online = state.hub.online(user_id);
+    let mut visible: HashMap<i64, HashSet<i64>> = HashMap::new();
+    let guild_ids = state
+        .store
+        .user_guilds(user_id)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    let mut guilds = Vec::new();
+    for g in &guild_ids {
+        let (view, seen) = crate::guilds::guild_for(state, *g, user_id)
+            .await
+            .map_err(internal)?;
+        visible.insert(*g, seen);
+        guilds.push(view);
+    }
+    let session_id = auth::random_token();
+    let (session, generation) = state.hub.open(session_id.clone(), user_id, visible);
+    let ready = Ready {
+        session_id: &session_id,
+        user: crate::api::UserView::from(&user),
+        guilds,
+    };
+    state.hub.publish(
+        &Audience::Session(session.id.clone()),
+        &Event::new("ready", &ready),
+    );
+    if !was_online {
+        presence(&state.hub, user_id, &guild_ids, "online");
+    }
+    Ok((session, generation))
+}
+
+/// Tells the guilds the user came online or went offline.
+pub(crate) fn presence(hub: &Hub, user_id: i64, guilds: &[i64], status: &str) {
+    let ev = Event::ephemeral(
+        "presence_update",
+        &json!({"user_id": user_id.to_string(), "status": status}),
+    );
+    for g in guilds {
+        hub.publish(&Audience::Guild(*g), &ev);
+    }
+}
+
+/// Tells the user's guilds they went offline, if no session of theirs is left.
+pub async fn went_offline(state: &ChatState, user_id: i64) {
+    if state.hub.online(user_id) {
+        return;
+    }
+    if let Ok(guilds) = state.store.user_guilds(user_id).await {
+        presence(&state.hub, user_id, &guilds, "offline");
+    }
+}

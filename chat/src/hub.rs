@@ -1,0 +1,596 @@
+//! Routes dispatch events to chat WebSocket sessions, and keeps each session's replay
+//! buffer so a client that reconnects can resume without losing or repeating an event.
+//!
+//! A session outlives its connection: while detached it keeps collecting events, up to
+//! the replay capacity, for `session_timeout`. Each session numbers its events; the
+//! connection writes them in that order. Ephemeral events (typing, presence) are the
+//! only ones ever shed: when a consumer falls behind they are not queued at all, and
+//! they are never replayed. A session whose unsent backlog would push a message out of
+//! its replay buffer is closed instead and cannot be resumed; its client catches up over
+//! REST with `after=<last id>`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+/// Who receives an event.
+#[derive(Debug, Clone)]
+pub enum Audience {
+    /// Members of the guild who can view the channel.
+    Channel { guild_id: i64, channel_id: i64 },
+    /// Every member of the guild.
+    Guild(i64),
+    /// These users (DM recipients, or one user's own sessions).
+    Users(Vec<i64>),
+    /// One session (its ready event).
+    Session(String),
+}
+
+/// One dispatch, serialized once for every recipient.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: &'static str,
+    /// The JSON of `d`.
+    pub data: Arc<str>,
+    /// Typing and presence: dropped first for slow consumers, never replayed.
+    pub ephemeral: bool,
+}
+
+impl Event {
+    pub fn new(kind: &'static str, data: &impl Serialize) -> Event {
+        Event {
+            kind,
+            data: serde_json::to_string(data)
+                .unwrap_or_else(|_| "null".into())
+                .into(),
+            ephemeral: false,
+        }
+    }
+
+    pub fn ephemeral(kind: &'static str, data: &impl Serialize) -> Event {
+        Event {
+            ephemeral: true,
+            ..Event::new(kind, data)
+        }
+    }
+
+    fn frame(&self, seq: u64) -> String {
+        format!(
+            "{{\"op\":\"dispatch\",\"t\":\"{}\",\"s\":{seq},\"d\":{}}}",
+            self.kind, self.data
+        )
+    }
+}
+
+/// Sizes and timeouts of sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    /// Events kept for resume, per session.
+    pub replay: usize,
+    /// Unsent events beyond which ephemeral ones are no longer queued.
+    pub shed_after: usize,
+    /// How long a detached session waits for its client to resume.
+    pub session_timeout: Duration,
+}
+
+impl Default for HubLimits {
+    fn default() -> HubLimits {
+        HubLimits {
+            replay: 4096,
+            shed_after: 256,
+            session_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Frame {
+    seq: u64,
+    text: Arc<str>,
+    ephemeral: bool,
+}
+
+#[derive(Debug, Default)]
+struct SessionState {
+    /// The last sequence number given out.
+    seq: u64,
+    /// The last sequence number written to the current connection.
+    sent: u64,
+    replay: VecDeque<Frame>,
+    /// Channels this user can view, per guild.
+    visible: HashMap<i64, HashSet<i64>>,
+    /// Some connection owns the session now.
+    attached: bool,
+    detached_at: Option<Instant>,
+    /// An unsent event fell out of the replay buffer: the session is over.
+    overflowed: bool,
+    /// Bumped each time a connection attaches; an older connection stops writing.
+    generation: u64,
+    /// The events shed since the last one written.
+    shed: u64,
+}
+
+/// A chat session: a user's subscription to events, across reconnects.
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    pub user_id: i64,
+    state: Mutex<SessionState>,
+    /// Woken when there is something to write, or the session ended.
+    pub wake: Notify,
+}
+
+/// What a connection should do next.
+#[derive(Debug)]
+pub enum Next {
+    /// Frames to write, in order.
+    Frames(Vec<Arc<str>>),
+    /// Nothing yet: wait on [`Session::wake`].
+    Idle,
+    /// The session fell too far behind and ended.
+    Overflowed,
+    /// Another connection took the session over.
+    Replaced,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Held for queue operations only, never across an await.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Session {
+    /// Frames not yet written to the connection of `generation`.
+    pub fn take(&self, generation: u64) -> Next {
+        let mut s = lock(&self.state);
+        if s.generation != generation {
+            return Next::Replaced;
+        }
+        if s.overflowed {
+            return Next::Overflowed;
+        }
+        let sent = s.sent;
+        let out: Vec<Arc<str>> = s
+            .replay
+            .iter()
+            .filter(|f| f.seq > sent)
+            .map(|f| f.text.clone())
+            .collect();
+        if out.is_empty() {
+            return Next::Idle;
+        }
+        s.sent = s.seq;
+        s.shed = 0;
+        Next::Frames(out)
+    }
+
+    /// Queues one event, if the session can see its channel.
+    fn push(&self, ev: &Event, audience_channel: Option<(i64, i64)>, limits: &HubLimits) {
+        let mut s = lock(&self.state);
+        if s.overflowed {
+            return;
+        }
+        if let Some((guild, channel)) = audience_channel
+            && !s.visible.get(&guild).is_some_and(|v| v.contains(&channel))
+        {
+            return;
+        }
+        let backlog = (s.seq - s.sent) as usize;
+        if ev.ephemeral && (backlog >= limits.shed_after || !s.attached) {
+            s.shed += 1;
+            return;
+        }
+        s.seq += 1;
+        let seq = s.seq;
+        s.replay.push_back(Frame {
+            seq,
+            text: ev.frame(seq).into(),
+            ephemeral: ev.ephemeral,
+        });
+        while s.replay.len() > limits.replay {
+            if let Some(f) = s.replay.pop_front()
+                && f.seq > s.sent
+                && !f.ephemeral
+            {
+                s.overflowed = true;
+            }
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Which guilds the session receives events of.
+    pub fn guilds(&self) -> Vec<i64> {
+        lock(&self.state).visible.keys().copied().collect()
+    }
+
+    pub fn seq(&self) -> u64 {
+        lock(&self.state).seq
+    }
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    sessions: HashMap<String, Arc<Session>>,
+    by_guild: HashMap<i64, HashSet<String>>,
+    by_user: HashMap<i64, HashSet<String>>,
+}
+
+/// Why a resume was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeError {
+    /// Unknown, expired, or another user's session.
+    Invalid,
+    /// The events after `seq` are no longer all in the buffer.
+    TooOld,
+}
+
+#[derive(Debug)]
+pub struct Hub {
+    reg: RwLock<Registry>,
+    pub limits: HubLimits,
+}
+
+fn read(r: &RwLock<Registry>) -> std::sync::RwLockReadGuard<'_, Registry> {
+    r.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write(r: &RwLock<Registry>) -> std::sync::RwLockWriteGuard<'_, Registry> {
+    r.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Hub {
+    pub fn new(limits: HubLimits) -> Hub {
+        Hub {
+            reg: RwLock::default(),
+            limits,
+        }
+    }
+
+    /// Opens a session attached to a new connection; returns it with its generation.
+    pub fn open(
+        &self,
+        id: String,
+        user_id: i64,
+        visible: HashMap<i64, HashSet<i64>>,
+    ) -> (Arc<Session>, u64) {
+        let guilds: Vec<i64> = visible.keys().copied().collect();
+        let session = Arc::new(Session {
+            id: id.clone(),
+            user_id,
+            state: Mutex::new(SessionState {
+                visible,
+                attached: true,
+                generation: 1,
+                ..SessionState::default()
+            }),
+            wake: Notify::new(),
+        });
+        let mut reg = write(&self.reg);
+        for g in guilds {
+            reg.by_guild.entry(g).or_default().insert(id.clone());
+        }
+        reg.by_user.entry(user_id).or_default().insert(id.clone());
+        reg.sessions.insert(id, session.clone());
+        (session, 1)
+    }
+
+    /// Attaches a new connection to a detached (or dying) session, to write every event
+    /// after `seq`.
+    pub fn resume(
+        &self,
+        id: &str,
+        user_id: i64,
+        seq: u64,
+    ) -> Result<(Arc<Session>, u64), ResumeError> {
+        let session = read(&self.reg)
+            .sessions
+            .get(id)
+            .cloned()
+            .ok_or(ResumeError::Invalid)?;
+        if session.user_id != user_id {
+            return Err(ResumeError::Invalid);
+        }
+        let mut s = lock(&session.state);
+        if seq > s.seq {
+            return Err(ResumeError::Invalid);
+        }
+        if s.overflowed {
+            return Err(ResumeError::TooOld);
+        }
+        // Every event after `seq` must still be buffered.
+        if s.seq > seq && s.replay.front().is_none_or(|f| f.seq > seq + 1) {
+            return Err(ResumeError::TooOld);
+        }
+        // Stale typing and presence are not replayed.
+        s.replay.retain(|f| f.seq <= seq || !f.ephemeral);
+        s.sent = seq;
+        s.attached = true;
+        s.detached_at = None;
+        s.generation += 1;
+        let generation = s.generation;
+        drop(s);
+        // Wake the old connection, if any, so it sees it was replaced.
+        session.wake.notify_waiters();
+        Ok((session, generation))
+    }
+
+    /// The connection of `generation` is gone; the session waits for a resume.
+    pub fn detach(&self, session: &Session, generation: u64) {
+        let mut s = lock(&session.state);
+        if s.generation == generation {
+            s.attached = false;
+            s.detached_at = Some(Instant::now());
+        }
+    }
+
+    /// Ends a session for good (a clean close, or an overflow).
+    pub fn close(&self, session: &Session) {
+        let mut reg = write(&self.reg);
+        drop_session(&mut reg, &session.id);
+        session.wake.notify_waiters();
+    }
+
+    /// Ends sessions detached for longer than the timeout; returns the users who have
+    /// no session left.
+    pub fn sweep(&self, now: Instant) -> Vec<i64> {
+        let expired: Vec<String> = read(&self.reg)
+            .sessions
+            .values()
+            .filter(|s| {
+                let st = lock(&s.state);
+                st.detached_at
+                    .is_some_and(|at| now.duration_since(at) >= self.limits.session_timeout)
+                    || (st.overflowed && !st.attached)
+            })
+            .map(|s| s.id.clone())
+            .collect();
+        if expired.is_empty() {
+            return Vec::new();
+        }
+        let mut reg = write(&self.reg);
+        let mut gone = Vec::new();
+        for id in expired {
+            if let Some(user) = drop_session(&mut reg, &id)
+                && !reg.by_user.contains_key(&user)
+            {
+                gone.push(user);
+            }
+        }
+        gone
+    }
+
+    /// Whether the user has any session (for presence).
+    pub fn online(&self, user_id: i64) -> bool {
+        read(&self.reg).by_user.contains_key(&user_id)
+    }
+
+    pub fn session_count(&self) -> usize {
+        read(&self.reg).sessions.len()
+    }
+
+    /// Sends an event to its audience.
+    pub fn publish(&self, audience: &Audience, ev: &Event) {
+        let reg = read(&self.reg);
+        let each = |ids: Option<&HashSet<String>>, filter: Option<(i64, i64)>| {
+            for id in ids.into_iter().flatten() {
+                if let Some(s) = reg.sessions.get(id) {
+                    s.push(ev, filter, &self.limits);
+                }
+            }
+        };
+        match audience {
+            Audience::Channel {
+                guild_id,
+                channel_id,
+            } => each(reg.by_guild.get(guild_id), Some((*guild_id, *channel_id))),
+            Audience::Guild(g) => each(reg.by_guild.get(g), None),
+            Audience::Users(users) => {
+                for u in users {
+                    each(reg.by_user.get(u), None);
+                }
+            }
+            Audience::Session(id) => {
+                if let Some(s) = reg.sessions.get(id) {
+                    s.push(ev, None, &self.limits);
+                }
+            }
+        }
+    }
+
+    /// The user's sessions now see these channels of the guild (or, with `None`, are no
+    /// longer in it).
+    pub fn set_visible(&self, user_id: i64, guild_id: i64, channels: Option<HashSet<i64>>) {
+        let mut reg = write(&self.reg);
+        let ids: Vec<String> = reg
+            .by_user
+            .get(&user_id)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for id in ids {
+            let Some(s) = reg.sessions.get(&id).cloned() else {
+                continue;
+            };
+            let mut st = lock(&s.state);
+            match &channels {
+                Some(c) => {
+                    st.visible.insert(guild_id, c.clone());
+                    reg.by_guild.entry(guild_id).or_default().insert(id);
+                }
+                None => {
+                    st.visible.remove(&guild_id);
+                    if let Some(set) = reg.by_guild.get_mut(&guild_id) {
+                        set.remove(&id);
+                        if set.is_empty() {
+                            reg.by_guild.remove(&guild_id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Users with a session in the guild.
+    pub fn users_in_guild(&self, guild_id: i64) -> Vec<i64> {
+        let reg = read(&self.reg);
+        let mut users: Vec<i64> = reg
+            .by_guild
+            .get(&guild_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| reg.sessions.get(id).map(|s| s.user_id))
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        users
+    }
+}
+
+/// Removes a session from the registry; its user.
+fn drop_session(reg: &mut Registry, id: &str) -> Option<i64> {
+    let s = reg.sessions.remove(id)?;
+    for g in s.guilds() {
+        if let Some(set) = reg.by_guild.get_mut(&g) {
+            set.remove(id);
+            if set.is_empty() {
+                reg.by_guild.remove(&g);
+            }
+        }
+    }
+    if let Some(set) = reg.by_user.get_mut(&s.user_id) {
+        set.remove(id);
+        if set.is_empty() {
+            reg.by_user.remove(&s.user_id);
+        }
+    }
+    Some(s.user_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(n: Next) -> Vec<String> {
+        match n {
+            Next::Frames(f) => f.iter().map(|s| s.to_string()).collect(),
+            other => panic!("expected frames, got {other:?}"),
+        }
+    }
+
+    fn seqs(f: &[String]) -> Vec<u64> {
+        f.iter()
+            .map(|t| {
+                let v: serde_json::Value = serde_json::from_str(t).unwrap();
+                v["s"].as_u64().unwrap()
+            })
+            .collect()
+    }
+
+    fn hub(replay: usize, shed_after: usize) -> Hub {
+        Hub::new(HubLimits {
+            replay,
+            shed_after,
+            session_timeout: Duration::from_secs(60),
+        })
+    }
+
+    fn visible(g: i64, chans: &[i64]) -> HashMap<i64, HashSet<i64>> {
+        HashMap::from([(g, chans.iter().copied().collect())])
+    }
+
+    #[test]
+    fn channel_events_reach_only_those_who_see_the_channel() {
+        let h = hub(100, 10);
+        let (a, ga) = h.open("a".into(), 1, visible(7, &[70, 71]));
+        let (b, gb) = h.open("b".into(), 2, visible(7, &[70]));
+        let msg = Event::new("message_create", &"x");
+        h.publish(
+            &Audience::Channel {
+                guild_id: 7,
+                channel_id: 71,
+            },
+            &msg,
+        );
+        assert_eq!(frames(a.take(ga)).len(), 1);
+        assert!(matches!(b.take(gb), Next::Idle));
+        h.publish(&Audience::Guild(7), &msg);
+        assert_eq!(seqs(&frames(b.take(gb))), vec![1]);
+        assert_eq!(seqs(&frames(a.take(ga))), vec![2]);
+        h.publish(&Audience::Users(vec![2]), &msg);
+        assert_eq!(seqs(&frames(b.take(gb))), vec![2]);
+        assert!(matches!(a.take(ga), Next::Idle));
+    }
+
+    #[test]
+    fn resume_replays_after_seq_and_skips_stale_ephemeral_events() {
+        let h = hub(100, 10);
+        let (a, g1) = h.open("a".into(), 1, visible(7, &[70]));
+        let msg = Event::new("message_create", &"x");
+        h.publish(&Audience::Guild(7), &msg);
+        h.publish(&Audience::Guild(7), &Event::ephemeral("typing_start", &"t"));
+        assert_eq!(seqs(&frames(a.take(g1))), vec![1, 2]);
+        h.detach(&a, g1);
+        for _ in 0..5 {
+            h.publish(&Audience::Guild(7), &msg);
+        }
+        h.publish(&Audience::Guild(7), &Event::ephemeral("typing_start", &"t"));
+        assert_eq!(h.resume("a", 2, 1).unwrap_err(), ResumeError::Invalid);
+        let (a2, g2) = h.resume("a", 1, 1).unwrap();
+        // The ephemeral event after seq 1 is not replayed; messages are, in order.
+        assert_eq!(seqs(&frames(a2.take(g2))), vec![3, 4, 5, 6, 7]);
+        assert!(matches!(a.take(g1), Next::Replaced));
+    }
+
+    #[test]
+    fn slow_consumers_shed_ephemeral_events_and_overflow_on_messages() {
+        let h = hub(8, 3);
+        let (a, g) = h.open("a".into(), 1, visible(7, &[70]));
+        let msg = Event::new("message_create", &"x");
+        let typing = Event::ephemeral("typing_start", &"t");
+        for _ in 0..3 {
+            h.publish(&Audience::Guild(7), &msg);
+        }
+        h.publish(&Audience::Guild(7), &typing);
+        assert_eq!(a.seq(), 3, "typing is shed once 3 events wait");
+        assert_eq!(seqs(&frames(a.take(g))), vec![1, 2, 3]);
+        for _ in 0..8 {
+            h.publish(&Audience::Guild(7), &msg);
+        }
+        assert!(!matches!(a.take(g), Next::Overflowed), "8 unsent fit");
+        for _ in 0..9 {
+            h.publish(&Audience::Guild(7), &msg);
+        }
+        assert!(matches!(a.take(g), Next::Overflowed));
+        assert_eq!(h.resume("a", 1, 11).unwrap_err(), ResumeError::TooOld);
+    }
+
+    #[test]
+    fn a_resume_older_than_the_buffer_is_refused() {
+        let h = hub(4, 100);
+        let (a, g) = h.open("a".into(), 1, visible(7, &[70]));
+        let msg = Event::new("message_create", &"x");
+        for _ in 0..6 {
+            h.publish(&Audience::Guild(7), &msg);
+            let _ = a.take(g);
+        }
+        h.detach(&a, g);
+        // Buffer holds 3..=6.
+        assert_eq!(h.resume("a", 1, 1).unwrap_err(), ResumeError::TooOld);
+        assert!(h.resume("a", 1, 2).is_ok());
+    }
+
+    #[test]
+    fn detached_sessions_expire() {
+        let h = hub(4, 100);
+        let (a, g) = h.open("a".into(), 1, visible(7, &[70]));
+        h.detach(&a, g);
+        assert!(h.sweep(Instant::now()).is_empty());
+        assert_eq!(h.sweep(Instant::now() + Duration::from_secs(61)), vec![1]);
+        assert!(!h.online(1));
+        assert_eq!(h.resume("a", 1, 0).unwrap_err(), ResumeError::Invalid);
+    }
+}
