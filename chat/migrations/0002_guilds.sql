@@ -32,9 +32,10 @@ CREATE TABLE member_roles (
     FOREIGN KEY (guild_id, user_id) REFERENCES members(guild_id, user_id) ON DELETE CASCADE
 );
 
+-- DM and group DM channels have no guild.
 CREATE TABLE channels (
     id         BIGINT PRIMARY KEY,
-    guild_id   BIGINT NOT NULL REFERENCES guilds(id) ON DELETE CASCADE,
+    guild_id   BIGINT REFERENCES guilds(id) ON DELETE CASCADE,
     kind       TEXT   NOT NULL,
     name       TEXT   NOT NULL,
     parent_id  BIGINT,

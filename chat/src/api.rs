@@ -56,6 +56,34 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
+/// An optional JSON body: `None` when the request has no body at all.
+#[derive(Debug)]
+pub struct MaybeBody<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S>
+    for MaybeBody<T>
+{
+    type Rejection = ChatError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ChatError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| {
+                ChatError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
+                )
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(MaybeBody(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| MaybeBody(Some(v)))
+            .map_err(|e| ChatError::bad_request("invalid_json", e.to_string()))
+    }
+}
+
 /// The signed-in user, from `Authorization: Bearer <access token>`.
 #[derive(Debug)]
 pub struct Authed(pub i64);

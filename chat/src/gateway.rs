@@ -267,16 +267,14 @@ async fn run(state: ChatState, socket: WebSocket) {
     .await;
     match end {
         End::ClientClosed => {
-            state.hub.close(&session);
-            went_offline(&state, session.user_id).await;
+            if state.hub.close(&session, generation) {
+                went_offline(&state, session.user_id).await;
+            }
         }
         End::Close(code, reason) => {
-            if code == close::SESSION_TIMEOUT && reason == "too slow" {
-                state.hub.close(&session);
-                went_offline(&state, session.user_id).await;
-            } else {
-                state.hub.detach(&session, generation);
-            }
+            // Resumable until the session times out (an overflowed one answers
+            // `resume_too_old`).
+            state.hub.detach(&session, generation);
             close_with(&mut sink, code, reason).await;
         }
         End::Gone => state.hub.detach(&session, generation),

@@ -476,35 +476,6 @@ impl Store {
         };
         Ok(rows.iter().map(message_from).collect::<Result<_, _>>()?)
     }
-
-    pub async fn create_invite(
-        &self,
-        code: &str,
-        guild_id: i64,
-        creator_id: i64,
-        at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO invites (code, guild_id, creator_id, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(code)
-        .bind(guild_id)
-        .bind(creator_id)
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Counts a use of an invite; the guild it leads to.
-    pub async fn use_invite(&self, code: &str) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "UPDATE invites SET uses = uses + 1 WHERE code = $1 RETURNING guild_id",
-        )
-        .bind(code)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
 }
 
 async fn insert_channel<'e, E>(exec: E, c: &Channel) -> Result<(), StoreError>

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use crate::guild_store::{Channel, Cursor, Guild, GuildAccess, Membership, Message};
 use crate::hub::{Audience, Event};
 use crate::perms::{MemberPerms, Perms, channel_perms, guild_perms};
-use crate::{ChatState, auth, now_ms};
+use crate::{ChatState, now_ms};
 
 /// Longest message, in characters.
 pub const MAX_CONTENT_CHARS: usize = 4000;
@@ -26,8 +26,6 @@ pub fn router(state: ChatState) -> Router {
             get(get_guild).patch(rename_guild).delete(delete_guild),
         )
         .route("/api/v1/guilds/{guild}/channels", post(create_channel))
-        .route("/api/v1/guilds/{guild}/invites", post(create_invite))
-        .route("/api/v1/invites/{code}", post(accept_invite))
         .route(
             "/api/v1/channels/{channel}/messages",
             get(history).post(send_message),
@@ -41,7 +39,7 @@ pub fn router(state: ChatState) -> Router {
 }
 
 /// Ids are strings on the wire (JavaScript numbers lose 64-bit precision).
-fn parse_id(s: &str, what: &'static str) -> Result<i64, ChatError> {
+pub(crate) fn parse_id(s: &str, what: &'static str) -> Result<i64, ChatError> {
     s.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
         ChatError::new(
             StatusCode::NOT_FOUND,
@@ -51,7 +49,7 @@ fn parse_id(s: &str, what: &'static str) -> Result<i64, ChatError> {
     })
 }
 
-fn forbidden(missing: Perms) -> ChatError {
+pub(crate) fn forbidden(missing: Perms) -> ChatError {
     ChatError::new(
         StatusCode::FORBIDDEN,
         "missing_permissions",
@@ -59,15 +57,15 @@ fn forbidden(missing: Perms) -> ChatError {
     )
 }
 
-fn unknown_guild() -> ChatError {
+pub(crate) fn unknown_guild() -> ChatError {
     ChatError::new(StatusCode::NOT_FOUND, "unknown_guild", "no such guild")
 }
 
-fn unknown_channel() -> ChatError {
+pub(crate) fn unknown_channel() -> ChatError {
     ChatError::new(StatusCode::NOT_FOUND, "unknown_channel", "no such channel")
 }
 
-fn member_perms(user_id: i64, m: &Membership) -> MemberPerms<'_> {
+pub(crate) fn member_perms(user_id: i64, m: &Membership) -> MemberPerms<'_> {
     MemberPerms {
         user_id,
         is_owner: m.is_owner,
@@ -77,7 +75,7 @@ fn member_perms(user_id: i64, m: &Membership) -> MemberPerms<'_> {
 }
 
 /// The caller's guild permissions. A guild the caller is not in does not exist for them.
-async fn in_guild(
+pub(crate) async fn in_guild(
     state: &ChatState,
     guild_id: i64,
     user: i64,
@@ -93,7 +91,7 @@ async fn in_guild(
 
 /// The channel and the caller's permissions in it. A channel the caller cannot view does
 /// not exist for them.
-async fn in_channel(
+pub(crate) async fn in_channel(
     state: &ChatState,
     channel_id: i64,
     user: i64,
@@ -116,7 +114,7 @@ async fn in_channel(
     Ok((c, p))
 }
 
-fn require(have: Perms, need: Perms) -> Result<(), ChatError> {
+pub(crate) fn require(have: Perms, need: Perms) -> Result<(), ChatError> {
     if have.contains(need) {
         Ok(())
     } else {
@@ -125,7 +123,7 @@ fn require(have: Perms, need: Perms) -> Result<(), ChatError> {
 }
 
 #[derive(Debug, Serialize)]
-struct ChannelView {
+pub(crate) struct ChannelView {
     id: String,
     guild_id: String,
     kind: String,
@@ -193,18 +191,52 @@ pub(crate) async fn guild_for(
     guild_view(&access, user).ok_or_else(unknown_guild)
 }
 
-/// After a change to channels, roles, overwrites or members: what each connected member
-/// of the guild can see, so events keep reaching exactly those who may read them.
+/// After a change to channels, roles, overwrites or members: recomputes what each
+/// connected member of the guild can see, so events keep reaching exactly those who may
+/// read them. A member who can now see a channel gets `channel_create`; one who no
+/// longer can gets `channel_delete`.
 pub(crate) async fn refresh_guild(state: &ChatState, guild_id: i64) -> Result<(), ChatError> {
     let access = state.store.guild_access(guild_id).await?;
     for user in state.hub.users_in_guild(guild_id) {
         let visible = access.as_ref().and_then(|a| a.visible(user));
-        state.hub.set_visible(user, guild_id, visible);
+        let Some(a) = access.as_ref().filter(|_| visible.is_some()) else {
+            // No longer a member (or no guild): `guild_delete` says it all.
+            state.hub.set_visible(user, guild_id, None);
+            continue;
+        };
+        let now = visible.unwrap_or_default();
+        let before = state
+            .hub
+            .set_visible(user, guild_id, Some(now.clone()))
+            .unwrap_or_default();
+        for (c, _) in &a.channels {
+            let kind = match (before.contains(&c.id), now.contains(&c.id)) {
+                (false, true) => "channel_create",
+                (true, false) => "channel_delete",
+                _ => continue,
+            };
+            state.dispatch(
+                Audience::Users(vec![user]),
+                Event::new(kind, &ChannelView::from(c)),
+            );
+        }
+        for gone in before
+            .iter()
+            .filter(|id| !a.channels.iter().any(|(c, _)| c.id == **id))
+        {
+            state.dispatch(
+                Audience::Users(vec![user]),
+                Event::new(
+                    "channel_delete",
+                    &serde_json::json!({"id": gone.to_string(), "guild_id": guild_id.to_string()}),
+                ),
+            );
+        }
     }
     Ok(())
 }
 
-fn clean_name(n: &str, max: usize, code: &'static str) -> Result<String, ChatError> {
+pub(crate) fn clean_name(n: &str, max: usize, code: &'static str) -> Result<String, ChatError> {
     let n: String = n.trim().chars().filter(|c| !c.is_control()).collect();
     if n.is_empty() || n.chars().count() > max {
         return Err(ChatError::bad_request(
@@ -386,65 +418,9 @@ async fn create_channel(
         user_limit: req.user_limit,
     };
     state.store.create_channel(&c).await?;
+    // Everyone connected who can see the channel gets `channel_create`.
     refresh_guild(&state, id).await?;
-    let view = ChannelView::from(&c);
-    state.dispatch(
-        Audience::Channel {
-            guild_id: id,
-            channel_id: c.id,
-        },
-        Event::new("channel_create", &view),
-    );
-    Ok((StatusCode::CREATED, Json(view)))
-}
-
-#[derive(Debug, Serialize)]
-struct InviteView {
-    code: String,
-    guild_id: String,
-}
-
-async fn create_invite(
-    State(state): State<ChatState>,
-    Authed(user): Authed,
-    Path(guild): Path<String>,
-) -> Result<(StatusCode, Json<InviteView>), ChatError> {
-    let id = parse_id(&guild, "unknown_guild")?;
-    let (_, p) = in_guild(&state, id, user).await?;
-    require(p, Perms::CREATE_INVITES)?;
-    // 128 random bits: not guessable.
-    let code: String = auth::random_token().chars().take(22).collect();
-    state.store.create_invite(&code, id, user, now_ms()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(InviteView {
-            code,
-            guild_id: id.to_string(),
-        }),
-    ))
-}
-
-async fn accept_invite(
-    State(state): State<ChatState>,
-    Authed(user): Authed,
-    Path(code): Path<String>,
-) -> Result<Json<GuildView>, ChatError> {
-    let unknown = || ChatError::new(StatusCode::NOT_FOUND, "unknown_invite", "no such invite");
-    if code.len() > 64 {
-        return Err(unknown());
-    }
-    let guild_id = state.store.use_invite(&code).await?.ok_or_else(unknown)?;
-    match state.store.add_member(guild_id, user, now_ms()).await {
-        Ok(()) | Err(crate::store::StoreError::Conflict) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let (view, visible) = guild_for(&state, guild_id, user).await?;
-    state.hub.set_visible(user, guild_id, Some(visible));
-    state.dispatch(
-        Audience::Users(vec![user]),
-        Event::new("guild_create", &view),
-    );
-    Ok(Json(view))
+    Ok((StatusCode::CREATED, Json(ChannelView::from(&c))))
 }
 
 #[derive(Debug, Serialize)]
@@ -578,7 +554,7 @@ async fn history(
 }
 
 /// Who receives the events of a channel.
-fn channel_audience(c: &Channel) -> Audience {
+pub(crate) fn channel_audience(c: &Channel) -> Audience {
     Audience::Channel {
         guild_id: c.guild_id,
         channel_id: c.id,

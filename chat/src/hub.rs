@@ -194,7 +194,10 @@ impl Session {
                 && f.seq > s.sent
                 && !f.ephemeral
             {
+                // It cannot be resumed any more: keep a tombstone, not the buffer, so a
+                // resume is told it came too late until the session times out.
                 s.overflowed = true;
+                s.replay = VecDeque::new();
             }
         }
         drop(s);
@@ -326,11 +329,16 @@ impl Hub {
         }
     }
 
-    /// Ends a session for good (a clean close, or an overflow).
-    pub fn close(&self, session: &Session) {
+    /// Ends a session for good on a clean close by the connection of `generation`, unless
+    /// another connection has resumed it since. True if it ended.
+    pub fn close(&self, session: &Session, generation: u64) -> bool {
+        if lock(&session.state).generation != generation {
+            return false;
+        }
         let mut reg = write(&self.reg);
         drop_session(&mut reg, &session.id);
         session.wake.notify_waiters();
+        true
     }
 
     /// Ends sessions detached for longer than the timeout; returns the users who have
@@ -343,7 +351,6 @@ impl Hub {
                 let st = lock(&s.state);
                 st.detached_at
                     .is_some_and(|at| now.duration_since(at) >= self.limits.session_timeout)
-                    || (st.overflowed && !st.attached)
             })
             .map(|s| s.id.clone())
             .collect();
@@ -401,8 +408,14 @@ impl Hub {
     }
 
     /// The user's sessions now see these channels of the guild (or, with `None`, are no
-    /// longer in it).
-    pub fn set_visible(&self, user_id: i64, guild_id: i64, channels: Option<HashSet<i64>>) {
+    /// longer in it). Returns what they saw before.
+    pub fn set_visible(
+        &self,
+        user_id: i64,
+        guild_id: i64,
+        channels: Option<HashSet<i64>>,
+    ) -> Option<HashSet<i64>> {
+        let mut before = None;
         let mut reg = write(&self.reg);
         let ids: Vec<String> = reg
             .by_user
@@ -418,11 +431,13 @@ impl Hub {
             let mut st = lock(&s.state);
             match &channels {
                 Some(c) => {
-                    st.visible.insert(guild_id, c.clone());
+                    let old = st.visible.insert(guild_id, c.clone());
+                    before = before.or(old);
                     reg.by_guild.entry(guild_id).or_default().insert(id);
                 }
                 None => {
-                    st.visible.remove(&guild_id);
+                    let old = st.visible.remove(&guild_id);
+                    before = before.or(old);
                     if let Some(set) = reg.by_guild.get_mut(&guild_id) {
                         set.remove(&id);
                         if set.is_empty() {
@@ -432,6 +447,7 @@ impl Hub {
                 }
             }
         }
+        before
     }
 
     /// Users with a session in the guild.

@@ -10,6 +10,8 @@ pub mod guild_store;
 pub mod guilds;
 pub mod hub;
 pub mod limit;
+pub mod member_store;
+pub mod members;
 pub mod perms;
 pub mod store;
 
@@ -60,6 +62,8 @@ pub struct ChatState {
     pub config: Arc<Config>,
     pub ids: Arc<IdGen>,
     pub auth_limit: Arc<limit::Limiter>,
+    /// Per user, on invite lookups: codes cannot be guessed by brute force.
+    pub invite_limit: Arc<limit::Limiter<i64>>,
     pub hub: Arc<hub::Hub>,
     /// Serializes id, insert and dispatch per channel (striped), so events leave in id
     /// order and a client catching up by id misses nothing.
@@ -78,6 +82,7 @@ impl ChatState {
             ids: Arc::new(IdGen::default()),
             // Per IP on the auth routes: bursts of 20, then 20 a minute.
             auth_limit: Arc::new(limit::Limiter::new(20.0, 20.0 / 60.0)),
+            invite_limit: Arc::new(limit::Limiter::new(10.0, 10.0 / 60.0)),
             hub,
             channel_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
@@ -113,6 +118,7 @@ async fn sweep(hub: std::sync::Weak<hub::Hub>, store: Store) {
 pub fn router(state: ChatState) -> Router {
     api::router(state.clone())
         .merge(guilds::router(state.clone()))
+        .merge(members::router(state.clone()))
         .route(
             "/api/v1/gateway",
             axum::routing::get(gateway::handler).with_state(state),

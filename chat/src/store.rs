@@ -35,10 +35,12 @@ pub enum Backend {
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_accounts.sql")),
     (2, include_str!("../migrations/0002_guilds.sql")),
+    (3, include_str!("../migrations/0003_members.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_accounts.sql")),
     (2, include_str!("../migrations/0002_guilds.sql")),
+    (3, include_str!("../migrations/0003_members.sql")),
 ];
 
 /// The `users` columns a [`User`] is read from.

@@ -12,6 +12,9 @@ use sqlx::Executor;
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// The store the server runs on, for tests that must reach past the API (to age an
+    /// invite, or to check what survived).
+    pub db_url: String,
     pub http: reqwest::Client,
     cleanup: Cleanup,
 }
@@ -77,6 +80,7 @@ impl Server {
                 )
             }
         };
+        let db_url = url.clone();
         let mut config = parlor_chat::Config::new(url, b"chat-test-secret-0123456789abcdef");
         tune(&mut config);
         let state = parlor_chat::ChatState::open(config).await.unwrap();
@@ -85,9 +89,19 @@ impl Server {
         tokio::spawn(parlor_chat::run(listener, state, std::future::pending()));
         Server {
             addr,
+            db_url,
             http: reqwest::Client::new(),
             cleanup,
         }
+    }
+
+    /// Runs SQL on the server's store directly.
+    pub async fn exec(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect_any(&self.db_url).await;
+        c.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+            .await
+            .unwrap();
     }
 
     /// Registers a user; their access token and id.
