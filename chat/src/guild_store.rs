@@ -37,6 +37,10 @@ pub struct Message {
     pub reply_to: Option<i64>,
     pub edited_at: Option<i64>,
     pub created_at: i64,
+    pub pinned_at: Option<i64>,
+    pub mention_everyone: bool,
+    /// Resolved mentions: (`user` | `role` | `channel`, id).
+    pub mentions: Vec<(String, i64)>,
 }
 
 /// Where a page of history is taken from.
@@ -56,7 +60,7 @@ pub struct Membership {
     pub roles: Vec<(i64, Perms)>,
 }
 
-fn message_from(r: &sqlx::any::AnyRow) -> Result<Message, sqlx::Error> {
+pub(crate) fn message_from(r: &sqlx::any::AnyRow) -> Result<Message, sqlx::Error> {
     Ok(Message {
         id: r.try_get("id")?,
         channel_id: r.try_get("channel_id")?,
@@ -65,6 +69,9 @@ fn message_from(r: &sqlx::any::AnyRow) -> Result<Message, sqlx::Error> {
         reply_to: r.try_get("reply_to")?,
         edited_at: r.try_get("edited_at")?,
         created_at: r.try_get("created_at")?,
+        pinned_at: r.try_get("pinned_at")?,
+        mention_everyone: r.try_get::<i64, _>("mention_everyone")? != 0,
+        mentions: Vec::new(),
     })
 }
 
@@ -131,9 +138,12 @@ fn overwrite_from(r: &sqlx::any::AnyRow) -> Result<Overwrite, sqlx::Error> {
     })
 }
 
+/// The `messages` columns a [`Message`] is read from.
+#[macro_export]
 macro_rules! message_columns {
     () => {
-        "id, channel_id, author_id, content, reply_to, edited_at, created_at"
+        "id, channel_id, author_id, content, reply_to, edited_at, created_at, pinned_at, \
+         mention_everyone"
     };
 }
 
@@ -380,10 +390,12 @@ impl Store {
             .map_err(StoreError::Db)
     }
 
+    /// Stores a message with its mentions, in one transaction.
     pub async fn insert_message(&self, m: &Message) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO messages (id, channel_id, author_id, content, reply_to, edited_at, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             created_at, mention_everyone) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(m.id)
         .bind(m.channel_id)
@@ -392,15 +404,18 @@ impl Store {
         .bind(m.reply_to)
         .bind(m.edited_at)
         .bind(m.created_at)
-        .execute(&self.pool)
+        .bind(i64::from(m.mention_everyone))
+        .execute(&mut *tx)
         .await?;
+        insert_mentions(&mut tx, m).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn message(&self, channel_id: i64, id: i64) -> Result<Option<Message>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
-            message_columns!(),
+            crate::message_columns!(),
             " FROM messages WHERE id = $1 AND channel_id = $2"
         ))
         .bind(id)
@@ -410,13 +425,25 @@ impl Store {
         Ok(row.map(|r| message_from(&r)).transpose()?)
     }
 
-    pub async fn edit_message(&self, id: i64, content: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE messages SET content = $1, edited_at = $2 WHERE id = $3")
-            .bind(content)
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
+    /// Stores an edit: new content and the mentions parsed from it.
+    pub async fn edit_message(&self, m: &Message) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE messages SET content = $1, edited_at = $2, mention_everyone = $3 \
+             WHERE id = $4",
+        )
+        .bind(&m.content)
+        .bind(m.edited_at)
+        .bind(i64::from(m.mention_everyone))
+        .bind(m.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM mentions WHERE message_id = $1")
+            .bind(m.id)
+            .execute(&mut *tx)
             .await?;
+        insert_mentions(&mut tx, m).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -438,7 +465,7 @@ impl Store {
         let older = |below: i64, n: i64| {
             sqlx::query(concat!(
                 "SELECT ",
-                message_columns!(),
+                crate::message_columns!(),
                 " FROM messages WHERE channel_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
             ))
             .bind(channel_id)
@@ -449,7 +476,7 @@ impl Store {
         let newer = |above: i64, n: i64| {
             sqlx::query(concat!(
                 "SELECT ",
-                message_columns!(),
+                crate::message_columns!(),
                 " FROM messages WHERE channel_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3"
             ))
             .bind(channel_id)
@@ -476,6 +503,21 @@ impl Store {
         };
         Ok(rows.iter().map(message_from).collect::<Result<_, _>>()?)
     }
+}
+
+async fn insert_mentions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    m: &Message,
+) -> Result<(), StoreError> {
+    for (kind, target) in &m.mentions {
+        sqlx::query("INSERT INTO mentions (message_id, kind, target_id) VALUES ($1, $2, $3)")
+            .bind(m.id)
+            .bind(kind)
+            .bind(*target)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn insert_channel<'e, E>(exec: E, c: &Channel) -> Result<(), StoreError>

@@ -1,8 +1,8 @@
-//! Guilds, channels, messages and invites under `/api/v1`, with permission checks.
+//! Guilds and channels under `/api/v1`, and the permission checks every route shares.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, patch, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
@@ -10,13 +10,10 @@ use crate::api::{Authed, Body};
 use crate::error::ChatError;
 use std::collections::HashSet;
 
-use crate::guild_store::{Channel, Cursor, Guild, GuildAccess, Membership, Message};
+use crate::guild_store::{Channel, Guild, GuildAccess, Membership};
 use crate::hub::{Audience, Event};
 use crate::perms::{MemberPerms, Perms, channel_perms, guild_perms};
 use crate::{ChatState, now_ms};
-
-/// Longest message, in characters.
-pub const MAX_CONTENT_CHARS: usize = 4000;
 
 pub fn router(state: ChatState) -> Router {
     Router::new()
@@ -26,15 +23,6 @@ pub fn router(state: ChatState) -> Router {
             get(get_guild).patch(rename_guild).delete(delete_guild),
         )
         .route("/api/v1/guilds/{guild}/channels", post(create_channel))
-        .route(
-            "/api/v1/channels/{channel}/messages",
-            get(history).post(send_message),
-        )
-        .route(
-            "/api/v1/channels/{channel}/messages/{message}",
-            patch(edit_message).delete(delete_message),
-        )
-        .route("/api/v1/channels/{channel}/typing", post(typing))
         .with_state(state)
 }
 
@@ -423,233 +411,10 @@ async fn create_channel(
     Ok((StatusCode::CREATED, Json(ChannelView::from(&c))))
 }
 
-#[derive(Debug, Serialize)]
-struct MessageView {
-    id: String,
-    channel_id: String,
-    author_id: String,
-    content: String,
-    reply_to: Option<String>,
-    edited_at: Option<i64>,
-    created_at: i64,
-}
-
-impl From<&Message> for MessageView {
-    fn from(m: &Message) -> MessageView {
-        MessageView {
-            id: m.id.to_string(),
-            channel_id: m.channel_id.to_string(),
-            author_id: m.author_id.to_string(),
-            content: m.content.clone(),
-            reply_to: m.reply_to.map(|r| r.to_string()),
-            edited_at: m.edited_at,
-            created_at: m.created_at,
-        }
-    }
-}
-
-fn check_content(content: &str) -> Result<(), ChatError> {
-    let n = content.chars().count();
-    if content.trim().is_empty() || n > MAX_CONTENT_CHARS {
-        return Err(ChatError::bad_request(
-            "invalid_content",
-            format!("content is 1-{MAX_CONTENT_CHARS} characters"),
-        ));
-    }
-    Ok(())
-}
-
-#[derive(Debug, Deserialize)]
-struct NewMessage {
-    content: String,
-    #[serde(default)]
-    reply_to: Option<String>,
-}
-
-async fn send_message(
-    State(state): State<ChatState>,
-    Authed(user): Authed,
-    Path(channel): Path<String>,
-    Body(req): Body<NewMessage>,
-) -> Result<(StatusCode, Json<MessageView>), ChatError> {
-    let id = parse_id(&channel, "unknown_channel")?;
-    let (c, p) = in_channel(&state, id, user).await?;
-    if c.kind != "text" {
-        return Err(ChatError::bad_request(
-            "not_a_text_channel",
-            "messages go in text channels",
-        ));
-    }
-    require(p, Perms::SEND_MESSAGES)?;
-    check_content(&req.content)?;
-    let reply_to = match &req.reply_to {
-        Some(r) => {
-            let rid = parse_id(r, "unknown_message")?;
-            state.store.message(id, rid).await?.ok_or_else(|| {
-                ChatError::bad_request(
-                    "unknown_message",
-                    "the replied message is not in this channel",
-                )
-            })?;
-            Some(rid)
-        }
-        None => None,
-    };
-    // Id, insert and dispatch in one order per channel.
-    let _order = state.lock_channel(id).await;
-    let m = Message {
-        id: state.ids.next(),
-        channel_id: id,
-        author_id: user,
-        content: req.content,
-        reply_to,
-        edited_at: None,
-        created_at: now_ms(),
-    };
-    state.store.insert_message(&m).await?;
-    let view = MessageView::from(&m);
-    state.dispatch(channel_audience(&c), Event::new("message_create", &view));
-    Ok((StatusCode::CREATED, Json(view)))
-}
-
-#[derive(Debug, Deserialize)]
-struct HistoryQuery {
-    before: Option<String>,
-    after: Option<String>,
-    around: Option<String>,
-    limit: Option<i64>,
-}
-
-async fn history(
-    State(state): State<ChatState>,
-    Authed(user): Authed,
-    Path(channel): Path<String>,
-    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<MessageView>>, ChatError> {
-    let Query(q) = query.map_err(|e| ChatError::bad_request("invalid_query", e.body_text()))?;
-    let id = parse_id(&channel, "unknown_channel")?;
-    in_channel(&state, id, user).await?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ChatError::bad_request("invalid_limit", "limit is 1-100"));
-    }
-    let cursor_id = |s: &str| {
-        s.parse::<i64>()
-            .map_err(|_| ChatError::bad_request("invalid_cursor", "cursors are message ids"))
-    };
-    let cursor = match (&q.before, &q.after, &q.around) {
-        (None, None, None) => Cursor::Latest,
-        (Some(b), None, None) => Cursor::Before(cursor_id(b)?),
-        (None, Some(a), None) => Cursor::After(cursor_id(a)?),
-        (None, None, Some(a)) => Cursor::Around(cursor_id(a)?),
-        _ => {
-            return Err(ChatError::bad_request(
-                "invalid_cursor",
-                "use one of before, after and around",
-            ));
-        }
-    };
-    let page = state.store.history(id, cursor, limit).await?;
-    Ok(Json(page.iter().map(MessageView::from).collect()))
-}
-
 /// Who receives the events of a channel.
 pub(crate) fn channel_audience(c: &Channel) -> Audience {
     Audience::Channel {
         guild_id: c.guild_id,
         channel_id: c.id,
     }
-}
-
-/// A message the caller can see, with its channel and the caller's permissions there.
-async fn message_in_channel(
-    state: &ChatState,
-    channel: &str,
-    message: &str,
-    user: i64,
-) -> Result<(Message, Channel, Perms), ChatError> {
-    let cid = parse_id(channel, "unknown_channel")?;
-    let mid = parse_id(message, "unknown_message")?;
-    let (c, p) = in_channel(state, cid, user).await?;
-    let m = state.store.message(cid, mid).await?.ok_or_else(|| {
-        ChatError::new(StatusCode::NOT_FOUND, "unknown_message", "no such message")
-    })?;
-    Ok((m, c, p))
-}
-
-#[derive(Debug, Deserialize)]
-struct EditMessage {
-    content: String,
-}
-
-async fn edit_message(
-    State(state): State<ChatState>,
-    Authed(user): Authed,
-    Path((channel, message)): Path<(String, String)>,
-    Body(req): Body<EditMessage>,
-) -> Result<Json<MessageView>, ChatError> {
-    let (mut m, c, _) = message_in_channel(&state, &channel, &message, user).await?;
-    let mid = m.id;
-    if m.author_id != user {
-        return Err(ChatError::new(
-            StatusCode::FORBIDDEN,
-            "not_author",
-            "only the author can edit a message",
-        ));
-    }
-    check_content(&req.content)?;
-    let at = now_ms();
-    state.store.edit_message(mid, &req.content, at).await?;
-    m.content = req.content;
-    m.edited_at = Some(at);
-    let view = MessageView::from(&m);
-    state.dispatch(channel_audience(&c), Event::new("message_update", &view));
-    Ok(Json(view))
-}
-
-async fn delete_message(
-    State(state): State<ChatState>,
-    Authed(user): Authed,
-    Path((channel, message)): Path<(String, String)>,
-) -> Result<StatusCode, ChatError> {
-    let (m, c, p) = message_in_channel(&state, &channel, &message, user).await?;
-    if m.author_id != user {
-        require(p, Perms::MANAGE_MESSAGES)?;
-    }
-    state.store.delete_message(m.id).await?;
-    state.dispatch(
-        channel_audience(&c),
-        Event::new(
-            "message_delete",
-            &serde_json::json!({"id": m.id.to_string(), "channel_id": c.id.to_string()}),
-        ),
-    );
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// How long a typing indicator lasts unless renewed.
-pub const TYPING_MS: i64 = 10_000;
-
-async fn typing(
-    State(state): State<ChatState>,
-    Authed(user): Authed,
-    Path(channel): Path<String>,
-) -> Result<StatusCode, ChatError> {
-    let id = parse_id(&channel, "unknown_channel")?;
-    let (c, p) = in_channel(&state, id, user).await?;
-    require(p, Perms::SEND_MESSAGES)?;
-    let now = now_ms();
-    state.dispatch(
-        channel_audience(&c),
-        Event::ephemeral(
-            "typing_start",
-            &serde_json::json!({
-                "channel_id": c.id.to_string(),
-                "user_id": user.to_string(),
-                "timestamp": now,
-                "expires_at": now + TYPING_MS,
-            }),
-        ),
-    );
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -12,6 +12,9 @@ pub mod hub;
 pub mod limit;
 pub mod member_store;
 pub mod members;
+pub mod mentions;
+pub mod message_store;
+pub mod messages;
 pub mod perms;
 pub mod store;
 
@@ -119,6 +122,7 @@ pub fn router(state: ChatState) -> Router {
     api::router(state.clone())
         .merge(guilds::router(state.clone()))
         .merge(members::router(state.clone()))
+        .merge(messages::router(state.clone()))
         .route(
             "/api/v1/gateway",
             axum::routing::get(gateway::handler).with_state(state),

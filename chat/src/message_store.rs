@@ -1,0 +1,198 @@
+//! Mentions, reactions and pins of messages in the [`Store`].
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::guild_store::Message;
+use crate::store::{Store, StoreError};
+
+/// One emoji on one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: i64,
+    /// The viewer added it.
+    pub me: bool,
+}
+
+/// Pins per channel.
+pub const MAX_PINS: i64 = 50;
+
+impl Store {
+    /// Fills in the mentions of messages in one channel, and returns their reactions as
+    /// `viewer` sees them, keyed by message id.
+    pub async fn message_extras(
+        &self,
+        channel_id: i64,
+        messages: &mut [Message],
+        viewer: i64,
+    ) -> Result<HashMap<i64, Vec<Reaction>>, StoreError> {
+        let (Some(lo), Some(hi)) = (
+            messages.iter().map(|m| m.id).min(),
+            messages.iter().map(|m| m.id).max(),
+        ) else {
+            return Ok(HashMap::new());
+        };
+        let rows = sqlx::query(
+            "SELECT mt.message_id, mt.kind, mt.target_id FROM mentions mt \
+             JOIN messages m ON m.id = mt.message_id \
+             WHERE m.channel_id = $1 AND m.id BETWEEN $2 AND $3 \
+             ORDER BY mt.message_id, mt.kind, mt.target_id",
+        )
+        .bind(channel_id)
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut mentions: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
+        for r in &rows {
+            mentions
+                .entry(r.try_get("message_id")?)
+                .or_default()
+                .push((r.try_get("kind")?, r.try_get("target_id")?));
+        }
+        for m in messages.iter_mut() {
+            m.mentions = mentions.remove(&m.id).unwrap_or_default();
+        }
+        let rows = sqlx::query(
+            "SELECT r.message_id, r.emoji, COUNT(*) AS n, \
+             SUM(CASE WHEN r.user_id = $4 THEN 1 ELSE 0 END) AS mine, MIN(r.created_at) AS first \
+             FROM reactions r JOIN messages m ON m.id = r.message_id \
+             WHERE m.channel_id = $1 AND m.id BETWEEN $2 AND $3 \
+             GROUP BY r.message_id, r.emoji ORDER BY r.message_id, first",
+        )
+        .bind(channel_id)
+        .bind(lo)
+        .bind(hi)
+        .bind(viewer)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: HashMap<i64, Vec<Reaction>> = HashMap::new();
+        for r in &rows {
+            out.entry(r.try_get("message_id")?)
+                .or_default()
+                .push(Reaction {
+                    emoji: r.try_get("emoji")?,
+                    count: r.try_get("n")?,
+                    me: r.try_get::<i64, _>("mine")? > 0,
+                });
+        }
+        Ok(out)
+    }
+
+    /// Whether anyone has reacted to the message with this emoji.
+    pub async fn has_reaction(&self, message_id: i64, emoji: &str) -> Result<bool, StoreError> {
+        let r: Option<i64> = sqlx::query_scalar(
+            "SELECT user_id FROM reactions WHERE message_id = $1 AND emoji = $2 LIMIT 1",
+        )
+        .bind(message_id)
+        .bind(emoji)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.is_some())
+    }
+
+    /// Distinct emoji on a message.
+    pub async fn reaction_kinds(&self, message_id: i64) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(DISTINCT emoji) FROM reactions WHERE message_id = $1")
+                .bind(message_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Adds a reaction; false if the user had already added it.
+    pub async fn add_reaction(
+        &self,
+        message_id: i64,
+        emoji: &str,
+        user_id: i64,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO reactions (message_id, emoji, user_id, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(message_id)
+        .bind(emoji)
+        .bind(user_id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Removes a reaction; false if there was none.
+    pub async fn remove_reaction(
+        &self,
+        message_id: i64,
+        emoji: &str,
+        user_id: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3",
+        )
+        .bind(message_id)
+        .bind(emoji)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Who reacted with this emoji, in the order they did, after user id `after`.
+    pub async fn reaction_users(
+        &self,
+        message_id: i64,
+        emoji: &str,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT user_id FROM reactions WHERE message_id = $1 AND emoji = $2 \
+             ORDER BY created_at, user_id LIMIT $3",
+        )
+        .bind(message_id)
+        .bind(emoji)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Pins or unpins a message.
+    pub async fn set_pinned(&self, message_id: i64, at: Option<i64>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE messages SET pinned_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(message_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn pin_count(&self, channel_id: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE channel_id = $1 AND pinned_at IS NOT NULL",
+        )
+        .bind(channel_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// A channel's pinned messages, most recently pinned first.
+    pub async fn pins(&self, channel_id: i64) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            crate::message_columns!(),
+            " FROM messages WHERE channel_id = $1 AND pinned_at IS NOT NULL \
+             ORDER BY pinned_at DESC, id DESC"
+        ))
+        .bind(channel_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(crate::guild_store::message_from)
+            .collect::<Result<_, _>>()?)
+    }
+}

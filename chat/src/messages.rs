@@ -1,0 +1,564 @@
+//! Messages under `/api/v1/channels/{id}`: send (with replies and mentions), history,
+//! edit, delete, typing, reactions and pins.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, patch, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Authed, Body};
+use crate::error::ChatError;
+use crate::guild_store::{Channel, Cursor, Message};
+use crate::guilds::{channel_audience, in_channel, parse_id, require};
+use crate::hub::Event;
+use crate::message_store::{MAX_PINS, Reaction};
+use crate::perms::Perms;
+use crate::{ChatState, mentions, now_ms};
+
+/// Longest message, in characters.
+pub const MAX_CONTENT_CHARS: usize = 4000;
+
+pub fn router(state: ChatState) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/channels/{channel}/messages",
+            get(history).post(send_message),
+        )
+        .route(
+            "/api/v1/channels/{channel}/messages/{message}",
+            patch(edit_message).delete(delete_message),
+        )
+        .route("/api/v1/channels/{channel}/typing", post(typing))
+        .route(
+            "/api/v1/channels/{channel}/messages/{message}/reactions/{emoji}",
+            get(reaction_users),
+        )
+        .route(
+            "/api/v1/channels/{channel}/messages/{message}/reactions/{emoji}/{user}",
+            put(add_reaction).delete(remove_reaction),
+        )
+        .route("/api/v1/channels/{channel}/pins", get(pins))
+        .route(
+            "/api/v1/channels/{channel}/pins/{message}",
+            put(pin).delete(unpin),
+        )
+        .with_state(state)
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ReactionView {
+    emoji: String,
+    count: i64,
+    /// The caller added it (REST only; events leave it out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    me: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct MessageView {
+    id: String,
+    channel_id: String,
+    author_id: String,
+    content: String,
+    reply_to: Option<String>,
+    edited_at: Option<i64>,
+    created_at: i64,
+    pinned: bool,
+    /// Users, roles and channels mentioned, as ids.
+    mentions: Vec<String>,
+    mention_roles: Vec<String>,
+    mention_channels: Vec<String>,
+    mention_everyone: bool,
+    reactions: Vec<ReactionView>,
+}
+
+impl MessageView {
+    pub(crate) fn new(m: &Message, reactions: &[Reaction], with_me: bool) -> MessageView {
+        let ids = |kind: &str| {
+            m.mentions
+                .iter()
+                .filter(|(k, _)| k == kind)
+                .map(|(_, id)| id.to_string())
+                .collect()
+        };
+        MessageView {
+            id: m.id.to_string(),
+            channel_id: m.channel_id.to_string(),
+            author_id: m.author_id.to_string(),
+            content: m.content.clone(),
+            reply_to: m.reply_to.map(|r| r.to_string()),
+            edited_at: m.edited_at,
+            created_at: m.created_at,
+            pinned: m.pinned_at.is_some(),
+            mentions: ids("user"),
+            mention_roles: ids("role"),
+            mention_channels: ids("channel"),
+            mention_everyone: m.mention_everyone,
+            reactions: reactions
+                .iter()
+                .map(|r| ReactionView {
+                    emoji: r.emoji.clone(),
+                    count: r.count,
+                    me: with_me.then_some(r.me),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn check_content(content: &str) -> Result<(), ChatError> {
+    let n = content.chars().count();
+    if content.trim().is_empty() || n > MAX_CONTENT_CHARS {
+        return Err(ChatError::bad_request(
+            "invalid_content",
+            format!("content is 1-{MAX_CONTENT_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves the mentions in `content` against the guild: members, roles and channels
+/// that exist. `@everyone` and `@here` count only with the mention-everyone permission.
+async fn resolve_mentions(
+    state: &ChatState,
+    c: &Channel,
+    content: &str,
+    perms: Perms,
+) -> Result<(Vec<(String, i64)>, bool), ChatError> {
+    let found = mentions::parse(content);
+    let mut out: Vec<(String, i64)> = Vec::new();
+    let mut add = |kind: &str, id: i64| {
+        if !out.iter().any(|(k, i)| k == kind && *i == id) {
+            out.push((kind.to_owned(), id));
+        }
+    };
+    let roles = if found.role_ids.is_empty() && found.names.is_empty() {
+        Vec::new()
+    } else {
+        state.store.roles(c.guild_id).await?
+    };
+    for uid in &found.user_ids {
+        if state.store.membership(c.guild_id, *uid).await?.is_some() {
+            add("user", *uid);
+        }
+    }
+    for name in &found.names {
+        if let Some(r) = roles.iter().find(|r| r.id != c.guild_id && r.name == *name) {
+            add("role", r.id);
+        } else if let Some(u) = state.store.user_by_username(name).await?
+            && state.store.membership(c.guild_id, u.id).await?.is_some()
+        {
+            add("user", u.id);
+        }
+    }
+    for rid in &found.role_ids {
+        if roles.iter().any(|r| r.id == *rid && r.id != c.guild_id) {
+            add("role", *rid);
+        }
+    }
+    if !found.channel_ids.is_empty() || !found.channel_names.is_empty() {
+        let channels = state.store.channels(c.guild_id).await?;
+        for ch in &channels {
+            if ch.kind != "category"
+                && (found.channel_ids.contains(&ch.id) || found.channel_names.contains(&ch.name))
+            {
+                add("channel", ch.id);
+            }
+        }
+    }
+    let everyone = (found.everyone || found.here) && perms.contains(Perms::MENTION_EVERYONE);
+    Ok((out, everyone))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewMessage {
+    content: String,
+    #[serde(default)]
+    reply_to: Option<String>,
+}
+
+async fn send_message(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(channel): Path<String>,
+    Body(req): Body<NewMessage>,
+) -> Result<(StatusCode, Json<MessageView>), ChatError> {
+    let id = parse_id(&channel, "unknown_channel")?;
+    let (c, p) = in_channel(&state, id, user).await?;
+    if c.kind != "text" {
+        return Err(ChatError::bad_request(
+            "not_a_text_channel",
+            "messages go in text channels",
+        ));
+    }
+    require(p, Perms::SEND_MESSAGES)?;
+    check_content(&req.content)?;
+    let reply_to = match &req.reply_to {
+        Some(r) => {
+            let rid = parse_id(r, "unknown_message")?;
+            state.store.message(id, rid).await?.ok_or_else(|| {
+                ChatError::bad_request(
+                    "unknown_message",
+                    "the replied message is not in this channel",
+                )
+            })?;
+            Some(rid)
+        }
+        None => None,
+    };
+    let (mentions, mention_everyone) = resolve_mentions(&state, &c, &req.content, p).await?;
+    // Id, insert and dispatch in one order per channel.
+    let _order = state.lock_channel(id).await;
+    let m = Message {
+        id: state.ids.next(),
+        channel_id: id,
+        author_id: user,
+        content: req.content,
+        reply_to,
+        edited_at: None,
+        created_at: now_ms(),
+        pinned_at: None,
+        mention_everyone,
+        mentions,
+    };
+    state.store.insert_message(&m).await?;
+    let view = MessageView::new(&m, &[], false);
+    state.dispatch(channel_audience(&c), Event::new("message_create", &view));
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    before: Option<String>,
+    after: Option<String>,
+    around: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn history(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(channel): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<MessageView>>, ChatError> {
+    let Query(q) = query.map_err(|e| ChatError::bad_request("invalid_query", e.body_text()))?;
+    let id = parse_id(&channel, "unknown_channel")?;
+    in_channel(&state, id, user).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ChatError::bad_request("invalid_limit", "limit is 1-100"));
+    }
+    let cursor_id = |s: &str| {
+        s.parse::<i64>()
+            .map_err(|_| ChatError::bad_request("invalid_cursor", "cursors are message ids"))
+    };
+    let cursor = match (&q.before, &q.after, &q.around) {
+        (None, None, None) => Cursor::Latest,
+        (Some(b), None, None) => Cursor::Before(cursor_id(b)?),
+        (None, Some(a), None) => Cursor::After(cursor_id(a)?),
+        (None, None, Some(a)) => Cursor::Around(cursor_id(a)?),
+        _ => {
+            return Err(ChatError::bad_request(
+                "invalid_cursor",
+                "use one of before, after and around",
+            ));
+        }
+    };
+    let mut page = state.store.history(id, cursor, limit).await?;
+    let reactions = state.store.message_extras(id, &mut page, user).await?;
+    Ok(Json(
+        page.iter()
+            .map(|m| MessageView::new(m, reactions.get(&m.id).map_or(&[], |r| r), true))
+            .collect(),
+    ))
+}
+
+/// A message the caller can see, with its channel and the caller's permissions there.
+async fn message_in_channel(
+    state: &ChatState,
+    channel: &str,
+    message: &str,
+    user: i64,
+) -> Result<(Message, Channel, Perms), ChatError> {
+    let cid = parse_id(channel, "unknown_channel")?;
+    let mid = parse_id(message, "unknown_message")?;
+    let (c, p) = in_channel(state, cid, user).await?;
+    let m = state.store.message(cid, mid).await?.ok_or_else(|| {
+        ChatError::new(StatusCode::NOT_FOUND, "unknown_message", "no such message")
+    })?;
+    Ok((m, c, p))
+}
+
+#[derive(Debug, Deserialize)]
+struct EditMessage {
+    content: String,
+}
+
+async fn edit_message(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path((channel, message)): Path<(String, String)>,
+    Body(req): Body<EditMessage>,
+) -> Result<Json<MessageView>, ChatError> {
+    let (mut m, c, p) = message_in_channel(&state, &channel, &message, user).await?;
+    if m.author_id != user {
+        return Err(ChatError::new(
+            StatusCode::FORBIDDEN,
+            "not_author",
+            "only the author can edit a message",
+        ));
+    }
+    check_content(&req.content)?;
+    let (mentions, mention_everyone) = resolve_mentions(&state, &c, &req.content, p).await?;
+    m.content = req.content;
+    m.edited_at = Some(now_ms());
+    m.mentions = mentions;
+    m.mention_everyone = mention_everyone;
+    state.store.edit_message(&m).await?;
+    let reactions = state
+        .store
+        .message_extras(c.id, std::slice::from_mut(&mut m), user)
+        .await?;
+    let r = reactions.get(&m.id).map_or(&[][..], |r| r);
+    state.dispatch(
+        channel_audience(&c),
+        Event::new("message_update", &MessageView::new(&m, r, false)),
+    );
+    Ok(Json(MessageView::new(&m, r, true)))
+}
+
+async fn delete_message(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path((channel, message)): Path<(String, String)>,
+) -> Result<StatusCode, ChatError> {
+    let (m, c, p) = message_in_channel(&state, &channel, &message, user).await?;
+    if m.author_id != user {
+        require(p, Perms::MANAGE_MESSAGES)?;
+    }
+    state.store.delete_message(m.id).await?;
+    state.dispatch(
+        channel_audience(&c),
+        Event::new(
+            "message_delete",
+            &serde_json::json!({"id": m.id.to_string(), "channel_id": c.id.to_string()}),
+        ),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// How long a typing indicator lasts unless renewed.
+pub const TYPING_MS: i64 = 10_000;
+
+async fn typing(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(channel): Path<String>,
+) -> Result<StatusCode, ChatError> {
+    let id = parse_id(&channel, "unknown_channel")?;
+    let (c, p) = in_channel(&state, id, user).await?;
+    require(p, Perms::SEND_MESSAGES)?;
+    let now = now_ms();
+    state.dispatch(
+        channel_audience(&c),
+        Event::ephemeral(
+            "typing_start",
+            &serde_json::json!({
+                "channel_id": c.id.to_string(),
+                "user_id": user.to_string(),
+                "timestamp": now,
+                "expires_at": now + TYPING_MS,
+            }),
+        ),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An emoji: a Unicode emoji or a custom `name:id`, 1-64 bytes, no spaces or controls.
+fn check_emoji(e: &str) -> Result<(), ChatError> {
+    if e.is_empty()
+        || e.len() > 64
+        || e.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        return Err(ChatError::bad_request(
+            "invalid_emoji",
+            "an emoji is 1-64 bytes without spaces",
+        ));
+    }
+    Ok(())
+}
+
+/// Distinct emoji per message.
+pub const MAX_REACTION_KINDS: i64 = 20;
+
+fn reaction_event(c: &Channel, m: &Message, user: i64, emoji: &str) -> serde_json::Value {
+    serde_json::json!({
+        "channel_id": c.id.to_string(),
+        "message_id": m.id.to_string(),
+        "user_id": user.to_string(),
+        "emoji": emoji,
+    })
+}
+
+/// `PUT .../reactions/{emoji}/@me`.
+async fn add_reaction(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path((channel, message, emoji, who)): Path<(String, String, String, String)>,
+) -> Result<StatusCode, ChatError> {
+    let (m, c, p) = message_in_channel(&state, &channel, &message, user).await?;
+    if who != "@me" {
+        return Err(ChatError::bad_request(
+            "invalid_user",
+            "reactions are added as @me",
+        ));
+    }
+    check_emoji(&emoji)?;
+    // Joining an existing reaction needs only to see the message; a new emoji needs the
+    // add-reactions permission.
+    if !state.store.has_reaction(m.id, &emoji).await? {
+        require(p, Perms::ADD_REACTIONS)?;
+        if state.store.reaction_kinds(m.id).await? >= MAX_REACTION_KINDS {
+            return Err(ChatError::bad_request(
+                "too_many_reactions",
+                format!("a message has at most {MAX_REACTION_KINDS} different reactions"),
+            ));
+        }
+    }
+    if state
+        .store
+        .add_reaction(m.id, &emoji, user, now_ms())
+        .await?
+    {
+        state.dispatch(
+            channel_audience(&c),
+            Event::new(
+                "message_reaction_add",
+                &reaction_event(&c, &m, user, &emoji),
+            ),
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE .../reactions/{emoji}/@me`, or another user's with manage messages.
+async fn remove_reaction(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path((channel, message, emoji, who)): Path<(String, String, String, String)>,
+) -> Result<StatusCode, ChatError> {
+    let (m, c, p) = message_in_channel(&state, &channel, &message, user).await?;
+    check_emoji(&emoji)?;
+    let target = if who == "@me" {
+        user
+    } else {
+        let t = parse_id(&who, "unknown_user")?;
+        if t != user {
+            require(p, Perms::MANAGE_MESSAGES)?;
+        }
+        t
+    };
+    if state.store.remove_reaction(m.id, &emoji, target).await? {
+        state.dispatch(
+            channel_audience(&c),
+            Event::new(
+                "message_reaction_remove",
+                &reaction_event(&c, &m, target, &emoji),
+            ),
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct Limit {
+    limit: Option<i64>,
+}
+
+/// Who added this emoji, first come first.
+async fn reaction_users(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path((channel, message, emoji)): Path<(String, String, String)>,
+    query: Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<String>>, ChatError> {
+    let Query(q) = query.map_err(|e| ChatError::bad_request("invalid_query", e.body_text()))?;
+    let (m, _, _) = message_in_channel(&state, &channel, &message, user).await?;
+    check_emoji(&emoji)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=100).contains(&limit) {
+        return Err(ChatError::bad_request("invalid_limit", "limit is 1-100"));
+    }
+    let users = state.store.reaction_users(m.id, &emoji, limit).await?;
+    Ok(Json(users.iter().map(|u| u.to_string()).collect()))
+}
+
+async fn pins(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(channel): Path<String>,
+) -> Result<Json<Vec<MessageView>>, ChatError> {
+    let id = parse_id(&channel, "unknown_channel")?;
+    in_channel(&state, id, user).await?;
+    let mut pinned = state.store.pins(id).await?;
+    let mut out = Vec::with_capacity(pinned.len());
+    for m in pinned.iter_mut() {
+        let r = state
+            .store
+            .message_extras(id, std::slice::from_mut(m), user)
+            .await?;
+        out.push(MessageView::new(m, r.get(&m.id).map_or(&[], |r| r), true));
+    }
+    Ok(Json(out))
+}
+
+async fn set_pin(
+    state: ChatState,
+    user: i64,
+    channel: String,
+    message: String,
+    on: bool,
+) -> Result<StatusCode, ChatError> {
+    let (m, c, p) = message_in_channel(&state, &channel, &message, user).await?;
+    require(p, Perms::MANAGE_MESSAGES)?;
+    if m.pinned_at.is_some() == on {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if on && state.store.pin_count(c.id).await? >= MAX_PINS {
+        return Err(ChatError::bad_request(
+            "too_many_pins",
+            format!("a channel has at most {MAX_PINS} pins"),
+        ));
+    }
+    state.store.set_pinned(m.id, on.then(now_ms)).await?;
+    state.dispatch(
+        channel_audience(&c),
+        Event::new(
+            "channel_pins_update",
+            &serde_json::json!({
+                "channel_id": c.id.to_string(),
+                "message_id": m.id.to_string(),
+                "pinned": on,
+            }),
+        ),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pin(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path((channel, message)): Path<(String, String)>,
+) -> Result<StatusCode, ChatError> {
+    set_pin(state, user, channel, message, true).await
+}
+
+async fn unpin(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path((channel, message)): Path<(String, String)>,
+) -> Result<StatusCode, ChatError> {
+    set_pin(state, user, channel, message, false).await
+}
