@@ -231,9 +231,14 @@ fn chat_config(
             format!("sqlite://{}?mode=rwc", data_dir.join("chat.db").display())
         }
     };
-    let mut key = secret(data_dir)?;
+    let room_key = secret(data_dir)?;
+    let mut key = room_key.clone();
     key.extend_from_slice(b"/chat-access");
-    Ok(parlor_chat::Config::new(url, &key))
+    let mut config = parlor_chat::Config::new(url, &key);
+    // Voice channels hand out room tokens signed with the key signaling checks.
+    config.room_key = Some(room_key);
+    config.signaling_url = std::env::var("PARLOR_SIGNALING_URL").ok();
+    Ok(config)
 }
 
 fn chat(c: ChatArgs) -> anyhow::Result<()> {

@@ -17,6 +17,7 @@ pub mod message_store;
 pub mod messages;
 pub mod perms;
 pub mod store;
+pub mod voice;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,6 +43,12 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Replay buffers and session lifetimes of the chat WebSocket.
     pub hub: hub::HubLimits,
+    /// The key room tokens are signed with (shared with signaling). Without it, voice
+    /// channels cannot be joined.
+    pub room_key: Option<Vec<u8>>,
+    /// The signaling WebSocket handed out with voice tokens; by default `ws://<the
+    /// request's Host>/ws`, which is right when chat and signaling share a server.
+    pub signaling_url: Option<String>,
 }
 
 impl Config {
@@ -53,6 +60,8 @@ impl Config {
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             heartbeat_interval: Duration::from_secs(30),
             hub: hub::HubLimits::default(),
+            room_key: None,
+            signaling_url: None,
         }
     }
 }
@@ -123,6 +132,7 @@ pub fn router(state: ChatState) -> Router {
         .merge(guilds::router(state.clone()))
         .merge(members::router(state.clone()))
         .merge(messages::router(state.clone()))
+        .merge(voice::router(state.clone()))
         .route(
             "/api/v1/gateway",
             axum::routing::get(gateway::handler).with_state(state),

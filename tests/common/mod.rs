@@ -43,6 +43,9 @@ use webrtc::peer_connection::{
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// The room-token key of test servers.
+pub const TEST_SECRET: &[u8] = b"integration-test-secret-0123456789abcdef";
+
 pub struct TestServer {
     pub http: SocketAddr,
     pub key: TokenKey,
@@ -77,7 +80,7 @@ impl TestServer {
             )
             .unwrap(),
         );
-        let key = TokenKey::new(b"integration-test-secret-0123456789abcdef");
+        let key = TokenKey::new(TEST_SECRET);
         let state = parlor_signaling::AppState::new(
             parlor_signaling::Config::new(key.clone()),
             sfu.clone(),

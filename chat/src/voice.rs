@@ -1,0 +1,140 @@
+//! Joining a voice channel: `POST /api/v1/channels/{id}/voice/join` turns the member's
+//! permissions in the channel into a room token for the signaling service, whose grants
+//! match them and whose caps carry the channel's participant cap.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::post;
+use axum::{Json, Router};
+use parlor_proto::{Claims, Grants, ParticipantId, PublishSource, RoomCaps, RoomId, TokenKey};
+use serde::Serialize;
+
+use crate::ChatState;
+use crate::api::Authed;
+use crate::error::ChatError;
+use crate::guilds::{in_channel, parse_id, require};
+use crate::perms::Perms;
+
+/// How long a voice token is good for: long enough to connect, short enough to expire
+/// soon after someone loses access.
+pub const VOICE_TOKEN_TTL: Duration = Duration::from_secs(10 * 60);
+
+pub fn router(state: ChatState) -> Router {
+    Router::new()
+        .route("/api/v1/channels/{channel}/voice/join", post(join))
+        .with_state(state)
+}
+
+/// The room a voice channel maps to.
+pub fn room_of(channel_id: i64) -> String {
+    format!("voice-{channel_id}")
+}
+
+/// The participant identity of a chat user.
+pub fn identity_of(user_id: i64) -> String {
+    format!("user-{user_id}")
+}
+
+#[derive(Debug, Serialize)]
+struct VoiceJoin {
+    /// The room token for signaling's `identify`.
+    token: String,
+    /// The signaling WebSocket to use it on.
+    url: String,
+    room: String,
+    identity: String,
+    grants: Grants,
+    /// The channel's participant cap, enforced by the SFU when the room is joined.
+    user_limit: Option<i64>,
+    expires_in: u64,
+}
+
+/// The room grants a member's channel permissions amount to.
+pub fn grants_for(p: Perms) -> Grants {
+    let mut publish = Vec::new();
+    if p.contains(Perms::SPEAK) {
+        publish.push(PublishSource::Audio);
+    }
+    if p.contains(Perms::VIDEO) {
+        publish.push(PublishSource::Video);
+    }
+    if p.contains(Perms::SCREEN_SHARE) {
+        publish.push(PublishSource::Screen);
+    }
+    Grants {
+        publish,
+        subscribe: true,
+        admin: false,
+    }
+}
+
+async fn join(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    headers: HeaderMap,
+    Path(channel): Path<String>,
+) -> Result<Json<VoiceJoin>, ChatError> {
+    let id = parse_id(&channel, "unknown_channel")?;
+    let (c, p) = in_channel(&state, id, user).await?;
+    if c.kind != "voice" {
+        return Err(ChatError::bad_request(
+            "not_a_voice_channel",
+            "only voice channels can be joined",
+        ));
+    }
+    require(p, Perms::CONNECT)?;
+    let Some(secret) = &state.config.room_key else {
+        return Err(ChatError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "voice_unavailable",
+            "this chat server has no room-token key configured",
+        ));
+    };
+    let u =
+        state.store.user(user).await?.ok_or_else(|| {
+            ChatError::unauthorized("invalid_token", "the account no longer exists")
+        })?;
+    let room = room_of(c.id);
+    let identity = identity_of(user);
+    let mut claims = Claims::new(
+        RoomId::parse(&room).ok_or_else(|| ChatError::Internal(format!("room id {room}")))?,
+        ParticipantId::parse(&identity)
+            .ok_or_else(|| ChatError::Internal(format!("identity {identity}")))?,
+        VOICE_TOKEN_TTL,
+    );
+    claims.name = Some(u.display_name.clone());
+    claims.grants = grants_for(p);
+    if let Some(limit) = c.user_limit {
+        // In the room protocol the admin grant means exactly "this token's caps apply to
+        // the room"; chat is the authority on a voice channel's cap, so its tokens carry
+        // the grant when, and only when, they carry the cap.
+        claims.grants.admin = true;
+        claims.caps = Some(RoomCaps {
+            max_participants: Some(limit as u32),
+            ..RoomCaps::default()
+        });
+    }
+    let token = TokenKey::new(secret).sign(&claims);
+    let url = match &state.config.signaling_url {
+        Some(u) => u.clone(),
+        None => {
+            // Same server: the signaling WebSocket beside this API.
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1:8080");
+            format!("ws://{host}/ws")
+        }
+    };
+    Ok(Json(VoiceJoin {
+        grants: claims.grants.clone(),
+        token,
+        url,
+        room,
+        identity,
+        user_limit: c.user_limit,
+        expires_in: VOICE_TOKEN_TTL.as_secs(),
+    }))
+}
