@@ -111,6 +111,8 @@ struct Ready<'a> {
     session_id: &'a str,
     user: crate::api::UserView,
     guilds: Vec<crate::guilds::GuildView>,
+    read_states: crate::reads::ReadStates,
+    notification_settings: Vec<crate::reads::SettingView>,
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
@@ -403,12 +405,25 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         visible.insert(*g, seen);
         guilds.push(view);
     }
+    let read_states = crate::reads::read_states_of(state, user_id, &visible)
+        .await
+        .map_err(internal)?;
+    let notification_settings = state
+        .store
+        .notification_settings(user_id)
+        .await
+        .map_err(|e| internal(e.into()))?
+        .iter()
+        .map(crate::reads::SettingView::from)
+        .collect();
     let session_id = auth::random_token();
     let (session, generation) = state.hub.open(session_id.clone(), user_id, visible);
     let ready = Ready {
         session_id: &session_id,
         user: crate::api::UserView::from(&user),
         guilds,
+        read_states,
+        notification_settings,
     };
     state.hub.publish(
         &Audience::Session(session.id.clone()),

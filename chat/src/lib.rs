@@ -16,6 +16,8 @@ pub mod mentions;
 pub mod message_store;
 pub mod messages;
 pub mod perms;
+pub mod read_store;
+pub mod reads;
 pub mod store;
 pub mod voice;
 
@@ -133,6 +135,7 @@ pub fn router(state: ChatState) -> Router {
         .merge(members::router(state.clone()))
         .merge(messages::router(state.clone()))
         .merge(voice::router(state.clone()))
+        .merge(reads::router(state.clone()))
         .route(
             "/api/v1/gateway",
             axum::routing::get(gateway::handler).with_state(state),
@@ -161,7 +164,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// Milliseconds since 2025-01-01, the epoch of Parlor ids.
-const ID_EPOCH_MS: i64 = 1_735_689_600_000;
+pub(crate) const ID_EPOCH_MS: i64 = 1_735_689_600_000;
 
 /// Time-ordered ids, like snowflakes: 41 bits of milliseconds, 22 bits of sequence.
 /// Later ids compare greater, so they double as pagination cursors.

@@ -14,7 +14,7 @@ use crate::guilds::{channel_audience, in_channel, parse_id, require};
 use crate::hub::Event;
 use crate::message_store::{MAX_PINS, Reaction};
 use crate::perms::Perms;
-use crate::{ChatState, mentions, now_ms};
+use crate::{ChatState, mentions, now_ms, reads};
 
 /// Longest message, in characters.
 pub const MAX_CONTENT_CHARS: usize = 4000;
@@ -71,6 +71,9 @@ pub(crate) struct MessageView {
     mention_channels: Vec<String>,
     mention_everyone: bool,
     reactions: Vec<ReactionView>,
+    /// In channels of up to 100 members: how many who can see it have not read it yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) unread_by: Option<i64>,
 }
 
 impl MessageView {
@@ -103,6 +106,7 @@ impl MessageView {
                     me: with_me.then_some(r.me),
                 })
                 .collect(),
+            unread_by: None,
         }
     }
 }
@@ -225,6 +229,11 @@ async fn send_message(
     state.store.insert_message(&m).await?;
     let view = MessageView::new(&m, &[], false);
     state.dispatch(channel_audience(&c), Event::new("message_create", &view));
+    drop(_order);
+    // The message is stored and sent: a failure here must not make the client retry it.
+    if let Err(e) = reads::notify(&state, &c, &m, &view).await {
+        tracing::error!(error = ?e, message = m.id, "notifying failed");
+    }
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -244,7 +253,7 @@ async fn history(
 ) -> Result<Json<Vec<MessageView>>, ChatError> {
     let Query(q) = query.map_err(|e| ChatError::bad_request("invalid_query", e.body_text()))?;
     let id = parse_id(&channel, "unknown_channel")?;
-    in_channel(&state, id, user).await?;
+    let (c, _) = in_channel(&state, id, user).await?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
         return Err(ChatError::bad_request("invalid_limit", "limit is 1-100"));
@@ -267,11 +276,12 @@ async fn history(
     };
     let mut page = state.store.history(id, cursor, limit).await?;
     let reactions = state.store.message_extras(id, &mut page, user).await?;
-    Ok(Json(
-        page.iter()
-            .map(|m| MessageView::new(m, reactions.get(&m.id).map_or(&[], |r| r), true))
-            .collect(),
-    ))
+    let mut views: Vec<MessageView> = page
+        .iter()
+        .map(|m| MessageView::new(m, reactions.get(&m.id).map_or(&[], |r| r), true))
+        .collect();
+    reads::unread_by(&state, &c, &mut views, &page).await?;
+    Ok(Json(views))
 }
 
 /// A message the caller can see, with its channel and the caller's permissions there.

@@ -1,0 +1,343 @@
+//! Read states, notification settings and the inbox in the [`Store`].
+//!
+//! Unread and mention counts are computed from the messages after a user's last read
+//! message, so posting a message writes nothing per reader. A member with no read state
+//! for a channel has read everything from before they joined: ids are time-ordered, so
+//! the join time is an id.
+
+use sqlx::Row;
+
+use crate::store::{Store, StoreError};
+
+/// The id of the first message at or after `ms` (ms since the Unix epoch).
+pub fn id_at(ms: i64) -> i64 {
+    (ms - crate::ID_EPOCH_MS).max(0) << 22
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRead {
+    pub channel_id: i64,
+    pub guild_id: i64,
+    pub last_read_id: i64,
+    /// Messages by others after the last read one.
+    pub unread: i64,
+    /// Of those, the ones that mention the user (directly, by role, or @everyone/@here).
+    pub mentions: i64,
+}
+
+/// Notification level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    All,
+    Mentions,
+    Nothing,
+}
+
+impl Level {
+    pub fn parse(s: &str) -> Option<Level> {
+        match s {
+            "all" => Some(Level::All),
+            "mentions" => Some(Level::Mentions),
+            "nothing" => Some(Level::Nothing),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::All => "all",
+            Level::Mentions => "mentions",
+            Level::Nothing => "nothing",
+        }
+    }
+}
+
+/// One guild's or channel's settings; `None` fields inherit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// `guild` or `channel`.
+    pub scope: String,
+    pub scope_id: i64,
+    pub level: Option<Level>,
+    /// Muted until then (ms); `i64::MAX` until turned back on.
+    pub muted_until: Option<i64>,
+    /// While muted, mentions still notify and show.
+    pub keep_mentions: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    pub message_id: i64,
+    pub channel_id: i64,
+    pub reason: String,
+    pub read: bool,
+}
+
+/// `COALESCE(r.last_read_id, <join id>)` over `mb` (members) and `r` (read_states).
+macro_rules! last_read {
+    () => {
+        "COALESCE(r.last_read_id, (mb.joined_at - 1735689600000) * 4194304)"
+    };
+}
+
+impl Store {
+    /// Read state of every text channel in the user's guilds (visibility is the
+    /// caller's to apply).
+    pub async fn read_states(&self, user_id: i64) -> Result<Vec<ChannelRead>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT c.id AS channel_id, c.guild_id, ",
+            last_read!(),
+            " AS last_read, \
+             (SELECT COUNT(*) FROM messages m WHERE m.channel_id = c.id AND m.id > ",
+            last_read!(),
+            " AND m.author_id <> $1) AS unread, \
+             (SELECT COUNT(*) FROM messages m WHERE m.channel_id = c.id AND m.id > ",
+            last_read!(),
+            " AND m.author_id <> $1 AND (m.mention_everyone <> 0 OR EXISTS ( \
+               SELECT 1 FROM mentions mt WHERE mt.message_id = m.id AND \
+               ((mt.kind = 'user' AND mt.target_id = $1) OR (mt.kind = 'role' AND mt.target_id IN \
+                 (SELECT role_id FROM member_roles WHERE user_id = $1 AND guild_id = c.guild_id)))))) \
+               AS mentions \
+             FROM channels c JOIN members mb ON mb.guild_id = c.guild_id AND mb.user_id = $1 \
+             LEFT JOIN read_states r ON r.user_id = $1 AND r.channel_id = c.id \
+             WHERE c.kind = 'text' ORDER BY c.id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChannelRead {
+                    channel_id: r.try_get("channel_id")?,
+                    guild_id: r.try_get("guild_id")?,
+                    last_read_id: r.try_get("last_read")?,
+                    unread: r.try_get("unread")?,
+                    mentions: r.try_get("mentions")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Db)
+    }
+
+    /// Marks the channel read up to `message_id` (never backwards).
+    pub async fn ack(
+        &self,
+        user_id: i64,
+        channel_id: i64,
+        message_id: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO read_states (user_id, channel_id, last_read_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id, channel_id) DO UPDATE SET last_read_id = CASE \
+             WHEN excluded.last_read_id > read_states.last_read_id \
+             THEN excluded.last_read_id ELSE read_states.last_read_id END",
+        )
+        .bind(user_id)
+        .bind(channel_id)
+        .bind(message_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Where each member of the guild has read the channel up to.
+    pub async fn read_marks(
+        &self,
+        guild_id: i64,
+        channel_id: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT mb.user_id, ",
+            last_read!(),
+            " AS last_read FROM members mb LEFT JOIN read_states r \
+             ON r.user_id = mb.user_id AND r.channel_id = $1 WHERE mb.guild_id = $2"
+        ))
+        .bind(channel_id)
+        .bind(guild_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("user_id")?, r.try_get("last_read")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Db)
+    }
+
+    pub async fn notification_settings(&self, user_id: i64) -> Result<Vec<Setting>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT scope_kind, scope_id, level, muted_until, keep_mentions \
+             FROM notification_settings WHERE user_id = $1 ORDER BY scope_kind, scope_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Setting {
+                    scope: r.try_get("scope_kind")?,
+                    scope_id: r.try_get("scope_id")?,
+                    level: r
+                        .try_get::<Option<String>, _>("level")?
+                        .as_deref()
+                        .and_then(Level::parse),
+                    muted_until: r.try_get("muted_until")?,
+                    keep_mentions: r.try_get::<i64, _>("keep_mentions")? != 0,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Db)
+    }
+
+    /// Settings of these users for a guild and one of its channels, for notifying.
+    pub async fn settings_for(
+        &self,
+        guild_id: i64,
+        channel_id: i64,
+    ) -> Result<Vec<(i64, Setting)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_id, scope_kind, scope_id, level, muted_until, keep_mentions \
+             FROM notification_settings WHERE (scope_kind = 'guild' AND scope_id = $1) \
+             OR (scope_kind = 'channel' AND scope_id = $2)",
+        )
+        .bind(guild_id)
+        .bind(channel_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("user_id")?,
+                    Setting {
+                        scope: r.try_get("scope_kind")?,
+                        scope_id: r.try_get("scope_id")?,
+                        level: r
+                            .try_get::<Option<String>, _>("level")?
+                            .as_deref()
+                            .and_then(Level::parse),
+                        muted_until: r.try_get("muted_until")?,
+                        keep_mentions: r.try_get::<i64, _>("keep_mentions")? != 0,
+                    },
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Db)
+    }
+
+    pub async fn set_notification_setting(
+        &self,
+        user_id: i64,
+        s: &Setting,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM notification_settings WHERE user_id = $1 AND scope_kind = $2 \
+             AND scope_id = $3",
+        )
+        .bind(user_id)
+        .bind(&s.scope)
+        .bind(s.scope_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO notification_settings (user_id, scope_kind, scope_id, level, \
+             muted_until, keep_mentions) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(user_id)
+        .bind(&s.scope)
+        .bind(s.scope_id)
+        .bind(s.level.map(Level::as_str))
+        .bind(s.muted_until)
+        .bind(i64::from(s.keep_mentions))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts a message in these users' inboxes.
+    pub async fn add_to_inbox(
+        &self,
+        users: &[i64],
+        message_id: i64,
+        channel_id: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for u in users {
+            sqlx::query(
+                "INSERT INTO inbox (user_id, message_id, channel_id, reason) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(*u)
+            .bind(message_id)
+            .bind(channel_id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A page of the inbox, newest first, before `before`.
+    pub async fn inbox(
+        &self,
+        user_id: i64,
+        before: i64,
+        limit: i64,
+        unread_only: bool,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT message_id, channel_id, reason, read_at FROM inbox \
+             WHERE user_id = $1 AND message_id < $2 AND ($3 = 0 OR read_at IS NULL) \
+             ORDER BY message_id DESC LIMIT $4",
+        )
+        .bind(user_id)
+        .bind(before)
+        .bind(i64::from(unread_only))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(InboxItem {
+                    message_id: r.try_get("message_id")?,
+                    channel_id: r.try_get("channel_id")?,
+                    reason: r.try_get("reason")?,
+                    read: r.try_get::<Option<i64>, _>("read_at")?.is_some(),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Db)
+    }
+
+    /// Marks one inbox item (or, with `None`, all) read; how many changed.
+    pub async fn read_inbox(
+        &self,
+        user_id: i64,
+        message_id: Option<i64>,
+        at: i64,
+    ) -> Result<u64, StoreError> {
+        let r = match message_id {
+            Some(m) => sqlx::query(
+                "UPDATE inbox SET read_at = $1 WHERE user_id = $2 AND message_id = $3 \
+                 AND read_at IS NULL",
+            )
+            .bind(at)
+            .bind(user_id)
+            .bind(m),
+            None => sqlx::query(
+                "UPDATE inbox SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL \
+                 AND message_id > $3",
+            )
+            .bind(at)
+            .bind(user_id)
+            .bind(0_i64),
+        }
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+}
