@@ -395,7 +395,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO messages (id, channel_id, author_id, content, reply_to, edited_at, \
-             created_at, mention_everyone) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             created_at, mention_everyone, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+             $9)",
         )
         .bind(m.id)
         .bind(m.channel_id)
@@ -405,6 +406,7 @@ impl Store {
         .bind(m.edited_at)
         .bind(m.created_at)
         .bind(i64::from(m.mention_everyone))
+        .bind(crate::search::fold(&m.content))
         .execute(&mut *tx)
         .await?;
         insert_mentions(&mut tx, m).await?;
@@ -429,12 +431,13 @@ impl Store {
     pub async fn edit_message(&self, m: &Message) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE messages SET content = $1, edited_at = $2, mention_everyone = $3 \
-             WHERE id = $4",
+            "UPDATE messages SET content = $1, edited_at = $2, mention_everyone = $3, \
+             search_text = $4 WHERE id = $5",
         )
         .bind(&m.content)
         .bind(m.edited_at)
         .bind(i64::from(m.mention_everyone))
+        .bind(crate::search::fold(&m.content))
         .bind(m.id)
         .execute(&mut *tx)
         .await?;

@@ -18,6 +18,7 @@ pub mod messages;
 pub mod perms;
 pub mod read_store;
 pub mod reads;
+pub mod search;
 pub mod store;
 pub mod voice;
 
@@ -136,6 +137,7 @@ pub fn router(state: ChatState) -> Router {
         .merge(messages::router(state.clone()))
         .merge(voice::router(state.clone()))
         .merge(reads::router(state.clone()))
+        .merge(search::router(state.clone()))
         .route(
             "/api/v1/gateway",
             axum::routing::get(gateway::handler).with_state(state),

@@ -10,8 +10,12 @@ use sqlx::Row;
 use crate::store::{Store, StoreError};
 
 /// The id of the first message at or after `ms` (ms since the Unix epoch).
+/// Saturates past the year 2094, where 41 bits of milliseconds run out.
 pub fn id_at(ms: i64) -> i64 {
-    (ms - crate::ID_EPOCH_MS).max(0) << 22
+    (ms - crate::ID_EPOCH_MS)
+        .max(0)
+        .checked_mul(1 << 22)
+        .unwrap_or(i64::MAX)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

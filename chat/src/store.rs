@@ -37,12 +37,14 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_guilds.sql")),
     (3, include_str!("../migrations/0003_members.sql")),
     (4, include_str!("../migrations/0004_read_states.sql")),
+    (5, include_str!("../migrations/0005_search_attachments.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_accounts.sql")),
     (2, include_str!("../migrations/0002_guilds.sql")),
     (3, include_str!("../migrations/0003_members.sql")),
     (4, include_str!("../migrations/0004_read_states.sql")),
+    (5, include_str!("../migrations/0005_search_attachments.sql")),
 ];
 
 /// The `users` columns a [`User`] is read from.
