@@ -188,7 +188,7 @@ impl Store {
     ) -> Result<Vec<Message>, StoreError> {
         let mut patterns: Vec<String> = terms.iter().map(|t| like(t)).collect();
         patterns.resize(MAX_TERMS, "%".into());
-        let rows = sqlx::query(concat!(
+        let rows = sqlx::query(
             "SELECT m.id, m.channel_id, m.author_id, m.content, m.reply_to, m.edited_at, \
              m.created_at, m.pinned_at, m.mention_everyone FROM messages m \
              JOIN channels c ON c.id = m.channel_id \
@@ -201,8 +201,8 @@ impl Store {
              AND m.search_text LIKE $8 ESCAPE '\\' AND m.search_text LIKE $9 ESCAPE '\\' \
              AND m.search_text LIKE $10 ESCAPE '\\' AND m.search_text LIKE $11 ESCAPE '\\' \
              AND m.search_text LIKE $12 ESCAPE '\\' \
-             ORDER BY m.id DESC LIMIT $13"
-        ))
+             ORDER BY m.id DESC LIMIT $13",
+        )
         .bind(f.guild_id)
         .bind(f.channel_id)
         .bind(f.below)
