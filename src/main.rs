@@ -238,6 +238,7 @@ fn chat_config(
     // Voice channels hand out room tokens signed with the key signaling checks.
     config.room_key = Some(room_key);
     config.signaling_url = std::env::var("PARLOR_SIGNALING_URL").ok();
+    config.attachments_dir = Some(data_dir.join("attachments"));
     Ok(config)
 }
 

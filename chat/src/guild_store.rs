@@ -41,6 +41,7 @@ pub struct Message {
     pub mention_everyone: bool,
     /// Resolved mentions: (`user` | `role` | `channel`, id).
     pub mentions: Vec<(String, i64)>,
+    pub attachments: Vec<crate::attachments::Attachment>,
 }
 
 /// Where a page of history is taken from.
@@ -72,6 +73,7 @@ pub(crate) fn message_from(r: &sqlx::any::AnyRow) -> Result<Message, sqlx::Error
         pinned_at: r.try_get("pinned_at")?,
         mention_everyone: r.try_get::<i64, _>("mention_everyone")? != 0,
         mentions: Vec::new(),
+        attachments: Vec::new(),
     })
 }
 
@@ -410,6 +412,22 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         insert_mentions(&mut tx, m).await?;
+        for a in &m.attachments {
+            // Only the uploader's own unclaimed uploads to this channel.
+            let claimed = sqlx::query(
+                "UPDATE attachments SET message_id = $1 WHERE id = $2 AND uploader_id = $3 \
+                 AND channel_id = $4 AND message_id IS NULL",
+            )
+            .bind(m.id)
+            .bind(a.id)
+            .bind(m.author_id)
+            .bind(m.channel_id)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! Postgres (at scale) through one [`store::Store`].
 
 pub mod api;
+pub mod attachments;
 pub mod auth;
 pub mod error;
 pub mod gateway;
@@ -52,6 +53,10 @@ pub struct Config {
     /// The signaling WebSocket handed out with voice tokens; by default `ws://<the
     /// request's Host>/ws`, which is right when chat and signaling share a server.
     pub signaling_url: Option<String>,
+    /// Where attachments are stored; without it, uploads are refused.
+    pub attachments_dir: Option<std::path::PathBuf>,
+    /// Largest upload, in bytes.
+    pub max_upload_bytes: usize,
 }
 
 impl Config {
@@ -65,6 +70,8 @@ impl Config {
             hub: hub::HubLimits::default(),
             room_key: None,
             signaling_url: None,
+            attachments_dir: None,
+            max_upload_bytes: 25 * 1024 * 1024,
         }
     }
 }
@@ -80,6 +87,7 @@ pub struct ChatState {
     /// Per user, on invite lookups: codes cannot be guessed by brute force.
     pub invite_limit: Arc<limit::Limiter<i64>>,
     pub hub: Arc<hub::Hub>,
+    pub blobs: Option<Arc<attachments::LocalBlobs>>,
     /// Serializes id, insert and dispatch per channel (striped), so events leave in id
     /// order and a client catching up by id misses nothing.
     channel_locks: Arc<[tokio::sync::Mutex<()>]>,
@@ -89,6 +97,10 @@ impl ChatState {
     pub async fn open(config: Config) -> Result<ChatState, store::StoreError> {
         let store = Store::open(&config.database_url).await?;
         let hub = Arc::new(hub::Hub::new(config.hub));
+        let blobs = config
+            .attachments_dir
+            .clone()
+            .map(|d| Arc::new(attachments::LocalBlobs::new(d)));
         tokio::spawn(sweep(Arc::downgrade(&hub), store.clone()));
         Ok(ChatState {
             store,
@@ -99,6 +111,7 @@ impl ChatState {
             auth_limit: Arc::new(limit::Limiter::new(20.0, 20.0 / 60.0)),
             invite_limit: Arc::new(limit::Limiter::new(10.0, 10.0 / 60.0)),
             hub,
+            blobs,
             channel_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
     }
@@ -138,6 +151,7 @@ pub fn router(state: ChatState) -> Router {
         .merge(voice::router(state.clone()))
         .merge(reads::router(state.clone()))
         .merge(search::router(state.clone()))
+        .merge(attachments::router(state.clone()))
         .route(
             "/api/v1/gateway",
             axum::routing::get(gateway::handler).with_state(state),

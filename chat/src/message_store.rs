@@ -52,8 +52,15 @@ impl Store {
                 .or_default()
                 .push((r.try_get("kind")?, r.try_get("target_id")?));
         }
+        let mut files: HashMap<i64, Vec<crate::attachments::Attachment>> = HashMap::new();
+        for a in self.attachments_between(channel_id, lo, hi).await? {
+            if let Some(mid) = a.message_id {
+                files.entry(mid).or_default().push(a);
+            }
+        }
         for m in messages.iter_mut() {
             m.mentions = mentions.remove(&m.id).unwrap_or_default();
+            m.attachments = files.remove(&m.id).unwrap_or_default();
         }
         let rows = sqlx::query(
             "SELECT r.message_id, r.emoji, COUNT(*) AS n, \

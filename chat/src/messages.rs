@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Authed, Body};
+use crate::attachments::{AttachmentView, MAX_PER_MESSAGE};
 use crate::error::ChatError;
 use crate::guild_store::{Channel, Cursor, Message};
 use crate::guilds::{channel_audience, in_channel, parse_id, require};
@@ -71,13 +72,19 @@ pub(crate) struct MessageView {
     mention_channels: Vec<String>,
     mention_everyone: bool,
     reactions: Vec<ReactionView>,
+    attachments: Vec<AttachmentView>,
     /// In channels of up to 100 members: how many who can see it have not read it yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) unread_by: Option<i64>,
 }
 
 impl MessageView {
-    pub(crate) fn new(m: &Message, reactions: &[Reaction], with_me: bool) -> MessageView {
+    pub(crate) fn new(
+        state: &ChatState,
+        m: &Message,
+        reactions: &[Reaction],
+        with_me: bool,
+    ) -> MessageView {
         let ids = |kind: &str| {
             m.mentions
                 .iter()
@@ -105,6 +112,11 @@ impl MessageView {
                     count: r.count,
                     me: with_me.then_some(r.me),
                 })
+                .collect(),
+            attachments: m
+                .attachments
+                .iter()
+                .map(|a| AttachmentView::new(state, a))
                 .collect(),
             unread_by: None,
         }
@@ -175,11 +187,55 @@ async fn resolve_mentions(
     Ok((out, everyone))
 }
 
+fn invalid_attachment() -> ChatError {
+    ChatError::bad_request(
+        "invalid_attachment",
+        "attachments must be your own unused uploads to this channel",
+    )
+}
+
+/// The uploads a new message may carry.
+async fn claimable(
+    state: &ChatState,
+    c: &Channel,
+    user: i64,
+    ids: &[String],
+) -> Result<Vec<crate::attachments::Attachment>, ChatError> {
+    if ids.len() > MAX_PER_MESSAGE {
+        return Err(ChatError::bad_request(
+            "too_many_attachments",
+            format!("at most {MAX_PER_MESSAGE} attachments per message"),
+        ));
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let aid = id.parse::<i64>().map_err(|_| invalid_attachment())?;
+        let a = state
+            .store
+            .attachment(aid)
+            .await?
+            .filter(|a| a.uploader_id == user && a.channel_id == c.id && a.message_id.is_none())
+            .ok_or_else(invalid_attachment)?;
+        if out
+            .iter()
+            .any(|o: &crate::attachments::Attachment| o.id == a.id)
+        {
+            return Err(invalid_attachment());
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Deserialize)]
 struct NewMessage {
+    #[serde(default)]
     content: String,
     #[serde(default)]
     reply_to: Option<String>,
+    /// Ids of the caller's uploads to this channel.
+    #[serde(default)]
+    attachments: Vec<String>,
 }
 
 async fn send_message(
@@ -197,7 +253,10 @@ async fn send_message(
         ));
     }
     require(p, Perms::SEND_MESSAGES)?;
-    check_content(&req.content)?;
+    let files = claimable(&state, &c, user, &req.attachments).await?;
+    if files.is_empty() || !req.content.is_empty() {
+        check_content(&req.content)?;
+    }
     let reply_to = match &req.reply_to {
         Some(r) => {
             let rid = parse_id(r, "unknown_message")?;
@@ -225,9 +284,13 @@ async fn send_message(
         pinned_at: None,
         mention_everyone,
         mentions,
+        attachments: files,
     };
-    state.store.insert_message(&m).await?;
-    let view = MessageView::new(&m, &[], false);
+    state.store.insert_message(&m).await.map_err(|e| match e {
+        crate::store::StoreError::Conflict => invalid_attachment(),
+        e => e.into(),
+    })?;
+    let view = MessageView::new(&state, &m, &[], false);
     state.dispatch(channel_audience(&c), Event::new("message_create", &view));
     drop(_order);
     // The message is stored and sent: a failure here must not make the client retry it.
@@ -278,7 +341,7 @@ async fn history(
     let reactions = state.store.message_extras(id, &mut page, user).await?;
     let mut views: Vec<MessageView> = page
         .iter()
-        .map(|m| MessageView::new(m, reactions.get(&m.id).map_or(&[], |r| r), true))
+        .map(|m| MessageView::new(&state, m, reactions.get(&m.id).map_or(&[], |r| r), true))
         .collect();
     reads::unread_by(&state, &c, &mut views, &page).await?;
     Ok(Json(views))
@@ -333,9 +396,9 @@ async fn edit_message(
     let r = reactions.get(&m.id).map_or(&[][..], |r| r);
     state.dispatch(
         channel_audience(&c),
-        Event::new("message_update", &MessageView::new(&m, r, false)),
+        Event::new("message_update", &MessageView::new(&state, &m, r, false)),
     );
-    Ok(Json(MessageView::new(&m, r, true)))
+    Ok(Json(MessageView::new(&state, &m, r, true)))
 }
 
 async fn delete_message(
@@ -347,7 +410,17 @@ async fn delete_message(
     if m.author_id != user {
         require(p, Perms::MANAGE_MESSAGES)?;
     }
+    let mut with_files = vec![m.clone()];
+    state
+        .store
+        .message_extras(c.id, &mut with_files, user)
+        .await?;
     state.store.delete_message(m.id).await?;
+    if let Some(blobs) = &state.blobs {
+        for a in &with_files[0].attachments {
+            blobs.delete(a.id).await;
+        }
+    }
     state.dispatch(
         channel_audience(&c),
         Event::new(
@@ -519,7 +592,12 @@ async fn pins(
             .store
             .message_extras(id, std::slice::from_mut(m), user)
             .await?;
-        out.push(MessageView::new(m, r.get(&m.id).map_or(&[], |r| r), true));
+        out.push(MessageView::new(
+            &state,
+            m,
+            r.get(&m.id).map_or(&[], |r| r),
+            true,
+        ));
     }
     Ok(Json(out))
 }

@@ -562,7 +562,7 @@ async fn inbox(
         out.push(json!({
             "reason": i.reason,
             "read": i.read,
-            "message": MessageView::new(&m, &[], false),
+            "message": MessageView::new(&state, &m, &[], false),
         }));
     }
     Ok(Json(out))

@@ -338,7 +338,12 @@ async fn run(
             .store
             .message_extras(m.channel_id, std::slice::from_mut(m), user)
             .await?;
-        messages.push(MessageView::new(m, r.get(&m.id).map_or(&[], |r| r), true));
+        messages.push(MessageView::new(
+            state,
+            m,
+            r.get(&m.id).map_or(&[], |r| r),
+            true,
+        ));
     }
     Ok(SearchPage {
         messages,

@@ -12,6 +12,8 @@ use sqlx::Executor;
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// Where the server stores attachments.
+    pub files: PathBuf,
     /// The store the server runs on, for tests that must reach past the API (to age an
     /// invite, or to check what survived).
     pub db_url: String,
@@ -81,7 +83,9 @@ impl Server {
             }
         };
         let db_url = url.clone();
+        let files = std::env::temp_dir().join(unique("parlor_files"));
         let mut config = parlor_chat::Config::new(url, b"chat-test-secret-0123456789abcdef");
+        config.attachments_dir = Some(files.clone());
         tune(&mut config);
         let state = parlor_chat::ChatState::open(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -89,6 +93,7 @@ impl Server {
         tokio::spawn(parlor_chat::run(listener, state, std::future::pending()));
         Server {
             addr,
+            files,
             db_url,
             http: reqwest::Client::new(),
             cleanup,
@@ -177,6 +182,7 @@ impl Server {
     }
 
     pub async fn stop(self) {
+        let _ = std::fs::remove_dir_all(&self.files);
         match self.cleanup {
             Cleanup::Dir(d) => {
                 let _ = std::fs::remove_dir_all(d);

@@ -1,0 +1,534 @@
+//! Attachments: uploads with a size limit and a checked content type, thumbnails for
+//! images, and downloads through signed URLs (so `<img src>` works without a header).
+//!
+//! Files are stored under their attachment id, never under the name a client gave, so
+//! no name can reach outside the store. The name is cleaned and only shown.
+
+use std::io;
+use std::path::PathBuf;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use sqlx::Row;
+
+use crate::api::Authed;
+use crate::error::ChatError;
+use crate::guilds::{in_channel, parse_id, require};
+use crate::perms::Perms;
+use crate::store::{Store, StoreError};
+use crate::{ChatState, now_ms};
+
+/// Attachments per message.
+pub const MAX_PER_MESSAGE: usize = 10;
+/// Thumbnails fit in this square.
+pub const THUMB_SIZE: u32 = 320;
+/// Images larger than this in either dimension get no thumbnail (decompression bombs).
+pub const MAX_IMAGE_SIDE: u32 = 12_000;
+/// How long a download URL is valid.
+pub const URL_TTL_MS: i64 = 24 * 3600 * 1000;
+
+pub fn router(state: ChatState) -> Router {
+    let limit = state.config.max_upload_bytes;
+    Router::new()
+        .route(
+            "/api/v1/channels/{channel}/attachments",
+            post(upload).layer(DefaultBodyLimit::max(limit)),
+        )
+        .route("/api/v1/attachments/{id}/{name}", get(download))
+        .with_state(state)
+}
+
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub id: i64,
+    pub uploader_id: i64,
+    pub channel_id: i64,
+    pub message_id: Option<i64>,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub has_thumb: bool,
+}
+
+/// Where attachment bytes live: the data directory by default.
+#[derive(Debug, Clone)]
+pub struct LocalBlobs {
+    dir: PathBuf,
+}
+
+impl LocalBlobs {
+    pub fn new(dir: PathBuf) -> LocalBlobs {
+        LocalBlobs { dir }
+    }
+
+    /// Keys are made here from ids, never from client input.
+    fn path(&self, id: i64, thumb: bool) -> PathBuf {
+        self.dir
+            .join(format!("{id}{}", if thumb { ".thumb.png" } else { "" }))
+    }
+
+    /// Writes a file whole or not at all, durably.
+    pub async fn put(&self, id: i64, thumb: bool, bytes: Vec<u8>) -> io::Result<()> {
+        let path = self.path(id, thumb);
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            std::fs::create_dir_all(&dir)?;
+            let tmp = path.with_extension("part");
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    pub async fn get(&self, id: i64, thumb: bool) -> io::Result<Option<Vec<u8>>> {
+        match tokio::fs::read(self.path(id, thumb)).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn delete(&self, id: i64) {
+        for thumb in [false, true] {
+            let _ = tokio::fs::remove_file(self.path(id, thumb)).await;
+        }
+    }
+}
+
+/// A client's file name made safe to show and to put in a header: no directories, no
+/// control or quoting characters, no leading dots, at most 128 characters.
+pub fn clean_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | ';' | ':' | '*' | '?' | '<' | '>' | '|'))
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    let cut: String = cleaned.chars().take(128).collect();
+    if cut.is_empty() { "file".into() } else { cut }
+}
+
+/// The type the bytes are, by their signature.
+pub fn sniff(b: &[u8]) -> Option<&'static str> {
+    let starts = |p: &[u8]| b.starts_with(p);
+    if starts(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if starts(b"\xff\xd8\xff") {
+        Some("image/jpeg")
+    } else if starts(b"GIF87a") || starts(b"GIF89a") {
+        Some("image/gif")
+    } else if b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else if b.len() >= 12 && &b[4..8] == b"ftyp" {
+        Some("video/mp4")
+    } else if starts(b"\x1a\x45\xdf\xa3") {
+        Some("video/webm")
+    } else if starts(b"OggS") {
+        Some("audio/ogg")
+    } else if starts(b"ID3") || starts(b"\xff\xfb") {
+        Some("audio/mpeg")
+    } else if starts(b"%PDF-") {
+        Some("application/pdf")
+    } else if starts(b"PK\x03\x04") {
+        Some("application/zip")
+    } else {
+        None
+    }
+}
+
+/// The content type to store: the sniffed one when the bytes have a signature. A
+/// declared media or PDF type the bytes do not bear out is refused; anything else
+/// unrecognised is text (when it says so and is UTF-8) or opaque bytes.
+pub fn check_type(declared: &str, bytes: &[u8]) -> Result<String, ChatError> {
+    let declared = declared
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let strict = declared.starts_with("image/")
+        || declared.starts_with("video/")
+        || declared.starts_with("audio/")
+        || declared == "application/pdf";
+    let mismatch = || {
+        ChatError::bad_request(
+            "content_type_mismatch",
+            format!("the file is not {declared}"),
+        )
+    };
+    match sniff(bytes) {
+        Some(t) => {
+            let same_family = declared.split('/').next() == t.split('/').next();
+            if strict && !same_family {
+                return Err(mismatch());
+            }
+            Ok(t.to_owned())
+        }
+        None if strict => Err(mismatch()),
+        None if declared == "text/plain" && std::str::from_utf8(bytes).is_ok() => {
+            Ok("text/plain; charset=utf-8".into())
+        }
+        None => Ok("application/octet-stream".into()),
+    }
+}
+
+/// A thumbnail and the image's size, for the image types the server decodes.
+fn thumbnail(content_type: &str, bytes: &[u8]) -> Option<(Vec<u8>, u32, u32)> {
+    let format = match content_type {
+        "image/png" => image::ImageFormat::Png,
+        "image/jpeg" => image::ImageFormat::Jpeg,
+        "image/gif" => image::ImageFormat::Gif,
+        "image/webp" => image::ImageFormat::WebP,
+        _ => return None,
+    };
+    let mut reader = image::ImageReader::with_format(io::Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(512 * 1024 * 1024);
+    reader.limits(limits);
+    let img = reader.decode().ok()?;
+    let (w, h) = (img.width(), img.height());
+    let thumb = img.thumbnail(THUMB_SIZE, THUMB_SIZE);
+    let mut out = io::Cursor::new(Vec::new());
+    thumb.write_to(&mut out, image::ImageFormat::Png).ok()?;
+    Some((out.into_inner(), w, h))
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn url_key(state: &ChatState) -> Vec<u8> {
+    let mut k = state.config.secret.clone();
+    k.extend_from_slice(b"/attachments");
+    k
+}
+
+fn signature(state: &ChatState, id: i64, exp: i64) -> String {
+    let mut mac = HmacSha256::new_from_slice(&url_key(state)).expect("hmac takes any key");
+    mac.update(format!("{id}:{exp}").as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+fn verify(state: &ChatState, id: i64, exp: i64, sig: &str) -> bool {
+    let Ok(raw) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig) else {
+        return false;
+    };
+    let mut mac = HmacSha256::new_from_slice(&url_key(state)).expect("hmac takes any key");
+    mac.update(format!("{id}:{exp}").as_bytes());
+    mac.verify_slice(&raw).is_ok() && exp > now_ms()
+}
+
+#[derive(Debug, Serialize, Clone)]
+pub struct AttachmentView {
+    id: String,
+    filename: String,
+    content_type: String,
+    size: i64,
+    width: Option<i64>,
+    height: Option<i64>,
+    /// Signed; valid for a day.
+    url: String,
+    thumbnail_url: Option<String>,
+}
+
+impl AttachmentView {
+    pub fn new(state: &ChatState, a: &Attachment) -> AttachmentView {
+        let exp = (now_ms() / URL_TTL_MS + 2) * URL_TTL_MS;
+        let sig = signature(state, a.id, exp);
+        let name: String = url_escape(&a.filename);
+        AttachmentView {
+            id: a.id.to_string(),
+            filename: a.filename.clone(),
+            content_type: a.content_type.clone(),
+            size: a.size,
+            width: a.width,
+            height: a.height,
+            url: format!("/api/v1/attachments/{}/{name}?exp={exp}&sig={sig}", a.id),
+            thumbnail_url: a
+                .has_thumb
+                .then(|| format!("/api/v1/attachments/{}/thumb?exp={exp}&sig={sig}", a.id)),
+        }
+    }
+}
+
+fn url_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn attachment_from(r: &sqlx::any::AnyRow) -> Result<Attachment, sqlx::Error> {
+    Ok(Attachment {
+        id: r.try_get("id")?,
+        uploader_id: r.try_get("uploader_id")?,
+        channel_id: r.try_get("channel_id")?,
+        message_id: r.try_get("message_id")?,
+        filename: r.try_get("filename")?,
+        content_type: r.try_get("content_type")?,
+        size: r.try_get("size")?,
+        width: r.try_get("width")?,
+        height: r.try_get("height")?,
+        has_thumb: r.try_get::<i64, _>("has_thumb")? != 0,
+    })
+}
+
+impl Store {
+    pub async fn insert_attachment(&self, a: &Attachment, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO attachments (id, uploader_id, channel_id, filename, content_type, \
+             size, width, height, has_thumb, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(a.id)
+        .bind(a.uploader_id)
+        .bind(a.channel_id)
+        .bind(&a.filename)
+        .bind(&a.content_type)
+        .bind(a.size)
+        .bind(a.width)
+        .bind(a.height)
+        .bind(i64::from(a.has_thumb))
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn attachment(&self, id: i64) -> Result<Option<Attachment>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, uploader_id, channel_id, message_id, filename, content_type, size, \
+             width, height, has_thumb FROM attachments WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| attachment_from(&r)).transpose()?)
+    }
+
+    /// The attachments of messages in a channel with ids in `lo..=hi`.
+    pub async fn attachments_between(
+        &self,
+        channel_id: i64,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<Attachment>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, uploader_id, channel_id, message_id, filename, content_type, size, \
+             width, height, has_thumb FROM attachments \
+             WHERE channel_id = $1 AND message_id BETWEEN $2 AND $3 ORDER BY id",
+        )
+        .bind(channel_id)
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(attachment_from).collect::<Result<_, _>>()?)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadQuery {
+    filename: Option<String>,
+}
+
+async fn upload(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<AttachmentView>), ChatError> {
+    let Query(q) = query.map_err(|e| ChatError::bad_request("invalid_query", e.body_text()))?;
+    let id = parse_id(&channel, "unknown_channel")?;
+    let (c, p) = in_channel(&state, id, user).await?;
+    require(p, Perms::SEND_MESSAGES | Perms::ATTACH_FILES)?;
+    let Some(blobs) = state.blobs.clone() else {
+        return Err(ChatError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "uploads_unavailable",
+            "this server stores no attachments",
+        ));
+    };
+    let bytes = body.map_err(|_| {
+        ChatError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!(
+                "files are limited to {} bytes",
+                state.config.max_upload_bytes
+            ),
+        )
+    })?;
+    if bytes.is_empty() {
+        return Err(ChatError::bad_request("empty_file", "the file is empty"));
+    }
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream");
+    let content_type = check_type(declared, &bytes)?;
+    let filename = clean_filename(q.filename.as_deref().unwrap_or("file"));
+    let aid = state.ids.next();
+    let data = bytes.to_vec();
+    let ct = content_type.clone();
+    let thumb = tokio::task::spawn_blocking(move || thumbnail(&ct, &data))
+        .await
+        .map_err(|e| ChatError::Internal(e.to_string()))?;
+    blobs
+        .put(aid, false, bytes.to_vec())
+        .await
+        .map_err(|e| ChatError::Internal(e.to_string()))?;
+    let (mut width, mut height) = (None, None);
+    if let Some((png, w, h)) = thumb {
+        blobs
+            .put(aid, true, png)
+            .await
+            .map_err(|e| ChatError::Internal(e.to_string()))?;
+        (width, height) = (Some(i64::from(w)), Some(i64::from(h)));
+    }
+    let a = Attachment {
+        id: aid,
+        uploader_id: user,
+        channel_id: c.id,
+        message_id: None,
+        filename,
+        content_type,
+        size: bytes.len() as i64,
+        width,
+        height,
+        has_thumb: width.is_some(),
+    };
+    state.store.insert_attachment(&a, now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(AttachmentView::new(&state, &a))))
+}
+
+#[derive(Debug, Deserialize)]
+struct Signed {
+    exp: Option<i64>,
+    sig: Option<String>,
+}
+
+async fn download(
+    State(state): State<ChatState>,
+    Path((id, name)): Path<(String, String)>,
+    Query(q): Query<Signed>,
+) -> Result<Response, ChatError> {
+    let not_found = || ChatError::new(StatusCode::NOT_FOUND, "unknown_attachment", "no such file");
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    let (Some(exp), Some(sig)) = (q.exp, q.sig) else {
+        return Err(ChatError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_signature",
+            "attachment URLs are signed",
+        ));
+    };
+    if !verify(&state, id, exp, &sig) {
+        return Err(ChatError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_signature",
+            "the URL is not valid, or has expired",
+        ));
+    }
+    let a = state.store.attachment(id).await?.ok_or_else(not_found)?;
+    let thumb = name == "thumb" && a.has_thumb;
+    let Some(blobs) = state.blobs.clone() else {
+        return Err(not_found());
+    };
+    let bytes = blobs
+        .get(id, thumb)
+        .await
+        .map_err(|e| ChatError::Internal(e.to_string()))?
+        .ok_or_else(not_found)?;
+    let ct = if thumb {
+        "image/png"
+    } else {
+        a.content_type.as_str()
+    };
+    let inline = ct.starts_with("image/") || ct.starts_with("video/") || ct.starts_with("audio/");
+    let disposition = format!(
+        "{}; filename*=UTF-8''{}",
+        if inline { "inline" } else { "attachment" },
+        url_escape(&a.filename)
+    );
+    let mut r = bytes.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400"),
+    );
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_escape_or_inject() {
+        assert_eq!(clean_filename("../../etc/passwd"), "passwd");
+        assert_eq!(clean_filename("..\\..\\boot.ini"), "boot.ini");
+        assert_eq!(clean_filename(".htaccess"), "htaccess");
+        assert_eq!(clean_filename("a\"b;\r\nc.txt"), "abc.txt");
+        assert_eq!(clean_filename("/"), "file");
+        assert_eq!(clean_filename("사진 1.png"), "사진 1.png");
+        assert_eq!(clean_filename(&"x".repeat(300)).len(), 128);
+    }
+
+    #[test]
+    fn content_types_follow_the_bytes() {
+        let png = b"\x89PNG\r\n\x1a\n rest";
+        assert_eq!(check_type("image/png", png).unwrap(), "image/png");
+        // A PNG declared as JPEG is still an image: stored as what it is.
+        assert_eq!(check_type("image/jpeg", png).unwrap(), "image/png");
+        assert!(check_type("image/png", b"<html><script>").is_err());
+        assert!(check_type("application/pdf", png).is_err());
+        assert_eq!(
+            check_type("text/html", b"<html>").unwrap(),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            check_type("text/plain", "안녕".as_bytes()).unwrap(),
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(
+            check_type("text/plain", b"\xff\xfe").unwrap(),
+            "application/octet-stream"
+        );
+    }
+}

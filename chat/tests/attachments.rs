@@ -1,0 +1,268 @@
+//! Attachments over real HTTP on both stores: uploads with type checks and size limits,
+//! thumbnails, signed downloads, names that cannot escape the store, and messages that
+//! carry files.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use common::{BOTH, Db, Server};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+async fn upload(
+    s: &Server,
+    token: &str,
+    channel: &str,
+    name: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let url = reqwest::Url::parse_with_params(
+        &s.url(&format!("/api/v1/channels/{channel}/attachments")),
+        &[("filename", name)],
+    )
+    .unwrap();
+    let r = s
+        .http
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn scenario(db: Db) {
+    let s = Server::start_with(db, |c| c.max_upload_bytes = 256 * 1024).await;
+    let (owner, _) = s.register("owner").await;
+    let (member, _) = s.register("member").await;
+    let (_, g) = s
+        .post("/api/v1/guilds", Some(&owner), json!({"name": "g"}))
+        .await;
+    let gid = id(&g);
+    let general = id(g["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "general")
+        .unwrap());
+    let (_, inv) = s
+        .post(
+            &format!("/api/v1/guilds/{gid}/invites"),
+            Some(&owner),
+            json!({}),
+        )
+        .await;
+    s.post(
+        &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
+        Some(&member),
+        json!({}),
+    )
+    .await;
+    let mut ws = s.ws().await;
+    ws.identify(&member).await;
+
+    // An image with a hostile name: stored under its id, shown under a clean name, with
+    // a thumbnail.
+    let image = png(800, 600);
+    let (st, a) = upload(
+        &s,
+        &owner,
+        &general,
+        "../../etc/passwd.png",
+        "image/png",
+        image.clone(),
+    )
+    .await;
+    assert_eq!(st, 201, "{a}");
+    assert_eq!(a["filename"], "passwd.png");
+    assert_eq!(
+        (a["width"].as_i64(), a["height"].as_i64()),
+        (Some(800), Some(600))
+    );
+    assert_eq!(a["content_type"], "image/png");
+    let aid = id(&a);
+    let mut stored: Vec<String> = std::fs::read_dir(&s.files)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    stored.sort();
+    assert_eq!(stored, vec![aid.clone(), format!("{aid}.thumb.png")]);
+    assert!(!s.files.parent().unwrap().join("etc").exists());
+
+    // Signed downloads; tampered or unsigned URLs are refused.
+    let r = s
+        .http
+        .get(s.url(a["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), image);
+    let thumb = s
+        .http
+        .get(s.url(a["thumbnail_url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let t = image::load_from_memory(&thumb).unwrap();
+    assert_eq!((t.width(), t.height()), (320, 240));
+    let url = a["url"].as_str().unwrap();
+    let tampered = url.replace(&aid, &(aid.parse::<i64>().unwrap() + 1).to_string());
+    let r = s.http.get(s.url(&tampered)).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let bare = url.split('?').next().unwrap();
+    assert_eq!(s.http.get(s.url(bare)).send().await.unwrap().status(), 403);
+
+    // Type checks and size limits.
+    let (st, b) = upload(
+        &s,
+        &owner,
+        &general,
+        "x.png",
+        "image/png",
+        b"<script>alert(1)</script>".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (st, b["code"].as_str()),
+        (400, Some("content_type_mismatch"))
+    );
+    let (st, html) = upload(
+        &s,
+        &owner,
+        &general,
+        "page.html",
+        "text/html",
+        b"<html>hi</html>".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (st, html["content_type"].as_str()),
+        (201, Some("application/octet-stream"))
+    );
+    let r = s
+        .http
+        .get(s.url(html["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let (st, b) = upload(
+        &s,
+        &owner,
+        &general,
+        "big.bin",
+        "application/octet-stream",
+        vec![7; 300 * 1024],
+    )
+    .await;
+    assert_eq!((st, b["code"].as_str()), (413, Some("file_too_large")));
+    let (st, b) = upload(&s, &owner, &general, "empty", "text/plain", Vec::new()).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("empty_file")));
+
+    // A message carries the image, once; nobody else can attach someone's upload.
+    let msgs = format!("/api/v1/channels/{general}/messages");
+    let (st, b) = s
+        .post(
+            &msgs,
+            Some(&member),
+            json!({"content": "mine?", "attachments": [aid]}),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_attachment")));
+    let (st, m) = s
+        .post(&msgs, Some(&owner), json!({"attachments": [aid]}))
+        .await;
+    assert_eq!(st, 201, "{m}");
+    assert_eq!(m["attachments"][0]["filename"], "passwd.png");
+    let f = ws.dispatch("message_create").await;
+    assert_eq!(f["d"]["attachments"][0]["id"], aid.as_str());
+    let (st, b) = s
+        .post(
+            &msgs,
+            Some(&owner),
+            json!({"content": "again", "attachments": [aid]}),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_attachment")));
+    let (st, b) = s
+        .post(
+            &msgs,
+            Some(&owner),
+            json!({"content": "x", "attachments": ["nope"]}),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_attachment")));
+    let (st, b) = s
+        .post(&msgs, Some(&owner), json!({"attachments": []}))
+        .await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_content")));
+    let (_, page) = s.get(&format!("{msgs}?limit=1"), &member).await;
+    assert_eq!(page[0]["attachments"][0]["width"], 800);
+    let (_, found) = s
+        .get(
+            &format!("/api/v1/guilds/{gid}/messages/search?q=has%3Aattachment"),
+            &member,
+        )
+        .await;
+    assert_eq!(found["messages"][0]["id"], m["id"]);
+
+    // Without the attach permission, no uploads.
+    s.send(
+        Method::PATCH,
+        &format!("/api/v1/guilds/{gid}/roles/{gid}"),
+        &owner,
+        json!({"permissions": ((1u64 << 0) | (1 << 3)).to_string()}),
+    )
+    .await;
+    let (st, _) = upload(&s, &member, &general, "a.txt", "text/plain", b"hi".to_vec()).await;
+    assert_eq!(st, 403);
+
+    // Deleting the message deletes its files.
+    let (st, _) = s
+        .send(
+            Method::DELETE,
+            &format!("{msgs}/{}", id(&m)),
+            &owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 204);
+    assert!(!s.files.join(&aid).exists());
+    assert!(!s.files.join(format!("{aid}.thumb.png")).exists());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn attachments_on_both_stores() {
+    for db in BOTH {
+        scenario(db).await;
+    }
+}
