@@ -111,6 +111,8 @@ struct Ready<'a> {
     session_id: &'a str,
     user: crate::api::UserView,
     guilds: Vec<crate::guilds::GuildView>,
+    /// DMs and group DMs.
+    private_channels: Vec<crate::guilds::ChannelView>,
     read_states: crate::reads::ReadStates,
     notification_settings: Vec<crate::reads::SettingView>,
 }
@@ -405,6 +407,9 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         visible.insert(*g, seen);
         guilds.push(view);
     }
+    let private_channels = crate::dms::private_channels(state, user_id)
+        .await
+        .map_err(internal)?;
     let read_states = crate::reads::read_states_of(state, user_id, &visible)
         .await
         .map_err(internal)?;
@@ -422,6 +427,7 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         session_id: &session_id,
         user: crate::api::UserView::from(&user),
         guilds,
+        private_channels,
         read_states,
         notification_settings,
     };

@@ -15,17 +15,44 @@ pub struct Guild {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Channel {
     pub id: i64,
+    /// 0 for DMs and group DMs.
     pub guild_id: i64,
-    /// `text`, `voice` or `category`.
+    /// `text`, `voice`, `category`, `thread`, `dm` or `group_dm`.
     pub kind: String,
     pub name: String,
+    /// A category, or a thread's text channel.
     pub parent_id: Option<i64>,
     pub position: i64,
     /// Voice channels: the participant cap.
     pub user_limit: Option<i64>,
+    /// A group DM's owner, a thread's creator.
+    pub owner_id: Option<i64>,
+    /// A thread's first message, in its parent channel.
+    pub starter_message_id: Option<i64>,
+    pub archived: bool,
+    /// A one-to-one DM's pair of users, `low:high`: one DM per pair.
+    pub dm_key: Option<String>,
+    /// DMs and group DMs: who is in it (loaded with the channel).
+    pub recipients: Vec<i64>,
+}
+
+impl Channel {
+    pub fn is_dm(&self) -> bool {
+        self.guild_id == 0
+    }
+
+    /// The channel whose overwrites decide who sees this one: a thread follows its
+    /// parent.
+    pub fn perms_channel(&self) -> i64 {
+        if self.kind == "thread" {
+            self.parent_id.unwrap_or(self.id)
+        } else {
+            self.id
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -80,12 +107,17 @@ pub(crate) fn message_from(r: &sqlx::any::AnyRow) -> Result<Message, sqlx::Error
 fn channel_from(r: &sqlx::any::AnyRow) -> Result<Channel, sqlx::Error> {
     Ok(Channel {
         id: r.try_get("id")?,
-        guild_id: r.try_get("guild_id")?,
+        guild_id: r.try_get::<Option<i64>, _>("guild_id")?.unwrap_or(0),
         kind: r.try_get("kind")?,
         name: r.try_get("name")?,
         parent_id: r.try_get("parent_id")?,
         position: r.try_get("position")?,
         user_limit: r.try_get("user_limit")?,
+        owner_id: r.try_get("owner_id")?,
+        starter_message_id: r.try_get("starter_message_id")?,
+        archived: r.try_get::<i64, _>("archived")? != 0,
+        dm_key: r.try_get("dm_key")?,
+        recipients: Vec::new(),
     })
 }
 
@@ -358,19 +390,36 @@ impl Store {
 
     pub async fn channel(&self, id: i64) -> Result<Option<Channel>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, guild_id, kind, name, parent_id, position, user_limit FROM channels \
-             WHERE id = $1",
+            "SELECT id, guild_id, kind, name, parent_id, position, user_limit, owner_id, \
+             starter_message_id, archived, dm_key FROM channels WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| channel_from(&r)).transpose()?)
+        let Some(mut c) = row.map(|r| channel_from(&r)).transpose()? else {
+            return Ok(None);
+        };
+        if c.is_dm() {
+            c.recipients = self.recipients(c.id).await?;
+        }
+        Ok(Some(c))
+    }
+
+    /// A DM's or group DM's members, in the order they were added.
+    pub async fn recipients(&self, channel_id: i64) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT user_id FROM dm_recipients WHERE channel_id = $1 ORDER BY added_at, user_id",
+        )
+        .bind(channel_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn channels(&self, guild_id: i64) -> Result<Vec<Channel>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, guild_id, kind, name, parent_id, position, user_limit FROM channels \
-             WHERE guild_id = $1 ORDER BY position, id",
+            "SELECT id, guild_id, kind, name, parent_id, position, user_limit, owner_id, \
+             starter_message_id, archived, dm_key FROM channels WHERE guild_id = $1 \
+             ORDER BY position, id",
         )
         .bind(guild_id)
         .fetch_all(&self.pool)
@@ -546,17 +595,23 @@ where
     E: Executor<'e, Database = sqlx::Any>,
 {
     sqlx::query(
-        "INSERT INTO channels (id, guild_id, kind, name, parent_id, position, user_limit) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO channels (id, guild_id, kind, name, parent_id, position, user_limit, \
+         owner_id, starter_message_id, archived, dm_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(c.id)
-    .bind(c.guild_id)
+    .bind((c.guild_id != 0).then_some(c.guild_id))
     .bind(&c.kind)
     .bind(&c.name)
     .bind(c.parent_id)
     .bind(c.position)
     .bind(c.user_limit)
+    .bind(c.owner_id)
+    .bind(c.starter_message_id)
+    .bind(i64::from(c.archived))
+    .bind(&c.dm_key)
     .execute(exec)
-    .await?;
+    .await
+    .map_err(StoreError::from_db)?;
     Ok(())
 }

@@ -89,12 +89,19 @@ pub(crate) async fn in_channel(
         .channel(channel_id)
         .await?
         .ok_or_else(unknown_channel)?;
+    if c.is_dm() {
+        if !c.recipients.contains(&user) {
+            return Err(unknown_channel());
+        }
+        return Ok((c, Perms::DM));
+    }
     let m = state
         .store
         .membership(c.guild_id, user)
         .await?
         .ok_or_else(unknown_channel)?;
-    let overwrites = state.store.overwrites(c.id).await?;
+    // A thread's visibility follows its parent channel.
+    let overwrites = state.store.overwrites(c.perms_channel()).await?;
     let p = channel_perms(&member_perms(user, &m), c.guild_id, &overwrites);
     if !p.contains(Perms::VIEW_CHANNEL) {
         return Err(unknown_channel());
@@ -113,24 +120,40 @@ pub(crate) fn require(have: Perms, need: Perms) -> Result<(), ChatError> {
 #[derive(Debug, Serialize)]
 pub(crate) struct ChannelView {
     id: String,
-    guild_id: String,
+    /// Absent for DMs and group DMs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guild_id: Option<String>,
     kind: String,
     name: String,
     parent_id: Option<String>,
     position: i64,
     user_limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_id: Option<String>,
+    /// Threads: the message the thread started from, and whether it is archived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    starter_message_id: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    archived: bool,
+    /// DMs and group DMs: who is in it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    recipients: Vec<String>,
 }
 
 impl From<&Channel> for ChannelView {
     fn from(c: &Channel) -> ChannelView {
         ChannelView {
             id: c.id.to_string(),
-            guild_id: c.guild_id.to_string(),
+            guild_id: (!c.is_dm()).then(|| c.guild_id.to_string()),
             kind: c.kind.clone(),
             name: c.name.clone(),
             parent_id: c.parent_id.map(|p| p.to_string()),
             position: c.position,
             user_limit: c.user_limit,
+            owner_id: c.owner_id.map(|o| o.to_string()),
+            starter_message_id: c.starter_message_id.map(|m| m.to_string()),
+            archived: c.archived,
+            recipients: c.recipients.iter().map(|r| r.to_string()).collect(),
         }
     }
 }
@@ -260,7 +283,7 @@ async fn create_guild(
         name: name.into(),
         parent_id: parent,
         position,
-        user_limit: None,
+        ..Channel::default()
     };
     let channels = [
         channel(text_category, "category", "Text Channels", None, 0),
@@ -404,6 +427,7 @@ async fn create_channel(
         parent_id,
         position,
         user_limit: req.user_limit,
+        ..Channel::default()
     };
     state.store.create_channel(&c).await?;
     // Everyone connected who can see the channel gets `channel_create`.
@@ -413,6 +437,9 @@ async fn create_channel(
 
 /// Who receives the events of a channel.
 pub(crate) fn channel_audience(c: &Channel) -> Audience {
+    if c.is_dm() {
+        return Audience::Users(c.recipients.clone());
+    }
     Audience::Channel {
         guild_id: c.guild_id,
         channel_id: c.id,

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod attachments;
 pub mod auth;
+pub mod dms;
 pub mod error;
 pub mod gateway;
 pub mod guild_store;
@@ -152,6 +153,7 @@ pub fn router(state: ChatState) -> Router {
         .merge(reads::router(state.clone()))
         .merge(search::router(state.clone()))
         .merge(attachments::router(state.clone()))
+        .merge(dms::router(state.clone()))
         .route(
             "/api/v1/gateway",
             axum::routing::get(gateway::handler).with_state(state),

@@ -340,16 +340,18 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a channel's name, parent, position and cap.
+    /// Stores a channel's name, parent, position, cap, archived flag and owner.
     pub async fn update_channel(&self, c: &Channel) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE channels SET name = $1, parent_id = $2, position = $3, user_limit = $4 \
-             WHERE id = $5",
+            "UPDATE channels SET name = $1, parent_id = $2, position = $3, user_limit = $4, \
+             archived = $5, owner_id = $6 WHERE id = $7",
         )
         .bind(&c.name)
         .bind(c.parent_id)
         .bind(c.position)
         .bind(c.user_limit)
+        .bind(i64::from(c.archived))
+        .bind(c.owner_id)
         .bind(c.id)
         .execute(&self.pool)
         .await?;

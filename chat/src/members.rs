@@ -584,6 +584,8 @@ struct ChannelEdit {
     parent_id: Option<String>,
     /// 1-99, or 0 for no cap.
     user_limit: Option<i64>,
+    /// Threads only.
+    archived: Option<bool>,
 }
 
 async fn update_channel(
@@ -594,7 +596,34 @@ async fn update_channel(
 ) -> Result<Json<ChannelView>, ChatError> {
     let cid = parse_id(&channel, "unknown_channel")?;
     let (mut c, p) = in_channel(&state, cid, user).await?;
-    require(p, Perms::MANAGE_CHANNELS)?;
+    match c.kind.as_str() {
+        // A thread's creator, or a moderator, names and archives it.
+        "thread" if c.owner_id != Some(user) => require(p, Perms::MANAGE_MESSAGES)?,
+        "thread" | "group_dm" => {}
+        "dm" => {
+            return Err(ChatError::bad_request(
+                "invalid_channel",
+                "a DM has nothing to edit",
+            ));
+        }
+        _ => require(p, Perms::MANAGE_CHANNELS)?,
+    }
+    let layout = req.position.is_some() || req.parent_id.is_some() || req.user_limit.is_some();
+    if matches!(c.kind.as_str(), "thread" | "group_dm") && layout {
+        return Err(ChatError::bad_request(
+            "invalid_channel",
+            "threads and group DMs have a name, not a place",
+        ));
+    }
+    if let Some(a) = req.archived {
+        if c.kind != "thread" {
+            return Err(ChatError::bad_request(
+                "invalid_channel",
+                "only threads are archived",
+            ));
+        }
+        c.archived = a;
+    }
     if let Some(n) = &req.name {
         c.name = clean_name(n, 100, "invalid_name")?;
     }
@@ -648,6 +677,12 @@ async fn delete_channel(
 ) -> Result<StatusCode, ChatError> {
     let cid = parse_id(&channel, "unknown_channel")?;
     let (c, p) = in_channel(&state, cid, user).await?;
+    if c.is_dm() {
+        return Err(ChatError::bad_request(
+            "invalid_channel",
+            "leave a group DM instead of deleting it",
+        ));
+    }
     require(p, Perms::MANAGE_CHANNELS)?;
     state.store.delete_channel(c.id).await?;
     // Everyone connected who could see it gets `channel_delete`.

@@ -144,6 +144,23 @@ async fn resolve_mentions(
 ) -> Result<(Vec<(String, i64)>, bool), ChatError> {
     let found = mentions::parse(content);
     let mut out: Vec<(String, i64)> = Vec::new();
+    if c.is_dm() {
+        // Only the people in the DM can be mentioned there.
+        for uid in &found.user_ids {
+            if c.recipients.contains(uid) && !out.iter().any(|(_, i)| i == uid) {
+                out.push(("user".into(), *uid));
+            }
+        }
+        for name in &found.names {
+            if let Some(u) = state.store.user_by_username(name).await?
+                && c.recipients.contains(&u.id)
+                && !out.iter().any(|(_, i)| *i == u.id)
+            {
+                out.push(("user".into(), u.id));
+            }
+        }
+        return Ok((out, false));
+    }
     let mut add = |kind: &str, id: i64| {
         if !out.iter().any(|(k, i)| k == kind && *i == id) {
             out.push((kind.to_owned(), id));
@@ -246,13 +263,27 @@ async fn send_message(
 ) -> Result<(StatusCode, Json<MessageView>), ChatError> {
     let id = parse_id(&channel, "unknown_channel")?;
     let (c, p) = in_channel(&state, id, user).await?;
-    if c.kind != "text" {
+    if !matches!(c.kind.as_str(), "text" | "thread" | "dm" | "group_dm") {
         return Err(ChatError::bad_request(
             "not_a_text_channel",
-            "messages go in text channels",
+            "messages go in text channels, threads and DMs",
         ));
     }
-    require(p, Perms::SEND_MESSAGES)?;
+    if c.kind == "thread" {
+        require(p, Perms::SEND_IN_THREADS)?;
+        if c.archived {
+            // Sending brings an archived thread back.
+            let mut open = c.clone();
+            open.archived = false;
+            state.store.update_channel(&open).await?;
+            state.dispatch(
+                channel_audience(&open),
+                Event::new("channel_update", &crate::guilds::ChannelView::from(&open)),
+            );
+        }
+    } else {
+        require(p, Perms::SEND_MESSAGES)?;
+    }
     let files = claimable(&state, &c, user, &req.attachments).await?;
     if files.is_empty() || !req.content.is_empty() {
         check_content(&req.content)?;

@@ -66,6 +66,18 @@ impl Perms {
             | Perms::SCREEN_SHARE.0,
     );
 
+    /// What every member of a DM or group DM may do there.
+    pub const DM: Perms = Perms(
+        Perms::VIEW_CHANNEL.0
+            | Perms::SEND_MESSAGES.0
+            | Perms::ATTACH_FILES.0
+            | Perms::ADD_REACTIONS.0
+            | Perms::CONNECT.0
+            | Perms::SPEAK.0
+            | Perms::VIDEO.0
+            | Perms::SCREEN_SHARE.0,
+    );
+
     pub fn contains(self, other: Perms) -> bool {
         self.0 & other.0 == other.0
     }

@@ -85,8 +85,9 @@ macro_rules! last_read {
 }
 
 impl Store {
-    /// Read state of every text channel in the user's guilds (visibility is the
-    /// caller's to apply).
+    /// Read state of every text channel and thread in the user's guilds (visibility is
+    /// the caller's to apply), and of their DMs (`guild_id` 0), where every unread
+    /// message counts as a mention.
     pub async fn read_states(&self, user_id: i64) -> Result<Vec<ChannelRead>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT c.id AS channel_id, c.guild_id, ",
@@ -104,19 +105,34 @@ impl Store {
                AS mentions \
              FROM channels c JOIN members mb ON mb.guild_id = c.guild_id AND mb.user_id = $1 \
              LEFT JOIN read_states r ON r.user_id = $1 AND r.channel_id = c.id \
-             WHERE c.kind = 'text' ORDER BY c.id"
+             WHERE c.kind IN ('text', 'thread') \
+             UNION ALL \
+             SELECT c.id AS channel_id, 0 AS guild_id, \
+             COALESCE(r.last_read_id, (d.added_at - 1735689600000) * 4194304) AS last_read, \
+             (SELECT COUNT(*) FROM messages m WHERE m.channel_id = c.id AND m.id > \
+               COALESCE(r.last_read_id, (d.added_at - 1735689600000) * 4194304) \
+               AND m.author_id <> $1) AS unread, 0 AS mentions \
+             FROM channels c JOIN dm_recipients d ON d.channel_id = c.id AND d.user_id = $1 \
+             LEFT JOIN read_states r ON r.user_id = $1 AND r.channel_id = c.id \
+             ORDER BY channel_id"
         ))
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
+                let guild_id: i64 = r.try_get("guild_id")?;
+                let unread: i64 = r.try_get("unread")?;
                 Ok(ChannelRead {
                     channel_id: r.try_get("channel_id")?,
-                    guild_id: r.try_get("guild_id")?,
+                    guild_id,
                     last_read_id: r.try_get("last_read")?,
-                    unread: r.try_get("unread")?,
-                    mentions: r.try_get("mentions")?,
+                    unread,
+                    mentions: if guild_id == 0 {
+                        unread
+                    } else {
+                        r.try_get("mentions")?
+                    },
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -142,6 +158,22 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Where each member of a DM has read it up to.
+    pub async fn dm_read_marks(&self, channel_id: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.user_id, COALESCE(r.last_read_id, (d.added_at - 1735689600000) * 4194304) \
+             AS last_read FROM dm_recipients d LEFT JOIN read_states r \
+             ON r.user_id = d.user_id AND r.channel_id = d.channel_id WHERE d.channel_id = $1",
+        )
+        .bind(channel_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("user_id")?, r.try_get("last_read")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Db)
     }
 
     /// Where each member of the guild has read the channel up to.

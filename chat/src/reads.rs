@@ -56,11 +56,21 @@ pub struct Effective {
 
 /// A channel's setting overrides its guild's level; a mute of either mutes the channel.
 pub fn effective(guild: Option<&Setting>, channel: Option<&Setting>, now: i64) -> Effective {
+    effective_or(guild, channel, now, DEFAULT_LEVEL)
+}
+
+/// As [`effective`], with the level that applies when none is set (DMs: all).
+pub fn effective_or(
+    guild: Option<&Setting>,
+    channel: Option<&Setting>,
+    now: i64,
+    default: Level,
+) -> Effective {
     let muted = |s: Option<&Setting>| s.and_then(|s| s.muted_until).is_some_and(|u| u > now);
     let level = channel
         .and_then(|s| s.level)
         .or_else(|| guild.and_then(|s| s.level))
-        .unwrap_or(DEFAULT_LEVEL);
+        .unwrap_or(default);
     let (muted, keep_mentions) = if muted(channel) {
         (true, channel.is_none_or(|s| s.keep_mentions))
     } else if muted(guild) {
@@ -108,10 +118,15 @@ struct Settings(HashMap<(String, i64), Setting>);
 
 impl Settings {
     fn of(&self, guild_id: i64, channel_id: i64, now: i64) -> Effective {
-        effective(
+        effective_or(
             self.0.get(&("guild".to_owned(), guild_id)),
             self.0.get(&("channel".to_owned(), channel_id)),
             now,
+            if guild_id == 0 {
+                Level::All
+            } else {
+                DEFAULT_LEVEL
+            },
         )
     }
 }
@@ -119,7 +134,8 @@ impl Settings {
 #[derive(Debug, Serialize)]
 pub(crate) struct ChannelReadView {
     channel_id: String,
-    guild_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guild_id: Option<String>,
     last_read_id: String,
     unread_count: i64,
     mention_count: i64,
@@ -136,6 +152,7 @@ pub(crate) struct GuildReadView {
 #[derive(Debug, Serialize)]
 pub(crate) struct ReadStates {
     pub channels: Vec<ChannelReadView>,
+    /// Per guild (DMs are not in a guild).
     pub guilds: Vec<GuildReadView>,
 }
 
@@ -158,20 +175,24 @@ pub(crate) async fn read_states_of(
             unread,
             mentions,
         } = r;
-        if !visible
-            .get(&guild_id)
-            .is_some_and(|v| v.contains(&channel_id))
+        let dm = guild_id == 0;
+        if !dm
+            && !visible
+                .get(&guild_id)
+                .is_some_and(|v| v.contains(&channel_id))
         {
             continue;
         }
         let eff = settings.of(guild_id, channel_id, now);
         let (unread, mentions) = eff.badge(unread, mentions);
-        let g = guilds.entry(guild_id).or_default();
-        g.0 |= unread > 0;
-        g.1 += mentions;
+        if !dm {
+            let g = guilds.entry(guild_id).or_default();
+            g.0 |= unread > 0;
+            g.1 += mentions;
+        }
         channels.push(ChannelReadView {
             channel_id: channel_id.to_string(),
-            guild_id: guild_id.to_string(),
+            guild_id: (!dm).then(|| guild_id.to_string()),
             last_read_id: last_read_id.to_string(),
             unread_count: unread,
             mention_count: mentions,
@@ -242,10 +263,14 @@ async fn ack(
     });
     // The user's other sessions clear their badges.
     state.dispatch(Audience::Users(vec![user]), Event::new("message_ack", &ev));
-    // In small channels, others update how many have read each message.
-    if let Some(a) = state.store.guild_access(c.guild_id).await?
-        && a.members.len() <= READ_RECEIPT_MEMBERS
-    {
+    // In DMs and small channels, others update how many have read each message.
+    let small = c.is_dm()
+        || state
+            .store
+            .guild_access(c.guild_id)
+            .await?
+            .is_some_and(|a| a.members.len() <= READ_RECEIPT_MEMBERS);
+    if small {
         state.dispatch(channel_audience(&c), Event::new("channel_read", &ev));
     }
     Ok(StatusCode::NO_CONTENT)
@@ -259,19 +284,23 @@ pub(crate) async fn unread_by(
     views: &mut [MessageView],
     messages: &[Message],
 ) -> Result<(), ChatError> {
-    let Some(access) = state.store.guild_access(c.guild_id).await? else {
-        return Ok(());
+    let marks: Vec<(i64, i64)> = if c.is_dm() {
+        state.store.dm_read_marks(c.id).await?
+    } else {
+        let Some(access) = state.store.guild_access(c.guild_id).await? else {
+            return Ok(());
+        };
+        if access.members.len() > READ_RECEIPT_MEMBERS {
+            return Ok(());
+        }
+        state
+            .store
+            .read_marks(c.guild_id, c.id)
+            .await?
+            .into_iter()
+            .filter(|(u, _)| access.visible(*u).is_some_and(|v| v.contains(&c.id)))
+            .collect()
     };
-    if access.members.len() > READ_RECEIPT_MEMBERS {
-        return Ok(());
-    }
-    let marks: Vec<(i64, i64)> = state
-        .store
-        .read_marks(c.guild_id, c.id)
-        .await?
-        .into_iter()
-        .filter(|(u, _)| access.visible(*u).is_some_and(|v| v.contains(&c.id)))
-        .collect();
     for (v, m) in views.iter_mut().zip(messages) {
         let n = marks
             .iter()
@@ -290,6 +319,9 @@ pub(crate) async fn notify(
     m: &Message,
     view: &MessageView,
 ) -> Result<(), ChatError> {
+    if c.is_dm() {
+        return notify_dm(state, c, m, view).await;
+    }
     let settings = state.store.settings_for(c.guild_id, c.id).await?;
     let wants_all = settings.iter().any(|(_, s)| s.level == Some(Level::All));
     let reply_to = match m.reply_to {
@@ -365,6 +397,48 @@ pub(crate) async fn notify(
                     "guild_id": c.guild_id.to_string(),
                     "message": view,
                 }),
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// In a DM everyone else hears of every message (level all by default); replies and
+/// mentions also reach the inbox.
+async fn notify_dm(
+    state: &ChatState,
+    c: &Channel,
+    m: &Message,
+    view: &MessageView,
+) -> Result<(), ChatError> {
+    let settings = state.store.settings_for(0, c.id).await?;
+    let now = now_ms();
+    let reply_to = match m.reply_to {
+        Some(r) => state.store.message(c.id, r).await?.map(|r| r.author_id),
+        None => None,
+    };
+    for u in c.recipients.iter().copied().filter(|u| *u != m.author_id) {
+        let own = settings.iter().find(|(x, _)| *x == u).map(|(_, s)| s);
+        let eff = effective_or(None, own, now, Level::All);
+        let mentioned = m.mentions.iter().any(|(k, id)| k == "user" && *id == u);
+        let reason = if mentioned {
+            "mention"
+        } else if reply_to == Some(u) {
+            "reply"
+        } else {
+            "message"
+        };
+        if !eff.notifies(reason != "message") {
+            continue;
+        }
+        if reason != "message" {
+            state.store.add_to_inbox(&[u], m.id, c.id, reason).await?;
+        }
+        state.dispatch(
+            Audience::Users(vec![u]),
+            Event::new(
+                "notification_create",
+                &json!({"reason": reason, "message": view}),
             ),
         );
     }

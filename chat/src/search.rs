@@ -263,11 +263,18 @@ async fn run(
         messages: Vec::new(),
         next_before: None,
     };
-    let access =
-        state.store.guild_access(guild_id).await?.ok_or_else(|| {
+    // A DM's search covers the DM; a guild's, the channels the caller can see.
+    let access = if guild_id == 0 {
+        None
+    } else {
+        Some(state.store.guild_access(guild_id).await?.ok_or_else(|| {
             ChatError::new(StatusCode::NOT_FOUND, "unknown_guild", "no such guild")
-        })?;
-    let visible = access.visible(user).unwrap_or_default();
+        })?)
+    };
+    let visible: std::collections::HashSet<i64> = match &access {
+        Some(a) => a.visible(user).unwrap_or_default(),
+        None => channel_id.into_iter().collect(),
+    };
     let member_named = |name: &str| {
         let name = name.to_owned();
         async move {
@@ -296,11 +303,12 @@ async fn run(
         }
     }
     if let Some(ch) = &q.in_channel {
-        let found = access
-            .channels
-            .iter()
-            .find(|(c, _)| c.name == *ch || c.id.to_string() == *ch)
-            .map(|(c, _)| c.id);
+        let found = access.as_ref().and_then(|a| {
+            a.channels
+                .iter()
+                .find(|(c, _)| c.name == *ch || c.id.to_string() == *ch)
+                .map(|(c, _)| c.id)
+        });
         match found {
             Some(id) if visible.contains(&id) && (f.channel_id == 0 || f.channel_id == id) => {
                 f.channel_id = id

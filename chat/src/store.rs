@@ -38,6 +38,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_members.sql")),
     (4, include_str!("../migrations/0004_read_states.sql")),
     (5, include_str!("../migrations/0005_search_attachments.sql")),
+    (6, include_str!("../migrations/0006_dms_threads.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_accounts.sql")),
@@ -45,6 +46,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_members.sql")),
     (4, include_str!("../migrations/0004_read_states.sql")),
     (5, include_str!("../migrations/0005_search_attachments.sql")),
+    (6, include_str!("../migrations/0006_dms_threads.sql")),
 ];
 
 /// The `users` columns a [`User`] is read from.
