@@ -100,11 +100,23 @@ impl FromRequestParts<ChatState> for Authed {
             .ok_or_else(|| {
                 ChatError::unauthorized("missing_token", "Authorization: Bearer <access token>")
             })?;
-        state
+        let user = state
             .keys
             .verify(token.trim())
-            .map(Authed)
-            .map_err(|code| ChatError::unauthorized(code, "the access token is not valid"))
+            .map_err(|code| ChatError::unauthorized(code, "the access token is not valid"))?;
+        // Per user per route (method and path template).
+        if let Some(limiter) = &state.user_limit {
+            let route = parts
+                .extensions
+                .get::<axum::extract::MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
+            let key = (user, format!("{} {route}", parts.method));
+            limiter
+                .check(key, Instant::now())
+                .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
+        }
+        Ok(Authed(user))
     }
 }
 
@@ -113,10 +125,12 @@ fn client_ip(ci: &ConnectInfo<SocketAddr>) -> IpAddr {
 }
 
 fn limit_auth(state: &ChatState, ip: IpAddr) -> Result<(), ChatError> {
-    state
-        .auth_limit
-        .check(ip, Instant::now())
-        .map_err(|retry_after| ChatError::RateLimited { retry_after })
+    match &state.auth_limit {
+        Some(l) => l
+            .check(ip, Instant::now())
+            .map_err(|retry_after| ChatError::RateLimited { retry_after }),
+        None => Ok(()),
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -58,6 +58,11 @@ pub struct Config {
     pub attachments_dir: Option<std::path::PathBuf>,
     /// Largest upload, in bytes.
     pub max_upload_bytes: usize,
+    /// Requests per user per route: (burst, per second). `None` turns the limit off
+    /// (for load tests).
+    pub user_rate: Option<(f64, f64)>,
+    /// Requests per IP on the auth routes: (burst, per second). `None`: off.
+    pub auth_rate: Option<(f64, f64)>,
 }
 
 impl Config {
@@ -73,6 +78,9 @@ impl Config {
             signaling_url: None,
             attachments_dir: None,
             max_upload_bytes: 25 * 1024 * 1024,
+            user_rate: Some((30.0, 10.0)),
+            // Bursts of 20, then 20 a minute.
+            auth_rate: Some((20.0, 20.0 / 60.0)),
         }
     }
 }
@@ -84,7 +92,9 @@ pub struct ChatState {
     pub keys: auth::AccessKeys,
     pub config: Arc<Config>,
     pub ids: Arc<IdGen>,
-    pub auth_limit: Arc<limit::Limiter>,
+    pub auth_limit: Option<Arc<limit::Limiter>>,
+    /// Per user per route (`None`: off).
+    pub user_limit: Option<Arc<limit::Limiter<(i64, String)>>>,
     /// Per user, on invite lookups: codes cannot be guessed by brute force.
     pub invite_limit: Arc<limit::Limiter<i64>>,
     pub hub: Arc<hub::Hub>,
@@ -106,10 +116,10 @@ impl ChatState {
         Ok(ChatState {
             store,
             keys: auth::AccessKeys::new(&config.secret),
+            auth_limit: limit::Limiter::maybe(config.auth_rate),
+            user_limit: limit::Limiter::maybe(config.user_rate),
             config: Arc::new(config),
             ids: Arc::new(IdGen::default()),
-            // Per IP on the auth routes: bursts of 20, then 20 a minute.
-            auth_limit: Arc::new(limit::Limiter::new(20.0, 20.0 / 60.0)),
             invite_limit: Arc::new(limit::Limiter::new(10.0, 10.0 / 60.0)),
             hub,
             blobs,

@@ -22,6 +22,11 @@ impl<K: Hash + Eq> Limiter<K> {
         }
     }
 
+    /// A shared limiter of (burst, per second), or none.
+    pub fn maybe(rate: Option<(f64, f64)>) -> Option<std::sync::Arc<Limiter<K>>> {
+        rate.map(|(burst, per_sec)| std::sync::Arc::new(Limiter::new(burst, per_sec)))
+    }
+
     /// Takes one token; on refusal, the seconds until one is free.
     pub fn check(&self, key: K, now: Instant) -> Result<(), f64> {
         // A std Mutex: held for a few arithmetic operations, never across an await.

@@ -244,3 +244,59 @@ async fn auth_routes_are_rate_limited_per_ip() {
     assert!(b["retry_after"].as_f64().unwrap() > 0.0);
     s.stop().await;
 }
+
+/// Requests are limited per user and per route: one user's flood neither blocks their
+/// other routes nor anyone else.
+#[tokio::test]
+async fn requests_are_rate_limited_per_user_per_route() {
+    let s = Server::start_with(Db::Sqlite, |c| c.user_rate = Some((5.0, 1.0))).await;
+    let (a, _) = s.register("flooder").await;
+    let (b, _) = s.register("bystander").await;
+    let (_, g) = s
+        .post("/api/v1/guilds", Some(&a), json!({"name": "g"}))
+        .await;
+    let gid = g["id"].as_str().unwrap().to_owned();
+    let (_, inv) = s
+        .post(
+            &format!("/api/v1/guilds/{gid}/invites"),
+            Some(&a),
+            json!({}),
+        )
+        .await;
+    s.post(
+        &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
+        Some(&b),
+        json!({}),
+    )
+    .await;
+    let ch = g["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "general")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let msgs = format!("/api/v1/channels/{ch}/messages");
+    let mut limited = None;
+    for i in 0..8 {
+        let (st, body) = s
+            .post(&msgs, Some(&a), json!({"content": format!("{i}")}))
+            .await;
+        if st == 429 {
+            limited = Some((i, body));
+            break;
+        }
+        assert_eq!(st, 201);
+    }
+    let (i, body) = limited.expect("the sixth message is limited");
+    assert_eq!(i, 5);
+    assert_eq!(body["code"], "rate_limited");
+    assert!(body["retry_after"].as_f64().unwrap() > 0.0);
+    let (st, _) = s.get(&msgs, &a).await;
+    assert_eq!(st, 200, "other routes are counted apart");
+    let (st, _) = s.post(&msgs, Some(&b), json!({"content": "me too"})).await;
+    assert_eq!(st, 201, "other users are unaffected");
+    s.stop().await;
+}
