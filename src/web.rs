@@ -1,4 +1,5 @@
-//! The room page, embedded in the binary: no bundler, no build step.
+//! The web app, embedded in the binary: no bundler, no build step. `/` is the guest room
+//! page, `/chat` the chat app; both join rooms with `room.js`.
 
 use axum::Router;
 use axum::http::header;
@@ -8,6 +9,10 @@ use axum::routing::get;
 const INDEX: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const STYLE: &str = include_str!("../web/style.css");
+const ROOM_JS: &str = include_str!("../web/room.js");
+const CHAT: &str = include_str!("../web/chat.html");
+const CHAT_JS: &str = include_str!("../web/chat.js");
+const CHAT_STYLE: &str = include_str!("../web/chat.css");
 
 pub fn router() -> Router {
     Router::new()
@@ -22,6 +27,22 @@ pub fn router() -> Router {
         .route(
             "/style.css",
             get(|| async { page(STYLE, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/room.js",
+            get(|| async { page(ROOM_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/chat",
+            get(|| async { page(CHAT, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/chat.js",
+            get(|| async { page(CHAT_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/chat.css",
+            get(|| async { page(CHAT_STYLE, "text/css; charset=utf-8") }),
         )
 }
 

@@ -4,35 +4,13 @@
 //   PARLOR_BIN=../../target/debug/parlor node --test
 //
 // PARLOR_URL=http://127.0.0.1:PORT runs them against a server that is already running
-// instead; PARLOR_LOG=1 copies the server's output to stderr.
+// instead; PARLOR_LOG=1 copies the server's output to stderr; PARLOR_WEB_FROM_DISK=1 serves
+// web/ from disk in front of the server (server.mjs).
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const PARLOR_BIN = path.resolve(process.env.PARLOR_BIN ?? path.join(here, "../../target/debug/parlor"));
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  // Fake camera (a test pattern) and microphone (beeps), and a fake screen for
-  // getDisplayMedia, all granted without a prompt.
-  "--use-fake-device-for-media-stream",
-  "--use-fake-ui-for-media-stream",
-  "--allow-loopback-in-peer-connection",
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
+import { CHROMIUM, CHROMIUM_ARGS, poll, startServer } from "./server.mjs";
 
 /** How long media may take to start flowing everywhere. */
 const MEDIA_TIMEOUT_MS = 30_000;
@@ -56,82 +34,8 @@ after(async () => {
 // Helpers
 // -------------------------------------------------------------------------------------------
 
-/** Starts `parlor serve` on free ports and resolves once it prints its URL. */
-async function startServer() {
-  if (process.env.PARLOR_URL) {
-    return { url: new URL(process.env.PARLOR_URL).origin, stop: async () => {} };
-  }
-  const dataDir = await mkdtemp(path.join(tmpdir(), "parlor-browser-"));
-  const child = spawn(
-    PARLOR_BIN,
-    ["serve", "--listen", "127.0.0.1:0", "--media-port", "0", "--data-dir", dataDir],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let output = "";
-  const keep = (stream) => (chunk) => {
-    output = (output + chunk).slice(-64 * 1024);
-    if (process.env.PARLOR_LOG) stream.write(chunk);
-  };
-  child.stderr.on("data", keep(process.stderr));
-
-  const url = await new Promise((resolve, reject) => {
-    let stdout = "";
-    const timer = setTimeout(
-      () => reject(new Error(`${PARLOR_BIN} printed no http:// URL within 30 s. Output:\n${output}`)),
-      30_000,
-    );
-    child.stdout.on("data", (chunk) => {
-      keep(process.stderr)(chunk);
-      // eslint-disable-next-line no-control-regex
-      stdout += String(chunk).replace(/\x1b\[[0-9;]*m/g, "");
-      const match = /http:\/\/[^\s/"'<>]+/.exec(stdout);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[0]);
-      }
-    });
-    child.on("error", (error) => {
-      clearTimeout(timer);
-      reject(new Error(`could not start ${PARLOR_BIN} (set PARLOR_BIN): ${error.message}`));
-    });
-    child.on("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${PARLOR_BIN} exited (${code ?? signal}) before listening. Output:\n${output}`));
-    });
-  });
-
-  return {
-    url,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once("exit", resolve));
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
 function uniqueRoom() {
   return `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/**
- * Calls `probe` every `interval` ms until `done(value)` holds or `timeout` passes, and
- * returns the last value either way: the caller asserts on it.
- */
-async function poll(probe, done, { timeout = MEDIA_TIMEOUT_MS, interval = 250 } = {}) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await probe();
-    if (done(value) || Date.now() >= deadline) return value;
-    await sleep(interval);
-  }
 }
 
 /** A browser context with the room page open, named for the display name it joins with. */

@@ -1,0 +1,478 @@
+// End-to-end tests of the chat app (/chat): real Chromium pages, each its own browser
+// context (own localStorage), against a real `parlor serve`. People sign up, make a server,
+// invite each other, chat live, see each other typing, survive dropped connections and meet
+// in a voice channel.
+//
+//   PARLOR_BIN=../../target/debug/parlor node --test chat.test.mjs
+//
+// Environment as for room.test.mjs (see server.mjs and README.md).
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS, poll, sleep, startServer } from "./server.mjs";
+
+/** How long media may take to start flowing. */
+const MEDIA_TIMEOUT_MS = 30_000;
+/** How long a live chat event may take to show. */
+const LIVE_MS = 10_000;
+const PASSWORD = "correct horse battery";
+
+let server;
+let browser;
+
+before(async () => {
+  // The history test seeds 70 messages faster than anyone types; the per-user limits
+  // have their own tests in chat/tests.
+  server = await startServer({ env: { PARLOR_CHAT_RATE_LIMITS: "off" } });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+// -------------------------------------------------------------------------------------------
+// Helpers
+// -------------------------------------------------------------------------------------------
+
+/** A fresh, valid username (2–32 letters, digits, "_", "."). */
+function uniqueUsername(prefix) {
+  return `${prefix}_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/** A browser context with /chat open. */
+async function openPerson(label, displayName) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const page = await context.newPage();
+  const person = { label, displayName, username: uniqueUsername(label.toLowerCase()), context, page, pageErrors: [], console: [] };
+  const started = Date.now();
+  page.on("pageerror", (error) => person.pageErrors.push(error.message));
+  page.on("console", (message) => {
+    person.console.push(`${Date.now() - started}ms ${message.type()}: ${message.text()}`);
+    if (person.console.length > 300) person.console.shift();
+  });
+  await page.goto(`${server.url}/chat`);
+  await page.waitForSelector("#auth-view:not([hidden])");
+  return person;
+}
+
+/** Opens one page per [label, display name], runs `body`, closes them; prints consoles on failure. */
+async function withPeople(specs, body) {
+  const people = await Promise.all(specs.map(([label, name]) => openPerson(label, name)));
+  try {
+    await body(people);
+    for (const p of people) assert.deepEqual(p.pageErrors, [], `${p.label} had uncaught page errors`);
+  } catch (error) {
+    for (const p of people) {
+      if (p.console.length) console.log(`--- console of ${p.label} ---\n${p.console.join("\n")}`);
+    }
+    throw error;
+  } finally {
+    await Promise.all(people.map((p) => p.context.close().catch(() => {})));
+  }
+}
+
+const chatState = (page) =>
+  page.evaluate(() => ({
+    wsState: window.parlorChat.wsState,
+    sessionId: window.parlorChat.sessionId,
+    stats: window.parlorChat.stats,
+    selectedGuildId: window.parlorChat.selectedGuildId,
+    selectedChannelId: window.parlorChat.selectedChannelId,
+    view: window.parlorChat.view,
+  }));
+
+const messages = (page) => page.evaluate(() => window.parlorChat.messages());
+
+/** Submits the auth form in `mode` ("signin" or "signup"). */
+async function submitAuth(person, mode, { username = person.username, password = PASSWORD, displayName } = {}) {
+  const { page } = person;
+  if ((await page.getAttribute("#auth-form", "data-mode")) !== mode) await page.click("#auth-switch");
+  await page.fill("#auth-username", username);
+  if (mode === "signup") await page.fill("#auth-display-name", displayName ?? person.displayName);
+  await page.fill("#auth-password", password);
+  await page.click("#auth-submit");
+}
+
+/** Waits for the auth form's error and returns {code, text}. */
+async function authError(page) {
+  await page.waitForSelector("#auth-error:not([hidden])", { timeout: LIVE_MS });
+  return { code: await page.getAttribute("#auth-error", "data-code"), text: await page.textContent("#auth-error") };
+}
+
+/** Signs up through the form and waits until the chat WebSocket is ready. */
+async function signUp(person) {
+  await submitAuth(person, "signup");
+  await person.page.waitForFunction(() => window.parlorChat.wsState === "ready", null, { timeout: LIVE_MS });
+  const user = await person.page.evaluate(() => window.parlorChat.user);
+  assert.equal(user.username, person.username);
+  assert.equal(user.display_name, person.displayName);
+  person.userId = user.id;
+  assert.equal(await person.page.textContent("#me-name"), person.displayName);
+}
+
+/** Creates a guild through the dialog; resolves with its id once it is selected. */
+async function createGuild(person, name) {
+  const { page } = person;
+  await page.click("#add-guild-btn");
+  await page.fill("#new-guild-name", name);
+  await page.click("#create-guild-btn");
+  await page.waitForSelector("#guild-dialog", { state: "hidden" });
+  await page.waitForSelector('#channel-list .channel[data-kind="text"][aria-current="true"]', { timeout: LIVE_MS });
+  const { selectedGuildId } = await chatState(page);
+  assert.equal(await page.textContent("#guild-name"), name);
+  return selectedGuildId;
+}
+
+/** Clicks the invite button and returns the code it shows. */
+async function createInvite(person) {
+  await person.page.click("#invite-btn");
+  await person.page.waitForSelector("#invite-box:not([hidden])", { timeout: LIVE_MS });
+  const code = await person.page.inputValue("#invite-code");
+  assert.match(code, /^[A-Za-z0-9_-]{16,}$/, `an invite code: ${code}`);
+  return code;
+}
+
+/** Joins with an invite code through the dialog and waits until the guild is selected. */
+async function joinGuild(person, code, guildId) {
+  const { page } = person;
+  await page.click("#add-guild-btn");
+  await page.fill("#invite-input", code);
+  await page.click("#join-guild-btn");
+  await page.waitForSelector("#guild-dialog", { state: "hidden", timeout: LIVE_MS });
+  await page.waitForFunction((id) => window.parlorChat.selectedGuildId === id, guildId, { timeout: LIVE_MS });
+  await page.waitForSelector('#channel-list .channel[data-kind="text"][aria-current="true"]');
+}
+
+/** Types a message in the composer and sends it with Enter. */
+async function send(person, text) {
+  await person.page.fill("#message-input", text);
+  await person.page.press("#message-input", "Enter");
+}
+
+/** Waits until the page shows a message with exactly this content; returns every copy. */
+async function waitForMessage(person, text, timeout = LIVE_MS) {
+  await person.page
+    .waitForFunction((t) => window.parlorChat.messages().some((m) => m.content === t), text, { timeout })
+    .catch(async () => {
+      assert.fail(`${person.label} never showed ${JSON.stringify(text)}; shows ${JSON.stringify(await messages(person.page))}`);
+    });
+  return (await messages(person.page)).filter((m) => m.content === text);
+}
+
+/** Inbound RTP streams of the page's room, each with whose it is. */
+function inbound(page) {
+  return page.evaluate(async () => {
+    const { pc } = window.parlor;
+    if (!pc) return [];
+    const byMid = new Map(window.parlor.receiving().map((r) => [r.mid, r]));
+    const streams = [];
+    (await pc.getStats()).forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      streams.push({
+        kind: s.kind,
+        participant: byMid.get(s.mid)?.participant ?? null,
+        packetsReceived: s.packetsReceived ?? 0,
+        framesDecoded: s.framesDecoded ?? 0,
+      });
+    });
+    return streams;
+  });
+}
+
+/** Waits until `person` decodes `other`'s video and receives their audio. */
+async function waitForMediaFrom(person, other) {
+  const theirs = (streams, kind) => streams.filter((s) => s.kind === kind && s.participant === other.identity);
+  const flowing = (streams) =>
+    theirs(streams, "video").some((s) => s.framesDecoded > 0) && theirs(streams, "audio").some((s) => s.packetsReceived > 0);
+  const streams = await poll(() => inbound(person.page), flowing, { timeout: MEDIA_TIMEOUT_MS });
+  const detail = JSON.stringify(streams);
+  assert.ok(theirs(streams, "video").some((s) => s.framesDecoded > 0), `${person.label} decodes no video from ${other.label}: ${detail}`);
+  assert.ok(theirs(streams, "audio").some((s) => s.packetsReceived > 0), `${person.label} receives no audio from ${other.label}: ${detail}`);
+}
+
+/** Clicks the guild's voice channel and waits until the page is in its room. */
+async function joinVoiceChannel(person, channelName) {
+  const { page } = person;
+  await page.click(`#channel-list .channel[data-kind="voice"]:has-text("${channelName}")`);
+  await page.waitForFunction(() => ["joined", "error"].includes(window.parlor.state), null, { timeout: 20_000 });
+  const { state, identity, error } = await page.evaluate(() => ({
+    state: window.parlor.state,
+    identity: window.parlor.identity,
+    error: document.querySelector("#error").textContent,
+  }));
+  assert.equal(state, "joined", `${person.label} could not join the voice channel: ${error}`);
+  person.identity = identity;
+}
+
+// -------------------------------------------------------------------------------------------
+// Tests
+// -------------------------------------------------------------------------------------------
+
+test("two people chat live, see each other type, and meet in the voice channel", { timeout: 180_000 }, async () => {
+  await withPeople([["Ada", "에이다 Ada"], ["Bob", "민준 Bob"]], async ([ada, bob]) => {
+    await signUp(ada);
+
+    // Ada makes a server: the default channels, grouped under their categories.
+    const guildId = await createGuild(ada, "한국어 서버");
+    const categories = await ada.page.$$eval("#channel-list .category", (els) =>
+      els.map((el) => ({
+        name: el.querySelector(".category-name").textContent,
+        channels: [...el.querySelectorAll(".channel")].map((c) => ({
+          kind: c.dataset.kind,
+          icon: c.querySelector(".channel-icon").textContent,
+          name: c.querySelector(".channel-name").textContent,
+          hasSvg: Boolean(c.querySelector(".channel-icon svg")),
+        })),
+      })),
+    );
+    assert.deepEqual(categories, [
+      { name: "Text Channels", channels: [{ kind: "text", icon: "#", name: "general", hasSvg: false }] },
+      { name: "Voice Channels", channels: [{ kind: "voice", icon: "", name: "General", hasSvg: true }] },
+    ]);
+    const code = await createInvite(ada);
+
+    // Bob: the form shows the API's errors, then he signs up and joins with the code.
+    await submitAuth(bob, "signin", { username: ada.username, password: "not the password" });
+    const wrong = await authError(bob.page);
+    assert.equal(wrong.code, "invalid_credentials");
+    assert.match(wrong.text, /wrong username or password/i);
+    await submitAuth(bob, "signup", { username: ada.username.toUpperCase() });
+    const taken = await authError(bob.page);
+    assert.equal(taken.code, "username_taken");
+    assert.match(taken.text, /taken/i);
+    await signUp(bob);
+    await joinGuild(bob, code, guildId);
+    assert.equal(await bob.page.textContent("#guild-name"), "한국어 서버");
+    const generalId = (await chatState(bob.page)).selectedChannelId;
+    assert.equal((await chatState(ada.page)).selectedChannelId, generalId, "both are in #general");
+
+    // Ada writes in Korean; Bob's page shows it live, once, with her name, without a reload.
+    await bob.page.evaluate(() => {
+      window.__sameDocument = true;
+    });
+    const hello = "안녕하세요! 처음 뵙겠습니다 🙂 — 한국어 메시지";
+    await send(ada, hello);
+    const copies = await waitForMessage(bob, hello);
+    assert.equal(copies.length, 1, `Bob shows the message once: ${JSON.stringify(copies)}`);
+    assert.equal(copies[0].author, ada.displayName);
+    assert.equal(copies[0].authorId, ada.userId);
+    assert.equal(await bob.page.evaluate(() => window.__sameDocument), true, "Bob's page did not reload");
+    assert.equal((await waitForMessage(ada, hello)).length, 1, "Ada shows her own message once");
+    assert.equal(await ada.page.inputValue("#message-input"), "", "the composer is cleared after sending");
+
+    // Bob types: Ada sees him typing (and Bob does not see himself).
+    await bob.page.click("#message-input");
+    await bob.page.keyboard.type("타이핑 중", { delay: 20 });
+    await ada.page
+      .waitForFunction(() => /is typing/.test(window.parlorChat.typingText()), null, { timeout: LIVE_MS })
+      .catch(() => assert.fail("Ada never saw Bob typing"));
+    assert.equal(await ada.page.textContent("#typing"), `${bob.displayName} is typing…`);
+    assert.equal(await bob.page.evaluate(() => window.parlorChat.typingText()), "", "no indicator for oneself");
+    // His message ends the indicator at once, not after 10 s.
+    await bob.page.press("#message-input", "Enter");
+    await waitForMessage(ada, "타이핑 중");
+    assert.equal(await ada.page.evaluate(() => window.parlorChat.typingText()), "", "the indicator ends with the message");
+
+    // An edit and a delete reach the other page live.
+    const typo = "회의는 3시에 해요";
+    await send(ada, typo);
+    await waitForMessage(bob, typo);
+    const typoEl = ada.page.locator("#messages .message", { hasText: typo });
+    await typoEl.hover();
+    await typoEl.locator(".edit-btn").click();
+    await ada.page.fill("#messages .edit-input", "회의는 4시에 해요");
+    await ada.page.press("#messages .edit-input", "Enter");
+    const [edited] = await waitForMessage(bob, "회의는 4시에 해요");
+    assert.equal(edited.edited, true, "Bob sees the (edited) marker");
+    assert.equal((await messages(bob.page)).some((m) => m.content === typo), false, "the old text is gone");
+    const editedEl = ada.page.locator("#messages .message", { hasText: "회의는 4시에 해요" });
+    await editedEl.hover();
+    await editedEl.locator(".delete-btn").click();
+    await editedEl.locator(".delete-btn").click(); // confirms
+    await bob.page
+      .waitForFunction(() => !window.parlorChat.messages().some((m) => m.content.startsWith("회의는")), null, { timeout: LIVE_MS })
+      .catch(() => assert.fail("the deleted message stayed on Bob's page"));
+
+    // Both click the voice channel: each sees the other's tile and gets their media.
+    await Promise.all([joinVoiceChannel(ada, "General"), joinVoiceChannel(bob, "General")]);
+    for (const [me, other] of [[ada, bob], [bob, ada]]) {
+      const tile = `#tiles .tile[data-identity="${other.identity}"][data-source="camera"]`;
+      await me.page.waitForSelector(tile, { timeout: MEDIA_TIMEOUT_MS });
+      assert.equal(await me.page.textContent(`${tile} .name`), other.displayName, "the tile shows the display name");
+      assert.equal(other.identity, `user-${other.userId}`);
+      await waitForMediaFrom(me, other);
+      const state = await chatState(me.page);
+      assert.equal(state.view, "voice");
+      const sidebar = await me.page.$$eval("#channel-list .voice-member-name", (els) => els.map((e) => e.textContent).sort());
+      assert.deepEqual(sidebar, [ada.displayName, bob.displayName].sort(), "the sidebar lists who is in the channel");
+      assert.equal(await me.page.isVisible("#voice-panel"), true, "the voice connection panel shows");
+    }
+
+    // Ada disconnects: her tile leaves Bob's page, and her page goes back to #general.
+    await ada.page.click("#voice-disconnect");
+    await bob.page.waitForSelector(`#tiles .tile[data-identity="${ada.identity}"]`, { state: "detached", timeout: LIVE_MS });
+    assert.equal((await chatState(ada.page)).view, "text");
+    assert.equal(await ada.page.isVisible("#voice-panel"), false);
+  });
+});
+
+test("a dropped chat connection resumes, or catches up, without losing or repeating a message", { timeout: 120_000 }, async () => {
+  await withPeople([["Cleo", "클레오 Cleo"], ["Dan", "Dan"]], async ([cleo, dan]) => {
+    await signUp(cleo);
+    await signUp(dan);
+    const guildId = await createGuild(cleo, "Resume club");
+    await joinGuild(dan, await createInvite(cleo), guildId);
+    await send(cleo, "before the drop");
+    await waitForMessage(dan, "before the drop");
+
+    // The connection drops; a message is sent while it is down; the resume replays it.
+    const before = await chatState(dan.page);
+    await dan.page.evaluate(() => window.parlorChat.dropSocket({ holdMs: 1_500 }));
+    await dan.page.waitForFunction(() => window.parlorChat.wsState !== "ready");
+    await send(cleo, "끊긴 동안 보낸 메시지");
+    assert.equal((await waitForMessage(dan, "끊긴 동안 보낸 메시지", 15_000)).length, 1);
+    await dan.page.waitForFunction(() => window.parlorChat.wsState === "ready");
+    const resumed = await chatState(dan.page);
+    assert.equal(resumed.sessionId, before.sessionId, "the same session goes on");
+    assert.equal(resumed.stats.resumes, before.stats.resumes + 1, "one resume");
+    assert.equal(resumed.stats.identifies, before.stats.identifies, "no new identify");
+
+    // The resume is refused (the session is unknown): identify again and page forward.
+    await dan.page.evaluate(() => window.parlorChat.dropSocket({ holdMs: 1_500, invalidateSession: true }));
+    await dan.page.waitForFunction(() => window.parlorChat.wsState !== "ready");
+    const gap = ["gap 1", "gap 2 둘", "gap 3"];
+    for (const text of gap) await send(cleo, text);
+    for (const text of gap) assert.equal((await waitForMessage(dan, text, 15_000)).length, 1, `${text} once`);
+    const caught = await chatState(dan.page);
+    assert.equal(caught.stats.invalidSessions, resumed.stats.invalidSessions + 1);
+    assert.equal(caught.stats.identifies, resumed.stats.identifies + 1);
+    assert.notEqual(caught.sessionId, resumed.sessionId, "a new session");
+    assert.ok(caught.stats.caughtUp >= gap.length, `the gap came by catching up: ${JSON.stringify(caught.stats)}`);
+
+    // Live again, and nothing twice or out of order.
+    await send(cleo, "after the catch-up");
+    await waitForMessage(dan, "after the catch-up");
+    const shown = await messages(dan.page);
+    const ids = shown.map((m) => m.id);
+    assert.equal(new Set(ids).size, ids.length, `no message twice: ${JSON.stringify(shown)}`);
+    assert.deepEqual(
+      shown.map((m) => m.content),
+      ["before the drop", "끊긴 동안 보낸 메시지", ...gap, "after the catch-up"],
+    );
+  });
+});
+
+test("older history loads on scroll-up; new channels appear live", { timeout: 120_000 }, async () => {
+  await withPeople([["Eve", "Eve"], ["Finn", "핀 Finn"]], async ([eve, finn]) => {
+    await signUp(eve);
+    await signUp(finn);
+    const guildId = await createGuild(eve, "History");
+    await joinGuild(finn, await createInvite(eve), guildId);
+
+    // Eve makes a text channel through the dialog: it shows on Finn's page at once.
+    await eve.page.click('#channel-list .category:has-text("Text Channels") .add-channel');
+    await eve.page.selectOption("#new-channel-kind", "text");
+    await eve.page.fill("#new-channel-name", "archive");
+    await eve.page.click("#create-channel-btn");
+    await eve.page.waitForSelector('#channel-list .channel[aria-current="true"]:has-text("archive")', { timeout: LIVE_MS });
+    const archive = finn.page.locator('#channel-list .channel[data-kind="text"]:has-text("archive")');
+    await archive.waitFor({ timeout: LIVE_MS });
+    // And a capped voice channel, which shows its cap.
+    await eve.page.click('#channel-list .category:has-text("Voice Channels") .add-channel');
+    await eve.page.selectOption("#new-channel-kind", "voice");
+    await eve.page.fill("#new-channel-name", "Standup");
+    await eve.page.fill("#new-channel-limit", "5");
+    await eve.page.click("#create-channel-btn");
+    const standup = finn.page.locator('#channel-list .channel[data-kind="voice"]:has-text("Standup")');
+    await standup.waitFor({ timeout: LIVE_MS });
+    assert.match(await standup.locator(".user-limit").textContent(), /5/);
+
+    // 70 messages, more than one page (50).
+    const channelId = (await chatState(eve.page)).selectedChannelId;
+    await eve.page.evaluate(async (id) => {
+      for (let i = 0; i < 70; i += 1) {
+        await window.parlorChat.api("POST", `/channels/${id}/messages`, { content: `기록 ${i}` });
+      }
+    }, channelId);
+
+    await archive.click();
+    const expectAll = Array.from({ length: 70 }, (_, i) => `기록 ${i}`);
+    await finn.page.waitForFunction(() => window.parlorChat.messages().length >= 50, null, { timeout: LIVE_MS });
+    const firstPage = await messages(finn.page);
+    assert.deepEqual(firstPage.map((m) => m.content), expectAll.slice(20), "the latest 50, newest at the bottom");
+    const scroller = await finn.page.$eval("#message-scroller", (el) => ({
+      atBottom: el.scrollHeight - el.scrollTop - el.clientHeight < 80,
+    }));
+    assert.ok(scroller.atBottom, "the history opens at the bottom");
+
+    // Scrolling up loads the rest, and keeps what was on screen in place.
+    await finn.page.$eval("#message-scroller", (el) => el.scrollTo(0, 0));
+    await finn.page
+      .waitForFunction(() => window.parlorChat.messages().length === 70, null, { timeout: LIVE_MS })
+      .catch(async () => assert.fail(`older messages did not load: ${(await messages(finn.page)).length}`));
+    const all = await messages(finn.page);
+    assert.deepEqual(all.map((m) => m.content), expectAll, "all 70 in order, none twice");
+    assert.match(await finn.page.textContent("#history-status"), /start of #archive/);
+
+    // Clicking one voice channel and at once another ends in the second room only.
+    const standupId = (await finn.page.evaluate(() => window.parlorChat.guilds[0].channels)).find(
+      (c) => c.name === "Standup",
+    ).id;
+    // Standup's token comes late, so the first join would be done by then if it went on.
+    await finn.page.route(`**/api/v1/channels/${standupId}/voice/join`, async (route) => {
+      await sleep(1_500);
+      await route.continue();
+    });
+    await finn.page.click('#channel-list .channel[data-kind="voice"]:has-text("General")');
+    await standup.click();
+    await finn.page.waitForFunction(() => window.parlor.state === "joined", null, { timeout: 20_000 });
+    await sleep(2_000); // time for an overtaken join to surface, if it were not dropped
+    const voice = await finn.page.evaluate(() => ({
+      state: window.parlor.state,
+      room: window.parlor.room,
+      channel: window.parlorChat.voiceChannelId,
+    }));
+    assert.deepEqual(voice, { state: "joined", room: `voice-${standupId}`, channel: standupId });
+    assert.equal(await standup.locator(".user-limit").textContent(), "1/5", "the cap with who is in");
+  });
+});
+
+test("the session survives a reload; only the refresh token is stored; signing out ends it", { timeout: 60_000 }, async () => {
+  await withPeople([["Gus", "Gus"]], async ([gus]) => {
+    await signUp(gus);
+    const stored = () =>
+      gus.page.evaluate(() => ({
+        local: Object.fromEntries(Object.entries(localStorage)),
+        session: Object.fromEntries(Object.entries(sessionStorage)),
+      }));
+    const first = await stored();
+    assert.ok(first.local["parlor.chat.refresh"], "the refresh token is kept");
+    const everything = JSON.stringify(first);
+    assert.ok(!/eyJ[\w-]+\.[\w-]+\./.test(everything), `no access token (JWT) in storage: ${everything}`);
+
+    // A refresh rotates the stored token and the app keeps working.
+    const expiresBefore = await gus.page.evaluate(() => window.parlorChat.accessExpiresAt);
+    await gus.page.evaluate(() => window.parlorChat.refreshToken());
+    const rotated = await stored();
+    assert.notEqual(rotated.local["parlor.chat.refresh"], first.local["parlor.chat.refresh"]);
+    assert.ok((await gus.page.evaluate(() => window.parlorChat.accessExpiresAt)) >= expiresBefore);
+    await createGuild(gus, "After refresh");
+
+    // A reload signs in again with the stored token, back to the same server.
+    await gus.page.reload();
+    await gus.page.waitForFunction(() => window.parlorChat?.wsState === "ready", null, { timeout: LIVE_MS });
+    assert.equal(await gus.page.isVisible("#auth-view"), false);
+    assert.equal((await gus.page.evaluate(() => window.parlorChat.user)).username, gus.username);
+    assert.equal(await gus.page.textContent("#guild-name"), "After refresh");
+
+    // Signing out forgets the token; a reload shows the sign-in form.
+    await gus.page.click("#logout-btn");
+    await gus.page.waitForSelector("#auth-view:not([hidden])");
+    assert.equal((await stored()).local["parlor.chat.refresh"], undefined);
+    await gus.page.reload();
+    await gus.page.waitForSelector("#auth-view:not([hidden])");
+  });
+});

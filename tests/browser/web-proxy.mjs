@@ -1,0 +1,113 @@
+// Serves the web app from web/ on disk and passes every other request (REST, /ws, the chat
+// gateway) through to a running parlor: for working on the page without rebuilding the
+// binary, which embeds web/ when it is built.
+//
+//   node web-proxy.mjs http://127.0.0.1:8080 [listen port, default 8090]
+//
+// The tests use it when PARLOR_WEB_FROM_DISK=1 (see README.md). The paths served from disk
+// are those src/web.rs registers; keep the two lists alike.
+
+import { createServer, request as httpRequest } from "node:http";
+import { connect } from "node:net";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const WEB_DIR = path.resolve(here, "../../web");
+
+/** Path -> [file in web/, content type], as src/web.rs routes them. */
+export const WEB_ROUTES = {
+  "/": ["index.html", "text/html; charset=utf-8"],
+  "/app.js": ["app.js", "text/javascript; charset=utf-8"],
+  "/style.css": ["style.css", "text/css; charset=utf-8"],
+  "/room.js": ["room.js", "text/javascript; charset=utf-8"],
+  "/chat": ["chat.html", "text/html; charset=utf-8"],
+  "/chat.js": ["chat.js", "text/javascript; charset=utf-8"],
+  "/chat.css": ["chat.css", "text/css; charset=utf-8"],
+};
+
+/**
+ * Starts the proxy in front of `upstream` (an http:// origin) on 127.0.0.1:`port` (0 picks
+ * one). Resolves with `{url, close()}`.
+ */
+export async function startWebProxy(upstream, port = 0) {
+  const target = new URL(upstream);
+  const sockets = new Set();
+  const server = createServer(async (req, res) => {
+    const pathname = new URL(req.url, "http://x").pathname;
+    const route = WEB_ROUTES[pathname];
+    if (route && req.method === "GET") {
+      try {
+        const body = await readFile(path.join(WEB_DIR, route[0]));
+        res.writeHead(200, { "content-type": route[1], "cache-control": "no-cache" });
+        res.end(body);
+      } catch (error) {
+        res.writeHead(500, { "content-type": "text/plain" });
+        res.end(String(error));
+      }
+      return;
+    }
+    const upstreamReq = httpRequest(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+      (upstreamRes) => {
+        res.writeHead(upstreamRes.statusCode, upstreamRes.headers);
+        upstreamRes.pipe(res);
+      },
+    );
+    upstreamReq.on("error", (error) => {
+      res.writeHead(502, { "content-type": "text/plain" });
+      res.end(`proxy: ${error.message}`);
+    });
+    req.pipe(upstreamReq);
+  });
+  // WebSockets: replay the upgrade request upstream and splice the two sockets.
+  server.on("upgrade", (req, socket, head) => {
+    const upstreamSocket = connect(Number(target.port), target.hostname, () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      upstreamSocket.write(`${lines.join("\r\n")}\r\n\r\n`);
+      if (head?.length) upstreamSocket.write(head);
+      upstreamSocket.pipe(socket);
+      socket.pipe(upstreamSocket);
+    });
+    for (const s of [socket, upstreamSocket]) {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+    }
+    const destroy = () => {
+      socket.destroy();
+      upstreamSocket.destroy();
+    };
+    upstreamSocket.on("error", destroy);
+    socket.on("error", destroy);
+    upstreamSocket.on("close", destroy);
+    socket.on("close", destroy);
+  });
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", resolve);
+  });
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const upstream = process.argv[2];
+  if (!upstream) {
+    console.error("usage: node web-proxy.mjs http://127.0.0.1:PORT [listen port]");
+    process.exit(2);
+  }
+  const proxy = await startWebProxy(upstream, Number(process.argv[3] ?? 8090));
+  console.log(`web/ from disk, the rest from ${upstream}: ${proxy.url}`);
+}
