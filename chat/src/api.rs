@@ -84,6 +84,27 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
+/// The account behind `Bearer <access token>` or `Bot <bot token>`.
+pub async fn authenticate(state: &ChatState, header: &str) -> Result<i64, ChatError> {
+    if let Some(t) = header.strip_prefix("Bot ") {
+        return state
+            .store
+            .bot_by_token(&auth::token_hash(t.trim()))
+            .await?
+            .ok_or_else(|| ChatError::unauthorized("invalid_token", "the bot token is not valid"));
+    }
+    let t = header.strip_prefix("Bearer ").ok_or_else(|| {
+        ChatError::unauthorized(
+            "missing_token",
+            "Authorization: Bearer <access token> or Bot <bot token>",
+        )
+    })?;
+    state
+        .keys
+        .verify(t.trim())
+        .map_err(|code| ChatError::unauthorized(code, "the access token is not valid"))
+}
+
 /// The signed-in user, from `Authorization: Bearer <access token>`.
 #[derive(Debug)]
 pub struct Authed(pub i64);
@@ -92,18 +113,17 @@ impl FromRequestParts<ChatState> for Authed {
     type Rejection = ChatError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ChatState) -> Result<Self, ChatError> {
-        let token = parts
+        let header = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| {
-                ChatError::unauthorized("missing_token", "Authorization: Bearer <access token>")
+                ChatError::unauthorized(
+                    "missing_token",
+                    "Authorization: Bearer <access token> or Bot <bot token>",
+                )
             })?;
-        let user = state
-            .keys
-            .verify(token.trim())
-            .map_err(|code| ChatError::unauthorized(code, "the access token is not valid"))?;
+        let user = authenticate(state, header).await?;
         // Per user per route (method and path template).
         if let Some(limiter) = &state.user_limit {
             let route = parts

@@ -212,7 +212,7 @@ async fn run(state: ChatState, socket: WebSocket) {
                 session_id,
                 seq,
             }) => {
-                let Ok(user) = state.keys.verify(&token) else {
+                let Ok(user) = token_user(&state, &token).await else {
                     break Err(End::Close(
                         close::AUTHENTICATION_FAILED,
                         "the access token is not valid",
@@ -374,9 +374,18 @@ async fn pump(
     }
 }
 
+/// The account of an identify token: an access token, or `Bot <bot token>`.
+async fn token_user(state: &ChatState, token: &str) -> Result<i64, ChatError> {
+    if token.starts_with("Bot ") {
+        crate::api::authenticate(state, token).await
+    } else {
+        crate::api::authenticate(state, &format!("Bearer {token}")).await
+    }
+}
+
 /// Checks the token, opens a session and queues ready.
 async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64), End> {
-    let Ok(user_id) = state.keys.verify(token) else {
+    let Ok(user_id) = token_user(state, token).await else {
         return Err(End::Close(
             close::AUTHENTICATION_FAILED,
             "the access token is not valid",

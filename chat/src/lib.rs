@@ -5,8 +5,10 @@
 pub mod api;
 pub mod attachments;
 pub mod auth;
+pub mod bots;
 pub mod dms;
 pub mod error;
+pub mod events;
 pub mod gateway;
 pub mod guild_store;
 pub mod guilds;
@@ -97,6 +99,8 @@ pub struct ChatState {
     pub user_limit: Option<Arc<limit::Limiter<(i64, String)>>>,
     /// Per user, on invite lookups: codes cannot be guessed by brute force.
     pub invite_limit: Arc<limit::Limiter<i64>>,
+    /// Per incoming webhook.
+    pub webhook_limit: Arc<limit::Limiter<i64>>,
     pub hub: Arc<hub::Hub>,
     pub blobs: Option<Arc<attachments::LocalBlobs>>,
     /// Serializes id, insert and dispatch per channel (striped), so events leave in id
@@ -121,6 +125,8 @@ impl ChatState {
             config: Arc::new(config),
             ids: Arc::new(IdGen::default()),
             invite_limit: Arc::new(limit::Limiter::new(10.0, 10.0 / 60.0)),
+            // Bursts of 30, then 5 a second.
+            webhook_limit: Arc::new(limit::Limiter::new(30.0, 5.0)),
             hub,
             blobs,
             channel_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
@@ -164,10 +170,23 @@ pub fn router(state: ChatState) -> Router {
         .merge(search::router(state.clone()))
         .merge(attachments::router(state.clone()))
         .merge(dms::router(state.clone()))
+        .merge(bots::router(state.clone()))
+        .merge(events::router(state.clone()))
         .route(
             "/api/v1/gateway",
             axum::routing::get(gateway::handler).with_state(state),
         )
+        .route("/api/v1/openapi.json", axum::routing::get(openapi))
+}
+
+/// The OpenAPI 3.1 document of the routes above.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
 }
 
 /// Serves the chat routes alone (`parlor chat`) until `shutdown` resolves.

@@ -260,7 +260,8 @@ async fn send_message(
     Authed(user): Authed,
     Path(channel): Path<String>,
     Body(req): Body<NewMessage>,
-) -> Result<(StatusCode, Json<MessageView>), ChatError> {
+) -> Result<axum::response::Response, ChatError> {
+    use axum::response::IntoResponse;
     let id = parse_id(&channel, "unknown_channel")?;
     let (c, p) = in_channel(&state, id, user).await?;
     if !matches!(c.kind.as_str(), "text" | "thread" | "dm" | "group_dm") {
@@ -283,6 +284,16 @@ async fn send_message(
         }
     } else {
         require(p, Perms::SEND_MESSAGES)?;
+    }
+    // `/command args` for a bot in this guild starts an interaction instead.
+    if req.attachments.is_empty()
+        && let Some(interaction) = crate::bots::invoke(&state, &c, user, &req.content).await?
+    {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"interaction": interaction})),
+        )
+            .into_response());
     }
     let files = claimable(&state, &c, user, &req.attachments).await?;
     if files.is_empty() || !req.content.is_empty() {
@@ -328,7 +339,7 @@ async fn send_message(
     if let Err(e) = reads::notify(&state, &c, &m, &view).await {
         tracing::error!(error = ?e, message = m.id, "notifying failed");
     }
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -39,6 +39,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_read_states.sql")),
     (5, include_str!("../migrations/0005_search_attachments.sql")),
     (6, include_str!("../migrations/0006_dms_threads.sql")),
+    (7, include_str!("../migrations/0007_bots_events.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_accounts.sql")),
@@ -47,6 +48,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_read_states.sql")),
     (5, include_str!("../migrations/0005_search_attachments.sql")),
     (6, include_str!("../migrations/0006_dms_threads.sql")),
+    (7, include_str!("../migrations/0007_bots_events.sql")),
 ];
 
 /// The `users` columns a [`User`] is read from.

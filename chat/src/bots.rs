@@ -1,0 +1,1027 @@
+//! Bots, slash commands and webhooks.
+//!
+//! A bot is an application owned by a user, with its own bot account and a bot token
+//! (`Authorization: Bot <token>`, or `"token": "Bot <token>"` in the WebSocket's
+//! identify). It joins guilds through invites like anyone. It registers slash commands;
+//! when a member sends `/name args` in a channel the bot can see, the bot receives an
+//! `interaction_create` event over its WebSocket and, when it has an interactions URL,
+//! a signed POST there. It answers once, within 15 minutes, and the answer is posted in
+//! the channel as the bot. Incoming webhooks post into one channel with a secret URL.
+
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, patch, post};
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use sqlx::Row;
+
+use crate::api::{Authed, Body};
+use crate::error::ChatError;
+use crate::guild_store::{Channel, Message};
+use crate::guilds::{channel_audience, clean_name, in_channel, parse_id, require};
+use crate::hub::{Audience, Event};
+use crate::messages::MessageView;
+use crate::perms::Perms;
+use crate::store::{Store, StoreError, User};
+use crate::{ChatState, auth, now_ms};
+
+/// How long a bot has to answer an interaction.
+pub const INTERACTION_TTL_MS: i64 = 15 * 60 * 1000;
+/// Commands per bot.
+pub const MAX_COMMANDS: usize = 100;
+
+pub fn router(state: ChatState) -> Router {
+    Router::new()
+        .route("/api/v1/applications", post(create_app).get(list_apps))
+        .route("/api/v1/applications/{app}", patch(update_app))
+        .route(
+            "/api/v1/applications/{app}/commands",
+            get(list_commands).put(set_commands),
+        )
+        .route("/api/v1/guilds/{guild}/commands", get(guild_commands))
+        .route(
+            "/api/v1/interactions/{id}/{token}/callback",
+            post(interaction_callback),
+        )
+        .route(
+            "/api/v1/channels/{channel}/webhooks",
+            get(list_webhooks).post(create_webhook),
+        )
+        .route("/api/v1/webhooks/{id}", delete(delete_webhook))
+        .route("/api/v1/webhooks/{id}/{token}", post(execute_webhook))
+        .with_state(state)
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub id: i64,
+    pub owner_id: i64,
+    pub bot_user_id: i64,
+    pub name: String,
+    pub webhook_secret: String,
+    pub interactions_url: Option<String>,
+}
+
+/// A command option: a named string argument.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CommandOption {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Command {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub options: Vec<CommandOption>,
+}
+
+fn app_from(r: &sqlx::any::AnyRow) -> Result<App, sqlx::Error> {
+    Ok(App {
+        id: r.try_get("id")?,
+        owner_id: r.try_get("owner_id")?,
+        bot_user_id: r.try_get("bot_user_id")?,
+        name: r.try_get("name")?,
+        webhook_secret: r.try_get("webhook_secret")?,
+        interactions_url: r.try_get("interactions_url")?,
+    })
+}
+
+macro_rules! app_columns {
+    () => {
+        "id, owner_id, bot_user_id, name, webhook_secret, interactions_url"
+    };
+}
+
+impl Store {
+    pub async fn create_app(
+        &self,
+        app: &App,
+        bot: &User,
+        token_hash: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.create_user(bot).await?;
+        sqlx::query(
+            "INSERT INTO applications (id, owner_id, bot_user_id, name, token_hash, \
+             webhook_secret, interactions_url, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(app.id)
+        .bind(app.owner_id)
+        .bind(app.bot_user_id)
+        .bind(&app.name)
+        .bind(token_hash)
+        .bind(&app.webhook_secret)
+        .bind(&app.interactions_url)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The bot account a bot token belongs to.
+    pub async fn bot_by_token(&self, token_hash: &str) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT bot_user_id FROM applications WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn app(&self, id: i64) -> Result<Option<App>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            app_columns!(),
+            " FROM applications WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| app_from(&r)).transpose()?)
+    }
+
+    pub async fn app_of_bot(&self, bot_user_id: i64) -> Result<Option<App>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            app_columns!(),
+            " FROM applications WHERE bot_user_id = $1"
+        ))
+        .bind(bot_user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| app_from(&r)).transpose()?)
+    }
+
+    pub async fn apps_of(&self, owner_id: i64) -> Result<Vec<App>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            app_columns!(),
+            " FROM applications WHERE owner_id = $1 ORDER BY id"
+        ))
+        .bind(owner_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(app_from).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn set_interactions_url(&self, id: i64, url: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE applications SET interactions_url = $1 WHERE id = $2")
+            .bind(url)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a bot's commands.
+    pub async fn set_commands(
+        &self,
+        app_id: i64,
+        commands: &[(i64, Command)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM commands WHERE application_id = $1")
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?;
+        for (id, c) in commands {
+            sqlx::query(
+                "INSERT INTO commands (id, application_id, name, description, options) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(*id)
+            .bind(app_id)
+            .bind(&c.name)
+            .bind(&c.description)
+            .bind(serde_json::to_string(&c.options).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Commands of bots that are members of the guild: (application, bot account, command).
+    pub async fn guild_commands(
+        &self,
+        guild_id: i64,
+    ) -> Result<Vec<(i64, i64, Command)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.application_id, a.bot_user_id, c.name, c.description, c.options \
+             FROM commands c JOIN applications a ON a.id = c.application_id \
+             JOIN members m ON m.user_id = a.bot_user_id AND m.guild_id = $1 \
+             ORDER BY c.name, c.application_id",
+        )
+        .bind(guild_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let options: String = r.try_get("options")?;
+                Ok((
+                    r.try_get("application_id")?,
+                    r.try_get("bot_user_id")?,
+                    Command {
+                        name: r.try_get("name")?,
+                        description: r.try_get("description")?,
+                        options: serde_json::from_str(&options).unwrap_or_default(),
+                    },
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Db)
+    }
+
+    pub async fn app_commands(&self, app_id: i64) -> Result<Vec<Command>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, description, options FROM commands WHERE application_id = $1 \
+             ORDER BY name",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let options: String = r.try_get("options")?;
+                Ok(Command {
+                    name: r.try_get("name")?,
+                    description: r.try_get("description")?,
+                    options: serde_json::from_str(&options).unwrap_or_default(),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Db)
+    }
+
+    /// Records an interaction (its token hashed) at `at`, keyed by its id.
+    pub async fn create_interaction(
+        &self,
+        (id, at): (i64, i64),
+        app_id: i64,
+        channel_id: i64,
+        user_id: i64,
+        command: &str,
+        token_hash: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO interactions (id, application_id, channel_id, user_id, command, \
+             token_hash, replied, created_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+        )
+        .bind(id)
+        .bind(app_id)
+        .bind(channel_id)
+        .bind(user_id)
+        .bind(command)
+        .bind(token_hash)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Claims the one answer of a live interaction; its application and channel.
+    pub async fn claim_interaction(
+        &self,
+        id: i64,
+        token_hash: &str,
+        not_before: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE interactions SET replied = 1 WHERE id = $1 AND token_hash = $2 \
+             AND replied = 0 AND created_at > $3 RETURNING application_id, channel_id",
+        )
+        .bind(id)
+        .bind(token_hash)
+        .bind(not_before)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("application_id")?, r.try_get("channel_id")?)))
+            .transpose()
+            .map_err(StoreError::Db)
+    }
+
+    pub async fn create_webhook(
+        &self,
+        id: i64,
+        channel_id: i64,
+        creator: i64,
+        account: &User,
+        name: &str,
+        token_hash: &str,
+    ) -> Result<(), StoreError> {
+        self.create_user(account).await?;
+        sqlx::query(
+            "INSERT INTO webhooks (id, channel_id, creator_id, user_id, name, token_hash, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(channel_id)
+        .bind(creator)
+        .bind(account.id)
+        .bind(name)
+        .bind(token_hash)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// (channel, account, name) of a webhook whose token matches.
+    pub async fn webhook(
+        &self,
+        id: i64,
+        token_hash: Option<&str>,
+    ) -> Result<Option<(i64, i64, String)>, StoreError> {
+        let row =
+            sqlx::query("SELECT channel_id, user_id, name, token_hash FROM webhooks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(r) = row else { return Ok(None) };
+        let stored: String = r.try_get("token_hash")?;
+        if token_hash.is_some_and(|t| t != stored) {
+            return Ok(None);
+        }
+        Ok(Some((
+            r.try_get("channel_id")?,
+            r.try_get("user_id")?,
+            r.try_get("name")?,
+        )))
+    }
+
+    pub async fn webhooks(&self, channel_id: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = sqlx::query("SELECT id, name FROM webhooks WHERE channel_id = $1 ORDER BY id")
+            .bind(channel_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Db)
+    }
+
+    pub async fn delete_webhook(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A non-human account to post as: no password can sign in to it.
+fn bot_account(state: &ChatState, name: &str, prefix: &str) -> User {
+    let id = state.ids.next();
+    User {
+        id,
+        username: format!("{prefix}{id}"),
+        display_name: name.to_owned(),
+        avatar: None,
+        is_bot: true,
+        password_hash: "!".into(),
+        login_allowlist: Vec::new(),
+        created_at: now_ms(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct NewApp {
+    name: String,
+    #[serde(default)]
+    interactions_url: Option<String>,
+}
+
+fn check_url(u: &str) -> Result<(), ChatError> {
+    if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 2048 {
+        return Err(ChatError::bad_request(
+            "invalid_url",
+            "interactions_url is an http(s) URL",
+        ));
+    }
+    Ok(())
+}
+
+fn app_view(a: &App) -> Value {
+    json!({
+        "id": a.id.to_string(),
+        "name": a.name,
+        "owner_id": a.owner_id.to_string(),
+        "bot_user_id": a.bot_user_id.to_string(),
+        "interactions_url": a.interactions_url,
+    })
+}
+
+/// Creates a bot. Its token and webhook secret are shown once, here.
+async fn create_app(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Body(req): Body<NewApp>,
+) -> Result<(StatusCode, Json<Value>), ChatError> {
+    if let Some(u) = &req.interactions_url {
+        check_url(u)?;
+    }
+    let name = clean_name(&req.name, 32, "invalid_name")?;
+    if state.store.apps_of(user).await?.len() >= 25 {
+        return Err(ChatError::bad_request(
+            "too_many_applications",
+            "at most 25 bots per account",
+        ));
+    }
+    let bot = bot_account(&state, &name, "bot_");
+    let token = auth::random_token();
+    let app = App {
+        id: state.ids.next(),
+        owner_id: user,
+        bot_user_id: bot.id,
+        name,
+        webhook_secret: auth::random_token(),
+        interactions_url: req.interactions_url,
+    };
+    state
+        .store
+        .create_app(&app, &bot, &auth::token_hash(&token), now_ms())
+        .await?;
+    let mut v = app_view(&app);
+    v["token"] = json!(token);
+    v["webhook_secret"] = json!(app.webhook_secret);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+async fn list_apps(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+) -> Result<Json<Vec<Value>>, ChatError> {
+    Ok(Json(
+        state
+            .store
+            .apps_of(user)
+            .await?
+            .iter()
+            .map(app_view)
+            .collect(),
+    ))
+}
+
+/// The application, if the caller is its owner or its bot.
+async fn my_app(state: &ChatState, app: &str, user: i64) -> Result<App, ChatError> {
+    let unknown = || {
+        ChatError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_application",
+            "no such application",
+        )
+    };
+    let id = parse_id(app, "unknown_application")?;
+    let a = state.store.app(id).await?.ok_or_else(unknown)?;
+    if a.owner_id != user && a.bot_user_id != user {
+        return Err(unknown());
+    }
+    Ok(a)
+}
+
+#[derive(Debug, Deserialize)]
+struct AppEdit {
+    /// An http(s) URL, or null to stop webhook deliveries.
+    interactions_url: Option<String>,
+}
+
+async fn update_app(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(app): Path<String>,
+    Body(req): Body<AppEdit>,
+) -> Result<Json<Value>, ChatError> {
+    let mut a = my_app(&state, &app, user).await?;
+    if let Some(u) = &req.interactions_url {
+        check_url(u)?;
+    }
+    state
+        .store
+        .set_interactions_url(a.id, req.interactions_url.as_deref())
+        .await?;
+    a.interactions_url = req.interactions_url;
+    Ok(Json(app_view(&a)))
+}
+
+fn command_name_ok(n: &str) -> bool {
+    (1..=32).contains(&n.chars().count())
+        && n.chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        && n == n.to_lowercase()
+}
+
+async fn set_commands(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(app): Path<String>,
+    Body(commands): Body<Vec<Command>>,
+) -> Result<Json<Vec<Command>>, ChatError> {
+    let a = my_app(&state, &app, user).await?;
+    if commands.len() > MAX_COMMANDS {
+        return Err(ChatError::bad_request(
+            "too_many_commands",
+            format!("at most {MAX_COMMANDS} commands"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for c in &commands {
+        let options_ok = c.options.len() <= 10
+            && c.options.iter().all(|o| command_name_ok(&o.name))
+            && c.description.chars().count() <= 100;
+        if !command_name_ok(&c.name) || !options_ok || !seen.insert(c.name.clone()) {
+            return Err(ChatError::bad_request(
+                "invalid_command",
+                format!(
+                    "{:?}: names are 1-32 lowercase letters, digits, - or _, unique; \
+                     at most 10 options; descriptions up to 100 characters",
+                    c.name
+                ),
+            ));
+        }
+    }
+    let with_ids: Vec<(i64, Command)> = commands
+        .iter()
+        .map(|c| (state.ids.next(), c.clone()))
+        .collect();
+    state.store.set_commands(a.id, &with_ids).await?;
+    Ok(Json(commands))
+}
+
+async fn list_commands(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<Command>>, ChatError> {
+    let a = my_app(&state, &app, user).await?;
+    Ok(Json(state.store.app_commands(a.id).await?))
+}
+
+/// The commands members can use in a guild (for autocomplete).
+async fn guild_commands(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(guild): Path<String>,
+) -> Result<Json<Vec<Value>>, ChatError> {
+    let id = parse_id(&guild, "unknown_guild")?;
+    crate::guilds::in_guild(&state, id, user).await?;
+    Ok(Json(
+        state
+            .store
+            .guild_commands(id)
+            .await?
+            .into_iter()
+            .map(|(app, bot, c)| {
+                json!({
+                    "application_id": app.to_string(),
+                    "bot_user_id": bot.to_string(),
+                    "name": c.name,
+                    "description": c.description,
+                    "options": c.options,
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// Splits `args` over the options: one word each, the last taking the rest.
+pub fn bind_options(
+    options: &[CommandOption],
+    args: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut rest = args.trim();
+    for (i, o) in options.iter().enumerate() {
+        if rest.is_empty() {
+            if o.required {
+                return Err(format!("missing {}", o.name));
+            }
+            continue;
+        }
+        let value = if i + 1 == options.len() {
+            std::mem::take(&mut rest).to_owned()
+        } else {
+            let (word, tail) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            rest = tail.trim_start();
+            word.to_owned()
+        };
+        out.push((o.name.clone(), value));
+    }
+    Ok(out)
+}
+
+/// If `content` invokes a slash command of a bot in the channel's guild, starts the
+/// interaction and returns it; `None` means the text is an ordinary message.
+pub(crate) async fn invoke(
+    state: &ChatState,
+    c: &Channel,
+    user: i64,
+    content: &str,
+) -> Result<Option<Value>, ChatError> {
+    let Some(text) = content.strip_prefix('/') else {
+        return Ok(None);
+    };
+    if c.is_dm() {
+        return Ok(None);
+    }
+    let (name, args) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    let found = state
+        .store
+        .guild_commands(c.guild_id)
+        .await?
+        .into_iter()
+        .find(|(_, bot, cmd)| cmd.name == name && *bot != user);
+    let Some((app_id, bot, cmd)) = found else {
+        return Ok(None);
+    };
+    // The bot must see the channel to answer in it.
+    let access = state.store.guild_access(c.guild_id).await?;
+    if !access
+        .and_then(|a| a.visible(bot))
+        .is_some_and(|v| v.contains(&c.id))
+    {
+        return Ok(None);
+    }
+    let options = bind_options(&cmd.options, args)
+        .map_err(|m| ChatError::bad_request("invalid_command_options", m))?;
+    let id = state.ids.next();
+    let token = auth::random_token();
+    let now = now_ms();
+    state
+        .store
+        .create_interaction(
+            (id, now),
+            app_id,
+            c.id,
+            user,
+            &cmd.name,
+            &auth::token_hash(&token),
+        )
+        .await?;
+    let u = state.store.user(user).await?;
+    let interaction = json!({
+        "id": id.to_string(),
+        "token": token,
+        "application_id": app_id.to_string(),
+        "type": "command",
+        "command": cmd.name,
+        "options": options.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
+        "args": args.trim(),
+        "guild_id": c.guild_id.to_string(),
+        "channel_id": c.id.to_string(),
+        "user": {
+            "id": user.to_string(),
+            "username": u.as_ref().map(|u| u.username.clone()),
+            "display_name": u.as_ref().map(|u| u.display_name.clone()),
+        },
+        "created_at": now,
+        "expires_at": now + INTERACTION_TTL_MS,
+    });
+    state.dispatch(
+        Audience::Users(vec![bot]),
+        Event::new("interaction_create", &interaction),
+    );
+    if let Some(app) = state.store.app(app_id).await?
+        && let Some(url) = app.interactions_url.clone()
+    {
+        tokio::spawn(deliver(state.clone(), app, url, interaction.clone()));
+    }
+    // The caller sees the interaction, not its token.
+    let mut public = interaction;
+    if let Some(o) = public.as_object_mut() {
+        o.remove("token");
+    }
+    Ok(Some(public))
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// `sha256=<hex>` of `timestamp.body` under the bot's webhook secret.
+pub fn sign_delivery(secret: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("hmac takes any key");
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// POSTs an interaction to the bot's URL, signed. A 200 answer with `content` is the
+/// bot's reply.
+async fn deliver(state: ChatState, app: App, url: String, interaction: Value) {
+    let body = interaction.to_string();
+    let ts = now_ms();
+    let started = Instant::now();
+    let sent = reqwest_post(
+        &url,
+        &body,
+        ts,
+        &sign_delivery(&app.webhook_secret, ts, &body),
+    )
+    .await;
+    tracing::debug!(
+        url,
+        ms = started.elapsed().as_millis() as u64,
+        "interaction delivered"
+    );
+    let Ok(Some(reply)) = sent else {
+        if let Err(e) = sent {
+            tracing::warn!(url, error = %e, "interaction delivery failed");
+        }
+        return;
+    };
+    let (Some(id), Some(token)) = (
+        interaction["id"]
+            .as_str()
+            .and_then(|i| i.parse::<i64>().ok()),
+        interaction["token"].as_str(),
+    ) else {
+        return;
+    };
+    if let Err(e) = answer(&state, id, token, &reply).await {
+        tracing::warn!(error = ?e, "interaction reply from the webhook refused");
+    }
+}
+
+/// A small HTTP client for deliveries: the chat service's only outgoing requests.
+async fn reqwest_post(url: &str, body: &str, ts: i64, sig: &str) -> Result<Option<Value>, String> {
+    let client = hyper_client();
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-parlor-timestamp", ts.to_string())
+        .header("x-parlor-signature", sig)
+        .body(body.to_owned())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("status {}", r.status()));
+    }
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    Ok(v.get("content").is_some().then_some(v))
+}
+
+fn hyper_client() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default()
+        })
+        .clone()
+}
+
+/// Posts the bot's one answer to an interaction into its channel.
+async fn answer(
+    state: &ChatState,
+    id: i64,
+    token: &str,
+    reply: &Value,
+) -> Result<MessageView, ChatError> {
+    let content = reply["content"].as_str().unwrap_or("").to_owned();
+    if content.trim().is_empty() || content.chars().count() > crate::messages::MAX_CONTENT_CHARS {
+        return Err(ChatError::bad_request(
+            "invalid_content",
+            "content is 1-4000 characters",
+        ));
+    }
+    let (app_id, channel_id) = state
+        .store
+        .claim_interaction(id, &auth::token_hash(token), now_ms() - INTERACTION_TTL_MS)
+        .await?
+        .ok_or_else(|| {
+            ChatError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_interaction",
+                "no such interaction, it expired, or it was answered already",
+            )
+        })?;
+    let app = state
+        .store
+        .app(app_id)
+        .await?
+        .ok_or_else(|| ChatError::Internal("interaction without application".into()))?;
+    let c = state
+        .store
+        .channel(channel_id)
+        .await?
+        .ok_or_else(crate::guilds::unknown_channel)?;
+    post_as(state, &c, app.bot_user_id, content).await
+}
+
+/// Stores and sends a message by a bot or webhook account.
+pub(crate) async fn post_as(
+    state: &ChatState,
+    c: &Channel,
+    author: i64,
+    content: String,
+) -> Result<MessageView, ChatError> {
+    let _order = state.lock_channel(c.id).await;
+    let m = Message {
+        id: state.ids.next(),
+        channel_id: c.id,
+        author_id: author,
+        content,
+        reply_to: None,
+        edited_at: None,
+        created_at: now_ms(),
+        pinned_at: None,
+        mention_everyone: false,
+        mentions: Vec::new(),
+        attachments: Vec::new(),
+    };
+    state.store.insert_message(&m).await?;
+    let view = MessageView::new(state, &m, &[], false);
+    state.dispatch(channel_audience(c), Event::new("message_create", &view));
+    Ok(view)
+}
+
+async fn interaction_callback(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path((id, token)): Path<(String, String)>,
+    Body(reply): Body<Value>,
+) -> Result<(StatusCode, Json<MessageView>), ChatError> {
+    let id = parse_id(&id, "unknown_interaction")?;
+    // Only the bot answers its interactions.
+    if state.store.app_of_bot(user).await?.is_none() {
+        return Err(ChatError::new(
+            StatusCode::FORBIDDEN,
+            "not_a_bot",
+            "interactions are answered with the bot's token",
+        ));
+    }
+    let view = answer(&state, id, &token, &reply).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewWebhook {
+    name: String,
+}
+
+async fn create_webhook(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(channel): Path<String>,
+    Body(req): Body<NewWebhook>,
+) -> Result<(StatusCode, Json<Value>), ChatError> {
+    let id = parse_id(&channel, "unknown_channel")?;
+    let (c, p) = in_channel(&state, id, user).await?;
+    if c.kind != "text" {
+        return Err(ChatError::bad_request(
+            "not_a_text_channel",
+            "webhooks post into text channels",
+        ));
+    }
+    require(p, Perms::MANAGE_CHANNELS)?;
+    let name = clean_name(&req.name, 80, "invalid_name")?;
+    let account = bot_account(&state, &name, "webhook_");
+    let wid = state.ids.next();
+    let token = auth::random_token();
+    state
+        .store
+        .create_webhook(wid, c.id, user, &account, &name, &auth::token_hash(&token))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": wid.to_string(),
+            "channel_id": c.id.to_string(),
+            "name": name,
+            "token": token,
+            "url": format!("/api/v1/webhooks/{wid}/{token}"),
+        })),
+    ))
+}
+
+async fn list_webhooks(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(channel): Path<String>,
+) -> Result<Json<Vec<Value>>, ChatError> {
+    let id = parse_id(&channel, "unknown_channel")?;
+    let (c, p) = in_channel(&state, id, user).await?;
+    require(p, Perms::MANAGE_CHANNELS)?;
+    Ok(Json(
+        state
+            .store
+            .webhooks(c.id)
+            .await?
+            .into_iter()
+            .map(|(id, name)| json!({"id": id.to_string(), "channel_id": c.id.to_string(), "name": name}))
+            .collect(),
+    ))
+}
+
+fn unknown_webhook() -> ChatError {
+    ChatError::new(StatusCode::NOT_FOUND, "unknown_webhook", "no such webhook")
+}
+
+async fn delete_webhook(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ChatError> {
+    let wid = parse_id(&id, "unknown_webhook")?;
+    let (channel, _, _) = state
+        .store
+        .webhook(wid, None)
+        .await?
+        .ok_or_else(unknown_webhook)?;
+    let (_, p) = in_channel(&state, channel, user)
+        .await
+        .map_err(|_| unknown_webhook())?;
+    require(p, Perms::MANAGE_CHANNELS)?;
+    state.store.delete_webhook(wid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct WebhookPost {
+    content: String,
+}
+
+/// Posts into the webhook's channel; the secret URL is the credential.
+async fn execute_webhook(
+    State(state): State<ChatState>,
+    Path((id, token)): Path<(String, String)>,
+    Body(req): Body<WebhookPost>,
+) -> Result<(StatusCode, Json<MessageView>), ChatError> {
+    let wid = id.parse::<i64>().map_err(|_| unknown_webhook())?;
+    state
+        .webhook_limit
+        .check(wid, Instant::now())
+        .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
+    let (channel, account, _) = state
+        .store
+        .webhook(wid, Some(&auth::token_hash(&token)))
+        .await?
+        .ok_or_else(unknown_webhook)?;
+    let n = req.content.chars().count();
+    if req.content.trim().is_empty() || n > crate::messages::MAX_CONTENT_CHARS {
+        return Err(ChatError::bad_request(
+            "invalid_content",
+            "content is 1-4000 characters",
+        ));
+    }
+    let c = state
+        .store
+        .channel(channel)
+        .await?
+        .ok_or_else(unknown_webhook)?;
+    let view = post_as(&state, &c, account, req.content).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opt(name: &str, required: bool) -> CommandOption {
+        CommandOption {
+            name: name.into(),
+            description: String::new(),
+            required,
+        }
+    }
+
+    #[test]
+    fn options_take_a_word_each_and_the_last_the_rest() {
+        let o = [opt("city", true), opt("note", false)];
+        assert_eq!(
+            bind_options(&o, "  서울  맑음 그리고 따뜻함 ").unwrap(),
+            vec![
+                ("city".into(), "서울".into()),
+                ("note".into(), "맑음 그리고 따뜻함".into())
+            ]
+        );
+        assert_eq!(bind_options(&o, "Paris").unwrap().len(), 1);
+        assert!(bind_options(&o, "").is_err());
+    }
+
+    #[test]
+    fn deliveries_are_signed_over_timestamp_and_body() {
+        let a = sign_delivery("s3cret", 1, "{}");
+        assert!(a.starts_with("sha256=") && a.len() == 7 + 64);
+        assert_ne!(a, sign_delivery("s3cret", 2, "{}"));
+        assert_ne!(a, sign_delivery("other", 1, "{}"));
+    }
+}
