@@ -111,13 +111,13 @@ struct TokenArgs {
     /// The participant may not receive others' tracks.
     #[arg(long)]
     no_subscribe: bool,
-    /// Room admin: the token's caps apply to the room.
+    /// Room admin: may use the room admin API (`/admin/rooms/{room}`).
     #[arg(long)]
     admin: bool,
     /// Lifetime, e.g. 30m, 1h, 7d.
     #[arg(long, default_value = "1h")]
     ttl: humantime::Duration,
-    /// Room caps carried by an admin token.
+    /// Room caps carried by the token, applied when its holder joins.
     #[arg(long)]
     max_participants: Option<u32>,
     #[arg(long)]
@@ -305,9 +305,6 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
         || t.max_video_publishers.is_some()
         || t.max_screen_shares.is_some()
     {
-        if !t.admin {
-            bail!("room caps in a token need --admin");
-        }
         claims.caps = Some(RoomCaps {
             max_participants: t.max_participants,
             max_video_publishers: t.max_video_publishers,

@@ -43,6 +43,10 @@ pub fn router(state: ChatState) -> Router {
             post(upload).layer(DefaultBodyLimit::max(limit)),
         )
         .route("/api/v1/attachments/{id}/{name}", get(download))
+        .route(
+            "/api/v1/attachments/{id}/thumbnail/{name}",
+            get(download_thumbnail),
+        )
         .with_state(state)
 }
 
@@ -173,6 +177,16 @@ pub fn check_type(declared: &str, bytes: &[u8]) -> Result<String, ChatError> {
     match sniff(bytes) {
         Some(t) => {
             let same_family = declared.split('/').next() == t.split('/').next();
+            // MP4 and Ogg hold audio or video: either declared type is true of the bytes.
+            let container = |c: &str| {
+                matches!(
+                    (t, declared.as_str()),
+                    ("video/mp4", "audio/mp4") | ("audio/ogg", "video/ogg")
+                ) && c == t
+            };
+            if container(t) {
+                return Ok(declared.clone());
+            }
             if strict && !same_family {
                 return Err(mismatch());
             }
@@ -258,9 +272,12 @@ impl AttachmentView {
             width: a.width,
             height: a.height,
             url: format!("/api/v1/attachments/{}/{name}?exp={exp}&sig={sig}", a.id),
-            thumbnail_url: a
-                .has_thumb
-                .then(|| format!("/api/v1/attachments/{}/thumb?exp={exp}&sig={sig}", a.id)),
+            thumbnail_url: a.has_thumb.then(|| {
+                format!(
+                    "/api/v1/attachments/{}/thumbnail/thumb.png?exp={exp}&sig={sig}",
+                    a.id
+                )
+            }),
         }
     }
 }
@@ -362,7 +379,10 @@ async fn upload(
     let Query(q) = query.map_err(|e| ChatError::bad_request("invalid_query", e.body_text()))?;
     let id = parse_id(&channel, "unknown_channel")?;
     let (c, p) = in_channel(&state, id, user).await?;
-    require(p, Perms::SEND_MESSAGES | Perms::ATTACH_FILES)?;
+    require(
+        p,
+        crate::messages::send_permission(&c) | Perms::ATTACH_FILES,
+    )?;
     let Some(blobs) = state.blobs.clone() else {
         return Err(ChatError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -431,9 +451,21 @@ struct Signed {
 
 async fn download(
     State(state): State<ChatState>,
-    Path((id, name)): Path<(String, String)>,
+    Path((id, _name)): Path<(String, String)>,
     Query(q): Query<Signed>,
 ) -> Result<Response, ChatError> {
+    serve(&state, &id, q, false).await
+}
+
+async fn download_thumbnail(
+    State(state): State<ChatState>,
+    Path((id, _name)): Path<(String, String)>,
+    Query(q): Query<Signed>,
+) -> Result<Response, ChatError> {
+    serve(&state, &id, q, true).await
+}
+
+async fn serve(state: &ChatState, id: &str, q: Signed, thumb: bool) -> Result<Response, ChatError> {
     let not_found = || ChatError::new(StatusCode::NOT_FOUND, "unknown_attachment", "no such file");
     let id: i64 = id.parse().map_err(|_| not_found())?;
     let (Some(exp), Some(sig)) = (q.exp, q.sig) else {
@@ -443,7 +475,7 @@ async fn download(
             "attachment URLs are signed",
         ));
     };
-    if !verify(&state, id, exp, &sig) {
+    if !verify(state, id, exp, &sig) {
         return Err(ChatError::new(
             StatusCode::FORBIDDEN,
             "invalid_signature",
@@ -451,7 +483,9 @@ async fn download(
         ));
     }
     let a = state.store.attachment(id).await?.ok_or_else(not_found)?;
-    let thumb = name == "thumb" && a.has_thumb;
+    if thumb && !a.has_thumb {
+        return Err(not_found());
+    }
     let Some(blobs) = state.blobs.clone() else {
         return Err(not_found());
     };

@@ -146,11 +146,19 @@ impl GuildAccess {
     /// The channels the member can view; `None` if not a member.
     pub fn visible(&self, user_id: i64) -> Option<HashSet<i64>> {
         let m = self.member(user_id)?;
+        // A thread follows its parent channel's overwrites.
+        let overwrites = |c: &Channel| {
+            let pid = c.perms_channel();
+            self.channels
+                .iter()
+                .find(|(p, _)| p.id == pid)
+                .map_or(&[][..], |(_, ow)| ow.as_slice())
+        };
         Some(
             self.channels
                 .iter()
-                .filter(|(_, ow)| {
-                    channel_perms(&m, self.guild.id, ow).contains(Perms::VIEW_CHANNEL)
+                .filter(|(c, _)| {
+                    channel_perms(&m, self.guild.id, overwrites(c)).contains(Perms::VIEW_CHANNEL)
                 })
                 .map(|(c, _)| c.id)
                 .collect(),
@@ -614,4 +622,49 @@ where
     .await
     .map_err(StoreError::from_db)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_are_seen_by_whoever_sees_their_channel() {
+        let guild = Guild {
+            id: 1,
+            name: "g".into(),
+            owner_id: 9,
+            created_at: 0,
+        };
+        let text = Channel {
+            id: 10,
+            guild_id: 1,
+            kind: "text".into(),
+            ..Channel::default()
+        };
+        let thread = Channel {
+            id: 11,
+            guild_id: 1,
+            kind: "thread".into(),
+            parent_id: Some(10),
+            ..Channel::default()
+        };
+        let hidden = vec![Overwrite {
+            target: Target::Role(1),
+            allow: Perms(0),
+            deny: Perms::VIEW_CHANNEL,
+        }];
+        let access = GuildAccess {
+            guild,
+            everyone: Perms::DEFAULT_EVERYONE,
+            channels: vec![(text.clone(), hidden), (thread.clone(), Vec::new())],
+            members: HashMap::from([(5, Vec::new()), (9, Vec::new())]),
+        };
+        assert!(
+            access.visible(5).unwrap().is_empty(),
+            "the thread follows its channel"
+        );
+        assert_eq!(access.visible(9).unwrap().len(), 2, "the owner sees both");
+        assert!(access.visible(77).is_none(), "not a member");
+    }
 }

@@ -161,17 +161,19 @@ async fn sweep(hub: std::sync::Weak<hub::Hub>, store: Store) {
 
 /// The chat routes, under `/api/v1`.
 pub fn router(state: ChatState) -> Router {
-    api::router(state.clone())
+    // JSON bodies are small; uploads have their own limit.
+    let json = api::router(state.clone())
         .merge(guilds::router(state.clone()))
         .merge(members::router(state.clone()))
         .merge(messages::router(state.clone()))
         .merge(voice::router(state.clone()))
         .merge(reads::router(state.clone()))
         .merge(search::router(state.clone()))
-        .merge(attachments::router(state.clone()))
         .merge(dms::router(state.clone()))
         .merge(bots::router(state.clone()))
         .merge(events::router(state.clone()))
+        .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES));
+    json.merge(attachments::router(state.clone()))
         .route(
             "/api/v1/gateway",
             axum::routing::get(gateway::handler).with_state(state),

@@ -358,9 +358,13 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a channel; a category's children move to the top level.
+    /// Deletes a channel with its threads; a category's children move to the top level.
     pub async fn delete_channel(&self, id: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM channels WHERE parent_id = $1 AND kind = 'thread'")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE channels SET parent_id = NULL WHERE parent_id = $1")
             .bind(id)
             .execute(&mut *tx)

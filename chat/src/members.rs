@@ -397,9 +397,9 @@ async fn create_role(
         Some(b) => parse_bits(b)?,
         None => Perms(0),
     };
-    let position = req
-        .position
-        .unwrap_or_else(|| roles.iter().map(|r| r.position).max().unwrap_or(0) + 1);
+    // New roles start at the bottom, just above @everyone, where anyone who may manage
+    // roles can place them.
+    let position = req.position.unwrap_or(1);
     if position < 1 {
         return Err(ChatError::bad_request(
             "invalid_position",

@@ -139,6 +139,7 @@ fn check_content(content: &str) -> Result<(), ChatError> {
 async fn resolve_mentions(
     state: &ChatState,
     c: &Channel,
+    author: i64,
     content: &str,
     perms: Perms,
 ) -> Result<(Vec<(String, i64)>, bool), ChatError> {
@@ -191,9 +192,16 @@ async fn resolve_mentions(
         }
     }
     if !found.channel_ids.is_empty() || !found.channel_names.is_empty() {
+        // Only channels the author can see: a mention must not reveal a hidden one.
+        let access = state.store.guild_access(c.guild_id).await?;
+        let seen = access
+            .as_ref()
+            .and_then(|a| a.visible(author))
+            .unwrap_or_default();
         let channels = state.store.channels(c.guild_id).await?;
         for ch in &channels {
             if ch.kind != "category"
+                && seen.contains(&ch.id)
                 && (found.channel_ids.contains(&ch.id) || found.channel_names.contains(&ch.name))
             {
                 add("channel", ch.id);
@@ -202,6 +210,15 @@ async fn resolve_mentions(
     }
     let everyone = (found.everyone || found.here) && perms.contains(Perms::MENTION_EVERYONE);
     Ok((out, everyone))
+}
+
+/// What sending in a channel takes: threads have their own permission.
+pub(crate) fn send_permission(c: &Channel) -> Perms {
+    if c.kind == "thread" {
+        Perms::SEND_IN_THREADS
+    } else {
+        Perms::SEND_MESSAGES
+    }
 }
 
 fn invalid_attachment() -> ChatError {
@@ -270,21 +287,7 @@ async fn send_message(
             "messages go in text channels, threads and DMs",
         ));
     }
-    if c.kind == "thread" {
-        require(p, Perms::SEND_IN_THREADS)?;
-        if c.archived {
-            // Sending brings an archived thread back.
-            let mut open = c.clone();
-            open.archived = false;
-            state.store.update_channel(&open).await?;
-            state.dispatch(
-                channel_audience(&open),
-                Event::new("channel_update", &crate::guilds::ChannelView::from(&open)),
-            );
-        }
-    } else {
-        require(p, Perms::SEND_MESSAGES)?;
-    }
+    require(p, send_permission(&c))?;
     // `/command args` for a bot in this guild starts an interaction instead.
     if req.attachments.is_empty()
         && let Some(interaction) = crate::bots::invoke(&state, &c, user, &req.content).await?
@@ -312,7 +315,7 @@ async fn send_message(
         }
         None => None,
     };
-    let (mentions, mention_everyone) = resolve_mentions(&state, &c, &req.content, p).await?;
+    let (mentions, mention_everyone) = resolve_mentions(&state, &c, user, &req.content, p).await?;
     // Id, insert and dispatch in one order per channel.
     let _order = state.lock_channel(id).await;
     let m = Message {
@@ -335,6 +338,16 @@ async fn send_message(
     let view = MessageView::new(&state, &m, &[], false);
     state.dispatch(channel_audience(&c), Event::new("message_create", &view));
     drop(_order);
+    if c.kind == "thread" && c.archived {
+        // A new message brings an archived thread back.
+        let mut open = c.clone();
+        open.archived = false;
+        state.store.update_channel(&open).await?;
+        state.dispatch(
+            channel_audience(&open),
+            Event::new("channel_update", &crate::guilds::ChannelView::from(&open)),
+        );
+    }
     // The message is stored and sent: a failure here must not make the client retry it.
     if let Err(e) = reads::notify(&state, &c, &m, &view).await {
         tracing::error!(error = ?e, message = m.id, "notifying failed");
@@ -425,7 +438,7 @@ async fn edit_message(
         ));
     }
     check_content(&req.content)?;
-    let (mentions, mention_everyone) = resolve_mentions(&state, &c, &req.content, p).await?;
+    let (mentions, mention_everyone) = resolve_mentions(&state, &c, user, &req.content, p).await?;
     m.content = req.content;
     m.edited_at = Some(now_ms());
     m.mentions = mentions;
@@ -483,7 +496,7 @@ async fn typing(
 ) -> Result<StatusCode, ChatError> {
     let id = parse_id(&channel, "unknown_channel")?;
     let (c, p) = in_channel(&state, id, user).await?;
-    require(p, Perms::SEND_MESSAGES)?;
+    require(p, send_permission(&c))?;
     let now = now_ms();
     state.dispatch(
         channel_audience(&c),

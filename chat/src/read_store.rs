@@ -160,6 +160,21 @@ impl Store {
         Ok(())
     }
 
+    /// The user's stored read mark in a channel.
+    pub async fn read_mark(
+        &self,
+        user_id: i64,
+        channel_id: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT last_read_id FROM read_states WHERE user_id = $1 AND channel_id = $2",
+        )
+        .bind(user_id)
+        .bind(channel_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Where each member of a DM has read it up to.
     pub async fn dm_read_marks(&self, channel_id: i64) -> Result<Vec<(i64, i64)>, StoreError> {
         let rows = sqlx::query(

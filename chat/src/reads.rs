@@ -256,10 +256,12 @@ async fn ack(
         ChatError::new(StatusCode::NOT_FOUND, "unknown_message", "no such message")
     })?;
     state.store.ack(user, cid, mid).await?;
+    // Acks never move backwards: tell everyone where the mark really is.
+    let mark = state.store.read_mark(user, cid).await?.unwrap_or(mid);
     let ev = json!({
         "channel_id": cid.to_string(),
         "user_id": user.to_string(),
-        "last_read_id": mid.to_string(),
+        "last_read_id": mark.to_string(),
     });
     // The user's other sessions clear their badges.
     state.dispatch(Audience::Users(vec![user]), Event::new("message_ack", &ev));

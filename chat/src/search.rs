@@ -339,7 +339,8 @@ async fn run(
             break;
         }
     }
-    let next_before = (!exhausted && !out.is_empty()).then(|| f.below.to_string());
+    // Not exhausted: older matches may remain, even if this page found none visible.
+    let next_before = (!exhausted).then(|| f.below.to_string());
     let mut messages = Vec::with_capacity(out.len());
     for m in out.iter_mut() {
         let r = state

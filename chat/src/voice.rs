@@ -107,10 +107,8 @@ async fn join(
     claims.name = Some(u.display_name.clone());
     claims.grants = grants_for(p);
     if let Some(limit) = c.user_limit {
-        // In the room protocol the admin grant means exactly "this token's caps apply to
-        // the room"; chat is the authority on a voice channel's cap, so its tokens carry
-        // the grant when, and only when, they carry the cap.
-        claims.grants.admin = true;
+        // Caps in a room token apply to the room whoever holds it; members never get the
+        // admin grant, which would open the room admin API to them.
         claims.caps = Some(RoomCaps {
             max_participants: Some(limit as u32),
             ..RoomCaps::default()

@@ -40,7 +40,7 @@ pub struct Grants {
     /// Whether the participant may receive others' tracks.
     #[serde(default = "yes")]
     pub subscribe: bool,
-    /// Room admin: may set caps.
+    /// Room admin: may use the room admin API for this room.
     #[serde(default)]
     pub admin: bool,
 }
@@ -100,8 +100,8 @@ pub struct Claims {
     pub iat: u64,
     #[serde(default)]
     pub grants: Grants,
-    /// Room caps (admin tokens only): applied when the token's holder joins, whether the
-    /// join creates the room or not.
+    /// Room caps, the issuer's word about the room: applied when the token's holder joins,
+    /// whether the join creates the room or not, admin or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caps: Option<RoomCaps>,
 }

@@ -714,13 +714,15 @@ impl Worker {
             .with(self.preset_caps.get(&req.room).copied());
         let track_base = self.next_track_base;
         let entry = self.rooms.entry(req.room.clone()).or_insert_with(|| {
-            let caps = default_caps.with(if req.grants.admin { req.caps } else { None });
+            let caps = default_caps.with(req.caps);
             RoomEntry {
                 core: Room::new(caps, track_base),
                 peers: Vec::new(),
             }
         });
-        if req.grants.admin && req.caps.is_some() {
+        // Caps in a token are its issuer's word about the room: they apply whoever holds
+        // it (chat puts a voice channel's cap in every member's token).
+        if req.caps.is_some() {
             entry.core.caps = entry.core.caps.with(req.caps);
         }
         let key = PeerKey(self.next_peer);
