@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+mod chat;
+
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -50,15 +52,64 @@ enum Command {
         #[arg(long, default_value_t = 1200)]
         video_kbps: u64,
     },
+    /// Chat messages persisted per second: concurrent writers post for a while.
+    ChatWrite {
+        #[arg(long, default_value = "target/release/parlor")]
+        parlor: String,
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// `postgres://...`; SQLite in a temporary directory by default.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Chat fan-out: latency from one message to N connected clients in one channel,
+    /// and server memory per idle WebSocket.
+    ChatFanout {
+        #[arg(long, default_value = "target/release/parlor")]
+        parlor: String,
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 50)]
+        messages: usize,
+        /// Messages per second.
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The media bench leaves the second core to the server; the chat bench has many
+    // clients to drive and uses both.
+    let threads = if matches!(cli.command, Command::Forward { .. }) {
+        1
+    } else {
+        2
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(threads)
         .enable_all()
         .build()?;
     match cli.command {
+        Command::ChatWrite {
+            parlor,
+            writers,
+            seconds,
+            database_url,
+        } => rt.block_on(chat::write(
+            &parlor,
+            writers,
+            seconds,
+            database_url.as_deref(),
+        )),
+        Command::ChatFanout {
+            parlor,
+            clients,
+            messages,
+            rate,
+        } => rt.block_on(chat::fanout(&parlor, clients, messages, rate)),
         Command::Forward {
             parlor,
             subscribers,
