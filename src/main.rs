@@ -5,6 +5,11 @@
 
 mod web;
 
+/// mimalloc hands freed memory back to the system: glibc's arenas keep it, so bursts
+/// (password hashes are 19 MiB each, sign-up storms, join storms) would stay resident.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -223,7 +223,20 @@ fn clean_display_name(n: &str) -> Result<String, ChatError> {
     Ok(n)
 }
 
+/// Argon2 runs one hash per core at a time: each takes ~19 MiB and a core for tens of
+/// milliseconds, and a burst of sign-ups must not grow the process by a hash per request.
+fn argon2_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
 async fn hash(password: String) -> Result<String, ChatError> {
+    let _permit = argon2_permits()
+        .acquire()
+        .await
+        .map_err(|e| ChatError::Internal(e.to_string()))?;
     // Argon2 is deliberately slow: keep it off the async workers.
     tokio::task::spawn_blocking(move || auth::hash_password(&password))
         .await
@@ -232,6 +245,10 @@ async fn hash(password: String) -> Result<String, ChatError> {
 }
 
 async fn verify(password: String, hash: String) -> Result<bool, ChatError> {
+    let _permit = argon2_permits()
+        .acquire()
+        .await
+        .map_err(|e| ChatError::Internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
         .await
         .map_err(|e| ChatError::Internal(e.to_string()))

@@ -40,8 +40,13 @@ pub mod close {
 pub async fn handler(State(state): State<ChatState>, ws: WebSocketUpgrade) -> Response {
     // The transport cap is above the protocol limit so an oversized frame gets a close
     // code with a reason instead of a dropped connection.
+    // Small buffers: an idle connection should cost kilobytes, not the 128 KiB read
+    // buffer a WebSocket gets by default. Frames in and out are small; buffers grow
+    // for the rare large one.
     ws.max_message_size(MAX_CLIENT_FRAME * 4)
         .max_frame_size(MAX_CLIENT_FRAME * 4)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| {
             let span = info_span!("chat_ws", session = tracing::field::Empty);
             run(state, socket).instrument(span)
