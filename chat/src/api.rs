@@ -444,12 +444,18 @@ async fn update_me(
         user.display_name = clean_display_name(n)?;
     }
     if let Some(avatar) = req.avatar {
+        // Uploaded avatars are set by `PUT /users/@me/avatar` only: a hand-written
+        // `/api/v1/avatars/...` URL could name any stored file.
         if let Some(a) = &avatar
-            && (a.len() > 2048 || !(a.starts_with("https://") || a.starts_with("/")))
+            && (a.len() > 2048
+                || !(a.starts_with("https://") || a.starts_with('/'))
+                || a.starts_with("/api/v1/avatars/")
+                || a.starts_with("//"))
         {
             return Err(ChatError::bad_request(
                 "invalid_avatar",
-                "avatar must be an https:// or site-relative URL of at most 2048 bytes",
+                "avatar must be an https:// or site-relative URL of at most 2048 bytes; \
+                 upload images with PUT /api/v1/users/@me/avatar",
             ));
         }
         user.avatar = avatar;

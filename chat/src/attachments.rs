@@ -32,6 +32,11 @@ pub const MAX_PER_MESSAGE: usize = 10;
 pub const THUMB_SIZE: u32 = 320;
 /// Images larger than this in either dimension get no thumbnail (decompression bombs).
 pub const MAX_IMAGE_SIDE: u32 = 12_000;
+/// Largest avatar upload.
+pub const MAX_AVATAR_BYTES: usize = 8 * 1024 * 1024;
+/// Avatars are stored as squares of this side.
+pub const AVATAR_SIZE: u32 = 256;
+
 /// How long a download URL is valid.
 pub const URL_TTL_MS: i64 = 24 * 3600 * 1000;
 
@@ -42,6 +47,11 @@ pub fn router(state: ChatState) -> Router {
             "/api/v1/channels/{channel}/attachments",
             post(upload).layer(DefaultBodyLimit::max(limit)),
         )
+        .route(
+            "/api/v1/users/@me/avatar",
+            axum::routing::put(set_avatar).layer(DefaultBodyLimit::max(MAX_AVATAR_BYTES)),
+        )
+        .route("/api/v1/avatars/{user}/{file}", get(avatar))
         .route("/api/v1/attachments/{id}/{name}", get(download))
         .route(
             "/api/v1/attachments/{id}/thumbnail/{name}",
@@ -525,6 +535,139 @@ async fn serve(state: &ChatState, id: &str, q: Signed, thumb: bool) -> Result<Re
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=86400"),
+    );
+    Ok(r)
+}
+
+/// An image cropped to its centre square and scaled to [`AVATAR_SIZE`], as PNG.
+fn avatar_png(content_type: &str, bytes: &[u8]) -> Option<Vec<u8>> {
+    let format = match content_type {
+        "image/png" => image::ImageFormat::Png,
+        "image/jpeg" => image::ImageFormat::Jpeg,
+        "image/gif" => image::ImageFormat::Gif,
+        "image/webp" => image::ImageFormat::WebP,
+        _ => return None,
+    };
+    let mut reader = image::ImageReader::with_format(io::Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    reader.limits(limits);
+    let img = reader.decode().ok()?;
+    let side = img.width().min(img.height());
+    let square = img.crop_imm(
+        (img.width() - side) / 2,
+        (img.height() - side) / 2,
+        side,
+        side,
+    );
+    let out = square.resize_exact(
+        AVATAR_SIZE,
+        AVATAR_SIZE,
+        image::imageops::FilterType::Triangle,
+    );
+    let mut buf = io::Cursor::new(Vec::new());
+    out.write_to(&mut buf, image::ImageFormat::Png).ok()?;
+    Some(buf.into_inner())
+}
+
+/// `PUT /api/v1/users/@me/avatar` with an image as the body: the profile's avatar becomes
+/// a 256 px square PNG served at a public URL.
+async fn set_avatar(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<crate::api::UserView>, ChatError> {
+    let bytes = body.map_err(|_| {
+        ChatError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!("avatars are limited to {MAX_AVATAR_BYTES} bytes"),
+        )
+    })?;
+    let Some(blobs) = state.blobs.clone() else {
+        return Err(ChatError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "uploads_unavailable",
+            "this server stores no files",
+        ));
+    };
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ct = check_type(declared, &bytes)?;
+    let data = bytes.to_vec();
+    let png = tokio::task::spawn_blocking(move || avatar_png(&ct, &data))
+        .await
+        .map_err(|e| ChatError::Internal(e.to_string()))?
+        .ok_or_else(|| {
+            ChatError::bad_request(
+                "invalid_avatar",
+                "avatars are PNG, JPEG, GIF or WebP images",
+            )
+        })?;
+    let id = state.ids.next();
+    blobs
+        .put(id, false, png)
+        .await
+        .map_err(|e| ChatError::Internal(e.to_string()))?;
+    let mut u = state
+        .store
+        .user(user)
+        .await?
+        .ok_or_else(|| ChatError::unauthorized("invalid_token", "no such account"))?;
+    let old = u.avatar.clone();
+    u.avatar = Some(format!("/api/v1/avatars/{user}/{id}.png"));
+    state
+        .store
+        .set_profile(user, &u.display_name, u.avatar.as_deref())
+        .await?;
+    if let Some(old_id) = old.as_deref().and_then(|a| avatar_id(user, a)) {
+        blobs.delete(old_id).await;
+    }
+    Ok(Json(crate::api::UserView::from(&u)))
+}
+
+/// The blob id of a user's own uploaded avatar URL.
+fn avatar_id(user: i64, url: &str) -> Option<i64> {
+    url.strip_prefix(&format!("/api/v1/avatars/{user}/"))?
+        .strip_suffix(".png")?
+        .parse()
+        .ok()
+}
+
+/// Avatars are public, like a profile: only a user's current avatar is served.
+async fn avatar(
+    State(state): State<ChatState>,
+    Path((user, file)): Path<(String, String)>,
+) -> Result<Response, ChatError> {
+    let not_found = || ChatError::new(StatusCode::NOT_FOUND, "unknown_avatar", "no such avatar");
+    let uid: i64 = user.parse().map_err(|_| not_found())?;
+    let u = state.store.user(uid).await?.ok_or_else(not_found)?;
+    let want = format!("/api/v1/avatars/{uid}/{file}");
+    let id = avatar_id(uid, &want).ok_or_else(not_found)?;
+    if u.avatar.as_deref() != Some(want.as_str()) {
+        return Err(not_found());
+    }
+    let blobs = state.blobs.clone().ok_or_else(not_found)?;
+    let bytes = blobs
+        .get(id, false)
+        .await
+        .map_err(|e| ChatError::Internal(e.to_string()))?
+        .ok_or_else(not_found)?;
+    let mut r = bytes.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // A new avatar gets a new URL, so this one never changes.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
     Ok(r)
 }

@@ -266,3 +266,74 @@ async fn attachments_on_both_stores() {
         scenario(db).await;
     }
 }
+
+/// Avatars: an uploaded image becomes a public 256 px square; only a user's current
+/// avatar is served, and no hand-written URL can point at another stored file.
+async fn avatars(db: Db) {
+    let s = Server::start(db).await;
+    let (token, uid) = s.register("pic").await;
+    let put = |body: Vec<u8>, ct: &str| {
+        let (s, token, ct) = (&s, token.clone(), ct.to_owned());
+        async move {
+            let r = s
+                .http
+                .put(s.url("/api/v1/users/@me/avatar"))
+                .bearer_auth(&token)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (st, me) = put(png(600, 400), "image/png").await;
+    assert_eq!(st, 200, "{me}");
+    let url = me["avatar"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("/api/v1/avatars/{uid}/")));
+    let r = s.http.get(s.url(&url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let img = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!((img.width(), img.height()), (256, 256));
+
+    // A new avatar replaces the old one; the old URL is gone.
+    let (_, me2) = put(png(300, 300), "image/png").await;
+    let url2 = me2["avatar"].as_str().unwrap().to_owned();
+    assert_ne!(url, url2);
+    assert_eq!(s.http.get(s.url(&url)).send().await.unwrap().status(), 404);
+
+    let (st, b) = put(b"not an image".to_vec(), "image/png").await;
+    assert_eq!(
+        (st, b["code"].as_str()),
+        (400, Some("content_type_mismatch"))
+    );
+    let (st, b) = put(b"plain text".to_vec(), "text/plain").await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_avatar")));
+    let (st, b) = s
+        .send(
+            Method::PATCH,
+            "/api/v1/users/@me",
+            &token,
+            json!({"avatar": format!("/api/v1/avatars/{uid}/12345.png")}),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_avatar")));
+    assert_eq!(
+        s.http
+            .get(s.url(&format!("/api/v1/avatars/{uid}/12345.png")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn avatars_on_both_stores() {
+    for db in BOTH {
+        avatars(db).await;
+    }
+}
