@@ -11,24 +11,6 @@ fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
 
-async fn join(s: &Server, owner: &str, gid: &str, token: &str) {
-    let (_, inv) = s
-        .post(
-            &format!("/api/v1/guilds/{gid}/invites"),
-            Some(owner),
-            json!({}),
-        )
-        .await;
-    let (st, _) = s
-        .post(
-            &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
-            Some(token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(st, 200);
-}
-
 async fn dms(db: Db) {
     let s = Server::start(db).await;
     let (a, a_id) = s.register("anna").await;
@@ -39,8 +21,8 @@ async fn dms(db: Db) {
         .post("/api/v1/guilds", Some(&a), json!({"name": "g"}))
         .await;
     let gid = id(&g);
-    join(&s, &a, &gid, &b).await;
-    join(&s, &a, &gid, &d).await;
+    s.join(&a, &gid, &b).await;
+    s.join(&a, &gid, &d).await;
     let mut b_ws = s.ws().await;
     b_ws.identify(&b).await;
 
@@ -176,7 +158,7 @@ async fn threads(db: Db) {
         .iter()
         .find(|c| c["name"] == "general")
         .unwrap());
-    join(&s, &a, &gid, &b).await;
+    s.join(&a, &gid, &b).await;
     let mut a_ws = s.ws().await;
     a_ws.identify(&a).await;
 

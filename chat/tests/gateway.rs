@@ -24,35 +24,7 @@ struct Guild {
 async fn guild(s: &Server) -> Guild {
     let (owner, _) = s.register("owner").await;
     let (member, member_id) = s.register("member").await;
-    let (st, g) = s
-        .post("/api/v1/guilds", Some(&owner), json!({"name": "g"}))
-        .await;
-    assert_eq!(st, 201);
-    let gid = g["id"].as_str().unwrap().to_owned();
-    let general = g["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "general")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, inv) = s
-        .post(
-            &format!("/api/v1/guilds/{gid}/invites"),
-            Some(&owner),
-            json!({}),
-        )
-        .await;
-    let (st, _) = s
-        .post(
-            &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
-            Some(&member),
-            json!({}),
-        )
-        .await;
-    assert_eq!(st, 200);
+    let (_, gid, general) = s.guild(&owner, &[&member]).await;
     Guild {
         owner,
         member,

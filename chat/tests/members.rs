@@ -20,25 +20,6 @@ fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
 
-async fn join(s: &Server, owner: &str, gid: &str, token: &str) {
-    let (st, inv) = s
-        .post(
-            &format!("/api/v1/guilds/{gid}/invites"),
-            Some(owner),
-            json!({}),
-        )
-        .await;
-    assert_eq!(st, 201, "{inv}");
-    let (st, b) = s
-        .post(
-            &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
-            Some(token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(st, 200, "{b}");
-}
-
 /// Reads dispatches until one of this type about this id.
 async fn expect_id(ws: &mut Ws, kind: &str, id: &str) {
     loop {
@@ -80,7 +61,7 @@ async fn members_roles_overwrites(db: Db) {
     let mut owner_ws = s.ws().await;
     owner_ws.identify(&owner).await;
 
-    join(&s, &owner, &gid, &member).await;
+    s.join(&owner, &gid, &member).await;
     let f = expect(&mut owner_ws, "guild_member_add", &[]).await;
     assert_eq!(f["d"]["user"]["id"], member_id.as_str());
     let mut ws = s.ws().await;
@@ -380,7 +361,7 @@ async fn members_roles_overwrites(db: Db) {
     );
 
     // Ban: out, and kept out until unbanned.
-    join(&s, &owner, &gid, &member).await;
+    s.join(&owner, &gid, &member).await;
     let (st, _) = s
         .send(
             Method::PUT,

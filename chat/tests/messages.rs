@@ -18,29 +18,7 @@ async fn scenario(db: Db) {
     let (owner, owner_id) = s.register("owner").await;
     let (member, member_id) = s.register("member").await;
     let (_, outsider_id) = s.register("outsider").await;
-    let (_, g) = s
-        .post("/api/v1/guilds", Some(&owner), json!({"name": "g"}))
-        .await;
-    let gid = id(&g);
-    let general = id(g["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "general")
-        .unwrap());
-    let (_, inv) = s
-        .post(
-            &format!("/api/v1/guilds/{gid}/invites"),
-            Some(&owner),
-            json!({}),
-        )
-        .await;
-    s.post(
-        &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
-        Some(&member),
-        json!({}),
-    )
-    .await;
+    let (_, gid, general) = s.guild(&owner, &[&member]).await;
     let (_, role) = s
         .post(
             &format!("/api/v1/guilds/{gid}/roles"),

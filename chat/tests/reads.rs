@@ -27,31 +27,7 @@ async fn setup(s: &Server) -> G {
     let (owner, _) = s.register("owner").await;
     let (member, member_id) = s.register("member").await;
     let (third, _) = s.register("third").await;
-    let (_, g) = s
-        .post("/api/v1/guilds", Some(&owner), json!({"name": "g"}))
-        .await;
-    let gid = id(&g);
-    let general = id(g["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "general")
-        .unwrap());
-    for t in [&member, &third] {
-        let (_, inv) = s
-            .post(
-                &format!("/api/v1/guilds/{gid}/invites"),
-                Some(&owner),
-                json!({}),
-            )
-            .await;
-        s.post(
-            &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
-            Some(t),
-            json!({}),
-        )
-        .await;
-    }
+    let (_, gid, general) = s.guild(&owner, &[&member, &third]).await;
     G {
         owner,
         member,

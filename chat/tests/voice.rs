@@ -23,29 +23,8 @@ async fn scenario(db: Db) {
     let (owner, _) = s.register("owner").await;
     let (member, member_id) = s.register("member").await;
     let (outsider, _) = s.register("outsider").await;
-    let (_, g) = s
-        .post("/api/v1/guilds", Some(&owner), json!({"name": "g"}))
-        .await;
-    let gid = id(&g);
-    let text = id(g["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["kind"] == "text")
-        .unwrap());
-    let (_, inv) = s
-        .post(
-            &format!("/api/v1/guilds/{gid}/invites"),
-            Some(&owner),
-            json!({}),
-        )
-        .await;
-    s.post(
-        &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
-        Some(&member),
-        json!({}),
-    )
-    .await;
+    // The guild's first text channel is `general`.
+    let (_, gid, text) = s.guild(&owner, &[&member]).await;
     let (_, voice) = s
         .post(
             &format!("/api/v1/guilds/{gid}/channels"),

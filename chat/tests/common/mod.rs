@@ -127,6 +127,53 @@ impl Server {
         )
     }
 
+    /// A guild `owner` creates, with `members` joined by invite: the guild as created, its
+    /// id, and the id of its `general` channel.
+    pub async fn guild(&self, owner: &str, members: &[&str]) -> (Value, String, String) {
+        let (st, g) = self
+            .post(
+                "/api/v1/guilds",
+                Some(owner),
+                serde_json::json!({"name": "g"}),
+            )
+            .await;
+        assert_eq!(st, 201, "{g}");
+        let gid = g["id"].as_str().unwrap().to_owned();
+        let general = g["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "general")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for m in members {
+            self.join(owner, &gid, m).await;
+        }
+        (g, gid, general)
+    }
+
+    /// `token` joins the guild through a fresh invite from `owner`.
+    pub async fn join(&self, owner: &str, gid: &str, token: &str) {
+        let (st, inv) = self
+            .post(
+                &format!("/api/v1/guilds/{gid}/invites"),
+                Some(owner),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(st, 201, "{inv}");
+        let (st, b) = self
+            .post(
+                &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
+                Some(token),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+
     /// Opens the chat WebSocket and reads hello.
     pub async fn ws(&self) -> Ws {
         let (ws, _) =
