@@ -210,8 +210,9 @@ pub fn check_type(declared: &str, bytes: &[u8]) -> Result<String, ChatError> {
     }
 }
 
-/// A thumbnail and the image's size, for the image types the server decodes.
-fn thumbnail(content_type: &str, bytes: &[u8]) -> Option<(Vec<u8>, u32, u32)> {
+/// Decodes an image of a type the server reads, within size limits (no decompression
+/// bombs).
+fn decode_image(content_type: &str, bytes: &[u8]) -> Option<image::DynamicImage> {
     let format = match content_type {
         "image/png" => image::ImageFormat::Png,
         "image/jpeg" => image::ImageFormat::Jpeg,
@@ -225,12 +226,20 @@ fn thumbnail(content_type: &str, bytes: &[u8]) -> Option<(Vec<u8>, u32, u32)> {
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(512 * 1024 * 1024);
     reader.limits(limits);
-    let img = reader.decode().ok()?;
-    let (w, h) = (img.width(), img.height());
-    let thumb = img.thumbnail(THUMB_SIZE, THUMB_SIZE);
+    reader.decode().ok()
+}
+
+fn png_of(img: &image::DynamicImage) -> Option<Vec<u8>> {
     let mut out = io::Cursor::new(Vec::new());
-    thumb.write_to(&mut out, image::ImageFormat::Png).ok()?;
-    Some((out.into_inner(), w, h))
+    img.write_to(&mut out, image::ImageFormat::Png).ok()?;
+    Some(out.into_inner())
+}
+
+/// A thumbnail and the image's size, for the image types the server decodes.
+fn thumbnail(content_type: &str, bytes: &[u8]) -> Option<(Vec<u8>, u32, u32)> {
+    let img = decode_image(content_type, bytes)?;
+    let (w, h) = (img.width(), img.height());
+    Some((png_of(&img.thumbnail(THUMB_SIZE, THUMB_SIZE))?, w, h))
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -541,19 +550,7 @@ async fn serve(state: &ChatState, id: &str, q: Signed, thumb: bool) -> Result<Re
 
 /// An image cropped to its centre square and scaled to [`AVATAR_SIZE`], as PNG.
 fn avatar_png(content_type: &str, bytes: &[u8]) -> Option<Vec<u8>> {
-    let format = match content_type {
-        "image/png" => image::ImageFormat::Png,
-        "image/jpeg" => image::ImageFormat::Jpeg,
-        "image/gif" => image::ImageFormat::Gif,
-        "image/webp" => image::ImageFormat::WebP,
-        _ => return None,
-    };
-    let mut reader = image::ImageReader::with_format(io::Cursor::new(bytes), format);
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    reader.limits(limits);
-    let img = reader.decode().ok()?;
+    let img = decode_image(content_type, bytes)?;
     let side = img.width().min(img.height());
     let square = img.crop_imm(
         (img.width() - side) / 2,
@@ -561,14 +558,11 @@ fn avatar_png(content_type: &str, bytes: &[u8]) -> Option<Vec<u8>> {
         side,
         side,
     );
-    let out = square.resize_exact(
+    png_of(&square.resize_exact(
         AVATAR_SIZE,
         AVATAR_SIZE,
         image::imageops::FilterType::Triangle,
-    );
-    let mut buf = io::Cursor::new(Vec::new());
-    out.write_to(&mut buf, image::ImageFormat::Png).ok()?;
-    Some(buf.into_inner())
+    ))
 }
 
 /// `PUT /api/v1/users/@me/avatar` with an image as the body: the profile's avatar becomes

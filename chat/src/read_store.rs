@@ -77,6 +77,19 @@ pub struct InboxItem {
     pub read: bool,
 }
 
+fn setting_from(r: &sqlx::any::AnyRow) -> Result<Setting, sqlx::Error> {
+    Ok(Setting {
+        scope: r.try_get("scope_kind")?,
+        scope_id: r.try_get("scope_id")?,
+        level: r
+            .try_get::<Option<String>, _>("level")?
+            .as_deref()
+            .and_then(Level::parse),
+        muted_until: r.try_get("muted_until")?,
+        keep_mentions: r.try_get::<i64, _>("keep_mentions")? != 0,
+    })
+}
+
 /// `COALESCE(r.last_read_id, <join id>)` over `mb` (members) and `r` (read_states).
 macro_rules! last_read {
     () => {
@@ -222,18 +235,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok(Setting {
-                    scope: r.try_get("scope_kind")?,
-                    scope_id: r.try_get("scope_id")?,
-                    level: r
-                        .try_get::<Option<String>, _>("level")?
-                        .as_deref()
-                        .and_then(Level::parse),
-                    muted_until: r.try_get("muted_until")?,
-                    keep_mentions: r.try_get::<i64, _>("keep_mentions")? != 0,
-                })
-            })
+            .map(setting_from)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::Db)
     }
@@ -254,21 +256,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("user_id")?,
-                    Setting {
-                        scope: r.try_get("scope_kind")?,
-                        scope_id: r.try_get("scope_id")?,
-                        level: r
-                            .try_get::<Option<String>, _>("level")?
-                            .as_deref()
-                            .and_then(Level::parse),
-                        muted_until: r.try_get("muted_until")?,
-                        keep_mentions: r.try_get::<i64, _>("keep_mentions")? != 0,
-                    },
-                ))
-            })
+            .map(|r| Ok((r.try_get("user_id")?, setting_from(r)?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::Db)
     }
