@@ -121,6 +121,12 @@ impl LocalBlobs {
             let _ = tokio::fs::remove_file(self.path(id, thumb)).await;
         }
     }
+
+    pub async fn delete_all(&self, ids: &[i64]) {
+        for id in ids {
+            self.delete(*id).await;
+        }
+    }
 }
 
 /// A client's file name made safe to show and to put in a header: no directories, no
@@ -359,6 +365,33 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| attachment_from(&r)).transpose()?)
+    }
+
+    /// Ids of the files stored for a channel and its threads, or (`guild`) for every
+    /// channel of a guild: to delete the files with them.
+    pub async fn attachment_ids(&self, id: i64, guild: bool) -> Result<Vec<i64>, StoreError> {
+        let q = if guild {
+            sqlx::query_scalar(
+                "SELECT a.id FROM attachments a JOIN channels c ON c.id = a.channel_id \
+                 WHERE c.guild_id = $1",
+            )
+        } else {
+            sqlx::query_scalar(
+                "SELECT a.id FROM attachments a JOIN channels c ON c.id = a.channel_id \
+                 WHERE c.id = $1 OR (c.parent_id = $1 AND c.kind = 'thread')",
+            )
+        };
+        Ok(q.bind(id).fetch_all(&self.pool).await?)
+    }
+
+    /// Uploads no message claimed since before `before`: removed, their ids returned.
+    pub async fn take_stale_uploads(&self, before: i64) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "DELETE FROM attachments WHERE message_id IS NULL AND created_at < $1 RETURNING id",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The attachments of messages in a channel with ids in `lo..=hi`.

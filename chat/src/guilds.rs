@@ -354,7 +354,11 @@ async fn delete_guild(
             "only the owner can delete a guild",
         ));
     }
+    let files = state.store.attachment_ids(id, true).await?;
     state.store.delete_guild(id).await?;
+    if let Some(blobs) = &state.blobs {
+        blobs.delete_all(&files).await;
+    }
     state.dispatch(
         Audience::Guild(id),
         Event::new("guild_delete", &serde_json::json!({"id": id.to_string()})),

@@ -117,6 +117,9 @@ impl ChatState {
             .clone()
             .map(|d| Arc::new(attachments::LocalBlobs::new(d)));
         tokio::spawn(sweep(Arc::downgrade(&hub), store.clone()));
+        if let Some(b) = &blobs {
+            tokio::spawn(sweep_uploads(Arc::downgrade(b), store.clone()));
+        }
         Ok(ChatState {
             store,
             keys: auth::AccessKeys::new(&config.secret),
@@ -141,6 +144,20 @@ impl ChatState {
 
     pub fn dispatch(&self, audience: hub::Audience, ev: hub::Event) {
         self.hub.publish(&audience, &ev);
+    }
+}
+
+/// Uploads no message claims within a day are removed, rows and files. Stops with the
+/// store of files.
+async fn sweep_uploads(blobs: std::sync::Weak<attachments::LocalBlobs>, store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let Some(b) = blobs.upgrade() else { return };
+        match store.take_stale_uploads(now_ms() - 24 * 3600 * 1000).await {
+            Ok(ids) => b.delete_all(&ids).await,
+            Err(e) => tracing::warn!(error = %e, "sweeping stale uploads"),
+        }
     }
 }
 

@@ -684,7 +684,11 @@ async fn delete_channel(
         ));
     }
     require(p, Perms::MANAGE_CHANNELS)?;
+    let files = state.store.attachment_ids(c.id, false).await?;
     state.store.delete_channel(c.id).await?;
+    if let Some(blobs) = &state.blobs {
+        blobs.delete_all(&files).await;
+    }
     // Everyone connected who could see it gets `channel_delete`.
     refresh_guild(&state, c.guild_id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -235,6 +235,36 @@ async fn scenario(db: Db) {
     assert_eq!(st, 204);
     assert!(!s.files.join(&aid).exists());
     assert!(!s.files.join(format!("{aid}.thumb.png")).exists());
+
+    // Deleting a channel deletes the files posted in it, claimed or not.
+    let (_, ch) = s
+        .post(
+            &format!("/api/v1/guilds/{gid}/channels"),
+            Some(&owner),
+            json!({"name": "media", "kind": "text"}),
+        )
+        .await;
+    let ch = id(&ch);
+    let (_, a) = upload(&s, &owner, &ch, "a.png", "image/png", png(40, 40)).await;
+    let (_, loose) = upload(&s, &owner, &ch, "b.txt", "text/plain", b"b".to_vec()).await;
+    s.post(
+        &format!("/api/v1/channels/{ch}/messages"),
+        Some(&owner),
+        json!({"attachments": [id(&a)]}),
+    )
+    .await;
+    assert!(s.files.join(id(&a)).exists() && s.files.join(id(&loose)).exists());
+    let (st, _) = s
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/channels/{ch}"),
+            &owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 204);
+    assert!(!s.files.join(id(&a)).exists());
+    assert!(!s.files.join(id(&loose)).exists());
     s.stop().await;
 }
 
