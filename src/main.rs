@@ -244,6 +244,21 @@ fn chat_config(
     config.room_key = Some(room_key);
     config.signaling_url = std::env::var("PARLOR_SIGNALING_URL").ok();
     config.attachments_dir = Some(data_dir.join("attachments"));
+    // An S3-compatible bucket instead of the data directory, when one is configured.
+    if let Ok(bucket) = std::env::var("PARLOR_S3_BUCKET") {
+        let var = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok());
+        config.s3 = Some(parlor_chat::blobs::S3Config {
+            endpoint: var(&["PARLOR_S3_ENDPOINT"])
+                .context("PARLOR_S3_ENDPOINT is needed with PARLOR_S3_BUCKET")?,
+            bucket,
+            region: var(&["PARLOR_S3_REGION", "AWS_REGION"]).unwrap_or_else(|| "us-east-1".into()),
+            access_key: var(&["PARLOR_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"])
+                .context("PARLOR_S3_ACCESS_KEY (or AWS_ACCESS_KEY_ID) is needed")?,
+            secret_key: var(&["PARLOR_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"])
+                .context("PARLOR_S3_SECRET_KEY (or AWS_SECRET_ACCESS_KEY) is needed")?,
+            prefix: var(&["PARLOR_S3_PREFIX"]).unwrap_or_default(),
+        });
+    }
     // Load tests lift the per-user and per-IP request limits.
     if std::env::var("PARLOR_CHAT_RATE_LIMITS").as_deref() == Ok("off") {
         config.user_rate = None;

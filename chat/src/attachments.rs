@@ -5,7 +5,6 @@
 //! no name can reach outside the store. The name is cleaned and only shown.
 
 use std::io;
-use std::path::PathBuf;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -72,61 +71,6 @@ pub struct Attachment {
     pub width: Option<i64>,
     pub height: Option<i64>,
     pub has_thumb: bool,
-}
-
-/// Where attachment bytes live: the data directory by default.
-#[derive(Debug, Clone)]
-pub struct LocalBlobs {
-    dir: PathBuf,
-}
-
-impl LocalBlobs {
-    pub fn new(dir: PathBuf) -> LocalBlobs {
-        LocalBlobs { dir }
-    }
-
-    /// Keys are made here from ids, never from client input.
-    fn path(&self, id: i64, thumb: bool) -> PathBuf {
-        self.dir
-            .join(format!("{id}{}", if thumb { ".thumb.png" } else { "" }))
-    }
-
-    /// Writes a file whole or not at all, durably.
-    pub async fn put(&self, id: i64, thumb: bool, bytes: Vec<u8>) -> io::Result<()> {
-        let path = self.path(id, thumb);
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            std::fs::create_dir_all(&dir)?;
-            let tmp = path.with_extension("part");
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })
-        .await
-        .map_err(io::Error::other)?
-    }
-
-    pub async fn get(&self, id: i64, thumb: bool) -> io::Result<Option<Vec<u8>>> {
-        match tokio::fs::read(self.path(id, thumb)).await {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    pub async fn delete(&self, id: i64) {
-        for thumb in [false, true] {
-            let _ = tokio::fs::remove_file(self.path(id, thumb)).await;
-        }
-    }
-
-    pub async fn delete_all(&self, ids: &[i64]) {
-        for id in ids {
-            self.delete(*id).await;
-        }
-    }
 }
 
 /// A client's file name made safe to show and to put in a header: no directories, no

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod attachments;
 pub mod auth;
+pub mod blobs;
 pub mod bots;
 pub mod dms;
 pub mod error;
@@ -58,6 +59,8 @@ pub struct Config {
     pub signaling_url: Option<String>,
     /// Where attachments are stored; without it, uploads are refused.
     pub attachments_dir: Option<std::path::PathBuf>,
+    /// An S3-compatible bucket to store attachments in instead of the directory.
+    pub s3: Option<blobs::S3Config>,
     /// Largest upload, in bytes.
     pub max_upload_bytes: usize,
     /// Requests per user per route: (burst, per second). `None` turns the limit off
@@ -79,6 +82,7 @@ impl Config {
             room_key: None,
             signaling_url: None,
             attachments_dir: None,
+            s3: None,
             max_upload_bytes: 25 * 1024 * 1024,
             user_rate: Some((30.0, 10.0)),
             // Bursts of 20, then 20 a minute.
@@ -102,7 +106,7 @@ pub struct ChatState {
     /// Per incoming webhook.
     pub webhook_limit: Arc<limit::Limiter<i64>>,
     pub hub: Arc<hub::Hub>,
-    pub blobs: Option<Arc<attachments::LocalBlobs>>,
+    pub blobs: Option<Arc<blobs::Blobs>>,
     /// Serializes id, insert and dispatch per channel (striped), so events leave in id
     /// order and a client catching up by id misses nothing.
     channel_locks: Arc<[tokio::sync::Mutex<()>]>,
@@ -112,10 +116,11 @@ impl ChatState {
     pub async fn open(config: Config) -> Result<ChatState, store::StoreError> {
         let store = Store::open(&config.database_url).await?;
         let hub = Arc::new(hub::Hub::new(config.hub));
-        let blobs = config
-            .attachments_dir
-            .clone()
-            .map(|d| Arc::new(attachments::LocalBlobs::new(d)));
+        let blobs = match (&config.s3, &config.attachments_dir) {
+            (Some(s3), _) => Some(Arc::new(blobs::Blobs::s3(s3.clone()))),
+            (None, Some(dir)) => Some(Arc::new(blobs::Blobs::local(dir.clone()))),
+            (None, None) => None,
+        };
         tokio::spawn(sweep(Arc::downgrade(&hub), store.clone()));
         if let Some(b) = &blobs {
             tokio::spawn(sweep_uploads(Arc::downgrade(b), store.clone()));
@@ -149,7 +154,7 @@ impl ChatState {
 
 /// Uploads no message claims within a day are removed, rows and files. Stops with the
 /// store of files.
-async fn sweep_uploads(blobs: std::sync::Weak<attachments::LocalBlobs>, store: Store) {
+async fn sweep_uploads(blobs: std::sync::Weak<blobs::Blobs>, store: Store) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;

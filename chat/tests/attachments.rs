@@ -345,3 +345,94 @@ async fn avatars_on_both_stores() {
         avatars(db).await;
     }
 }
+
+/// An S3-compatible store instead of the disk: an S3 server (moto's, from PyPI; the
+/// signatures themselves are checked against AWS's published example in a unit test)
+/// on a free port holds the files.
+#[tokio::test]
+async fn attachments_in_an_s3_compatible_store() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut server = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server is installed by scripts/test.sh (pip install 'moto[server]')");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http
+            .put(format!("{endpoint}/parlor"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "the S3 server did not start");
+    let s3 = parlor_chat::blobs::S3Config {
+        endpoint: endpoint.clone(),
+        bucket: "parlor".into(),
+        region: "us-east-1".into(),
+        access_key: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+        prefix: "chat/".into(),
+    };
+    let bucket = parlor_chat::blobs::Blobs::s3(s3.clone());
+    let s = Server::start_with(Db::Sqlite, |c| c.s3 = Some(s3)).await;
+    let (owner, _) = s.register("owner").await;
+    let (_, _, general) = s.guild(&owner, &[]).await;
+    let image = png(64, 48);
+    let (st, a) = upload(&s, &owner, &general, "cat.png", "image/png", image.clone()).await;
+    assert_eq!(st, 201, "{a}");
+    let aid = id(&a);
+    // The bytes and the thumbnail are in the bucket, not on disk; the bucket refuses
+    // requests without a signature.
+    let n: i64 = aid.parse().unwrap();
+    assert_eq!(bucket.get(n, false).await.unwrap(), Some(image.clone()));
+    assert!(bucket.get(n, true).await.unwrap().is_some());
+    assert!(!s.files.join(&aid).exists());
+    let anonymous = http
+        .get(format!("{endpoint}/parlor/chat/{aid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 403);
+    // Served back through the signed URL.
+    let r = s
+        .http
+        .get(s.url(a["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().to_vec(), image);
+    // Deleting the message deletes the objects.
+    let (_, m) = s
+        .post(
+            &format!("/api/v1/channels/{general}/messages"),
+            Some(&owner),
+            json!({"attachments": [aid]}),
+        )
+        .await;
+    let (st, _) = s
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/channels/{general}/messages/{}", id(&m)),
+            &owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 204);
+    assert_eq!(bucket.get(n, false).await.unwrap(), None);
+    assert_eq!(bucket.get(n, true).await.unwrap(), None);
+    s.stop().await;
+    let _ = server.kill();
+    let _ = server.wait();
+}
