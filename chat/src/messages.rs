@@ -665,7 +665,10 @@ async fn set_pin(
     on: bool,
 ) -> Result<StatusCode, ChatError> {
     let (m, c, p) = message_in_channel(&state, &channel, &message, user).await?;
-    require(p, Perms::MANAGE_MESSAGES)?;
+    // In a DM or group DM everyone in it may pin, as nobody moderates there.
+    if !c.is_dm() {
+        require(p, Perms::MANAGE_MESSAGES)?;
+    }
     if m.pinned_at.is_some() == on {
         return Ok(StatusCode::NO_CONTENT);
     }

@@ -632,13 +632,18 @@ async fn inbox(
         let Ok((_, _)) = in_channel(&state, i.channel_id, user).await else {
             continue;
         };
-        let Some(m) = state.store.message(i.channel_id, i.message_id).await? else {
+        let Some(mut m) = state.store.message(i.channel_id, i.message_id).await? else {
             continue;
         };
+        let reactions = state
+            .store
+            .message_extras(i.channel_id, std::slice::from_mut(&mut m), user)
+            .await?;
+        let r = reactions.get(&m.id).map_or(&[][..], |r| r);
         out.push(json!({
             "reason": i.reason,
             "read": i.read,
-            "message": MessageView::new(&state, &m, &[], false),
+            "message": MessageView::new(&state, &m, r, true),
         }));
     }
     Ok(Json(out))

@@ -101,6 +101,15 @@ async fn dms(db: Db) {
         .send(Method::DELETE, &format!("{msgs}/{}", id(&m)), &b, json!({}))
         .await;
     assert_eq!(st, 403, "nobody moderates a DM");
+    let (st, _) = s
+        .send(
+            Method::PUT,
+            &format!("/api/v1/channels/{dm_id}/pins/{}", id(&m)),
+            &b,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 204, "anyone in a DM may pin");
     let ready = s.ws().await.identify(&b).await;
     assert!(
         ready["d"]["private_channels"]

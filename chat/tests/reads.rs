@@ -150,6 +150,7 @@ async fn scenario(db: Db) {
     assert_eq!(inbox.as_array().unwrap().len(), 1);
     assert_eq!(inbox[0]["reason"], "mention");
     assert_eq!(inbox[0]["message"]["id"], mention["id"]);
+    assert_eq!(inbox[0]["message"]["mentions"], json!([g.member_id]));
     let reply = post(
         &s,
         &g.member,
