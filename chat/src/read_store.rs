@@ -22,6 +22,8 @@ pub fn id_at(ms: i64) -> i64 {
 pub struct ChannelRead {
     pub channel_id: i64,
     pub guild_id: i64,
+    /// Whose channel settings apply when the channel has none: a thread's parent.
+    pub settings_channel: i64,
     pub last_read_id: i64,
     /// Messages by others after the last read one.
     pub unread: i64,
@@ -103,7 +105,8 @@ impl Store {
     /// message counts as a mention.
     pub async fn read_states(&self, user_id: i64) -> Result<Vec<ChannelRead>, StoreError> {
         let rows = sqlx::query(concat!(
-            "SELECT c.id AS channel_id, c.guild_id, ",
+            "SELECT c.id AS channel_id, c.guild_id, \
+             CASE WHEN c.kind = 'thread' THEN c.parent_id ELSE c.id END AS settings_channel, ",
             last_read!(),
             " AS last_read, \
              (SELECT COUNT(*) FROM messages m WHERE m.channel_id = c.id AND m.id > ",
@@ -120,7 +123,7 @@ impl Store {
              LEFT JOIN read_states r ON r.user_id = $1 AND r.channel_id = c.id \
              WHERE c.kind IN ('text', 'thread') \
              UNION ALL \
-             SELECT c.id AS channel_id, 0 AS guild_id, \
+             SELECT c.id AS channel_id, 0 AS guild_id, c.id AS settings_channel, \
              COALESCE(r.last_read_id, (d.added_at - 1735689600000) * 4194304) AS last_read, \
              (SELECT COUNT(*) FROM messages m WHERE m.channel_id = c.id AND m.id > \
                COALESCE(r.last_read_id, (d.added_at - 1735689600000) * 4194304) \
@@ -139,6 +142,7 @@ impl Store {
                 Ok(ChannelRead {
                     channel_id: r.try_get("channel_id")?,
                     guild_id,
+                    settings_channel: r.try_get("settings_channel")?,
                     last_read_id: r.try_get("last_read")?,
                     unread,
                     mentions: if guild_id == 0 {
@@ -240,19 +244,22 @@ impl Store {
             .map_err(StoreError::Db)
     }
 
-    /// Settings of these users for a guild and one of its channels, for notifying.
+    /// Everyone's settings for a guild, one of its channels and that channel's parent (a
+    /// thread's channel; the channel itself otherwise), for notifying.
     pub async fn settings_for(
         &self,
         guild_id: i64,
         channel_id: i64,
+        parent_id: i64,
     ) -> Result<Vec<(i64, Setting)>, StoreError> {
         let rows = sqlx::query(
             "SELECT user_id, scope_kind, scope_id, level, muted_until, keep_mentions \
              FROM notification_settings WHERE (scope_kind = 'guild' AND scope_id = $1) \
-             OR (scope_kind = 'channel' AND scope_id = $2)",
+             OR (scope_kind = 'channel' AND (scope_id = $2 OR scope_id = $3))",
         )
         .bind(guild_id)
         .bind(channel_id)
+        .bind(parent_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -117,10 +117,15 @@ impl Effective {
 struct Settings(HashMap<(String, i64), Setting>);
 
 impl Settings {
-    fn of(&self, guild_id: i64, channel_id: i64, now: i64) -> Effective {
+    /// A thread without settings of its own follows its channel's.
+    fn of(&self, guild_id: i64, channel_id: i64, parent_id: i64, now: i64) -> Effective {
+        let channel = self
+            .0
+            .get(&("channel".to_owned(), channel_id))
+            .or_else(|| self.0.get(&("channel".to_owned(), parent_id)));
         effective_or(
             self.0.get(&("guild".to_owned(), guild_id)),
-            self.0.get(&("channel".to_owned(), channel_id)),
+            channel,
             now,
             if guild_id == 0 {
                 Level::All
@@ -171,6 +176,7 @@ pub(crate) async fn read_states_of(
         let ChannelRead {
             channel_id,
             guild_id,
+            settings_channel,
             last_read_id,
             unread,
             mentions,
@@ -183,7 +189,7 @@ pub(crate) async fn read_states_of(
         {
             continue;
         }
-        let eff = settings.of(guild_id, channel_id, now);
+        let eff = settings.of(guild_id, channel_id, settings_channel, now);
         let (unread, mentions) = eff.badge(unread, mentions);
         if !dm {
             let g = guilds.entry(guild_id).or_default();
@@ -324,7 +330,10 @@ pub(crate) async fn notify(
     if c.is_dm() {
         return notify_dm(state, c, m, view).await;
     }
-    let settings = state.store.settings_for(c.guild_id, c.id).await?;
+    let settings = state
+        .store
+        .settings_for(c.guild_id, c.id, c.perms_channel())
+        .await?;
     let wants_all = settings.iter().any(|(_, s)| s.level == Some(Level::All));
     let reply_to = match m.reply_to {
         Some(r) => state
@@ -342,21 +351,26 @@ pub(crate) async fn notify(
         return Ok(());
     };
     let mentioned = mentioned_users(&access, c, m);
-    let mut per_user: HashMap<i64, (Option<Setting>, Option<Setting>)> = HashMap::new();
+    // (guild, the channel's own, its parent's): a thread follows its channel unless it
+    // has settings of its own.
+    type Scopes = (Option<Setting>, Option<Setting>, Option<Setting>);
+    let mut per_user: HashMap<i64, Scopes> = HashMap::new();
     for (u, s) in settings {
         let e = per_user.entry(u).or_default();
         if s.scope == "guild" {
             e.0 = Some(s);
-        } else {
+        } else if s.scope_id == c.id {
             e.1 = Some(s);
+        } else {
+            e.2 = Some(s);
         }
     }
     let now = now_ms();
     let eff = |u: i64| {
         per_user
             .get(&u)
-            .map_or(effective(None, None, now), |(g, ch)| {
-                effective(g.as_ref(), ch.as_ref(), now)
+            .map_or(effective(None, None, now), |(g, own, parent)| {
+                effective(g.as_ref(), own.as_ref().or(parent.as_ref()), now)
             })
     };
     let can_see = |u: i64| u != m.author_id && access.visible(u).is_some_and(|v| v.contains(&c.id));
@@ -413,7 +427,7 @@ async fn notify_dm(
     m: &Message,
     view: &MessageView,
 ) -> Result<(), ChatError> {
-    let settings = state.store.settings_for(0, c.id).await?;
+    let settings = state.store.settings_for(0, c.id, c.id).await?;
     let now = now_ms();
     let reply_to = match m.reply_to {
         Some(r) => state.store.message(c.id, r).await?.map(|r| r.author_id),
@@ -480,7 +494,10 @@ pub(crate) struct SettingView {
     scope: String,
     id: String,
     level: Option<&'static str>,
+    /// When a timed mute ends (ms); null when not muted or muted until turned back on.
     muted_until: Option<i64>,
+    /// Muted until turned back on (a time that far out has no exact JavaScript number).
+    muted_forever: bool,
     keep_mentions: bool,
 }
 
@@ -490,7 +507,8 @@ impl From<&Setting> for SettingView {
             scope: s.scope.clone(),
             id: s.scope_id.to_string(),
             level: s.level.map(Level::as_str),
-            muted_until: s.muted_until,
+            muted_until: s.muted_until.filter(|u| *u != i64::MAX),
+            muted_forever: s.muted_until == Some(i64::MAX),
             keep_mentions: s.keep_mentions,
         }
     }

@@ -228,6 +228,44 @@ async fn threads(db: Db) {
         .await;
     assert_eq!(active[0]["id"], tid.as_str());
 
+    // A thread follows its channel's notification settings unless it has its own.
+    let settings = |scope: String, body: Value| {
+        let (s, a) = (&s, a.clone());
+        async move {
+            let (st, b) = s
+                .send(
+                    Method::PUT,
+                    &format!("/api/v1/users/@me/notification-settings/{scope}"),
+                    &a,
+                    body,
+                )
+                .await;
+            assert_eq!(st, 200, "{b}");
+        }
+    };
+    settings(format!("channels/{general}"), json!({"level": "nothing"})).await;
+    let (_, quiet) = s
+        .post(&tmsgs, Some(&b), json!({"content": "@anna look"}))
+        .await;
+    let (_, inbox) = s.get("/api/v1/users/@me/inbox", &a).await;
+    assert!(
+        inbox
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["message"]["id"] != quiet["id"]),
+        "the channel's `nothing` holds in its thread"
+    );
+    settings(format!("channels/{tid}"), json!({"level": "all"})).await;
+    let (_, loud) = s.post(&tmsgs, Some(&b), json!({"content": "plain"})).await;
+    loop {
+        let n = a_ws.dispatch("notification_create").await;
+        if n["d"]["message"]["id"] == loud["id"] {
+            assert_eq!(n["d"]["reason"], "message");
+            break;
+        }
+    }
+
     // Sending in threads is its own permission.
     s.send(
         Method::PATCH,

@@ -343,6 +343,28 @@ async fn scenario(db: Db) {
         .await;
     assert_eq!(st, 404);
 
+    // Muted until turned back on: said as a flag, not as an unrepresentable time.
+    let (_, f) = settings(
+        &s,
+        &g.member,
+        &format!("channels/{}", g.general),
+        json!({"mute": "forever"}),
+    )
+    .await;
+    assert_eq!(
+        (&f["muted_forever"], &f["muted_until"]),
+        (&json!(true), &Value::Null)
+    );
+    assert!(badge(&s, &g.member, &g).await.0.2, "muted");
+    let (_, f) = settings(
+        &s,
+        &g.member,
+        &format!("channels/{}", g.general),
+        json!({"mute": "off"}),
+    )
+    .await;
+    assert_eq!(f["muted_forever"], false);
+
     // Bad settings.
     for (scope, body, code) in [
         (
