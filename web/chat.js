@@ -10,6 +10,10 @@
 // (the server replays what was missed); a refused resume identifies again and pages each
 // open channel forward with `after=`. Messages are kept by id, so none shows twice.
 //
+// Direct messages live under a "home" entry of the rail (DM_HOME) and use the same history,
+// send and live code as text channels. Files are uploaded first and then claimed by a
+// message; search asks the server and opens a result around its message.
+//
 // `window.parlorChat` is the test and debugging handle (see tests/browser/README.md).
 
 import { clearError as clearRoomError, configureRoom, joinRoom, leave as leaveRoom } from "/room.js";
@@ -29,6 +33,12 @@ const GROUP_WINDOW_MS = 7 * 60_000;
 const REFRESH_MARGIN_MS = 60_000;
 /** When history is within this many pixels of the top, older messages are loaded. */
 const LOAD_OLDER_PX = 150;
+/** The rail entry of direct messages: `chat.guildId` while DMs are shown. */
+const DM_HOME = "@me";
+/** Channel kinds of direct messages. */
+const DM_KINDS = new Set(["dm", "group_dm"]);
+/** Search results per page. */
+const SEARCH_LIMIT = 25;
 
 /** Permission bits (docs/chat-api.md). */
 const PERM = {
@@ -108,14 +118,17 @@ const stats = {
 /** One REST call; resolves with the JSON body (null for 204), rejects with an ApiError. */
 async function http(method, path, body, token = null) {
   const headers = {};
-  if (body !== undefined) headers["content-type"] = "application/json";
+  // A Blob (a file) goes as it is, with its own type; anything else as JSON.
+  const raw = typeof Blob !== "undefined" && body instanceof Blob;
+  if (raw) headers["content-type"] = body.type || "application/octet-stream";
+  else if (body !== undefined) headers["content-type"] = "application/json";
   if (token) headers.authorization = `Bearer ${token}`;
   let response;
   try {
     response = await fetch(API + path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
     });
   } catch {
     throw new ApiError("network", "Could not reach the server.");
@@ -485,7 +498,8 @@ class Gateway {
  * One channel's messages, once opened.
  * @typedef {{messages: Map<string, object>, deleted: Set<string>, loaded: boolean,
  *   loading: boolean, hasMore: boolean, loadingOlder: boolean, oldest: string|null,
- *   newest: string|null, failed: boolean}} ChannelState
+ *   newest: string|null, failed: boolean, hasNewer: boolean, loadingNewer: boolean,
+ *   liveBuffer: object[]}} ChannelState
  */
 
 const chat = {
@@ -498,6 +512,16 @@ const chat = {
   users: new Map(),
   /** guild id -> when its member list was last fetched. */
   membersFetchedAt: new Map(),
+  /** guild id -> user ids of its members (once fetched). */
+  members: new Map(),
+  /** DM and group DM channels by id (they have no guild). */
+  dms: new Map(),
+  /** DM channel id -> id of its newest message seen, to order the list. */
+  dmActivity: new Map(),
+  /** Files picked for the composer: {key, channelId, name, size, status, attachment, promise}. */
+  pending: [],
+  /** The search panel: {query, path, results, nextBefore, loading, error}. */
+  search: null,
   /** channel id -> ChannelState, for channels opened once. */
   channels: new Map(),
   /** Channels with messages not seen yet. */
@@ -551,19 +575,63 @@ function channelState(id) {
       oldest: null,
       newest: null,
       failed: false,
+      // After a jump into the middle of history (a search result): newer messages are
+      // paged in with `after=`, and live ones wait in `liveBuffer` until then.
+      hasNewer: false,
+      loadingNewer: false,
+      liveBuffer: [],
     };
     chat.channels.set(id, ch);
   }
   return ch;
 }
 
-/** The guild a channel belongs to, and the channel. */
+/** The guild a channel belongs to (null for DMs), and the channel. */
 function findChannel(id) {
   for (const guild of chat.guilds.values()) {
     const channel = guild.channels.get(id);
     if (channel) return { guild, channel };
   }
+  const dm = chat.dms.get(id);
+  if (dm) return { guild: null, channel: dm };
   return { guild: null, channel: null };
+}
+
+/** Whether new messages in a channel of this kind mark it unread. */
+function countsUnread(kind) {
+  return LISTED_KINDS.has(kind) || DM_KINDS.has(kind);
+}
+
+function inDmHome() {
+  return chat.guildId === DM_HOME;
+}
+
+/** Adds or replaces a DM or group DM. */
+function upsertDm(channel) {
+  chat.dms.set(channel.id, { ...channel, recipients: [...(channel.recipients ?? [])] });
+}
+
+/** DMs, most recently active first. */
+function dmList() {
+  const activity = (c) => {
+    const last = chat.dmActivity.get(c.id);
+    return last && compareIds(last, c.id) > 0 ? last : c.id;
+  };
+  return [...chat.dms.values()].sort((a, b) => compareIds(activity(b), activity(a)));
+}
+
+/** What a DM is called: its name, or the other people in it. */
+function dmName(channel) {
+  if (!channel) return "";
+  if (channel.name) return channel.name;
+  const others = (channel.recipients ?? []).filter((id) => id !== chat.user?.id);
+  if (others.length === 0) return nameOf(chat.user?.id);
+  return others.map((id) => nameOf(id)).join(", ");
+}
+
+/** Fetches the member lists of every guild (throttled), to put names to user ids. */
+function loadAllMembers() {
+  for (const id of chat.guildOrder) loadMembers(id);
 }
 
 function currentGuild() {
@@ -581,6 +649,7 @@ function nameOf(userId) {
   if (user) return user.display_name || user.username;
   const { guild } = findChannel(chat.channelId);
   if (guild) loadMembers(guild.id);
+  else loadAllMembers();
   return "Unknown user";
 }
 
@@ -609,6 +678,7 @@ function removeGuild(id) {
 
 function forgetChannel(id) {
   chat.channels.delete(id);
+  chat.pending = chat.pending.filter((p) => p.channelId !== id);
   chat.unread.delete(id);
   chat.typing.delete(id);
   if (chat.voiceChannelId === id) leaveRoom();
@@ -639,6 +709,14 @@ function channelTree(guild) {
 function firstTextChannel(guild) {
   const tree = channelTree(guild);
   return [...tree.top, ...tree.groups.flatMap((g) => g.channels)].find((c) => c.kind === "text") ?? null;
+}
+
+function removeDm(id) {
+  if (!chat.dms.delete(id)) return;
+  chat.dmActivity.delete(id);
+  forgetChannel(id);
+  if (chat.lastChannel.get(DM_HOME) === id) chat.lastChannel.delete(DM_HOME);
+  if (inDmHome() && chat.channelId === id) openChannel(null);
 }
 
 function rememberSelection() {
@@ -750,13 +828,16 @@ async function catchUp() {
           if (mergeMessage(ch, m)) {
             fresh += 1;
             stats.caughtUp += 1;
-            if (m.author_id !== chat.user?.id && channelId !== chat.channelId && LISTED_KINDS.has(findChannel(channelId).channel?.kind)) {
+            if (m.author_id !== chat.user?.id && channelId !== chat.channelId && countsUnread(findChannel(channelId).channel?.kind)) {
               chat.unread.add(channelId);
             }
+            if (DM_KINDS.has(findChannel(channelId).channel?.kind)) noteDmActivity(channelId, m.id);
           }
         }
         after = page[page.length - 1].id;
       }
+      ch.hasNewer = false;
+      ch.liveBuffer = [];
     } catch (error) {
       showChatError(`Could not catch up on messages: ${error.message}`, error.code);
     }
@@ -765,15 +846,84 @@ async function catchUp() {
   renderChannels();
 }
 
+/** After a jump into history: loads the page after the newest message shown. */
+async function loadNewer() {
+  const channelId = chat.channelId;
+  const ch = chat.channels.get(channelId);
+  if (!ch?.loaded || !ch.hasNewer || ch.loadingNewer || !ch.newest) return;
+  ch.loadingNewer = true;
+  try {
+    const page = await api("GET", `/channels/${channelId}/messages?after=${ch.newest}&limit=${PAGE_SIZE}`);
+    for (const m of page) mergeMessage(ch, m);
+    if (page.length < PAGE_SIZE) {
+      // Caught up with the present: what came live meanwhile goes in, and live goes on.
+      ch.hasNewer = false;
+      for (const m of ch.liveBuffer) mergeMessage(ch, m);
+      ch.liveBuffer = [];
+    }
+  } catch (error) {
+    showChatError(`Could not load newer messages: ${error.message}`, error.code);
+  } finally {
+    ch.loadingNewer = false;
+  }
+  if (channelId === chat.channelId) renderMessages({ keepTop: true });
+}
+
+/** Shows a channel around one of its messages (a search result), and marks the message. */
+async function jumpToMessage(channelId, messageId) {
+  const { guild, channel } = findChannel(channelId);
+  if (!channel) return;
+  const home = guild ? guild.id : DM_HOME;
+  let ch = chat.channels.get(channelId);
+  const have = Boolean(ch?.messages.has(messageId));
+  if (!have) {
+    // A fresh history around the message; `loading` keeps openChannel from loading the latest.
+    chat.channels.delete(channelId);
+    ch = channelState(channelId);
+    ch.loading = true;
+  }
+  chat.lastChannel.set(home, channelId);
+  if (chat.guildId !== home) selectGuild(home);
+  else if (chat.channelId !== channelId || chat.view !== "text") openChannel(channelId);
+  if (!have) {
+    try {
+      const page = await api("GET", `/channels/${channelId}/messages?around=${messageId}&limit=${PAGE_SIZE}`);
+      for (const m of page) mergeMessage(ch, m);
+      ch.loaded = true;
+      ch.hasMore = page.some((m) => compareIds(m.id, messageId) < 0);
+      ch.hasNewer = true;
+    } catch (error) {
+      ch.failed = true;
+      showChatError(`Could not load the message: ${error.message}`, error.code);
+    } finally {
+      ch.loading = false;
+    }
+  }
+  if (chat.channelId !== channelId) return;
+  renderMessages({ keepTop: true });
+  const el = chat.messageEls.get(messageId);
+  if (el) {
+    el.scrollIntoView({ block: "center" });
+    el.classList.add("highlight");
+    setTimeout(() => el.classList.remove("highlight"), 3_000);
+  }
+  const s = ui.scroller;
+  if (s.scrollHeight - s.scrollTop - s.clientHeight < LOAD_OLDER_PX) loadNewer();
+}
+
 async function loadMembers(guildId, { force = false } = {}) {
   const last = chat.membersFetchedAt.get(guildId) ?? 0;
   if (!force && Date.now() - last < 15_000) return;
   chat.membersFetchedAt.set(guildId, Date.now());
+  const ids = [];
   try {
     let after = null;
     for (;;) {
       const page = await api("GET", `/guilds/${guildId}/members?limit=1000${after ? `&after=${after}` : ""}`);
-      for (const member of page) cacheUser(member.user);
+      for (const member of page) {
+        cacheUser(member.user);
+        ids.push(member.user.id);
+      }
       if (page.length < 1000) break;
       after = page[page.length - 1].user.id;
     }
@@ -781,21 +931,84 @@ async function loadMembers(guildId, { force = false } = {}) {
     console.warn("parlor chat: could not load members", error);
     return;
   }
+  chat.members.set(guildId, ids);
   renderMessages();
   renderTyping();
+  renderMembers();
+  if (inDmHome()) {
+    renderChannels();
+    renderMain();
+  }
+}
+
+/** Opens (or finds) the DM with a user and shows it. */
+async function openDm(userId) {
+  try {
+    const channel = await api("POST", "/users/@me/channels", { recipient_id: userId });
+    upsertDm(channel);
+    chat.lastChannel.set(DM_HOME, channel.id);
+    if (inDmHome()) openChannel(channel.id);
+    else selectGuild(DM_HOME);
+  } catch (error) {
+    showChatError(`Could not open the conversation: ${error.message}`, error.code);
+  }
+}
+
+function noteDmActivity(channelId, messageId) {
+  const last = chat.dmActivity.get(channelId);
+  if (!last || compareIds(messageId, last) > 0) chat.dmActivity.set(channelId, messageId);
+}
+
+// Uploads -------------------------------------------------------------------------------------
+
+let uploadKey = 0;
+
+/** Uploads files for the shown channel; they go out with the next message. */
+function addFiles(files) {
+  const channelId = chat.channelId;
+  if (!channelId || chat.view !== "text") return;
+  for (const file of files) {
+    const name = file.name || `pasted.${(file.type.split("/")[1] || "bin").replace(/[^a-z0-9]/gi, "")}`;
+    const item = { key: ++uploadKey, channelId, name, size: file.size, status: "uploading", attachment: null, promise: null };
+    item.promise = api("POST", `/channels/${channelId}/attachments?filename=${encodeURIComponent(name)}`, file)
+      .then((attachment) => {
+        item.attachment = attachment;
+        item.status = "done";
+      })
+      .catch((error) => {
+        item.status = "failed";
+        showChatError(`Could not upload ${name}: ${error.message}`, error.code);
+      })
+      .finally(renderPending);
+    chat.pending.push(item);
+  }
+  renderPending();
+}
+
+function removePending(key) {
+  chat.pending = chat.pending.filter((p) => p.key !== key);
+  renderPending();
 }
 
 async function sendMessage() {
   const channelId = chat.channelId;
   const content = ui.input.value;
-  if (!channelId || !content.trim()) return;
-  const body = { content };
+  const files = chat.pending.filter((p) => p.channelId === channelId && p.status !== "failed");
+  if (!channelId || (!content.trim() && files.length === 0)) return;
+  const body = { content: content.trim() ? content : "" };
   if (chat.replyTo) body.reply_to = chat.replyTo.id;
   ui.input.value = "";
   autosize();
   setReply(null);
   chat.typingSentAt.delete(channelId);
+  chat.pending = chat.pending.filter((p) => !files.includes(p));
+  renderPending();
   try {
+    // Files still uploading are waited for; ones that failed are left out.
+    await Promise.all(files.map((p) => p.promise));
+    const ids = files.filter((p) => p.status === "done").map((p) => p.attachment.id);
+    if (ids.length) body.attachments = ids;
+    else if (!body.content) return;
     const m = await api("POST", `/channels/${channelId}/messages`, body);
     // The event may come first or later; by id it shows once either way.
     const ch = channelState(channelId);
@@ -806,6 +1019,9 @@ async function sendMessage() {
       ui.input.value = content;
       autosize();
     }
+    // The uploads stay unclaimed: put them back to send again.
+    chat.pending.unshift(...files.filter((p) => p.status === "done" && !chat.pending.includes(p)));
+    renderPending();
     showChatError(`Could not send: ${error.message}`, error.code);
   }
 }
@@ -885,10 +1101,62 @@ function applyReaction(d, delta) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Search
+// ---------------------------------------------------------------------------------------------
+
+let searchSeq = 0;
+
+/** Searches the shown guild (or, in DMs, the shown conversation); `more` pages on. */
+async function runSearch(query, { more = false } = {}) {
+  if (!more) {
+    const q = query.trim();
+    if (!q) {
+      closeSearch();
+      return;
+    }
+    const path = inDmHome()
+      ? chat.channelId
+        ? `/channels/${chat.channelId}/messages/search`
+        : null
+      : chat.guildId
+        ? `/guilds/${chat.guildId}/messages/search`
+        : null;
+    if (!path) return;
+    chat.search = { query: q, path, results: [], nextBefore: null, loading: false, error: null };
+  }
+  const search = chat.search;
+  if (!search || search.loading) return;
+  search.loading = true;
+  search.error = null;
+  const seq = ++searchSeq;
+  renderSearch();
+  try {
+    const before = more && search.nextBefore ? `&before=${search.nextBefore}` : "";
+    const page = await api("GET", `${search.path}?q=${encodeURIComponent(search.query)}&limit=${SEARCH_LIMIT}${before}`);
+    if (seq !== searchSeq || chat.search !== search) return;
+    const seen = new Set(search.results.map((m) => m.id));
+    search.results.push(...(page.messages ?? []).filter((m) => !seen.has(m.id)));
+    search.nextBefore = page.next_before ?? null;
+  } catch (error) {
+    if (chat.search === search) search.error = error;
+  } finally {
+    search.loading = false;
+  }
+  if (chat.search === search) renderSearch();
+}
+
+function closeSearch() {
+  chat.search = null;
+  searchSeq += 1;
+  renderSearch();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Guilds, channels, invites
 // ---------------------------------------------------------------------------------------------
 
 function selectGuild(id) {
+  if (chat.guildId !== id && chat.search) closeSearch();
   chat.guildId = id;
   chat.editing = null;
   const guild = currentGuild();
@@ -897,13 +1165,20 @@ function selectGuild(id) {
     const last = chat.lastChannel.get(id);
     channelId = last && guild.channels.has(last) ? last : firstTextChannel(guild)?.id ?? null;
     loadMembers(guild.id);
+  } else if (id === DM_HOME) {
+    const last = chat.lastChannel.get(DM_HOME);
+    channelId = last && chat.dms.has(last) ? last : null;
+    // Names for the people in DMs come from the member lists.
+    loadAllMembers();
   }
   hideInvite();
   openChannel(channelId);
   renderGuilds();
+  renderMembers();
 }
 
 function openChannel(id) {
+  if (inDmHome() && chat.search && chat.channelId !== id) closeSearch();
   chat.channelId = id;
   chat.view = "text";
   chat.editing = null;
@@ -919,6 +1194,7 @@ function openChannel(id) {
   renderMain();
   renderMessages({ toBottom: true });
   renderTyping();
+  renderPending();
   if (id && matchMedia("(pointer: fine)").matches) ui.input.focus();
 }
 
@@ -1061,6 +1337,8 @@ function onReady(d, { catchUp: mustCatchUp }) {
   chat.guilds.clear();
   chat.guildOrder = [];
   for (const g of d.guilds ?? []) upsertGuild(g);
+  chat.dms.clear();
+  for (const c of d.private_channels ?? []) upsertDm(c);
   for (const id of [...chat.channels.keys()]) if (!findChannel(id).channel) forgetChannel(id);
   renderMe();
 
@@ -1071,12 +1349,14 @@ function onReady(d, { catchUp: mustCatchUp }) {
     } catch {
       // A bad value: start from the first guild.
     }
-    const guildId = chat.guilds.has(saved.guildId) ? saved.guildId : chat.guildOrder[0] ?? null;
-    if (guildId && saved.channelId && chat.guilds.get(guildId).channels.has(saved.channelId)) {
+    const home = saved.guildId === DM_HOME;
+    const guildId = home || chat.guilds.has(saved.guildId) ? saved.guildId : chat.guildOrder[0] ?? null;
+    if (home && chat.dms.has(saved.channelId)) chat.lastChannel.set(DM_HOME, saved.channelId);
+    else if (guildId && !home && saved.channelId && chat.guilds.get(guildId).channels.has(saved.channelId)) {
       chat.lastChannel.set(guildId, saved.channelId);
     }
     selectGuild(guildId);
-  } else if (chat.guildId && !chat.guilds.has(chat.guildId)) {
+  } else if (chat.guildId && chat.guildId !== DM_HOME && !chat.guilds.has(chat.guildId)) {
     selectGuild(chat.guildOrder[0] ?? null);
   } else {
     if (previous && chat.channelId && !findChannel(chat.channelId).channel) selectGuild(previous);
@@ -1087,6 +1367,21 @@ function onReady(d, { catchUp: mustCatchUp }) {
   renderStatus();
   if (mustCatchUp) catchUp();
   acceptPendingInvite();
+}
+
+async function refreshDms() {
+  if (chat.refreshingDms || Date.now() - (chat.dmsFetchedAt ?? 0) < 5_000) return;
+  chat.refreshingDms = true;
+  chat.dmsFetchedAt = Date.now();
+  try {
+    for (const c of await api("GET", "/users/@me/channels")) upsertDm(c);
+  } catch (error) {
+    console.warn("parlor chat: could not load DMs", error);
+  } finally {
+    chat.refreshingDms = false;
+  }
+  renderChannels();
+  if (inDmHome()) renderMain();
 }
 
 async function acceptPendingInvite() {
@@ -1108,12 +1403,25 @@ function onDispatch(t, d) {
     case "message_create": {
       const ch = chat.channels.get(d.channel_id);
       clearTyper(d.channel_id, d.author_id);
-      if (ch && (ch.loaded || ch.loading)) {
+      if (ch?.hasNewer) {
+        // History is shown from further back: this goes in once the pages reach it.
+        ch.liveBuffer.push(d);
+      } else if (ch && (ch.loaded || ch.loading)) {
         mergeMessage(ch, d);
         if (d.channel_id === chat.channelId) renderMessages();
       }
+      const { channel } = findChannel(d.channel_id);
+      if (!channel) {
+        // A DM we have not heard of (its channel_create was missed): fetch the list.
+        refreshDms();
+        break;
+      }
+      if (DM_KINDS.has(channel.kind)) {
+        noteDmActivity(d.channel_id, d.id);
+        if (inDmHome()) renderChannels();
+      }
       const seen = d.channel_id === chat.channelId && chat.view === "text" && document.visibilityState !== "hidden";
-      if (!seen && d.author_id !== chat.user?.id && LISTED_KINDS.has(findChannel(d.channel_id).channel?.kind)) {
+      if (!seen && d.author_id !== chat.user?.id && countsUnread(channel.kind)) {
         chat.unread.add(d.channel_id);
         renderChannels();
       }
@@ -1173,6 +1481,12 @@ function onDispatch(t, d) {
       break;
     case "channel_create":
     case "channel_update": {
+      if (!d.guild_id && DM_KINDS.has(d.kind)) {
+        upsertDm(d);
+        renderChannels();
+        if (inDmHome()) renderMain();
+        break;
+      }
       const guild = chat.guilds.get(d.guild_id);
       if (!guild) break;
       guild.channels.set(d.id, { ...d });
@@ -1183,6 +1497,11 @@ function onDispatch(t, d) {
       break;
     }
     case "channel_delete": {
+      if (chat.dms.has(d.id)) {
+        removeDm(d.id);
+        renderChannels();
+        break;
+      }
       const guild = chat.guilds.get(d.guild_id);
       if (!guild?.channels.delete(d.id)) break;
       forgetChannel(d.id);
@@ -1191,10 +1510,21 @@ function onDispatch(t, d) {
       break;
     }
     case "guild_member_add":
-    case "guild_member_update":
+    case "guild_member_update": {
       cacheUser(d.user);
+      const ids = chat.members.get(d.guild_id);
+      if (ids && d.user?.id && !ids.includes(d.user.id)) ids.push(d.user.id);
       renderMessages();
+      renderMembers();
+      if (inDmHome()) renderChannels();
       break;
+    }
+    case "guild_member_remove": {
+      const ids = chat.members.get(d.guild_id);
+      if (ids) chat.members.set(d.guild_id, ids.filter((id) => id !== d.user_id));
+      renderMembers();
+      break;
+    }
     default:
       // presence_update, roles, pins, ...: not shown here yet.
       break;
@@ -1255,6 +1585,20 @@ const ui = {
   loadingView: $("#loading-view"),
   appView: $("#app-view"),
   guildList: $("#guild-list"),
+  dmHomeBtn: $("#dm-home-btn"),
+  memberPanel: $("#member-panel"),
+  memberList: $("#member-list"),
+  memberCount: $("#member-count"),
+  searchForm: $("#search-form"),
+  searchInput: $("#search-input"),
+  searchPanel: $("#search-panel"),
+  searchStatus: $("#search-status"),
+  searchResults: $("#search-results"),
+  searchMore: $("#search-more"),
+  searchClose: $("#search-close"),
+  pendingList: $("#pending-attachments"),
+  attachBtn: $("#attach-btn"),
+  fileInput: $("#file-input"),
   addGuildBtn: $("#add-guild-btn"),
   guildName: $("#guild-name"),
   inviteBtn: $("#invite-btn"),
@@ -1355,6 +1699,10 @@ function renderStatus() {
 }
 
 function renderGuilds() {
+  const dmUnread = [...chat.dms.keys()].some((c) => chat.unread.has(c));
+  ui.dmHomeBtn.classList.toggle("unread", dmUnread);
+  if (inDmHome()) ui.dmHomeBtn.setAttribute("aria-current", "true");
+  else ui.dmHomeBtn.removeAttribute("aria-current");
   ui.guildList.replaceChildren(
     ...chat.guildOrder.map((id) => {
       const guild = chat.guilds.get(id);
@@ -1376,7 +1724,82 @@ function renderGuilds() {
   );
 }
 
+/** The DM list, in the sidebar while DMs are shown. */
+function renderDmList() {
+  ui.guildName.textContent = "Direct messages";
+  ui.inviteBtn.hidden = true;
+  const dms = dmList();
+  const items = dms.map((c) => {
+    const name = dmName(c);
+    return h(
+      "li",
+      {},
+      h(
+        "button",
+        {
+          type: "button",
+          class: `channel dm${chat.unread.has(c.id) ? " unread" : ""}`,
+          dataset: { channelId: c.id, kind: c.kind },
+          "aria-current": chat.view === "text" && c.id === chat.channelId ? "true" : null,
+          title: name,
+        },
+        h("span", { class: "avatar-dot small", "aria-hidden": "true", text: initials(name) }),
+        h("span", { class: "channel-name", text: name }),
+        c.kind === "group_dm" ? h("span", { class: "user-limit", text: String(c.recipients.length) }) : null,
+      ),
+    );
+  });
+  ui.channelList.replaceChildren(
+    h(
+      "li",
+      { class: "category" },
+      h("div", { class: "category-header" }, h("span", { class: "category-name", text: "Direct messages" })),
+      items.length
+        ? h("ul", { class: "dm-list" }, items)
+        : h("p", { class: "hint small dm-empty", text: "No conversations yet. Message someone from a server's member list." }),
+    ),
+  );
+  renderGuilds();
+}
+
+/** The shown guild's members, each with a button to message them. */
+function renderMembers() {
+  const guild = currentGuild();
+  const ids = guild ? chat.members.get(guild.id) : null;
+  ui.memberPanel.hidden = !guild;
+  if (!guild) {
+    ui.memberList.replaceChildren();
+    return;
+  }
+  const sorted = [...(ids ?? [])].sort((a, b) => nameOf(a).localeCompare(nameOf(b)));
+  ui.memberCount.textContent = ids ? String(ids.length) : "…";
+  ui.memberList.replaceChildren(
+    ...sorted.map((id) => {
+      const user = id === chat.user?.id ? chat.user : chat.users.get(id);
+      const name = nameOf(id);
+      return h(
+        "li",
+        { class: "member", dataset: { userId: id } },
+        h("span", { class: "avatar-dot small", "aria-hidden": "true", text: initials(name) }),
+        h(
+          "span",
+          { class: "member-info" },
+          h("span", { class: "member-name", text: name }),
+          h("span", { class: "member-username", text: user?.username ? `@${user.username}` : "" }),
+        ),
+        id === chat.user?.id
+          ? null
+          : h("button", { type: "button", class: "small-button message-member", dataset: { userId: id }, title: `Message ${name}`, text: "Message" }),
+      );
+    }),
+  );
+}
+
 function renderChannels() {
+  if (inDmHome()) {
+    renderDmList();
+    return;
+  }
   const guild = currentGuild();
   ui.guildName.textContent = guild?.name ?? "";
   ui.inviteBtn.hidden = !guild || !(hasPerm(guild.permissions, PERM.CREATE_INVITES) || guild.owner_id === chat.user?.id);
@@ -1465,34 +1888,48 @@ function renderVoicePanel() {
 
 function renderMain() {
   const guild = currentGuild();
+  const home = inDmHome();
   let view = chat.view;
-  if (!guild) view = chat.guildOrder.length ? "none" : "empty";
+  if (!guild && !home) view = chat.guildOrder.length ? "none" : "empty";
   else if (view === "text" && !chat.channelId) view = "none";
   ui.appView.dataset.pane = view;
   ui.emptyView.hidden = view !== "empty" && view !== "none";
   ui.emptyView.querySelector("h2").textContent =
-    view === "empty" ? "No servers yet" : "No text channel here";
+    view === "empty" ? "No servers yet" : home ? "No conversation open" : "No text channel here";
   ui.emptyView.querySelector(".hint").textContent =
     view === "empty"
       ? "Create a server for your friends, or join one with an invite code."
-      : "This server has no text channel you can see.";
+      : home
+        ? "Pick a conversation, or message someone from a server's member list."
+        : "This server has no text channel you can see.";
+  ui.searchForm.hidden = view !== "text";
+  if (view !== "text" && chat.search) closeSearch();
   ui.emptyAddBtn.hidden = view !== "empty";
   ui.textView.hidden = view !== "text";
   ui.roomView.hidden = view !== "voice";
   let title = "";
   let icon = null;
-  if (view === "text") {
+  if (view === "text" && home) {
+    const channel = chat.dms.get(chat.channelId);
+    title = dmName(channel);
+    icon = h("span", { class: "channel-icon", text: "@" });
+    ui.input.placeholder = channel ? `Message @${title}` : "Message";
+    ui.searchInput.placeholder = "Search this conversation";
+  } else if (view === "text") {
     const channel = guild.channels.get(chat.channelId);
     title = channel ? channel.name : "";
     icon = h("span", { class: "channel-icon", text: "#" });
     ui.input.placeholder = channel ? `Message #${channel.name}` : "Message";
+    ui.searchInput.placeholder = `Search ${guild.name}`;
   } else if (view === "voice") {
     const channel = findChannel(chat.voiceChannelId).channel;
     title = channel ? channel.name : "";
     icon = h("span", { class: "channel-icon", innerHTML: SPEAKER_ICON });
   }
   ui.channelTitle.replaceChildren(...(title ? [icon, h("span", { class: "channel-title-name", text: title })] : []));
-  document.title = title ? `${view === "text" ? "#" : "🔊 "}${title} · ${guild?.name ?? ""} · Parlor` : "Parlor";
+  document.title = title
+    ? `${view === "text" ? (home ? "@" : "#") : "🔊 "}${title} · ${home ? "Direct messages" : guild?.name ?? ""} · Parlor`
+    : "Parlor";
 }
 
 function formatTime(ms) {
@@ -1513,7 +1950,11 @@ function renderHistoryStatus() {
   if (!ch || ch.loading) text = "Loading messages…";
   else if (ch.failed && !ch.loaded) text = "Could not load messages.";
   else if (ch.loadingOlder) text = "Loading older messages…";
-  else if (ch.loaded && !ch.hasMore) text = `This is the start of #${channel?.name ?? "this channel"}.`;
+  else if (ch.loaded && !ch.hasMore) {
+    text = DM_KINDS.has(channel?.kind)
+      ? `This is the start of your conversation with ${dmName(channel)}.`
+      : `This is the start of #${channel?.name ?? "this channel"}.`;
+  }
   ui.historyStatus.textContent = text;
   ui.historyStatus.dataset.state = ch?.loaded && !ch.hasMore ? "start" : ch?.loading || ch?.loadingOlder ? "loading" : "";
 }
@@ -1523,7 +1964,7 @@ function renderHistoryStatus() {
  * reusing elements. Keeps the view at the bottom if it was there; `keepOffset` keeps it
  * where it was after older messages went in above.
  */
-function renderMessages({ toBottom = false, keepOffset = false } = {}) {
+function renderMessages({ toBottom = false, keepOffset = false, keepTop = false } = {}) {
   const s = ui.scroller;
   const wasAtBottom = s.scrollHeight - s.scrollTop - s.clientHeight < 80;
   const fromBottom = s.scrollHeight - s.scrollTop;
@@ -1560,7 +2001,9 @@ function renderMessages({ toBottom = false, keepOffset = false } = {}) {
     previous = m;
   }
   renderHistoryStatus();
-  if (toBottom || wasAtBottom) s.scrollTop = s.scrollHeight;
+  // With pages still to come below (after a jump), the reader stays where they are.
+  if (keepTop) return;
+  if ((toBottom || wasAtBottom) && !ch?.hasNewer) s.scrollTop = s.scrollHeight;
   else if (keepOffset) s.scrollTop = s.scrollHeight - fromBottom;
 }
 
@@ -1657,7 +2100,14 @@ function updateMessage(el, m, continued, ch) {
   el.replaceChildren(...parts);
 }
 
-/** A message's files: image thumbnails, or links to download. Shown only, not uploaded here. */
+function formatSize(bytes) {
+  if (!(bytes >= 0)) return "";
+  if (bytes >= 1_048_576) return `${(bytes / 1_048_576).toFixed(1)} MB`;
+  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${bytes} B`;
+}
+
+/** A message's files: images (their thumbnails) linking to the file, or download links. */
 function renderAttachments(attachments) {
   // The server hands out site-relative, signed URLs; anything else is not linked.
   const safe = (url) => (typeof url === "string" && url.startsWith("/") && !url.startsWith("//") ? url : null);
@@ -1667,19 +2117,88 @@ function renderAttachments(attachments) {
     attachments.map((a) => {
       const url = safe(a.url);
       const thumb = safe(a.thumbnail_url);
-      if (thumb && url) {
+      const image = /^image\//.test(a.content_type ?? "");
+      const src = thumb ?? (image ? url : null);
+      if (src && url) {
+        // The thumbnail fits in 320 × 320: its size, known up front, keeps the list from jumping.
+        const scale = a.width > 0 && a.height > 0 ? Math.min(1, 320 / a.width, 320 / a.height) : 0;
         return h(
           "a",
           { class: "attachment image", href: url, target: "_blank", rel: "noopener", title: a.filename },
-          h("img", { src: thumb, alt: a.filename, loading: "lazy" }),
+          h("img", {
+            src,
+            alt: a.filename,
+            width: scale ? String(Math.max(1, Math.round(a.width * scale))) : null,
+            height: scale ? String(Math.max(1, Math.round(a.height * scale))) : null,
+          }),
         );
       }
-      const size = a.size >= 1_048_576 ? `${(a.size / 1_048_576).toFixed(1)} MB` : `${Math.max(1, Math.round(a.size / 1024))} KB`;
+      const size = formatSize(a.size);
       return h(
         "a",
         { class: "attachment file", href: url, download: url ? a.filename : null, rel: "noopener" },
         h("span", { class: "attachment-name", text: a.filename }),
         h("span", { class: "attachment-size", text: size }),
+      );
+    }),
+  );
+}
+
+/** The files waiting to go with the next message in the shown channel. */
+function renderPending() {
+  const items = chat.pending.filter((p) => p.channelId === chat.channelId);
+  ui.pendingList.hidden = items.length === 0;
+  ui.pendingList.replaceChildren(
+    ...items.map((p) =>
+      h(
+        "li",
+        { class: `pending ${p.status}`, dataset: { key: String(p.key), status: p.status } },
+        h("span", { class: "attachment-name", text: p.name }),
+        h("span", { class: "attachment-size", text: p.status === "uploading" ? "Uploading…" : p.status === "failed" ? "Failed" : formatSize(p.size) }),
+        h("button", { type: "button", class: "link remove-pending", dataset: { key: String(p.key) }, "aria-label": `Remove ${p.name}`, text: "✕" }),
+      ),
+    ),
+  );
+}
+
+/** The search panel: results, newest first, each opening its message. */
+function renderSearch() {
+  const search = chat.search;
+  ui.searchPanel.hidden = !search;
+  if (!search) {
+    ui.searchResults.replaceChildren();
+    ui.searchMore.hidden = true;
+    return;
+  }
+  const n = search.results.length;
+  ui.searchStatus.textContent = search.error
+    ? `Search failed: ${search.error.message}`
+    : search.loading && n === 0
+      ? "Searching…"
+      : `${n}${search.nextBefore ? "+" : ""} result${n === 1 ? "" : "s"} for “${search.query}”`;
+  ui.searchPanel.dataset.state = search.loading ? "loading" : search.error ? "error" : "done";
+  ui.searchMore.hidden = !search.nextBefore || search.loading;
+  ui.searchResults.replaceChildren(
+    ...search.results.map((m) => {
+      const { channel } = findChannel(m.channel_id);
+      const where = !channel ? "" : DM_KINDS.has(channel.kind) ? `@${dmName(channel)}` : `#${channel.name}`;
+      const files = m.attachments?.length ?? 0;
+      return h(
+        "li",
+        {},
+        h(
+          "button",
+          { type: "button", class: "search-result", dataset: { messageId: m.id, channelId: m.channel_id } },
+          h(
+            "span",
+            { class: "search-result-header" },
+            h("span", { class: "author", text: nameOf(m.author_id) }),
+            h("span", { class: "search-result-channel", text: where }),
+            h("time", { class: "timestamp", datetime: new Date(m.created_at).toISOString(), text: formatTime(m.created_at) }),
+          ),
+          h("span", { class: "search-result-content", text: m.content }),
+          files ? h("span", { class: "search-result-files", text: `📎 ${files} file${files === 1 ? "" : "s"}` }) : null,
+        ),
       );
     }),
   );
@@ -1805,8 +2324,10 @@ function resetChat() {
     replyTo: null,
     editing: null,
     renderedChannel: null,
+    pending: [],
+    search: null,
   });
-  for (const key of ["guilds", "users", "membersFetchedAt", "channels", "typing", "typingSentAt", "lastChannel", "messageEls"]) {
+  for (const key of ["guilds", "users", "membersFetchedAt", "members", "dms", "dmActivity", "channels", "typing", "typingSentAt", "lastChannel", "messageEls"]) {
     chat[key].clear();
   }
   chat.unread.clear();
@@ -1814,6 +2335,9 @@ function resetChat() {
   hideInvite();
   renderGuilds();
   renderChannels();
+  renderMembers();
+  renderPending();
+  renderSearch();
   renderTyping();
 }
 
@@ -1878,6 +2402,11 @@ function wire() {
   ui.guildList.addEventListener("click", (event) => {
     const button = event.target.closest("[data-guild-id]");
     if (button) selectGuild(button.dataset.guildId);
+  });
+  ui.dmHomeBtn.addEventListener("click", () => selectGuild(DM_HOME));
+  ui.memberList.addEventListener("click", (event) => {
+    const button = event.target.closest(".message-member");
+    if (button) openDm(button.dataset.userId);
   });
   ui.addGuildBtn.addEventListener("click", openGuildDialog);
   ui.emptyAddBtn.addEventListener("click", openGuildDialog);
@@ -1974,8 +2503,59 @@ function wire() {
   });
   ui.replyCancel.addEventListener("click", () => setReply(null));
 
+  // Files: the attach button, pasting and dropping.
+  ui.attachBtn.addEventListener("click", () => ui.fileInput.click());
+  ui.fileInput.addEventListener("change", () => {
+    addFiles([...ui.fileInput.files]);
+    ui.fileInput.value = "";
+  });
+  ui.input.addEventListener("paste", (event) => {
+    const files = [...(event.clipboardData?.files ?? [])];
+    if (files.length === 0) return;
+    event.preventDefault();
+    addFiles(files);
+  });
+  ui.textView.addEventListener("dragover", (event) => {
+    if (!event.dataTransfer?.types.includes("Files")) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+  });
+  ui.textView.addEventListener("drop", (event) => {
+    const files = [...(event.dataTransfer?.files ?? [])];
+    if (files.length === 0) return;
+    event.preventDefault();
+    addFiles(files);
+  });
+  ui.pendingList.addEventListener("click", (event) => {
+    const button = event.target.closest(".remove-pending");
+    if (button) removePending(Number(button.dataset.key));
+  });
+
+  // Search.
+  ui.searchForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    runSearch(ui.searchInput.value);
+  });
+  ui.searchInput.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      ui.searchInput.value = "";
+      closeSearch();
+    }
+  });
+  ui.searchClose.addEventListener("click", () => {
+    ui.searchInput.value = "";
+    closeSearch();
+  });
+  ui.searchMore.addEventListener("click", () => runSearch(null, { more: true }));
+  ui.searchResults.addEventListener("click", (event) => {
+    const result = event.target.closest(".search-result");
+    if (result) jumpToMessage(result.dataset.channelId, result.dataset.messageId);
+  });
+
   ui.scroller.addEventListener("scroll", () => {
-    if (ui.scroller.scrollTop < LOAD_OLDER_PX) loadOlder();
+    const s = ui.scroller;
+    if (s.scrollTop < LOAD_OLDER_PX) loadOlder();
+    if (s.scrollHeight - s.scrollTop - s.clientHeight < LOAD_OLDER_PX) loadNewer();
   });
   ui.messages.addEventListener("click", (event) => {
     const ref = event.target.closest(".reply-ref");
@@ -2101,10 +2681,53 @@ window.parlorChat = {
       author: el.querySelector(".author")?.textContent ?? null,
       content: el.querySelector(".content")?.textContent ?? null,
       edited: Boolean(el.querySelector(".edited")),
+      attachments: [...el.querySelectorAll(".attachment")].map((a) => ({
+        kind: a.classList.contains("image") ? "image" : "file",
+        href: a.getAttribute("href"),
+        name: a.querySelector(".attachment-name")?.textContent ?? a.querySelector("img")?.alt ?? null,
+        size: a.querySelector(".attachment-size")?.textContent ?? null,
+        naturalWidth: a.querySelector("img")?.naturalWidth ?? null,
+      })),
     }));
   },
   typingText() {
     return ui.typing.textContent;
+  },
+  /** DMs and group DMs, most recent first: {id, kind, name, recipients}. */
+  get dms() {
+    return dmList().map((c) => ({ id: c.id, kind: c.kind, name: dmName(c), recipients: [...c.recipients] }));
+  },
+  /** The DM shown, if the DMs are. */
+  get openDmId() {
+    return inDmHome() && chat.view === "text" ? chat.channelId : null;
+  },
+  /** The shown guild's members: {id, name, username}. */
+  members() {
+    return [...ui.memberList.querySelectorAll(".member")].map((el) => ({
+      id: el.dataset.userId,
+      name: el.querySelector(".member-name").textContent,
+      username: el.querySelector(".member-username").textContent.replace(/^@/, ""),
+    }));
+  },
+  /** Files waiting for the next message: {name, status, id}. */
+  pendingFiles() {
+    return chat.pending.filter((p) => p.channelId === chat.channelId).map((p) => ({ name: p.name, status: p.status, id: p.attachment?.id ?? null }));
+  },
+  /** The search panel: null when closed, else {query, loading, error, results: [{id, channelId, author, channel, content}]}. */
+  get search() {
+    if (!chat.search) return null;
+    return {
+      query: chat.search.query,
+      loading: chat.search.loading,
+      error: chat.search.error?.code ?? null,
+      results: [...ui.searchResults.querySelectorAll(".search-result")].map((el) => ({
+        id: el.dataset.messageId,
+        channelId: el.dataset.channelId,
+        author: el.querySelector(".author").textContent,
+        channel: el.querySelector(".search-result-channel").textContent,
+        content: el.querySelector(".search-result-content").textContent,
+      })),
+    };
   },
   /** Drops the chat WebSocket as a network failure would: `{holdMs, invalidateSession}`. */
   dropSocket(options) {

@@ -9,6 +9,7 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import zlib from "node:zlib";
 import { chromium } from "playwright-core";
 import { CHROMIUM, CHROMIUM_ARGS, poll, sleep, startServer } from "./server.mjs";
 
@@ -474,5 +475,306 @@ test("the session survives a reload; only the refresh token is stored; signing o
     assert.equal((await stored()).local["parlor.chat.refresh"], undefined);
     await gus.page.reload();
     await gus.page.waitForSelector("#auth-view:not([hidden])");
+  });
+});
+
+// -------------------------------------------------------------------------------------------
+// Direct messages, uploads, search
+// -------------------------------------------------------------------------------------------
+
+/** Two people signed up, in one guild that `owner` made; resolves with the guild id. */
+async function shareGuild(owner, other, name) {
+  await signUp(owner);
+  await signUp(other);
+  const guildId = await createGuild(owner, name);
+  await joinGuild(other, await createInvite(owner), guildId);
+  return guildId;
+}
+
+/** A width × height PNG of one colour (RGB, no compression tricks), as a Buffer. */
+function makePng(width, height, [r, g, b] = [200, 60, 40]) {
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  const row = Buffer.alloc(1 + width * 3);
+  for (let x = 0; x < width; x += 1) row.set([r, g, b], 1 + x * 3);
+  const raw = Buffer.concat(Array.from({ length: height }, () => row));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", zlib.deflateSync(raw)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+/** Waits until every file picked in the composer is uploaded. */
+async function waitForUploads(person, count) {
+  await person.page
+    .waitForFunction(
+      (n) => {
+        const files = window.parlorChat.pendingFiles();
+        return files.length === n && files.every((f) => f.status === "done");
+      },
+      count,
+      { timeout: LIVE_MS },
+    )
+    .catch(async () => assert.fail(`uploads did not finish: ${JSON.stringify(await person.page.evaluate(() => window.parlorChat.pendingFiles()))}`));
+}
+
+/**
+ * Waits until `person` shows a message with this `content` (or carrying a file named
+ * `fileName`) whose images, if `loaded`, have loaded; returns it.
+ */
+async function waitForMessageWhere(person, { content, fileName, loaded = false }) {
+  const handle = await person.page
+    .waitForFunction(
+      ({ content, fileName, loaded }) =>
+        window.parlorChat
+          .messages()
+          .find(
+            (m) =>
+              (content === undefined || m.content === content) &&
+              (fileName === undefined || m.attachments.some((x) => x.name === fileName)) &&
+              (!loaded || (m.attachments.length > 0 && m.attachments.every((x) => x.kind !== "image" || x.naturalWidth > 0))),
+          ) ?? null,
+      { content, fileName, loaded },
+      { timeout: LIVE_MS },
+    )
+    .catch(async () => assert.fail(`${person.label} never showed the message; shows ${JSON.stringify(await messages(person.page))}`));
+  return handle.jsonValue();
+}
+
+test("direct messages start from the member list, are listed live and deliver live", { timeout: 120_000 }, async () => {
+  await withPeople([["Hana", "하나 Hana"], ["Ivan", "Ivan"]], async ([hana, ivan]) => {
+    await shareGuild(hana, ivan, "DM 모임");
+
+    // Hana's member list shows both of them, with a Message button for Ivan only.
+    await hana.page
+      .waitForFunction(() => window.parlorChat.members().length === 2, null, { timeout: LIVE_MS })
+      .catch(async () => assert.fail(`members: ${JSON.stringify(await hana.page.evaluate(() => window.parlorChat.members()))}`));
+    const members = await hana.page.evaluate(() => window.parlorChat.members());
+    assert.deepEqual(
+      members.map((m) => [m.id, m.name, m.username]).sort(),
+      [[hana.userId, hana.displayName, hana.username], [ivan.userId, ivan.displayName, ivan.username]].sort(),
+    );
+    assert.equal(await hana.page.locator(`#member-list .member[data-user-id="${hana.userId}"] .message-member`).count(), 0);
+
+    // "Message" opens the DM in the normal message pane.
+    await hana.page.click(`#member-list .member[data-user-id="${ivan.userId}"] .message-member`);
+    await hana.page.waitForFunction(() => window.parlorChat.openDmId !== null, null, { timeout: LIVE_MS });
+    const dmId = await hana.page.evaluate(() => window.parlorChat.openDmId);
+    const hanaState = await chatState(hana.page);
+    assert.equal(hanaState.selectedGuildId, "@me");
+    assert.equal(hanaState.selectedChannelId, dmId);
+    assert.equal(hanaState.view, "text");
+    assert.equal(await hana.page.textContent("#channel-title"), `@${ivan.displayName}`);
+    const hanaDms = await hana.page.evaluate(() => window.parlorChat.dms);
+    assert.equal(hanaDms.length, 1);
+    assert.equal(hanaDms[0].kind, "dm");
+    assert.equal(hanaDms[0].name, ivan.displayName);
+    assert.deepEqual([...hanaDms[0].recipients].sort(), [hana.userId, ivan.userId].sort());
+    assert.equal(await hana.page.getAttribute("#dm-home-btn", "aria-current"), "true");
+
+    // Ivan (still in the guild) gets the DM live, and its first message marks DMs unread.
+    await ivan.page
+      .waitForFunction((id) => window.parlorChat.dms.some((d) => d.id === id), dmId, { timeout: LIVE_MS })
+      .catch(() => assert.fail("the new DM never reached Ivan's page"));
+    const first = "안녕하세요 Ivan, DM이에요 👋";
+    await send(hana, first);
+    await waitForMessage(hana, first);
+    await ivan.page.waitForSelector("#dm-home-btn.unread", { timeout: LIVE_MS });
+    await ivan.page.click("#dm-home-btn");
+    const entry = ivan.page.locator(`#channel-list .channel.dm[data-channel-id="${dmId}"]`);
+    assert.equal(await entry.locator(".channel-name").textContent(), hana.displayName, "the DM is named after the other person");
+    await entry.click();
+    const [shown] = await waitForMessage(ivan, first);
+    assert.equal(shown.author, hana.displayName);
+    assert.equal(await ivan.page.evaluate(() => window.parlorChat.openDmId), dmId);
+
+    // Both ways, live, once.
+    const second = "두 번째 메시지";
+    await send(hana, second);
+    assert.equal((await waitForMessage(ivan, second)).length, 1);
+    const reply = "Got it — 고마워요";
+    await send(ivan, reply);
+    const [replyOnHana] = await waitForMessage(hana, reply);
+    assert.equal(replyOnHana.author, ivan.displayName);
+
+    // Searching a DM searches that conversation.
+    await ivan.page.fill("#search-input", "dm이에요");
+    await ivan.page.press("#search-input", "Enter");
+    await ivan.page.waitForFunction(() => window.parlorChat.search && !window.parlorChat.search.loading, null, { timeout: LIVE_MS });
+    const dmSearch = await ivan.page.evaluate(() => window.parlorChat.search.results);
+    assert.deepEqual(dmSearch.map((r) => [r.content, r.author, r.channel]), [[first, hana.displayName, `@${hana.displayName}`]]);
+
+    // Messaging Ivan again from the guild finds the same DM, not a second one.
+    await hana.page.click("#guild-list .guild-button");
+    await hana.page.click(`#member-list .member[data-user-id="${ivan.userId}"] .message-member`);
+    await hana.page.waitForFunction((id) => window.parlorChat.openDmId === id, dmId, { timeout: LIVE_MS });
+    assert.equal((await hana.page.evaluate(() => window.parlorChat.dms)).length, 1);
+    assert.deepEqual((await messages(hana.page)).map((m) => m.content), [first, second, reply]);
+
+    // A reload comes back to the open DM.
+    await ivan.page.reload();
+    await ivan.page.waitForFunction(() => window.parlorChat?.wsState === "ready", null, { timeout: LIVE_MS });
+    await ivan.page.waitForFunction((id) => window.parlorChat.openDmId === id, dmId, { timeout: LIVE_MS });
+    await waitForMessage(ivan, reply);
+  });
+});
+
+test("files upload from the composer, by picking or pasting, and show on the other page", { timeout: 120_000 }, async () => {
+  await withPeople([["Jin", "진 Jin"], ["Kai", "Kai"]], async ([jin, kai]) => {
+    await shareGuild(jin, kai, "Files");
+
+    // An 800 × 500 PNG with a caption: Kai sees its 320 × 200 thumbnail, linking to the file.
+    const png = makePng(800, 500);
+    await jin.page.setInputFiles("#file-input", { name: "사진.png", mimeType: "image/png", buffer: png });
+    await waitForUploads(jin, 1);
+    assert.equal(await jin.page.isVisible("#pending-attachments .pending"), true, "the file shows in the composer");
+    await send(jin, "사진 보내요");
+    await waitForMessage(kai, "사진 보내요");
+    const photo = await waitForMessageWhere(kai, { content: "사진 보내요", loaded: true });
+    assert.equal(photo.attachments.length, 1);
+    assert.equal(photo.attachments[0].kind, "image");
+    assert.equal(photo.attachments[0].naturalWidth, 320, "the thumbnail (800 wide scaled into 320 × 320)");
+    assert.match(photo.attachments[0].href, /^\/api\/v1\/attachments\/\d+\//);
+    const original = await kai.page.evaluate(async (href) => {
+      const r = await fetch(href);
+      return { status: r.status, type: r.headers.get("content-type"), bytes: (await r.arrayBuffer()).byteLength };
+    }, photo.attachments[0].href);
+    assert.deepEqual(original, { status: 200, type: "image/png", bytes: png.length }, "the link is the original file");
+    assert.deepEqual(await jin.page.evaluate(() => window.parlorChat.pendingFiles()), [], "sending empties the composer");
+
+    // A text file with no caption: a download link with its name and size.
+    const notes = Buffer.from("회의록: 다음 주 화요일\n", "utf8");
+    await jin.page.setInputFiles("#file-input", { name: "notes.txt", mimeType: "text/plain", buffer: notes });
+    await waitForUploads(jin, 1);
+    await jin.page.press("#message-input", "Enter");
+    const file = await waitForMessageWhere(kai, { fileName: "notes.txt" });
+    assert.equal(file.content, "");
+    assert.deepEqual(
+      { kind: file.attachments[0].kind, name: file.attachments[0].name, size: file.attachments[0].size },
+      { kind: "file", name: "notes.txt", size: `${notes.length} B` },
+    );
+    const text = await kai.page.evaluate(async (href) => (await fetch(href)).text(), file.attachments[0].href);
+    assert.equal(text, notes.toString("utf8"));
+
+    // A pasted image (no file name) goes the same way.
+    await jin.page.evaluate(async () => {
+      const canvas = document.createElement("canvas");
+      canvas.width = 60;
+      canvas.height = 40;
+      const ctx = canvas.getContext("2d");
+      ctx.fillStyle = "#3a7";
+      ctx.fillRect(0, 0, 60, 40);
+      const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+      const data = new DataTransfer();
+      data.items.add(new File([blob], "", { type: "image/png" }));
+      document.querySelector("#message-input").dispatchEvent(
+        new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }),
+      );
+    });
+    await waitForUploads(jin, 1);
+    await send(jin, "붙여넣기");
+    const pasted = await waitForMessageWhere(kai, { content: "붙여넣기", loaded: true });
+    assert.equal(pasted.attachments[0].kind, "image");
+    assert.equal(pasted.attachments[0].name, "pasted.png", "a pasted image without a name gets one");
+    assert.ok(pasted.attachments[0].naturalWidth > 0);
+    const pastedFile = await kai.page.evaluate(async (href) => {
+      const bitmap = await createImageBitmap(await (await fetch(href)).blob());
+      return [bitmap.width, bitmap.height];
+    }, pasted.attachments[0].href);
+    assert.deepEqual(pastedFile, [60, 40], "the link is the pasted image itself");
+  });
+});
+
+test("search finds Korean text across the guild and opens the channel around the result", { timeout: 120_000 }, async () => {
+  await withPeople([["Lee", "이 Lee"], ["Min", "민 Min"]], async ([lee, min]) => {
+    const guildId = await shareGuild(lee, min, "검색 서버");
+    const generalId = (await chatState(min.page)).selectedChannelId;
+
+    // #general has a near miss; #notes has the target, then 70 more messages, so the target
+    // is not in the latest page.
+    const seeded = await lee.page.evaluate(
+      async ({ guildId, generalId }) => {
+        const { api } = window.parlorChat;
+        const notes = await api("POST", `/guilds/${guildId}/channels`, { name: "notes", kind: "text" });
+        const near = await api("POST", `/channels/${generalId}/messages`, { content: "회의 시간은 3시예요" });
+        const target = await api("POST", `/channels/${notes.id}/messages`, { content: "내일까지 회의록 정리해 주세요" });
+        for (let i = 0; i < 70; i += 1) await api("POST", `/channels/${notes.id}/messages`, { content: `잡담 ${i}` });
+        return { notesId: notes.id, nearId: near.id, targetId: target.id };
+      },
+      { guildId, generalId },
+    );
+
+    const search = async (query) => {
+      await min.page.fill("#search-input", query);
+      await min.page.press("#search-input", "Enter");
+      await min.page.waitForFunction(
+        (q) => window.parlorChat.search?.query === q && !window.parlorChat.search.loading,
+        query,
+        { timeout: LIVE_MS },
+      );
+      return min.page.evaluate(() => window.parlorChat.search);
+    };
+
+    // A substring of a word with a particle: only the target.
+    const exact = await search("회의록");
+    assert.equal(exact.error, null);
+    assert.deepEqual(
+      exact.results.map((r) => [r.id, r.author, r.channel, r.content]),
+      [[seeded.targetId, lee.displayName, "#notes", "내일까지 회의록 정리해 주세요"]],
+    );
+    // A shorter term finds both, newest first.
+    const broad = await search("회의");
+    assert.deepEqual(broad.results.map((r) => r.id), [seeded.targetId, seeded.nearId]);
+    const none = await search("없는말");
+    assert.deepEqual(none.results, []);
+
+    // Clicking the result opens #notes around the target, which is marked and on screen.
+    await search("회의록");
+    await min.page.click(`#search-results .search-result[data-message-id="${seeded.targetId}"]`);
+    await min.page.waitForFunction(
+      (id) => window.parlorChat.messages().some((m) => m.id === id),
+      seeded.targetId,
+      { timeout: LIVE_MS },
+    );
+    const state = await chatState(min.page);
+    assert.equal(state.selectedChannelId, seeded.notesId);
+    assert.equal(state.view, "text");
+    const onScreen = await min.page.evaluate((id) => {
+      const el = document.querySelector(`#messages .message[data-message-id="${id}"]`);
+      const box = el.getBoundingClientRect();
+      const pane = document.querySelector("#message-scroller").getBoundingClientRect();
+      return { highlighted: el.classList.contains("highlight"), visible: box.top >= pane.top && box.bottom <= pane.bottom };
+    }, seeded.targetId);
+    assert.deepEqual(onScreen, { highlighted: true, visible: true });
+
+
+    // Scrolling down pages the newer messages in; then live messages show again.
+    const all = ["내일까지 회의록 정리해 주세요", ...Array.from({ length: 70 }, (_, i) => `잡담 ${i}`)];
+    await poll(
+      async () => {
+        await min.page.$eval("#message-scroller", (el) => el.scrollTo(0, el.scrollHeight));
+        return messages(min.page);
+      },
+      (shown) => shown.some((m) => m.content === "잡담 69"),
+      { timeout: LIVE_MS },
+    );
+    await lee.page.evaluate((id) => window.parlorChat.api("POST", `/channels/${id}/messages`, { content: "실시간 메시지" }), seeded.notesId);
+    await waitForMessage(min, "실시간 메시지");
+    const shown = (await messages(min.page)).map((m) => m.content);
+    const fromTarget = shown.slice(shown.indexOf(all[0]));
+    assert.deepEqual(fromTarget, [...all, "실시간 메시지"], "in order, none twice, no gap");
   });
 });
