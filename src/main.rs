@@ -259,6 +259,17 @@ fn chat_config(
             prefix: var(&["PARLOR_S3_PREFIX"]).unwrap_or_default(),
         });
     }
+    // A reverse proxy in front: its X-Forwarded-For names the client.
+    if let Ok(v) = std::env::var("PARLOR_TRUSTED_PROXIES") {
+        config.trusted_proxies = v
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                parlor_chat::auth::Cidr::parse(p)
+                    .with_context(|| format!("PARLOR_TRUSTED_PROXIES: {p:?} is not an IP or CIDR"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+    }
     // Load tests lift the per-user and per-IP request limits.
     if std::env::var("PARLOR_CHAT_RATE_LIMITS").as_deref() == Ok("off") {
         config.user_rate = None;

@@ -140,8 +140,41 @@ impl FromRequestParts<ChatState> for Authed {
     }
 }
 
-fn client_ip(ci: &ConnectInfo<SocketAddr>) -> IpAddr {
-    ci.0.ip()
+/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the
+/// nearest address in `X-Forwarded-For` that is not one of the trusted proxies.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<ChatState> for ClientIp {
+    type Rejection = ChatError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ChatState) -> Result<Self, ChatError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| ChatError::Internal("no peer address".into()))?;
+        let trusted = &state.config.trusted_proxies;
+        let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+        if !is_trusted(peer) {
+            return Ok(ClientIp(peer));
+        }
+        let forwarded: Vec<IpAddr> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        Ok(ClientIp(
+            forwarded
+                .into_iter()
+                .rev()
+                .find(|ip| !is_trusted(*ip))
+                .unwrap_or(peer),
+        ))
+    }
 }
 
 fn limit_auth(state: &ChatState, ip: IpAddr) -> Result<(), ChatError> {
@@ -273,10 +306,10 @@ async fn issue(state: &ChatState, user: &User, family: &str) -> Result<Session, 
 
 async fn register(
     State(state): State<ChatState>,
-    ci: ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     Body(req): Body<Register>,
 ) -> Result<(StatusCode, Json<Session>), ChatError> {
-    limit_auth(&state, client_ip(&ci))?;
+    limit_auth(&state, ip)?;
     check_username(&req.username)?;
     check_password(&req.password)?;
     let display_name = clean_display_name(req.display_name.as_deref().unwrap_or(&req.username))?;
@@ -310,10 +343,9 @@ pub struct Login {
 
 async fn login(
     State(state): State<ChatState>,
-    ci: ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     Body(req): Body<Login>,
 ) -> Result<Json<Session>, ChatError> {
-    let ip = client_ip(&ci);
     limit_auth(&state, ip)?;
     let bad = || ChatError::unauthorized("invalid_credentials", "wrong username or password");
     let Some(user) = state.store.user_by_username(&req.username).await? else {
@@ -354,10 +386,10 @@ pub struct RefreshReq {
 
 async fn refresh(
     State(state): State<ChatState>,
-    ci: ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     Body(req): Body<RefreshReq>,
 ) -> Result<Json<Session>, ChatError> {
-    limit_auth(&state, client_ip(&ci))?;
+    limit_auth(&state, ip)?;
     let invalid = || ChatError::unauthorized("invalid_refresh_token", "sign in again");
     match state
         .store

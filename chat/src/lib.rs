@@ -68,6 +68,9 @@ pub struct Config {
     pub user_rate: Option<(f64, f64)>,
     /// Requests per IP on the auth routes: (burst, per second). `None`: off.
     pub auth_rate: Option<(f64, f64)>,
+    /// Proxies whose `X-Forwarded-For` names the client (for rate limits and the login
+    /// allowlist). Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<auth::Cidr>,
 }
 
 impl Config {
@@ -87,6 +90,7 @@ impl Config {
             user_rate: Some((30.0, 10.0)),
             // Bursts of 20, then 20 a minute.
             auth_rate: Some((20.0, 20.0 / 60.0)),
+            trusted_proxies: Vec::new(),
         }
     }
 }

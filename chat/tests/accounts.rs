@@ -300,3 +300,75 @@ async fn requests_are_rate_limited_per_user_per_route() {
     assert_eq!(st, 201, "other users are unaffected");
     s.stop().await;
 }
+
+/// Behind a trusted proxy the client is the address in `X-Forwarded-For`: limits and the
+/// login allowlist apply to it. From anywhere else the header is ignored.
+#[tokio::test]
+async fn a_trusted_proxy_names_the_client() {
+    let s = Server::start_with(Db::Sqlite, |c| {
+        c.auth_rate = Some((3.0, 0.001));
+        c.trusted_proxies = vec![parlor_chat::auth::Cidr::parse("127.0.0.1/32").unwrap()];
+    })
+    .await;
+    let login = |xff: &str, password: &str| {
+        let (s, xff, password) = (&s, xff.to_owned(), password.to_owned());
+        async move {
+            let r = s
+                .http
+                .post(s.url("/api/v1/auth/login"))
+                .header("x-forwarded-for", xff)
+                .json(&json!({"username": "roamer", "password": password}))
+                .send()
+                .await
+                .unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let (token, _) = s.register("roamer").await; // one token of the loopback bucket
+    let (st, _) = s
+        .send(
+            Method::PUT,
+            "/api/v1/users/@me/login-allowlist",
+            &token,
+            json!({"entries": ["203.0.113.0/24"]}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    // The allowlist sees the forwarded address, including past a second proxy hop.
+    assert_eq!(login("203.0.113.9", "password 123").await.0, 200);
+    let (st, b) = login("198.51.100.1, 127.0.0.1", "password 123").await;
+    assert_eq!(
+        (st, b["code"].as_str()),
+        (403, Some("ip_not_allowed")),
+        "{b}"
+    );
+    // Each forwarded client has its own bucket of 3.
+    for _ in 0..2 {
+        assert_ne!(login("203.0.113.9", "wrong").await.0, 429);
+    }
+    assert_eq!(login("203.0.113.9", "wrong").await.0, 429);
+    assert_eq!(login("203.0.113.10", "password 123").await.0, 200);
+    s.stop().await;
+
+    // Without trusted proxies, a client cannot pick its own address.
+    let s = Server::start(Db::Sqlite).await;
+    let (token, _) = s.register("roamer").await;
+    s.send(
+        Method::PUT,
+        "/api/v1/users/@me/login-allowlist",
+        &token,
+        json!({"entries": ["203.0.113.0/24"]}),
+    )
+    .await;
+    let r = s
+        .http
+        .post(s.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .json(&json!({"username": "roamer", "password": "password 123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    s.stop().await;
+}
