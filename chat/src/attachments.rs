@@ -59,7 +59,7 @@ pub fn router(state: ChatState) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Attachment {
     pub id: i64,
     pub uploader_id: i64,

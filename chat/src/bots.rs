@@ -23,7 +23,7 @@ use sqlx::Row;
 use crate::api::{Authed, Body};
 use crate::error::ChatError;
 use crate::guild_store::{Channel, Message};
-use crate::guilds::{channel_audience, clean_name, in_channel, parse_id, require};
+use crate::guilds::{clean_name, in_channel, parse_id, require};
 use crate::hub::{Audience, Event};
 use crate::messages::MessageView;
 use crate::perms::Perms;
@@ -725,7 +725,7 @@ async fn deliver(state: ChatState, app: App, url: String, interaction: Value) {
     let body = interaction.to_string();
     let ts = now_ms();
     let started = Instant::now();
-    let sent = reqwest_post(
+    let sent = post_delivery(
         &url,
         &body,
         ts,
@@ -757,8 +757,8 @@ async fn deliver(state: ChatState, app: App, url: String, interaction: Value) {
 }
 
 /// A small HTTP client for deliveries: the chat service's only outgoing requests.
-async fn reqwest_post(url: &str, body: &str, ts: i64, sig: &str) -> Result<Option<Value>, String> {
-    let client = hyper_client();
+async fn post_delivery(url: &str, body: &str, ts: i64, sig: &str) -> Result<Option<Value>, String> {
+    let client = delivery_client();
     let r = client
         .post(url)
         .header("content-type", "application/json")
@@ -775,7 +775,7 @@ async fn reqwest_post(url: &str, body: &str, ts: i64, sig: &str) -> Result<Optio
     Ok(v.get("content").is_some().then_some(v))
 }
 
-fn hyper_client() -> reqwest::Client {
+fn delivery_client() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT
         .get_or_init(|| {
@@ -833,24 +833,12 @@ pub(crate) async fn post_as(
     author: i64,
     content: String,
 ) -> Result<MessageView, ChatError> {
-    let _order = state.lock_channel(c.id).await;
-    let m = Message {
-        id: state.ids.next(),
-        channel_id: c.id,
+    let draft = Message {
         author_id: author,
         content,
-        reply_to: None,
-        edited_at: None,
-        created_at: now_ms(),
-        pinned_at: None,
-        mention_everyone: false,
-        mentions: Vec::new(),
-        attachments: Vec::new(),
+        ..Message::default()
     };
-    state.store.insert_message(&m).await?;
-    let view = MessageView::new(state, &m, &[], false);
-    state.dispatch(channel_audience(c), Event::new("message_create", &view));
-    Ok(view)
+    Ok(crate::messages::create(state, c, draft).await?.1)
 }
 
 async fn interaction_callback(

@@ -56,19 +56,7 @@ impl Store {
     /// Creates a DM or group DM with its members, in one transaction.
     pub async fn create_dm(&self, c: &Channel, members: &[i64], at: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO channels (id, guild_id, kind, name, parent_id, position, user_limit, \
-             owner_id, starter_message_id, archived, dm_key) \
-             VALUES ($1, NULL, $2, $3, NULL, 0, NULL, $4, NULL, 0, $5)",
-        )
-        .bind(c.id)
-        .bind(&c.kind)
-        .bind(&c.name)
-        .bind(c.owner_id)
-        .bind(&c.dm_key)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_db)?;
+        crate::guild_store::insert_channel(&mut *tx, c).await?;
         for m in members {
             sqlx::query(
                 "INSERT INTO dm_recipients (channel_id, user_id, added_at) VALUES ($1, $2, $3)",

@@ -55,7 +55,7 @@ impl Channel {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Message {
     pub id: i64,
     pub channel_id: i64,
@@ -307,6 +307,16 @@ impl Store {
             everyone: Perms(everyone as u64),
             roles,
         }))
+    }
+
+    /// How many members a guild has.
+    pub async fn member_count(&self, guild_id: i64) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE guild_id = $1")
+                .bind(guild_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// The guilds the user is a member of.
@@ -598,7 +608,7 @@ async fn insert_mentions(
     Ok(())
 }
 
-async fn insert_channel<'e, E>(exec: E, c: &Channel) -> Result<(), StoreError>
+pub(crate) async fn insert_channel<'e, E>(exec: E, c: &Channel) -> Result<(), StoreError>
 where
     E: Executor<'e, Database = sqlx::Any>,
 {

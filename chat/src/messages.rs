@@ -198,8 +198,10 @@ async fn resolve_mentions(
             .as_ref()
             .and_then(|a| a.visible(author))
             .unwrap_or_default();
-        let channels = state.store.channels(c.guild_id).await?;
-        for ch in &channels {
+        let channels = access
+            .iter()
+            .flat_map(|a| a.channels.iter().map(|(ch, _)| ch));
+        for ch in channels {
             if ch.kind != "category"
                 && seen.contains(&ch.id)
                 && (found.channel_ids.contains(&ch.id) || found.channel_names.contains(&ch.name))
@@ -210,6 +212,28 @@ async fn resolve_mentions(
     }
     let everyone = (found.everyone || found.here) && perms.contains(Perms::MENTION_EVERYONE);
     Ok((out, everyone))
+}
+
+/// Stores a message and sends `message_create`, in one order per channel: the id is
+/// taken, the row written and the event queued under the channel's lock, so events
+/// leave in id order and a client catching up by id misses nothing. `draft` supplies
+/// the author and contents; the id, channel and time are set here.
+pub(crate) async fn create(
+    state: &ChatState,
+    c: &Channel,
+    draft: Message,
+) -> Result<(Message, MessageView), crate::store::StoreError> {
+    let _order = state.lock_channel(c.id).await;
+    let m = Message {
+        id: state.ids.next(),
+        channel_id: c.id,
+        created_at: now_ms(),
+        ..draft
+    };
+    state.store.insert_message(&m).await?;
+    let view = MessageView::new(state, &m, &[], false);
+    state.dispatch(channel_audience(c), Event::new("message_create", &view));
+    Ok((m, view))
 }
 
 /// What sending in a channel takes: threads have their own permission.
@@ -316,28 +340,24 @@ async fn send_message(
         None => None,
     };
     let (mentions, mention_everyone) = resolve_mentions(&state, &c, user, &req.content, p).await?;
-    // Id, insert and dispatch in one order per channel.
-    let _order = state.lock_channel(id).await;
-    let m = Message {
-        id: state.ids.next(),
-        channel_id: id,
-        author_id: user,
-        content: req.content,
-        reply_to,
-        edited_at: None,
-        created_at: now_ms(),
-        pinned_at: None,
-        mention_everyone,
-        mentions,
-        attachments: files,
-    };
-    state.store.insert_message(&m).await.map_err(|e| match e {
+    let (m, view) = create(
+        &state,
+        &c,
+        Message {
+            author_id: user,
+            content: req.content,
+            reply_to,
+            mention_everyone,
+            mentions,
+            attachments: files,
+            ..Message::default()
+        },
+    )
+    .await
+    .map_err(|e| match e {
         crate::store::StoreError::Conflict => invalid_attachment(),
         e => e.into(),
     })?;
-    let view = MessageView::new(&state, &m, &[], false);
-    state.dispatch(channel_audience(&c), Event::new("message_create", &view));
-    drop(_order);
     if c.kind == "thread" && c.archived {
         // A new message brings an archived thread back.
         let mut open = c.clone();

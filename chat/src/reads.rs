@@ -272,12 +272,8 @@ async fn ack(
     // The user's other sessions clear their badges.
     state.dispatch(Audience::Users(vec![user]), Event::new("message_ack", &ev));
     // In DMs and small channels, others update how many have read each message.
-    let small = c.is_dm()
-        || state
-            .store
-            .guild_access(c.guild_id)
-            .await?
-            .is_some_and(|a| a.members.len() <= READ_RECEIPT_MEMBERS);
+    let small =
+        c.is_dm() || state.store.member_count(c.guild_id).await? <= READ_RECEIPT_MEMBERS as i64;
     if small {
         state.dispatch(channel_audience(&c), Event::new("channel_read", &ev));
     }
@@ -295,12 +291,13 @@ pub(crate) async fn unread_by(
     let marks: Vec<(i64, i64)> = if c.is_dm() {
         state.store.dm_read_marks(c.id).await?
     } else {
+        // Count first: a large guild's permissions are not loaded for nothing.
+        if state.store.member_count(c.guild_id).await? > READ_RECEIPT_MEMBERS as i64 {
+            return Ok(());
+        }
         let Some(access) = state.store.guild_access(c.guild_id).await? else {
             return Ok(());
         };
-        if access.members.len() > READ_RECEIPT_MEMBERS {
-            return Ok(());
-        }
         state
             .store
             .read_marks(c.guild_id, c.id)
