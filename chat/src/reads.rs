@@ -348,27 +348,21 @@ pub(crate) async fn notify(
         return Ok(());
     };
     let mentioned = mentioned_users(&access, c, m);
-    // (guild, the channel's own, its parent's): a thread follows its channel unless it
-    // has settings of its own.
-    type Scopes = (Option<Setting>, Option<Setting>, Option<Setting>);
-    let mut per_user: HashMap<i64, Scopes> = HashMap::new();
+    // Each user's settings, resolved as their badges are (a thread follows its channel
+    // unless it has settings of its own).
+    let mut per_user: HashMap<i64, Settings> = HashMap::new();
     for (u, s) in settings {
-        let e = per_user.entry(u).or_default();
-        if s.scope == "guild" {
-            e.0 = Some(s);
-        } else if s.scope_id == c.id {
-            e.1 = Some(s);
-        } else {
-            e.2 = Some(s);
-        }
+        per_user
+            .entry(u)
+            .or_insert_with(|| Settings(HashMap::new()))
+            .0
+            .insert((s.scope.clone(), s.scope_id), s);
     }
     let now = now_ms();
     let eff = |u: i64| {
-        per_user
-            .get(&u)
-            .map_or(effective(None, None, now), |(g, own, parent)| {
-                effective(g.as_ref(), own.as_ref().or(parent.as_ref()), now)
-            })
+        per_user.get(&u).map_or(effective(None, None, now), |s| {
+            s.of(c.guild_id, c.id, c.perms_channel(), now)
+        })
     };
     let can_see = |u: i64| u != m.author_id && access.visible(u).is_some_and(|v| v.contains(&c.id));
     let inbox_mentions: Vec<i64> = mentioned
