@@ -270,6 +270,12 @@ fn chat_config(
             })
             .collect::<anyhow::Result<_>>()?;
     }
+    // Bots' webhooks on this machine or network, for development: internal addresses
+    // outgoing requests may reach.
+    if let Ok(v) = std::env::var("PARLOR_OUTGOING_ALLOW") {
+        config.outgoing.allow = parlor_chat::outgoing::OutgoingPolicy::parse_allow(&v)
+            .map_err(|e| anyhow::anyhow!("PARLOR_OUTGOING_ALLOW: {e}"))?;
+    }
     // Load tests lift the per-user and per-IP request limits.
     if std::env::var("PARLOR_CHAT_RATE_LIMITS").as_deref() == Ok("off") {
         config.user_rate = None;

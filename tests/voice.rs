@@ -101,3 +101,145 @@ async fn a_voice_channel_cap_holds_in_its_room() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Identifies with `token` and joins; the reply to join (`joined` or `error`), or the
+/// error that refused the token. The socket stays in the room until the test ends.
+async fn join_reply(http: std::net::SocketAddr, token: &str) -> Value {
+    use futures_util::SinkExt;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
+        .await
+        .unwrap();
+    let _hello = common::raw_next(&mut ws).await;
+    let send = |v: Value| tokio_tungstenite::tungstenite::Message::text(v.to_string());
+    ws.send(send(json!({"op": "identify", "d": {"token": token}})))
+        .await
+        .unwrap();
+    let ready = common::raw_next(&mut ws).await.unwrap_or(Value::Null);
+    if ready["op"] != "ready" {
+        return ready;
+    }
+    ws.send(send(json!({"op": "join", "id": 1, "d": {}})))
+        .await
+        .unwrap();
+    loop {
+        let v = common::raw_next(&mut ws).await.unwrap_or(Value::Null);
+        if v["id"] == 1 || v.is_null() {
+            tokio::spawn(async move { while common::raw_next(&mut ws).await.is_some() {} });
+            return v;
+        }
+    }
+}
+
+/// A guest token never reaches the room of a chat voice channel, whatever room name the
+/// guest asks for, even where the channel denies CONNECT to everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_tokens_never_reach_a_voice_channel() {
+    let server = TestServer::start().await;
+    let dir = std::env::temp_dir().join(format!("parlor_voice_guest_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = parlor_chat::Config::new(
+        format!("sqlite://{}?mode=rwc", dir.join("chat.db").display()),
+        b"chat-access-key-for-the-voice-test",
+    );
+    config.room_key = Some(common::TEST_SECRET.to_vec());
+    let chat = parlor_chat::ChatState::open(config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(parlor_chat::run(listener, chat, std::future::pending()));
+    let http = reqwest::Client::new();
+
+    let s = post(
+        &http,
+        format!("{api}/api/v1/auth/register"),
+        None,
+        json!({"username": "owner", "password": "password 123"}),
+    )
+    .await;
+    let owner = s["access_token"].as_str().unwrap().to_owned();
+    let g = post(
+        &http,
+        format!("{api}/api/v1/guilds"),
+        Some(&owner),
+        json!({"name": "g"}),
+    )
+    .await;
+    let gid = g["id"].as_str().unwrap();
+    let v = post(
+        &http,
+        format!("{api}/api/v1/guilds/{gid}/channels"),
+        Some(&owner),
+        json!({"name": "Private", "kind": "voice"}),
+    )
+    .await;
+    let vid = v["id"].as_str().unwrap();
+    // CONNECT (1 << 14) denied to @everyone; the owner bypasses overwrites.
+    let r = http
+        .put(format!("{api}/api/v1/channels/{vid}/permissions/{gid}"))
+        .bearer_auth(&owner)
+        .json(&json!({"type": "role", "deny": "16384"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let j = post(
+        &http,
+        format!("{api}/api/v1/channels/{vid}/voice/join"),
+        Some(&owner),
+        json!({}),
+    )
+    .await;
+    let room = j["room"].as_str().unwrap().to_owned();
+    let owner_join = join_reply(server.http, j["token"].as_str().unwrap()).await;
+    assert_eq!(owner_join["op"], "joined", "{owner_join}");
+
+    // Asking for the channel's room by its name is refused.
+    let r = http
+        .post(server.url("/api/guest-token"))
+        .json(&json!({"room": room, "name": "eve"}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("reserved_room"))
+    );
+
+    // Any other name is a room no guild owns: the guest is alone there.
+    for name in [
+        format!("voice-{vid}"),
+        room.to_uppercase(),
+        format!("{room}x"),
+    ] {
+        let r = http
+            .post(server.url("/api/guest-token"))
+            .json(&json!({"room": name, "name": "eve"}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 200 {
+            continue;
+        }
+        let t: Value = r.json().await.unwrap();
+        let joined = join_reply(server.http, t["token"].as_str().unwrap()).await;
+        assert_eq!(joined["op"], "joined", "{joined}");
+        assert_eq!(
+            joined["d"]["participants"],
+            json!([]),
+            "a guest in {name} shares a room with the channel's call"
+        );
+    }
+
+    // A token signed with the room key but not minted by chat for the channel is refused,
+    // however it names the room.
+    let forged = server.token(&room, "eve");
+    let refused = join_reply(server.http, &forged).await;
+    assert_eq!(
+        (refused["op"].as_str(), refused["d"]["code"].as_str()),
+        (Some("error"), Some("invalid_token")),
+        "{refused}"
+    );
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -241,7 +241,8 @@ async function api(method, path, body) {
   try {
     return await http(method, path, body, token);
   } catch (error) {
-    if (error.status !== 401 || !["token_expired", "invalid_token"].includes(error.code)) throw error;
+    // session_ended: signed out elsewhere; the refresh fails too and the sign-in screen shows.
+    if (error.status !== 401 || !["token_expired", "invalid_token", "session_ended"].includes(error.code)) throw error;
     auth.invalidate();
     return http(method, path, body, await auth.freshToken());
   }
@@ -447,6 +448,11 @@ class Gateway {
     console.info(`parlor chat: gateway closed (${event.code}${event.reason ? ` ${event.reason}` : ""}), reconnecting`);
     if (event.code === 4001) auth.invalidate(); // the token was refused: refresh first
     if (event.code === 4009 && event.reason === "too slow") this.sessionId = null; // not resumable
+    if (event.code === 4004) {
+      // Signed out (logout elsewhere, a password change): the refresh fails and signs out here.
+      this.sessionId = null;
+      auth.invalidate();
+    }
     this.#retryLater();
   }
 

@@ -56,6 +56,40 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
+/// A field of a partial update (`PATCH`, `PUT` of settings): left out, `null`, or a
+/// value. Left out keeps what is stored; `null` clears or resets it. A plain `Option`
+/// cannot tell the first two apart, so every nullable field of an update is a `Patch`,
+/// declared with `#[serde(default)]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Patch<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Patch<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Only called for a field that is present.
+        Option::<T>::deserialize(d).map(|v| v.map_or(Patch::Null, Patch::Value))
+    }
+}
+
+impl<T> Patch<T> {
+    /// `None`: leave it; `Some(None)`: clear it; `Some(Some(v))`: set it.
+    pub fn into_update(self) -> Option<Option<T>> {
+        match self {
+            Patch::Absent => None,
+            Patch::Null => Some(None),
+            Patch::Value(v) => Some(Some(v)),
+        }
+    }
+
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Patch::Absent)
+    }
+}
+
 /// An optional JSON body: `None` when the request has no body at all.
 #[derive(Debug)]
 pub struct MaybeBody<T>(pub Option<T>);
@@ -84,14 +118,35 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
-/// The account behind `Bearer <access token>` or `Bot <bot token>`.
-pub async fn authenticate(state: &ChatState, header: &str) -> Result<i64, ChatError> {
+/// Who a request speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: i64,
+    /// The sign-in session of a user's access token; `None` for a bot token.
+    pub session: Option<String>,
+}
+
+impl Caller {
+    pub fn is_bot(&self) -> bool {
+        self.session.is_none()
+    }
+}
+
+/// The account behind `Bearer <access token>` or `Bot <bot token>`. An access token of a
+/// session that ended is refused (`401 session_ended`) however long it has left.
+pub async fn authenticate(state: &ChatState, header: &str) -> Result<Caller, ChatError> {
     if let Some(t) = header.strip_prefix("Bot ") {
-        return state
+        let user_id = state
             .store
             .bot_by_token(&auth::token_hash(t.trim()))
             .await?
-            .ok_or_else(|| ChatError::unauthorized("invalid_token", "the bot token is not valid"));
+            .ok_or_else(|| {
+                ChatError::unauthorized("invalid_token", "the bot token is not valid")
+            })?;
+        return Ok(Caller {
+            user_id,
+            session: None,
+        });
     }
     let t = header.strip_prefix("Bearer ").ok_or_else(|| {
         ChatError::unauthorized(
@@ -99,13 +154,52 @@ pub async fn authenticate(state: &ChatState, header: &str) -> Result<i64, ChatEr
             "Authorization: Bearer <access token> or Bot <bot token>",
         )
     })?;
-    state
+    let token = state
         .keys
         .verify(t.trim())
-        .map_err(|code| ChatError::unauthorized(code, "the access token is not valid"))
+        .map_err(|code| ChatError::unauthorized(code, "the access token is not valid"))?;
+    if state.ended.is_ended(&token.session) {
+        return Err(ChatError::unauthorized(
+            "session_ended",
+            "this session was signed out; sign in again",
+        ));
+    }
+    Ok(Caller {
+        user_id: token.user_id,
+        session: Some(token.session),
+    })
 }
 
-/// The signed-in user, from `Authorization: Bearer <access token>`.
+/// Authenticates a request and applies the per-user per-route limit.
+async fn caller(parts: &Parts, state: &ChatState) -> Result<Caller, ChatError> {
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ChatError::unauthorized(
+                "missing_token",
+                "Authorization: Bearer <access token> or Bot <bot token>",
+            )
+        })?;
+    let caller = authenticate(state, header).await?;
+    // Per user per route (method and path template).
+    if let Some(limiter) = &state.user_limit {
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        let key = (caller.user_id, format!("{} {route}", parts.method));
+        limiter
+            .check(key, Instant::now())
+            .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
+    }
+    Ok(caller)
+}
+
+/// The signed-in account, user or bot, from `Authorization: Bearer <access token>` or
+/// `Bot <bot token>`.
 #[derive(Debug)]
 pub struct Authed(pub i64);
 
@@ -113,30 +207,29 @@ impl FromRequestParts<ChatState> for Authed {
     type Rejection = ChatError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ChatState) -> Result<Self, ChatError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ChatError::unauthorized(
-                    "missing_token",
-                    "Authorization: Bearer <access token> or Bot <bot token>",
-                )
-            })?;
-        let user = authenticate(state, header).await?;
-        // Per user per route (method and path template).
-        if let Some(limiter) = &state.user_limit {
-            let route = parts
-                .extensions
-                .get::<axum::extract::MatchedPath>()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_default();
-            let key = (user, format!("{} {route}", parts.method));
-            limiter
-                .check(key, Instant::now())
-                .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
+        Ok(Authed(caller(parts, state).await?.user_id))
+    }
+}
+
+/// A signed-in user account; a bot token is refused (`403 bots_not_allowed`). For what
+/// only people may do, such as creating applications: a bot that could would mint
+/// accounts past the sign-up limits.
+#[derive(Debug)]
+pub struct UserAuthed(pub i64);
+
+impl FromRequestParts<ChatState> for UserAuthed {
+    type Rejection = ChatError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ChatState) -> Result<Self, ChatError> {
+        let c = caller(parts, state).await?;
+        if c.is_bot() {
+            return Err(ChatError::new(
+                StatusCode::FORBIDDEN,
+                "bots_not_allowed",
+                "only user accounts may do this",
+            ));
         }
-        Ok(Authed(user))
+        Ok(UserAuthed(c.user_id))
     }
 }
 
@@ -298,7 +391,7 @@ async fn issue(state: &ChatState, user: &User, family: &str) -> Result<Session, 
     let ttl = state.config.access_ttl.as_secs();
     Ok(Session {
         user: user.into(),
-        access_token: state.keys.issue(user.id, ttl),
+        access_token: state.keys.issue(user.id, family, ttl),
         refresh_token: refresh,
         expires_in: ttl,
     })
@@ -397,9 +490,10 @@ async fn refresh(
         .await?
     {
         None => Err(invalid()),
-        Some(RefreshUse::Replayed { family }) => {
-            // A spent token came back: it was stolen or copied. End that whole session.
-            state.store.revoke_family(&family).await?;
+        Some(RefreshUse::Replayed { user_id, family }) => {
+            // A spent token came back: it was stolen or copied. End that whole session,
+            // its access tokens included.
+            crate::sessions::end(&state, user_id, &family).await?;
             Err(invalid())
         }
         Some(RefreshUse::Fresh {
@@ -420,15 +514,20 @@ async fn logout(
     State(state): State<ChatState>,
     Body(req): Body<RefreshReq>,
 ) -> Result<StatusCode, ChatError> {
-    let family = match state
+    let (user_id, family) = match state
         .store
         .use_refresh(&auth::token_hash(&req.refresh_token))
         .await?
     {
-        Some(RefreshUse::Fresh { family, .. } | RefreshUse::Replayed { family }) => family,
+        Some(
+            RefreshUse::Fresh {
+                user_id, family, ..
+            }
+            | RefreshUse::Replayed { user_id, family },
+        ) => (user_id, family),
         None => return Ok(StatusCode::NO_CONTENT),
     };
-    state.store.revoke_family(&family).await?;
+    crate::sessions::end(&state, user_id, &family).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -452,18 +551,8 @@ pub struct ProfileUpdate {
     #[serde(default)]
     pub display_name: Option<String>,
     /// An image URL; `null` clears it.
-    #[serde(default, with = "double_option")]
-    pub avatar: Option<Option<String>>,
-}
-
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
-    }
+    #[serde(default)]
+    pub avatar: Patch<String>,
 }
 
 async fn update_me(
@@ -475,7 +564,7 @@ async fn update_me(
     if let Some(n) = &req.display_name {
         user.display_name = clean_display_name(n)?;
     }
-    if let Some(avatar) = req.avatar {
+    if let Some(avatar) = req.avatar.into_update() {
         // Uploaded avatars are set by `PUT /users/@me/avatar` only: a hand-written
         // `/api/v1/avatars/...` URL could name any stored file.
         if let Some(a) = &avatar
@@ -523,8 +612,8 @@ async fn change_password(
         .store
         .set_password(id, &hash(req.new_password).await?)
         .await?;
-    // Every session signed in with the old password ends.
-    state.store.revoke_user_tokens(id).await?;
+    // Every session signed in with the old password ends, this one included.
+    crate::sessions::end_all(&state, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

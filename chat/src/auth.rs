@@ -37,7 +37,20 @@ pub struct AccessClaims {
     pub iat: u64,
     /// Always "access": a room token can never pass for one.
     pub typ: String,
+    /// The session (refresh-token family) the token was issued in; when that session
+    /// ends, so does the token.
+    pub sid: String,
 }
+
+/// Who a valid access token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    pub user_id: i64,
+    pub session: String,
+}
+
+/// Seconds an access token is still accepted after its `exp`.
+pub const ACCESS_LEEWAY_SECS: u64 = 5;
 
 #[derive(Clone)]
 pub struct AccessKeys {
@@ -59,23 +72,31 @@ impl AccessKeys {
         }
     }
 
-    pub fn issue(&self, user_id: i64, ttl_secs: u64) -> String {
+    pub fn issue(&self, user_id: i64, session: &str, ttl_secs: u64) -> String {
         let now = crate::now_ms() as u64 / 1000;
         let c = AccessClaims {
             sub: user_id.to_string(),
             exp: now + ttl_secs,
             iat: now,
             typ: "access".into(),
+            sid: session.to_owned(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &c, &self.enc).unwrap_or_default()
     }
 
-    /// The user id of a valid access token.
-    pub fn verify(&self, token: &str) -> Result<i64, &'static str> {
+    /// The user and session of a validly signed, unexpired access token. Whether its
+    /// session is still alive is the caller's check ([`crate::sessions::EndedSessions`]).
+    pub fn verify(&self, token: &str) -> Result<AccessToken, &'static str> {
         let mut v = Validation::new(Algorithm::HS256);
-        v.leeway = 5;
+        v.leeway = ACCESS_LEEWAY_SECS;
         match jsonwebtoken::decode::<AccessClaims>(token, &self.dec, &v) {
-            Ok(d) if d.claims.typ == "access" => d.claims.sub.parse().map_err(|_| "invalid_token"),
+            Ok(d) if d.claims.typ == "access" && !d.claims.sid.is_empty() => {
+                let user_id = d.claims.sub.parse().map_err(|_| "invalid_token")?;
+                Ok(AccessToken {
+                    user_id,
+                    session: d.claims.sid,
+                })
+            }
             Ok(_) => Err("invalid_token"),
             Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
                 Err("token_expired")
@@ -178,9 +199,15 @@ mod tests {
     #[test]
     fn access_tokens() {
         let k = AccessKeys::new(b"k");
-        assert_eq!(k.verify(&k.issue(42, 60)), Ok(42));
         assert_eq!(
-            AccessKeys::new(b"other").verify(&k.issue(42, 60)),
+            k.verify(&k.issue(42, "s1", 60)),
+            Ok(AccessToken {
+                user_id: 42,
+                session: "s1".into()
+            })
+        );
+        assert_eq!(
+            AccessKeys::new(b"other").verify(&k.issue(42, "s1", 60)),
             Err("invalid_token")
         );
     }

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::Row;
 
-use crate::api::{Authed, Body};
+use crate::api::{Authed, Body, UserAuthed};
 use crate::error::ChatError;
 use crate::guild_store::{Channel, Message};
 use crate::guilds::{clean_name, in_channel, parse_id, require};
@@ -402,16 +402,6 @@ struct NewApp {
     interactions_url: Option<String>,
 }
 
-fn check_url(u: &str) -> Result<(), ChatError> {
-    if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 2048 {
-        return Err(ChatError::bad_request(
-            "invalid_url",
-            "interactions_url is an http(s) URL",
-        ));
-    }
-    Ok(())
-}
-
 fn app_view(a: &App) -> Value {
     json!({
         "id": a.id.to_string(),
@@ -425,11 +415,11 @@ fn app_view(a: &App) -> Value {
 /// Creates a bot. Its token and webhook secret are shown once, here.
 async fn create_app(
     State(state): State<ChatState>,
-    Authed(user): Authed,
+    UserAuthed(user): UserAuthed,
     Body(req): Body<NewApp>,
 ) -> Result<(StatusCode, Json<Value>), ChatError> {
     if let Some(u) = &req.interactions_url {
-        check_url(u)?;
+        state.config.outgoing.check_url(u)?;
     }
     let name = clean_name(&req.name, 32, "invalid_name")?;
     if state.store.apps_of(user).await?.len() >= 25 {
@@ -504,7 +494,7 @@ async fn update_app(
 ) -> Result<Json<Value>, ChatError> {
     let mut a = my_app(&state, &app, user).await?;
     if let Some(u) = &req.interactions_url {
-        check_url(u)?;
+        state.config.outgoing.check_url(u)?;
     }
     state
         .store
@@ -726,6 +716,7 @@ async fn deliver(state: ChatState, app: App, url: String, interaction: Value) {
     let ts = now_ms();
     let started = Instant::now();
     let sent = post_delivery(
+        &state,
         &url,
         &body,
         ts,
@@ -756,10 +747,22 @@ async fn deliver(state: ChatState, app: App, url: String, interaction: Value) {
     }
 }
 
-/// A small HTTP client for deliveries: the chat service's only outgoing requests.
-async fn post_delivery(url: &str, body: &str, ts: i64, sig: &str) -> Result<Option<Value>, String> {
-    let client = delivery_client();
-    let r = client
+/// POSTs one delivery through the guarded client. The URL is checked again: the policy
+/// may have changed since it was stored, and literal addresses skip the resolver.
+async fn post_delivery(
+    state: &ChatState,
+    url: &str,
+    body: &str,
+    ts: i64,
+    sig: &str,
+) -> Result<Option<Value>, String> {
+    let url = state
+        .config
+        .outgoing
+        .check_url(url)
+        .map_err(|e| format!("{e:?}"))?;
+    let r = state
+        .outgoing
         .post(url)
         .header("content-type", "application/json")
         .header("x-parlor-timestamp", ts.to_string())
@@ -767,25 +770,12 @@ async fn post_delivery(url: &str, body: &str, ts: i64, sig: &str) -> Result<Opti
         .body(body.to_owned())
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{e:#}"))?;
     if !r.status().is_success() {
         return Err(format!("status {}", r.status()));
     }
     let v: Value = r.json().await.unwrap_or(Value::Null);
     Ok(v.get("content").is_some().then_some(v))
-}
-
-fn delivery_client() -> reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(5))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default()
-        })
-        .clone()
 }
 
 /// Posts the bot's one answer to an interaction into its channel.

@@ -33,6 +33,15 @@ impl ChatError {
         ChatError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// The code clients see.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChatError::Api { code, .. } => code,
+            ChatError::RateLimited { .. } => "rate_limited",
+            ChatError::Internal(_) => "internal",
+        }
+    }
+
     pub fn unauthorized(code: &'static str, message: impl Into<String>) -> ChatError {
         ChatError::new(StatusCode::UNAUTHORIZED, code, message)
     }

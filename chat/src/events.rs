@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
 
-use crate::api::{Authed, Body};
+use crate::api::{Authed, Body, Patch};
 use crate::error::ChatError;
 use crate::guilds::{clean_name, in_channel, in_guild, parse_id, require};
 use crate::hub::{Audience, Event};
@@ -263,9 +263,12 @@ struct EventBody {
     description: Option<String>,
     /// Milliseconds since the Unix epoch.
     start_at: Option<i64>,
-    end_at: Option<i64>,
-    /// A voice channel of the guild.
-    channel_id: Option<String>,
+    /// `null` removes it.
+    #[serde(default)]
+    end_at: Patch<i64>,
+    /// A voice channel of the guild; `null` removes it.
+    #[serde(default)]
+    channel_id: Patch<String>,
 }
 
 /// Applies and checks a create or an edit.
@@ -296,8 +299,8 @@ async fn apply(
         }
         e.start_at = s;
     }
-    if req.end_at.is_some() {
-        e.end_at = req.end_at;
+    if let Some(end) = req.end_at.into_update() {
+        e.end_at = end;
     }
     if e.end_at.is_some_and(|end| end <= e.start_at) {
         return Err(ChatError::bad_request(
@@ -305,7 +308,11 @@ async fn apply(
             "an event ends after it starts",
         ));
     }
-    if let Some(c) = &req.channel_id {
+    let channel = req.channel_id.into_update();
+    if let Some(None) = channel {
+        e.channel_id = None;
+    }
+    if let Some(Some(c)) = &channel {
         let cid = parse_id(c, "unknown_channel")?;
         let ok = state
             .store

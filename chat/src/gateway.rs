@@ -31,6 +31,9 @@ pub mod close {
     pub const AUTHENTICATION_FAILED: u16 = 4001;
     pub const DECODE_ERROR: u16 = 4002;
     pub const NOT_IDENTIFIED: u16 = 4003;
+    /// The sign-in session behind the socket ended (logout, password change, a replayed
+    /// refresh token). Not resumable.
+    pub const SESSION_ENDED: u16 = 4004;
     pub const RATE_LIMITED: u16 = 4008;
     /// No heartbeat in time, or too slow to keep up with events.
     pub const SESSION_TIMEOUT: u16 = 4009;
@@ -217,7 +220,8 @@ async fn run(state: ChatState, socket: WebSocket) {
                 session_id,
                 seq,
             }) => {
-                let Ok(user) = token_user(&state, &token).await else {
+                let Ok(crate::api::Caller { user_id: user, .. }) = token_user(&state, &token).await
+                else {
                     break Err(End::Close(
                         close::AUTHENTICATION_FAILED,
                         "the access token is not valid",
@@ -343,6 +347,7 @@ async fn pump(
             }
             Next::Overflowed => return End::Close(close::SESSION_TIMEOUT, "too slow"),
             Next::Replaced => return End::Close(4000, "resumed elsewhere"),
+            Next::Ended => return End::Close(close::SESSION_ENDED, "session ended"),
             Next::Idle => {}
         }
         tokio::select! {
@@ -380,7 +385,7 @@ async fn pump(
 }
 
 /// The account of an identify token: an access token, or `Bot <bot token>`.
-async fn token_user(state: &ChatState, token: &str) -> Result<i64, ChatError> {
+async fn token_user(state: &ChatState, token: &str) -> Result<crate::api::Caller, ChatError> {
     if token.starts_with("Bot ") {
         crate::api::authenticate(state, token).await
     } else {
@@ -390,7 +395,11 @@ async fn token_user(state: &ChatState, token: &str) -> Result<i64, ChatError> {
 
 /// Checks the token, opens a session and queues ready.
 async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64), End> {
-    let Ok(user_id) = token_user(state, token).await else {
+    let Ok(crate::api::Caller {
+        user_id,
+        session: auth,
+    }) = token_user(state, token).await
+    else {
         return Err(End::Close(
             close::AUTHENTICATION_FAILED,
             "the access token is not valid",
@@ -436,7 +445,15 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         .map(crate::reads::SettingView::from)
         .collect();
     let session_id = auth::random_token();
-    let (session, generation) = state.hub.open(session_id.clone(), user_id, visible);
+    let (session, generation) = state
+        .hub
+        .open(session_id.clone(), user_id, auth.clone(), visible);
+    // A logout between the token check and the open above ends this session too.
+    if let Some(a) = &auth
+        && state.ended.is_ended(a)
+    {
+        state.hub.end_sessions_of(user_id, |s| s == a);
+    }
     let ready = Ready {
         session_id: &session_id,
         user: crate::api::UserView::from(&user),

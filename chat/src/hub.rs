@@ -111,6 +111,8 @@ struct SessionState {
     generation: u64,
     /// The events shed since the last one written.
     shed: u64,
+    /// The sign-in session behind it ended (logout, password change): closed for good.
+    ended: bool,
 }
 
 /// A chat session: a user's subscription to events, across reconnects.
@@ -118,6 +120,8 @@ struct SessionState {
 pub struct Session {
     pub id: String,
     pub user_id: i64,
+    /// The sign-in session whose access token opened it; `None` for a bot token.
+    pub auth: Option<String>,
     state: Mutex<SessionState>,
     /// Woken when there is something to write, or the session ended.
     pub wake: Notify,
@@ -134,6 +138,8 @@ pub enum Next {
     Overflowed,
     /// Another connection took the session over.
     Replaced,
+    /// The sign-in session behind it ended.
+    Ended,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -145,6 +151,9 @@ impl Session {
     /// Frames not yet written to the connection of `generation`.
     pub fn take(&self, generation: u64) -> Next {
         let mut s = lock(&self.state);
+        if s.ended {
+            return Next::Ended;
+        }
         if s.generation != generation {
             return Next::Replaced;
         }
@@ -257,12 +266,14 @@ impl Hub {
         &self,
         id: String,
         user_id: i64,
+        auth: Option<String>,
         visible: HashMap<i64, HashSet<i64>>,
     ) -> (Arc<Session>, u64) {
         let guilds: Vec<i64> = visible.keys().copied().collect();
         let session = Arc::new(Session {
             id: id.clone(),
             user_id,
+            auth,
             state: Mutex::new(SessionState {
                 visible,
                 attached: true,
@@ -339,6 +350,33 @@ impl Hub {
         drop_session(&mut reg, &session.id);
         session.wake.notify_waiters();
         true
+    }
+
+    /// Ends the user's sessions whose sign-in session matches: they are removed at once,
+    /// and a connection writing one closes. How many ended.
+    pub fn end_sessions_of(&self, user_id: i64, matches: impl Fn(&str) -> bool) -> usize {
+        let mut reg = write(&self.reg);
+        let ids: Vec<String> = reg
+            .by_user
+            .get(&user_id)
+            .into_iter()
+            .flatten()
+            .filter(|id| {
+                reg.sessions
+                    .get(*id)
+                    .and_then(|s| s.auth.as_deref())
+                    .is_some_and(&matches)
+            })
+            .cloned()
+            .collect();
+        for id in &ids {
+            if let Some(s) = reg.sessions.get(id).cloned() {
+                lock(&s.state).ended = true;
+                s.wake.notify_waiters();
+            }
+            drop_session(&mut reg, id);
+        }
+        ids.len()
     }
 
     /// Ends sessions detached for longer than the timeout; returns the users who have
@@ -521,8 +559,8 @@ mod tests {
     #[test]
     fn channel_events_reach_only_those_who_see_the_channel() {
         let h = hub(100, 10);
-        let (a, ga) = h.open("a".into(), 1, visible(7, &[70, 71]));
-        let (b, gb) = h.open("b".into(), 2, visible(7, &[70]));
+        let (a, ga) = h.open("a".into(), 1, None, visible(7, &[70, 71]));
+        let (b, gb) = h.open("b".into(), 2, None, visible(7, &[70]));
         let msg = Event::new("message_create", &"x");
         h.publish(
             &Audience::Channel {
@@ -544,7 +582,7 @@ mod tests {
     #[test]
     fn resume_replays_after_seq_and_skips_stale_ephemeral_events() {
         let h = hub(100, 10);
-        let (a, g1) = h.open("a".into(), 1, visible(7, &[70]));
+        let (a, g1) = h.open("a".into(), 1, None, visible(7, &[70]));
         let msg = Event::new("message_create", &"x");
         h.publish(&Audience::Guild(7), &msg);
         h.publish(&Audience::Guild(7), &Event::ephemeral("typing_start", &"t"));
@@ -564,7 +602,7 @@ mod tests {
     #[test]
     fn slow_consumers_shed_ephemeral_events_and_overflow_on_messages() {
         let h = hub(8, 3);
-        let (a, g) = h.open("a".into(), 1, visible(7, &[70]));
+        let (a, g) = h.open("a".into(), 1, None, visible(7, &[70]));
         let msg = Event::new("message_create", &"x");
         let typing = Event::ephemeral("typing_start", &"t");
         for _ in 0..3 {
@@ -587,7 +625,7 @@ mod tests {
     #[test]
     fn a_resume_older_than_the_buffer_is_refused() {
         let h = hub(4, 100);
-        let (a, g) = h.open("a".into(), 1, visible(7, &[70]));
+        let (a, g) = h.open("a".into(), 1, None, visible(7, &[70]));
         let msg = Event::new("message_create", &"x");
         for _ in 0..6 {
             h.publish(&Audience::Guild(7), &msg);
@@ -602,11 +640,27 @@ mod tests {
     #[test]
     fn detached_sessions_expire() {
         let h = hub(4, 100);
-        let (a, g) = h.open("a".into(), 1, visible(7, &[70]));
+        let (a, g) = h.open("a".into(), 1, None, visible(7, &[70]));
         h.detach(&a, g);
         assert!(h.sweep(Instant::now()).is_empty());
         assert_eq!(h.sweep(Instant::now() + Duration::from_secs(61)), vec![1]);
         assert!(!h.online(1));
         assert_eq!(h.resume("a", 1, 0).unwrap_err(), ResumeError::Invalid);
+    }
+
+    #[test]
+    fn ending_a_sign_in_session_ends_its_sockets_only() {
+        let h = hub(16, 100);
+        let (a, ga) = h.open("a".into(), 1, Some("s1".into()), visible(7, &[70]));
+        let (b, gb) = h.open("b".into(), 1, Some("s2".into()), visible(7, &[70]));
+        let (bot, gbot) = h.open("bot".into(), 1, None, visible(7, &[70]));
+        assert_eq!(h.end_sessions_of(1, |s| s == "s1"), 1);
+        assert!(matches!(a.take(ga), Next::Ended));
+        h.publish(&Audience::Guild(7), &Event::new("message_create", &1));
+        assert!(matches!(b.take(gb), Next::Frames(_)));
+        assert!(matches!(bot.take(gbot), Next::Frames(_)));
+        assert_eq!(h.resume("a", 1, 0).unwrap_err(), ResumeError::Invalid);
+        assert_eq!(h.end_sessions_of(2, |s| s == "s2"), 0, "another user's");
+        assert!(h.online(1));
     }
 }

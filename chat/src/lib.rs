@@ -20,10 +20,12 @@ pub mod members;
 pub mod mentions;
 pub mod message_store;
 pub mod messages;
+pub mod outgoing;
 pub mod perms;
 pub mod read_store;
 pub mod reads;
 pub mod search;
+pub mod sessions;
 pub mod store;
 pub mod voice;
 
@@ -71,6 +73,8 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` names the client (for rate limits and the login
     /// allowlist). Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<auth::Cidr>,
+    /// Which addresses requests to user-named URLs (bot webhooks) may reach.
+    pub outgoing: outgoing::OutgoingPolicy,
 }
 
 impl Config {
@@ -91,6 +95,7 @@ impl Config {
             // Bursts of 20, then 20 a minute.
             auth_rate: Some((20.0, 20.0 / 60.0)),
             trusted_proxies: Vec::new(),
+            outgoing: outgoing::OutgoingPolicy::default(),
         }
     }
 }
@@ -100,6 +105,8 @@ impl Config {
 pub struct ChatState {
     pub store: Store,
     pub keys: auth::AccessKeys,
+    /// Sessions signed out while their access tokens may be unexpired.
+    pub ended: Arc<sessions::EndedSessions>,
     pub config: Arc<Config>,
     pub ids: Arc<IdGen>,
     pub auth_limit: Option<Arc<limit::Limiter>>,
@@ -111,6 +118,8 @@ pub struct ChatState {
     pub webhook_limit: Arc<limit::Limiter<i64>>,
     pub hub: Arc<hub::Hub>,
     pub blobs: Option<Arc<blobs::Blobs>>,
+    /// For requests to URLs users name: only to addresses `config.outgoing` permits.
+    pub outgoing: reqwest::Client,
     /// Serializes id, insert and dispatch per channel (striped), so events leave in id
     /// order and a client catching up by id misses nothing.
     channel_locks: Arc<[tokio::sync::Mutex<()>]>,
@@ -120,18 +129,27 @@ impl ChatState {
     pub async fn open(config: Config) -> Result<ChatState, store::StoreError> {
         let store = Store::open(&config.database_url).await?;
         let hub = Arc::new(hub::Hub::new(config.hub));
+        let ended = Arc::new(sessions::EndedSessions::new(
+            store.ended_sessions(now_ms()).await?,
+        ));
         let blobs = match (&config.s3, &config.attachments_dir) {
             (Some(s3), _) => Some(Arc::new(blobs::Blobs::s3(s3.clone()))),
             (None, Some(dir)) => Some(Arc::new(blobs::Blobs::local(dir.clone()))),
             (None, None) => None,
         };
-        tokio::spawn(sweep(Arc::downgrade(&hub), store.clone()));
+        tokio::spawn(sweep(
+            Arc::downgrade(&hub),
+            Arc::downgrade(&ended),
+            store.clone(),
+        ));
         if let Some(b) = &blobs {
             tokio::spawn(sweep_uploads(Arc::downgrade(b), store.clone()));
         }
+        let outgoing = config.outgoing.client(Duration::from_secs(5));
         Ok(ChatState {
             store,
             keys: auth::AccessKeys::new(&config.secret),
+            ended,
             auth_limit: limit::Limiter::maybe(config.auth_rate),
             user_limit: limit::Limiter::maybe(config.user_rate),
             config: Arc::new(config),
@@ -141,6 +159,7 @@ impl ChatState {
             webhook_limit: Arc::new(limit::Limiter::new(30.0, 5.0)),
             hub,
             blobs,
+            outgoing,
             channel_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
     }
@@ -171,12 +190,20 @@ async fn sweep_uploads(blobs: std::sync::Weak<blobs::Blobs>, store: Store) {
 }
 
 /// Ends chat sessions whose clients did not come back, and tells their guilds they went
-/// offline. Stops with the hub.
-async fn sweep(hub: std::sync::Weak<hub::Hub>, store: Store) {
+/// offline; forgets ended sign-in sessions whose tokens have all expired. Stops with the
+/// hub.
+async fn sweep(
+    hub: std::sync::Weak<hub::Hub>,
+    ended: std::sync::Weak<sessions::EndedSessions>,
+    store: Store,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let Some(h) = hub.upgrade() else { return };
+        if let Some(e) = ended.upgrade() {
+            e.sweep(now_ms());
+        }
         for user in h.sweep(std::time::Instant::now()) {
             if let Ok(guilds) = store.user_guilds(user).await {
                 gateway::presence(&h, user, &guilds, "offline");

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::{Authed, Body, MaybeBody};
+use crate::api::{Authed, Body, MaybeBody, Patch};
 use crate::error::ChatError;
 use crate::guild_store::Channel;
 use crate::guilds::{
@@ -580,10 +580,12 @@ async fn take_role(
 struct ChannelEdit {
     name: Option<String>,
     position: Option<i64>,
-    /// A category id, or `""` for the top level.
-    parent_id: Option<String>,
-    /// 1-99, or 0 for no cap.
-    user_limit: Option<i64>,
+    /// A category id; `""` or `null` for the top level.
+    #[serde(default)]
+    parent_id: Patch<String>,
+    /// 1-99; 0 or `null` for no cap.
+    #[serde(default)]
+    user_limit: Patch<i64>,
     /// Threads only.
     archived: Option<bool>,
 }
@@ -608,7 +610,8 @@ async fn update_channel(
         }
         _ => require(p, Perms::MANAGE_CHANNELS)?,
     }
-    let layout = req.position.is_some() || req.parent_id.is_some() || req.user_limit.is_some();
+    let layout =
+        req.position.is_some() || !req.parent_id.is_absent() || !req.user_limit.is_absent();
     if matches!(c.kind.as_str(), "thread" | "group_dm") && layout {
         return Err(ChatError::bad_request(
             "invalid_channel",
@@ -636,11 +639,12 @@ async fn update_channel(
         }
         c.position = pos;
     }
-    if let Some(parent) = &req.parent_id {
+    if let Some(parent) = req.parent_id.into_update() {
+        let parent = parent.unwrap_or_default();
         c.parent_id = if parent.is_empty() {
             None
         } else {
-            let pid = parse_id(parent, "unknown_channel")?;
+            let pid = parse_id(&parent, "unknown_channel")?;
             let ok = state
                 .store
                 .channel(pid)
@@ -655,7 +659,8 @@ async fn update_channel(
             Some(pid)
         };
     }
-    if let Some(limit) = req.user_limit {
+    if let Some(limit) = req.user_limit.into_update() {
+        let limit = limit.unwrap_or(0);
         if c.kind != "voice" || !(0..=99).contains(&limit) {
             return Err(ChatError::bad_request(
                 "invalid_user_limit",

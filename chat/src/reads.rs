@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::{Authed, Body};
+use crate::api::{Authed, Body, Patch};
 use crate::error::ChatError;
 use crate::guild_store::{Channel, GuildAccess, Message};
 use crate::guilds::{channel_audience, in_channel, in_guild, parse_id};
@@ -517,7 +517,7 @@ async fn list_settings(
 struct SettingBody {
     /// `all`, `mentions`, `nothing`, or null to inherit.
     #[serde(default)]
-    level: Option<Option<String>>,
+    level: Patch<String>,
     /// `15m`, `1h`, `8h`, `24h`, `forever`, or `off`.
     #[serde(default)]
     mute: Option<String>,
@@ -585,7 +585,7 @@ async fn put_setting(
             muted_until: None,
             keep_mentions: true,
         });
-    if let Some(level) = req.level {
+    if let Some(level) = req.level.into_update() {
         s.level = match level {
             None => None,
             Some(l) => Some(Level::parse(&l).ok_or_else(|| {

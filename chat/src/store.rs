@@ -40,6 +40,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_search_attachments.sql")),
     (6, include_str!("../migrations/0006_dms_threads.sql")),
     (7, include_str!("../migrations/0007_bots_events.sql")),
+    (8, include_str!("../migrations/0008_ended_sessions.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_accounts.sql")),
@@ -49,6 +50,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_search_attachments.sql")),
     (6, include_str!("../migrations/0006_dms_threads.sql")),
     (7, include_str!("../migrations/0007_bots_events.sql")),
+    (8, include_str!("../migrations/0008_ended_sessions.sql")),
 ];
 
 /// The `users` columns a [`User`] is read from.
@@ -80,7 +82,7 @@ pub enum RefreshUse {
         expires_at: i64,
     },
     /// Spent before: someone replays it. The family must be revoked.
-    Replayed { family: String },
+    Replayed { user_id: i64, family: String },
 }
 
 #[derive(Debug, Clone)]
@@ -283,28 +285,76 @@ impl Store {
                 expires_at: row.try_get("expires_at")?,
             }));
         }
-        let family: Option<String> =
-            sqlx::query_scalar("SELECT family FROM refresh_tokens WHERE token_hash = $1")
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(family.map(|family| RefreshUse::Replayed { family }))
+        let row = sqlx::query("SELECT user_id, family FROM refresh_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(RefreshUse::Replayed {
+                user_id: r.try_get("user_id")?,
+                family: r.try_get("family")?,
+            })
+        })
+        .transpose()
+        .map_err(StoreError::Db)
     }
 
-    pub async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
+    /// Ends one session: its refresh tokens go, and it is recorded as ended until
+    /// `until` (ms) so its access tokens stop working everywhere.
+    pub async fn end_session(
+        &self,
+        user_id: i64,
+        family: &str,
+        until: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM refresh_tokens WHERE family = $1")
             .bind(family)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        record_ended(&mut tx, user_id, family, until).await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    pub async fn revoke_user_tokens(&self, user_id: i64) -> Result<(), StoreError> {
+    /// Ends every session of the user; the sessions that ended. A session is known
+    /// by its refresh tokens, spent ones included, which stay until it ends.
+    pub async fn end_user_sessions(
+        &self,
+        user_id: i64,
+        until: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let families: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT family FROM refresh_tokens WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
         sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1")
             .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        for f in &families {
+            record_ended(&mut tx, user_id, f, until).await?;
+        }
+        tx.commit().await?;
+        Ok(families)
+    }
+
+    /// Sessions ended whose access tokens could still be unexpired at `now` (ms); drops
+    /// the older rows.
+    pub async fn ended_sessions(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query("DELETE FROM ended_sessions WHERE expires_at <= $1")
+            .bind(now)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        let rows = sqlx::query("SELECT session_id, expires_at FROM ended_sessions")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("session_id")?, r.try_get("expires_at")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Db)
     }
 
     pub async fn record_login_refusal(
@@ -339,4 +389,23 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::Db)
     }
+}
+
+async fn record_ended(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: i64,
+    family: &str,
+    until: i64,
+) -> Result<(), StoreError> {
+    // A session ends once; ending it again (a second replay) moves nothing.
+    sqlx::query(
+        "INSERT INTO ended_sessions (session_id, user_id, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (session_id) DO NOTHING",
+    )
+    .bind(family)
+    .bind(user_id)
+    .bind(until)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -40,7 +40,7 @@ async fn refresh(s: &Server, token: &str) -> (u16, serde_json::Value) {
 async fn accounts(db: Db) {
     let s = Server::start(db).await;
     let session = register(&s, "minjun", "correct horse battery").await;
-    let access = session["access_token"].as_str().unwrap().to_owned();
+    let mut access = session["access_token"].as_str().unwrap().to_owned();
     let refresh1 = session["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(session["user"]["display_name"], "Min-jun 민준");
 
@@ -129,6 +129,12 @@ async fn accounts(db: Db) {
     assert_eq!(st, 204);
     let (st, _) = refresh(&s, refresh3).await;
     assert_eq!(st, 401);
+    // The replay ended the first session, its access token included; sign in again.
+    let (st, b) = s.get("/api/v1/users/@me", &access).await;
+    assert_eq!((st, b["code"].as_str()), (401, Some("session_ended")));
+    let (st, again) = login(&s, "minjun", "correct horse battery").await;
+    assert_eq!(st, 200);
+    access = again["access_token"].as_str().unwrap().to_owned();
 
     // Profile.
     let (st, me) = s
@@ -177,8 +183,15 @@ async fn accounts(db: Db) {
     assert_eq!(st, 401, "sessions from before the change end");
     let (st, _) = login(&s, "minjun", "correct horse battery").await;
     assert_eq!(st, 401);
-    let (st, _) = login(&s, "minjun", "new password 1").await;
+    let (st, b) = s.get("/api/v1/users/@me", &access).await;
+    assert_eq!(
+        (st, b["code"].as_str()),
+        (401, Some("session_ended")),
+        "the session that changed the password ended too"
+    );
+    let (st, again) = login(&s, "minjun", "new password 1").await;
     assert_eq!(st, 200);
+    access = again["access_token"].as_str().unwrap().to_owned();
 
     // Login IP allowlist: a login from elsewhere is refused and recorded.
     let (st, b) = s

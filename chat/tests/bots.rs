@@ -59,7 +59,12 @@ async fn endpoint(secret: String) -> (String, tokio::sync::mpsc::Receiver<Value>
 }
 
 async fn scenario(db: Db) {
-    let s = Server::start(db).await;
+    // The bot's endpoint runs on this machine, which outgoing requests may reach only
+    // when the operator allows it.
+    let s = Server::start_with(db, |c| {
+        c.outgoing.allow = vec![parlor_chat::auth::Cidr::parse("127.0.0.1").unwrap()];
+    })
+    .await;
     let (owner, _) = s.register("owner").await;
     let (member, member_id) = s.register("member").await;
     let (_, g) = s

@@ -1,0 +1,108 @@
+//! The pages `parlor serve` hands to browsers carry the security headers: a
+//! Content-Security-Policy without inline script and with `frame-ancestors 'none'`,
+//! `X-Content-Type-Options: nosniff`, a Referrer-Policy and frame protection. The browser
+//! tests load the pages under this policy and fail on any violation.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Serve {
+    child: Child,
+    base: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn serve() -> Serve {
+    let dir = std::env::temp_dir().join(format!("parlor_headers_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--media-port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("http://") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "serve printed no URL"
+        );
+    }
+    let base = line.trim().rsplit(' ').next().unwrap().to_owned();
+    Serve { child, base, dir }
+}
+
+/// The CSP's directives, by name.
+fn directives(csp: &str) -> std::collections::HashMap<String, Vec<String>> {
+    csp.split(';')
+        .filter_map(|d| {
+            let mut words = d.split_whitespace().map(str::to_owned);
+            Some((words.next()?, words.collect()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers() {
+    let s = serve();
+    let http = reqwest::Client::new();
+    for path in ["/", "/chat"] {
+        let r = http.get(format!("{}{path}", s.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let h = r.headers();
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with("text/html"),
+            "{path}"
+        );
+        let csp = directives(h["content-security-policy"].to_str().unwrap());
+        assert_eq!(csp["frame-ancestors"], ["'none'"], "{path}");
+        assert_eq!(csp["object-src"], ["'none'"], "{path}");
+        assert_eq!(csp["base-uri"], ["'none'"], "{path}");
+        for (name, values) in &csp {
+            assert!(
+                !values
+                    .iter()
+                    .any(|v| v == "'unsafe-inline'" || v == "'unsafe-eval'"),
+                "{path}: {name} allows inline code: {values:?}"
+            );
+        }
+        assert_eq!(csp["script-src"], ["'self'"], "{path}");
+        assert_eq!(csp["default-src"], ["'self'"], "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+    }
+    // Scripts and styles are never sniffed into something else.
+    for path in ["/app.js", "/chat.js", "/room.js", "/style.css", "/chat.css"] {
+        let r = http.get(format!("{}{path}", s.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
+    }
+    // API errors and JSON are covered too.
+    let r = http
+        .get(format!("{}/api/v1/users/@me", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+}
