@@ -19,7 +19,9 @@ use anyhow::{Context, bail};
 use clap::{ArgAction, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use parlor_proto::{Claims, Grants, ParticipantId, PublishSource, RoomCaps, RoomId, TokenKey};
+use parlor_proto::{
+    Claims, Grants, ParticipantId, PublishSource, RoomCaps, RoomId, RoomNamespace, TokenKey,
+};
 use parlor_sfu::{CapsConfig, Sfu};
 
 #[derive(Parser, Debug)]
@@ -331,7 +333,11 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
             PublishSource::parse(s).with_context(|| format!("--publish: unknown source {s:?}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // The operator holds the key and may mint for any room, a chat voice channel's
+    // included: such a token carries the room's namespace, as chat's own do.
+    let ns = RoomNamespace::of(&room);
     let mut claims = Claims::new(room, identity, t.ttl.into());
+    claims.ns = ns;
     claims.name = t.name;
     claims.grants = Grants {
         publish,

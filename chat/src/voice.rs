@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
-use parlor_proto::{Claims, Grants, ParticipantId, PublishSource, RoomCaps, RoomId, TokenKey};
+use parlor_proto::{
+    Claims, Grants, ParticipantId, PublishSource, RoomCaps, RoomId, RoomNamespace, TokenKey,
+};
 use serde::Serialize;
 
 use crate::ChatState;
@@ -27,9 +29,10 @@ pub fn router(state: ChatState) -> Router {
         .with_state(state)
 }
 
-/// The room a voice channel maps to.
+/// The room a voice channel maps to, in the chat namespace: only tokens chat mints (with
+/// `ns: "chat"`) can name it, so a guest token never reaches it.
 pub fn room_of(channel_id: i64) -> String {
-    format!("voice-{channel_id}")
+    format!("{}voice-{channel_id}", RoomNamespace::Chat.prefix())
 }
 
 /// The participant identity of a chat user.
@@ -105,6 +108,7 @@ async fn join(
         VOICE_TOKEN_TTL,
     );
     claims.name = Some(u.display_name.clone());
+    claims.ns = Some(RoomNamespace::Chat);
     claims.grants = grants_for(p);
     if let Some(limit) = c.user_limit {
         // Caps in a room token apply to the room whoever holds it; members never get the

@@ -40,7 +40,8 @@ async fn scenario(db: Db) {
     let (st, j) = s.post(&join(&vid), Some(&member), json!({})).await;
     assert_eq!(st, 200, "{j}");
     let claims = key.verify(j["token"].as_str().unwrap()).unwrap();
-    assert_eq!(claims.room.as_str(), format!("voice-{vid}"));
+    assert_eq!(claims.room.as_str(), format!("chat:voice-{vid}"));
+    assert_eq!(claims.ns, Some(parlor_proto::RoomNamespace::Chat));
     assert_eq!(claims.sub.as_str(), format!("user-{member_id}"));
     assert_eq!(claims.name.as_deref(), Some("member"));
     assert_eq!(

@@ -8,7 +8,7 @@ pub mod signal;
 pub mod token;
 
 pub use ids::{ParticipantId, RoomId, TrackId};
-pub use token::{Claims, Grants, PublishSource, RoomCaps, TokenError, TokenKey};
+pub use token::{Claims, Grants, PublishSource, RoomCaps, RoomNamespace, TokenError, TokenKey};
 
 /// Media kind of a track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

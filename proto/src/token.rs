@@ -84,6 +84,40 @@ pub struct RoomCaps {
     pub max_screen_shares: Option<u32>,
 }
 
+/// A namespace of rooms that belong to a service, not to whoever names them.
+///
+/// A room whose name starts with a namespace's prefix (`chat:`) can be named only by a
+/// token that carries that namespace in its `ns` claim, and a token with an `ns` claim
+/// can name only rooms under its prefix. The chat service mints `ns: "chat"` tokens for
+/// members allowed to connect to a voice channel (`chat:voice-<channel id>`); guest tokens
+/// never carry `ns`, and the guest-token endpoint refuses names under a prefix. So no
+/// choice of room name takes a guest, or any token another issuer minted, into a room
+/// chat owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomNamespace {
+    /// Voice channels of the chat service.
+    Chat,
+}
+
+impl RoomNamespace {
+    pub const ALL: [RoomNamespace; 1] = [RoomNamespace::Chat];
+
+    /// What room names in this namespace start with.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            RoomNamespace::Chat => "chat:",
+        }
+    }
+
+    /// The namespace a room belongs to, if any.
+    pub fn of(room: &RoomId) -> Option<RoomNamespace> {
+        RoomNamespace::ALL
+            .into_iter()
+            .find(|ns| room.as_str().starts_with(ns.prefix()))
+    }
+}
+
 /// The claims of a room token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -104,6 +138,9 @@ pub struct Claims {
     /// whether the join creates the room or not, admin or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caps: Option<RoomCaps>,
+    /// The namespace of the room, for rooms a service owns ([`RoomNamespace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns: Option<RoomNamespace>,
 }
 
 impl Claims {
@@ -117,6 +154,7 @@ impl Claims {
             iat: now,
             grants: Grants::default(),
             caps: None,
+            ns: None,
         }
     }
 
@@ -134,13 +172,19 @@ pub enum TokenError {
     BadSignature,
     #[error("token is malformed: {0}")]
     Malformed(String),
+    #[error(
+        "the token may not name room {0}: rooms under chat: need a token the chat service minted for them, and such a token names only those"
+    )]
+    WrongNamespace(RoomId),
 }
 
 impl TokenError {
     pub fn code(&self) -> &'static str {
         match self {
             TokenError::Expired => "token_expired",
-            TokenError::BadSignature | TokenError::Malformed(_) => "invalid_token",
+            TokenError::BadSignature | TokenError::Malformed(_) | TokenError::WrongNamespace(_) => {
+                "invalid_token"
+            }
         }
     }
 }
@@ -177,6 +221,11 @@ impl TokenKey {
         v.validate_exp = true;
         v.required_spec_claims = ["exp", "sub"].iter().map(|s| s.to_string()).collect();
         match jsonwebtoken::decode::<Claims>(token, &self.dec, &v) {
+            // Every entry point (identify, WHIP, WHEP, the admin API) verifies here, so
+            // the namespace rule holds for all of them.
+            Ok(data) if RoomNamespace::of(&data.claims.room) != data.claims.ns => {
+                Err(TokenError::WrongNamespace(data.claims.room))
+            }
             Ok(data) => Ok(data.claims),
             Err(e) => Err(match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -228,6 +277,35 @@ mod tests {
         let mut c = claims();
         c.exp = unix_now() - 120;
         assert_eq!(k.verify(&k.sign(&c)), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn rooms_under_a_namespace_need_its_claim_and_only_those_take_it() {
+        let k = TokenKey::new(b"secret");
+        let token = |room: &str, ns: Option<RoomNamespace>| {
+            let mut c = claims();
+            c.room = RoomId::parse(room).unwrap();
+            c.ns = ns;
+            k.verify(&k.sign(&c)).map(|c| c.room.to_string())
+        };
+        let chat = Some(RoomNamespace::Chat);
+        assert_eq!(token("chat:voice-1", chat), Ok("chat:voice-1".into()));
+        assert!(matches!(
+            token("chat:voice-1", None),
+            Err(TokenError::WrongNamespace(_))
+        ));
+        assert!(matches!(
+            token("voice-1", chat),
+            Err(TokenError::WrongNamespace(_))
+        ));
+        assert_eq!(token("voice-1", None), Ok("voice-1".into()));
+        // The prefix is exact: other spellings are ordinary rooms, and distinct ones.
+        assert_eq!(token("CHAT:voice-1", None), Ok("CHAT:voice-1".into()));
+        assert_eq!(token("chat-voice-1", None), Ok("chat-voice-1".into()));
+        assert_eq!(
+            TokenError::WrongNamespace(RoomId::parse("chat:x").unwrap()).code(),
+            "invalid_token"
+        );
     }
 
     #[test]

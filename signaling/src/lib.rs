@@ -252,6 +252,18 @@ async fn guest_token(
             "room names are 1-64 letters, digits and -_.:@",
         )
     })?;
+    // Rooms under a namespace belong to a service (chat's voice channels); guests never
+    // get a token for one, whatever the room is called.
+    if let Some(ns) = parlor_proto::RoomNamespace::of(&room) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "reserved_room",
+            format!(
+                "rooms under {} belong to the chat service; join them through the chat app",
+                ns.prefix()
+            ),
+        ));
+    }
     let name: String = req
         .name
         .trim()

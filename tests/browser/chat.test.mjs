@@ -436,7 +436,7 @@ test("older history loads on scroll-up; new channels appear live", { timeout: 12
       room: window.parlor.room,
       channel: window.parlorChat.voiceChannelId,
     }));
-    assert.deepEqual(voice, { state: "joined", room: `voice-${standupId}`, channel: standupId });
+    assert.deepEqual(voice, { state: "joined", room: `chat:voice-${standupId}`, channel: standupId });
     assert.equal(await standup.locator(".user-limit").textContent(), "1/5", "the cap with who is in");
   });
 });
