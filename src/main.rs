@@ -395,7 +395,10 @@ async fn serve_async(s: ServeArgs) -> anyhow::Result<()> {
     let app = parlor_signaling::router(state.clone())
         .merge(parlor_chat::router(chat))
         .merge(parlor_signaling::ops::router(registry, state.clone()))
-        .merge(web::router());
+        .merge(web::router())
+        .layer(web::security_layer(
+            std::env::var("PARLOR_SIGNALING_URL").ok().as_deref(),
+        )?);
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
         .with_context(|| format!("binding {}", s.listen))?;

@@ -11,6 +11,8 @@ struct Serve {
     child: Child,
     base: String,
     dir: std::path::PathBuf,
+    /// Held open: the server prints more after its URL, and a closed pipe would end it.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Drop for Serve {
@@ -48,7 +50,12 @@ fn serve() -> Serve {
         );
     }
     let base = line.trim().rsplit(' ').next().unwrap().to_owned();
-    Serve { child, base, dir }
+    Serve {
+        child,
+        base,
+        dir,
+        _stdout: out,
+    }
 }
 
 /// The CSP's directives, by name.

@@ -11,7 +11,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
 import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS, poll, sleep, startServer } from "./server.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, poll, recordCspViolations, sleep, startServer } from "./server.mjs";
 
 /** How long media may take to start flowing. */
 const MEDIA_TIMEOUT_MS = 30_000;
@@ -46,8 +46,19 @@ function uniqueUsername(prefix) {
 /** A browser context with /chat open. */
 async function openPerson(label, displayName) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const cspViolations = [];
+  await recordCspViolations(context, cspViolations);
   const page = await context.newPage();
-  const person = { label, displayName, username: uniqueUsername(label.toLowerCase()), context, page, pageErrors: [], console: [] };
+  const person = {
+    label,
+    displayName,
+    username: uniqueUsername(label.toLowerCase()),
+    context,
+    page,
+    pageErrors: [],
+    cspViolations,
+    console: [],
+  };
   const started = Date.now();
   page.on("pageerror", (error) => person.pageErrors.push(error.message));
   page.on("console", (message) => {
@@ -65,6 +76,7 @@ async function withPeople(specs, body) {
   try {
     await body(people);
     for (const p of people) assert.deepEqual(p.pageErrors, [], `${p.label} had uncaught page errors`);
+    for (const p of people) assert.deepEqual(p.cspViolations, [], `${p.label}'s page broke its Content-Security-Policy`);
   } catch (error) {
     for (const p of people) {
       if (p.console.length) console.log(`--- console of ${p.label} ---\n${p.console.join("\n")}`);

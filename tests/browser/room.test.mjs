@@ -10,7 +10,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS, poll, startServer } from "./server.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, poll, recordCspViolations, startServer } from "./server.mjs";
 
 /** How long media may take to start flowing everywhere. */
 const MEDIA_TIMEOUT_MS = 30_000;
@@ -41,8 +41,10 @@ function uniqueRoom() {
 /** A browser context with the room page open, named for the display name it joins with. */
 async function openParticipant(name) {
   const context = await browser.newContext({ viewport: { width: 800, height: 600 } });
+  const cspViolations = [];
+  await recordCspViolations(context, cspViolations);
   const page = await context.newPage();
-  const participant = { name, context, page, identity: null, pageErrors: [], console: [] };
+  const participant = { name, context, page, identity: null, pageErrors: [], cspViolations, console: [] };
   const started = Date.now();
   page.on("pageerror", (error) => participant.pageErrors.push(error.message));
   page.on("console", (message) => {
@@ -61,6 +63,7 @@ async function withParticipants(names, body) {
   const people = await Promise.all(names.map(openParticipant));
   try {
     await body(people);
+    for (const p of people) assert.deepEqual(p.cspViolations, [], `${p.name}'s page broke its Content-Security-Policy`);
   } catch (error) {
     for (const p of people) {
       if (p.console.length) console.log(`--- console of ${p.name} (${p.identity}) ---\n${p.console.join("\n")}`);
@@ -203,6 +206,32 @@ async function assertTilesGoneQuickly(leaver, others, startedAt, how) {
 // -------------------------------------------------------------------------------------------
 
 const NAMES = ["Ada", "Bob", "Cleo"];
+
+test("the pages run under a Content-Security-Policy that refuses inline script", { timeout: 60_000 }, async () => {
+  for (const path of ["/", "/chat"]) {
+    const context = await browser.newContext();
+    const violations = [];
+    await recordCspViolations(context, violations);
+    const page = await context.newPage();
+    const response = await page.goto(`${server.url}${path}`);
+    assert.match(response.headers()["content-security-policy"] ?? "", /frame-ancestors 'none'/, path);
+    // The page's own code ran (module scripts from 'self' are allowed)...
+    await page.waitForFunction(() => document.querySelector("script[type=module]") && document.readyState === "complete");
+    assert.deepEqual(violations, [], `${path} loads without a violation`);
+    // ...while an injected inline script is refused and reported.
+    const ran = await page.evaluate(() => {
+      window.injected = false;
+      const script = document.createElement("script");
+      script.textContent = "window.injected = true";
+      document.body.append(script);
+      return window.injected;
+    });
+    assert.equal(ran, false, `${path}: inline script ran`);
+    await poll(async () => violations.length, (n) => n > 0, { timeout: 5_000 });
+    assert.match(violations[0] ?? "", /script-src/, `${path}: the violation was reported`);
+    await context.close();
+  }
+});
 
 test("three participants see and hear each other", { timeout: 120_000 }, async () => {
   await withParticipants(NAMES, async (people) => {

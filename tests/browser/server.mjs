@@ -32,6 +32,21 @@ export const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
+/**
+ * Records every Content-Security-Policy violation in the context's pages into `list`, as
+ * text. The pages run under the policy the server sends; the tests fail on any violation.
+ */
+export async function recordCspViolations(context, list) {
+  await context.exposeBinding("parlorCspViolation", (_source, text) => list.push(text));
+  await context.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => {
+      window.parlorCspViolation(
+        `${e.effectiveDirective} blocked ${e.blockedURI || "inline code"} at ${e.sourceFile}:${e.lineNumber}`,
+      );
+    });
+  });
+}
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**

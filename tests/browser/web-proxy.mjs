@@ -27,6 +27,15 @@ export const WEB_ROUTES = {
   "/chat.css": ["chat.css", "text/css; charset=utf-8"],
 };
 
+const SECURITY_HEADERS = ["content-security-policy", "x-content-type-options", "referrer-policy", "x-frame-options"];
+
+/** The security headers the server sends with `pathname`. */
+async function securityHeaders(target, pathname) {
+  const res = await fetch(new URL(pathname, target));
+  await res.arrayBuffer();
+  return Object.fromEntries(SECURITY_HEADERS.filter((h) => res.headers.has(h)).map((h) => [h, res.headers.get(h)]));
+}
+
 /**
  * Starts the proxy in front of `upstream` (an http:// origin) on 127.0.0.1:`port` (0 picks
  * one). Resolves with `{url, close()}`.
@@ -40,7 +49,10 @@ export async function startWebProxy(upstream, port = 0) {
     if (route && req.method === "GET") {
       try {
         const body = await readFile(path.join(WEB_DIR, route[0]));
-        res.writeHead(200, { "content-type": route[1], "cache-control": "no-cache" });
+        // The server's own headers for the path (its Content-Security-Policy above all),
+        // so pages from disk run under the policy the binary serves.
+        const upstreamHeaders = await securityHeaders(target, pathname);
+        res.writeHead(200, { ...upstreamHeaders, "content-type": route[1], "cache-control": "no-cache" });
         res.end(body);
       } catch (error) {
         res.writeHead(500, { "content-type": "text/plain" });
