@@ -393,6 +393,44 @@ async fn null_resets(db: Db) {
         (&b["parent_id"], &b["user_limit"]),
         (&Value::Null, &Value::Null)
     );
+
+    // And on a scheduled event: `null` removes its end and its channel.
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
+    let (st, e) = s
+        .post(
+            &format!("/api/v1/guilds/{gid}/scheduled-events"),
+            Some(&owner),
+            json!({"title": "Standup", "start_at": start, "end_at": start + 60_000,
+                   "channel_id": v["id"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{e}");
+    let path = format!(
+        "/api/v1/guilds/{gid}/scheduled-events/{}",
+        e["id"].as_str().unwrap()
+    );
+    let (st, e) = s
+        .send(Method::PATCH, &path, &owner, json!({"title": "Daily"}))
+        .await;
+    assert_eq!(st, 200, "{e}");
+    assert_eq!(e["end_at"], start + 60_000, "left out: kept");
+    let (st, e) = s
+        .send(
+            Method::PATCH,
+            &path,
+            &owner,
+            json!({"end_at": null, "channel_id": null}),
+        )
+        .await;
+    assert_eq!(st, 200, "{e}");
+    assert_eq!(
+        (&e["end_at"], &e["channel_id"]),
+        (&Value::Null, &Value::Null)
+    );
     s.stop().await;
 }
 
@@ -455,4 +493,59 @@ async fn redirects_are_not_followed() {
         "the redirect was followed"
     );
     s.stop().await;
+}
+
+/// An ended session stays ended when the server restarts: the set of ended sessions is
+/// kept in the store and loaded at start.
+#[tokio::test]
+async fn an_ended_session_stays_ended_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("parlor_ended_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("chat.db").display());
+    let start = |url: String| async move {
+        let state = parlor_chat::ChatState::open(parlor_chat::Config::new(url, b"restart-secret"))
+            .await
+            .unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(parlor_chat::run(l, state, async move {
+            let _ = stopped.await;
+        }));
+        (base, stop, served)
+    };
+    let http = reqwest::Client::new();
+    let (base, stop, served) = start(url.clone()).await;
+    let s: Value = http
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"username": "ria", "password": "password 123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = s["access_token"].as_str().unwrap().to_owned();
+    let r = http
+        .post(format!("{base}/api/v1/auth/logout"))
+        .json(&json!({"refresh_token": s["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+
+    let (base, stop, _) = start(url).await;
+    let r = http
+        .get(format!("{base}/api/v1/users/@me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let b: Value = r.json().await.unwrap();
+    assert_eq!((status, b["code"].as_str()), (401, Some("session_ended")));
+    let _ = stop.send(());
+    let _ = std::fs::remove_dir_all(dir);
 }
