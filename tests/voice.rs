@@ -17,11 +17,10 @@ async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Va
     r.json().await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_voice_channel_cap_holds_in_its_room() {
-    let server = TestServer::start().await;
-    // The chat service shares the room-token key with signaling.
-    let dir = std::env::temp_dir().join(format!("parlor_voice_{}", std::process::id()));
+/// A chat service beside `server`, sharing its room-token key: its base URL, and its
+/// data directory to remove.
+async fn start_chat(server: &TestServer, name: &str) -> (String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("parlor_voice_{name}_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut config = parlor_chat::Config::new(
         format!("sqlite://{}?mode=rwc", dir.join("chat.db").display()),
@@ -33,6 +32,13 @@ async fn a_voice_channel_cap_holds_in_its_room() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(parlor_chat::run(listener, chat, std::future::pending()));
+    (api, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_channel_cap_holds_in_its_room() {
+    let server = TestServer::start().await;
+    let (api, dir) = start_chat(&server, "cap").await;
     let http = reqwest::Client::new();
 
     let mut tokens = Vec::new();
@@ -135,17 +141,7 @@ async fn join_reply(http: std::net::SocketAddr, token: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_tokens_never_reach_a_voice_channel() {
     let server = TestServer::start().await;
-    let dir = std::env::temp_dir().join(format!("parlor_voice_guest_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut config = parlor_chat::Config::new(
-        format!("sqlite://{}?mode=rwc", dir.join("chat.db").display()),
-        b"chat-access-key-for-the-voice-test",
-    );
-    config.room_key = Some(common::TEST_SECRET.to_vec());
-    let chat = parlor_chat::ChatState::open(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(parlor_chat::run(listener, chat, std::future::pending()));
+    let (api, dir) = start_chat(&server, "guest").await;
     let http = reqwest::Client::new();
 
     let s = post(

@@ -13,20 +13,6 @@ fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
 
-/// A request with a raw Authorization header.
-async fn call(s: &Server, method: Method, path: &str, auth: &str, body: Value) -> (u16, Value) {
-    let r = s
-        .http
-        .request(method, s.url(path))
-        .header("authorization", auth)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
-
 /// A bot's outgoing-webhook endpoint: checks the signature, answers "pong", and
 /// reports what it received.
 async fn endpoint(secret: String) -> (String, tokio::sync::mpsc::Receiver<Value>) {
@@ -100,29 +86,29 @@ async fn scenario(db: Db) {
     let app_id = id(&app);
     let bot = format!("Bot {}", app["token"].as_str().unwrap());
     let bot_id = app["bot_user_id"].as_str().unwrap().to_owned();
-    let (st, _) = call(
-        &s,
-        Method::POST,
-        &format!("/api/v1/invites/{code}"),
-        &bot,
-        json!({}),
-    )
-    .await;
+    let (st, _) = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/invites/{code}"),
+            &bot,
+            json!({}),
+        )
+        .await;
     assert_eq!(st, 200);
-    let (st, _) = call(&s, Method::GET, "/api/v1/users/@me", "Bot nope", json!({})).await;
+    let (st, _) = s
+        .call(Method::GET, "/api/v1/users/@me", "Bot nope", json!({}))
+        .await;
     assert_eq!(st, 401);
-    let (st, b) = call(
-        &s,
-        Method::PUT,
-        &format!("/api/v1/applications/{app_id}/commands"),
-        &bot,
-        json!([{"name": "Bad Name"}]),
-    )
-    .await;
+    let (st, b) = s
+        .call(
+            Method::PUT,
+            &format!("/api/v1/applications/{app_id}/commands"),
+            &bot,
+            json!([{"name": "Bad Name"}]),
+        )
+        .await;
     assert_eq!((st, b["code"].as_str()), (400, Some("invalid_command")));
-    let (st, _) = call(
-        &s,
-        Method::PUT,
+    let (st, _) = s.call(Method::PUT,
         &format!("/api/v1/applications/{app_id}/commands"),
         &bot,
         json!([
@@ -168,23 +154,23 @@ async fn scenario(db: Db) {
         i["id"].as_str().unwrap(),
         i["token"].as_str().unwrap()
     );
-    let (st, _) = call(
-        &s,
-        Method::POST,
-        &callback,
-        &format!("Bearer {member}"),
-        json!({"content": "x"}),
-    )
-    .await;
+    let (st, _) = s
+        .call(
+            Method::POST,
+            &callback,
+            &format!("Bearer {member}"),
+            json!({"content": "x"}),
+        )
+        .await;
     assert_eq!(st, 403, "only bots answer");
-    let (st, m) = call(
-        &s,
-        Method::POST,
-        &callback,
-        &bot,
-        json!({"content": "서울: 맑음"}),
-    )
-    .await;
+    let (st, m) = s
+        .call(
+            Method::POST,
+            &callback,
+            &bot,
+            json!({"content": "서울: 맑음"}),
+        )
+        .await;
     assert_eq!(
         (st, m["author_id"].as_str()),
         (201, Some(bot_id.as_str())),
@@ -192,14 +178,9 @@ async fn scenario(db: Db) {
     );
     let f = member_ws.dispatch("message_create").await;
     assert_eq!(f["d"]["content"], "서울: 맑음");
-    let (st, _) = call(
-        &s,
-        Method::POST,
-        &callback,
-        &bot,
-        json!({"content": "again"}),
-    )
-    .await;
+    let (st, _) = s
+        .call(Method::POST, &callback, &bot, json!({"content": "again"}))
+        .await;
     assert_eq!(st, 404, "one answer per interaction");
 
     // Options are checked; text that is not a command is a message.
@@ -293,7 +274,9 @@ async fn scenario(db: Db) {
         .unwrap();
     assert_eq!(r.status(), 404);
     // Bot accounts cannot sign in with a password.
-    let (_, me) = call(&s, Method::GET, "/api/v1/users/@me", &bot, json!({})).await;
+    let (_, me) = s
+        .call(Method::GET, "/api/v1/users/@me", &bot, json!({}))
+        .await;
     let (st, _) = s
         .post(
             "/api/v1/auth/login",

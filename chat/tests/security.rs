@@ -105,20 +105,6 @@ async fn ended_sessions_stop_authorising_at_once_on_both_stores() {
     }
 }
 
-/// A request with a raw Authorization header.
-async fn call(s: &Server, method: Method, path: &str, auth: &str, body: Value) -> (u16, Value) {
-    let r = s
-        .http
-        .request(method, s.url(path))
-        .header("authorization", auth)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
-
 async fn bots_cannot_mint_bots(db: Db) {
     let s = Server::start(db).await;
     let (owner, _) = s.register("maker").await;
@@ -127,14 +113,14 @@ async fn bots_cannot_mint_bots(db: Db) {
         .await;
     assert_eq!(st, 201, "{app}");
     let bot = format!("Bot {}", app["token"].as_str().unwrap());
-    let (st, b) = call(
-        &s,
-        Method::POST,
-        "/api/v1/applications",
-        &bot,
-        json!({"name": "child"}),
-    )
-    .await;
+    let (st, b) = s
+        .call(
+            Method::POST,
+            "/api/v1/applications",
+            &bot,
+            json!({"name": "child"}),
+        )
+        .await;
     assert_eq!((st, b["code"].as_str()), (403, Some("bots_not_allowed")));
     let (_, mine) = s.get("/api/v1/applications", &owner).await;
     assert_eq!(mine.as_array().unwrap().len(), 1, "nothing was created");
@@ -275,23 +261,23 @@ async fn run_ping(s: &Server, url: &str, rx: &mut tokio::sync::mpsc::Receiver<Va
             json!({}),
         )
         .await;
-    let (st, _) = call(
-        s,
-        Method::POST,
-        &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
-        &bot,
-        json!({}),
-    )
-    .await;
+    let (st, _) = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
+            &bot,
+            json!({}),
+        )
+        .await;
     assert_eq!(st, 200);
-    let (st, _) = call(
-        s,
-        Method::PUT,
-        &format!("/api/v1/applications/{app_id}/commands"),
-        &bot,
-        json!([{"name": "ping"}]),
-    )
-    .await;
+    let (st, _) = s
+        .call(
+            Method::PUT,
+            &format!("/api/v1/applications/{app_id}/commands"),
+            &bot,
+            json!([{"name": "ping"}]),
+        )
+        .await;
     assert_eq!(st, 200);
     let (st, _) = s
         .post(

@@ -230,6 +230,26 @@ impl Server {
         .await
     }
 
+    /// A request with a raw Authorization header (`Bot <token>`, `Bearer <token>`).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        respond(
+            self.http
+                .request(method, self.url(path))
+                .header("authorization", auth)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
     pub async fn stop(self) {
         let _ = std::fs::remove_dir_all(&self.files);
         match self.cleanup {
