@@ -944,15 +944,17 @@ async fn execute_webhook(
     Body(req): Body<WebhookPost>,
 ) -> Result<(StatusCode, Json<MessageView>), ChatError> {
     let wid = id.parse::<i64>().map_err(|_| unknown_webhook())?;
-    state
-        .webhook_limit
-        .check(wid, Instant::now())
-        .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
+    // The secret first: requests without it must not spend the webhook's budget, or
+    // anyone who learnt its id could keep it from posting.
     let (channel, account, _) = state
         .store
         .webhook(wid, Some(&auth::token_hash(&token)))
         .await?
         .ok_or_else(unknown_webhook)?;
+    state
+        .webhook_limit
+        .check(wid, Instant::now())
+        .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
     let n = req.content.chars().count();
     if req.content.trim().is_empty() || n > crate::messages::MAX_CONTENT_CHARS {
         return Err(ChatError::bad_request(

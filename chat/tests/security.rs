@@ -535,3 +535,29 @@ async fn an_ended_session_stays_ended_across_a_restart() {
     let _ = stop.send(());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Requests without a webhook's secret do not spend its rate-limit budget.
+#[tokio::test]
+async fn wrong_secrets_do_not_use_up_a_webhooks_budget() {
+    let s = Server::start(Db::Sqlite).await;
+    let (owner, _) = s.register("owner").await;
+    let (_, _, general) = s.guild(&owner, &[]).await;
+    let (st, hook) = s
+        .post(
+            &format!("/api/v1/channels/{general}/webhooks"),
+            Some(&owner),
+            json!({"name": "CI"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{hook}");
+    let url = hook["url"].as_str().unwrap().to_owned();
+    let wrong = url.rsplit_once('/').unwrap().0.to_owned() + "/wrong";
+    // More than the burst of 30.
+    for _ in 0..40 {
+        let (st, _) = s.post(&wrong, None, json!({"content": "x"})).await;
+        assert_eq!(st, 404);
+    }
+    let (st, b) = s.post(&url, None, json!({"content": "deploy done"})).await;
+    assert_eq!(st, 201, "the webhook can still post: {b}");
+    s.stop().await;
+}
