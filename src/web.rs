@@ -5,61 +5,84 @@
 //! Content-Security-Policy that allows no inline script and no framing, and everything
 //! gets `nosniff`, a Referrer-Policy and `X-Frame-Options`.
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use include_dir::{Dir, include_dir};
 
-const INDEX: &str = include_str!("../web/index.html");
-const APP_JS: &str = include_str!("../web/app.js");
-const STYLE: &str = include_str!("../web/style.css");
-const ROOM_JS: &str = include_str!("../web/room.js");
-const CHAT: &str = include_str!("../web/chat.html");
-const CHAT_JS: &str = include_str!("../web/chat.js");
-const CHAT_STYLE: &str = include_str!("../web/chat.css");
+/// `web/`, embedded at compile time: a file added there is served without a Rust change.
+static WEB: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/web");
 
+/// `/` is the room page and `/chat` the chat app; every other file of `web/` is served at
+/// its path (`/chat.js`, `/call/room.js`, ...).
 pub fn router() -> Router {
     Router::new()
         .route(
             "/",
-            get(|| async { page(INDEX, "text/html; charset=utf-8") }),
-        )
-        .route(
-            "/app.js",
-            get(|| async { page(APP_JS, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/style.css",
-            get(|| async { page(STYLE, "text/css; charset=utf-8") }),
-        )
-        .route(
-            "/room.js",
-            get(|| async { page(ROOM_JS, "text/javascript; charset=utf-8") }),
+            get(|h: HeaderMap| async move { file("index.html", &h) }),
         )
         .route(
             "/chat",
-            get(|| async { page(CHAT, "text/html; charset=utf-8") }),
+            get(|h: HeaderMap| async move { file("chat.html", &h) }),
         )
         .route(
-            "/chat.js",
-            get(|| async { page(CHAT_JS, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/chat.css",
-            get(|| async { page(CHAT_STYLE, "text/css; charset=utf-8") }),
+            "/{*path}",
+            get(|Path(path): Path<String>, h: HeaderMap| async move { file(&path, &h) }),
         )
 }
 
-fn page(body: &'static str, content_type: &'static str) -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
+/// The content type of a file served from `web/`, by extension; `None` for files that
+/// are not served (sources of types, configuration).
+pub fn content_type(path: &str) -> Option<&'static str> {
+    let ext = path.rsplit_once('.')?.1;
+    Some(match ext {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "json" => "application/json",
+        _ => return None,
+    })
+}
+
+/// One file of `web/`. Clients revalidate every time (`no-cache`) and get `304` while the
+/// file is unchanged, so a new binary's pages and modules are never mixed with old ones.
+fn file(path: &str, headers: &HeaderMap) -> Response {
+    let found = WEB
+        .get_file(path)
+        .filter(|_| !path.ends_with(".d.ts"))
+        .and_then(|f| Some((f, content_type(path)?)));
+    let Some((f, content_type)) = found else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let etag = etag(f.contents());
+    let cached = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let common = [
+        (header::CACHE_CONTROL, "no-cache".to_owned()),
+        (header::ETAG, etag.clone()),
+    ];
+    if cached {
+        return (StatusCode::NOT_MODIFIED, common).into_response();
+    }
+    (common, [(header::CONTENT_TYPE, content_type)], f.contents()).into_response()
+}
+
+fn etag(bytes: &[u8]) -> String {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    format!("\"{:016x}\"", h.finish())
 }
 
 /// The policy of every HTML page. Scripts and styles come only from this origin (no inline

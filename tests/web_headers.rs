@@ -104,6 +104,34 @@ async fn every_page_carries_the_security_headers() {
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
     }
+    // Files are served from the embedded web/ with their type; unchanged ones revalidate.
+    let r = http
+        .get(format!("{}/chat.js", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let etag = r.headers()["etag"].clone();
+    let r = http
+        .get(format!("{}/chat.js", s.base))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    for missing in [
+        "/nope.js",
+        "/..%2FCargo.toml",
+        "/web/chat.js",
+        "/tsconfig.txt",
+    ] {
+        let r = http
+            .get(format!("{}{missing}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{missing}");
+    }
     // API errors and JSON are covered too.
     let r = http
         .get(format!("{}/api/v1/users/@me", s.base))

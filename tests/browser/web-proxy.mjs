@@ -4,8 +4,8 @@
 //
 //   node web-proxy.mjs http://127.0.0.1:8080 [listen port, default 8090]
 //
-// The tests use it when PARLOR_WEB_FROM_DISK=1 (see README.md). The paths served from disk
-// are those src/web.rs registers; keep the two lists alike.
+// The tests use it when PARLOR_WEB_FROM_DISK=1 (see README.md). It serves web/ as
+// src/web.rs does: index.html at /, chat.html at /chat, every other file at its path.
 
 import { createServer, request as httpRequest } from "node:http";
 import { connect } from "node:net";
@@ -16,16 +16,31 @@ import { fileURLToPath } from "node:url";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const WEB_DIR = path.resolve(here, "../../web");
 
-/** Path -> [file in web/, content type], as src/web.rs routes them. */
-export const WEB_ROUTES = {
-  "/": ["index.html", "text/html; charset=utf-8"],
-  "/app.js": ["app.js", "text/javascript; charset=utf-8"],
-  "/style.css": ["style.css", "text/css; charset=utf-8"],
-  "/room.js": ["room.js", "text/javascript; charset=utf-8"],
-  "/chat": ["chat.html", "text/html; charset=utf-8"],
-  "/chat.js": ["chat.js", "text/javascript; charset=utf-8"],
-  "/chat.css": ["chat.css", "text/css; charset=utf-8"],
+/** The pages at paths of their own, as src/web.rs routes them; every other file of web/ is
+ * served at its path. */
+const PAGES = { "/": "index.html", "/chat": "chat.html" };
+
+/** Content types by extension, as src/web.rs sends them. */
+const TYPES = {
+  html: "text/html; charset=utf-8",
+  js: "text/javascript; charset=utf-8",
+  mjs: "text/javascript; charset=utf-8",
+  css: "text/css; charset=utf-8",
+  svg: "image/svg+xml",
+  png: "image/png",
+  ico: "image/x-icon",
+  woff2: "font/woff2",
+  json: "application/json",
 };
+
+/** [file in web/, content type] for a request path, or null if web/ does not serve it. */
+export function webFile(pathname) {
+  const file = PAGES[pathname] ?? decodeURIComponent(pathname).replace(/^\/+/, "");
+  const type = TYPES[file.split(".").pop()];
+  const full = path.resolve(WEB_DIR, file);
+  if (!type || file.endsWith(".d.ts") || !full.startsWith(WEB_DIR + path.sep)) return null;
+  return [full, type];
+}
 
 const SECURITY_HEADERS = ["content-security-policy", "x-content-type-options", "referrer-policy", "x-frame-options"];
 
@@ -45,10 +60,10 @@ export async function startWebProxy(upstream, port = 0) {
   const sockets = new Set();
   const server = createServer(async (req, res) => {
     const pathname = new URL(req.url, "http://x").pathname;
-    const route = WEB_ROUTES[pathname];
-    if (route && req.method === "GET") {
+    const route = req.method === "GET" ? webFile(pathname) : null;
+    const body = route ? await readFile(route[0]).catch(() => null) : null;
+    if (route && body) {
       try {
-        const body = await readFile(path.join(WEB_DIR, route[0]));
         // The server's own headers for the path (its Content-Security-Policy above all),
         // so pages from disk run under the policy the binary serves.
         const upstreamHeaders = await securityHeaders(target, pathname);
