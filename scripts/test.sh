@@ -61,6 +61,9 @@ cargo clippy --locked --all-targets -- -D warnings
 echo "==> cargo test (unit and integration tests)"
 cargo test --locked --workspace
 
+echo "==> the media integration tests again, with every SFU call and event through JSON"
+PARLOR_TEST_SEAM=json cargo test --locked --test rooms --test whip --test bad_input
+
 echo "==> browser tests (headless Chromium)"
 cargo build --locked --bin parlor
 (

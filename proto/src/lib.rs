@@ -3,6 +3,7 @@
 //!
 //! Everything here is plain data plus (de)serialization; no I/O happens in this crate.
 
+pub mod control;
 pub mod ids;
 pub mod signal;
 pub mod token;

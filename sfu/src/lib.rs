@@ -5,7 +5,6 @@
 //! room is forwarded by one thread without locks. Signaling drives it through
 //! [`control::SfuControl`].
 
-pub mod control;
 pub mod core;
 pub mod metrics;
 mod peer;
@@ -24,10 +23,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use parlor_proto::{RoomCaps, RoomId};
 
-pub use control::{
-    JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomStatus, SfuControl, SfuError,
-    SfuEvent,
+/// The control interface this SFU serves ([`parlor_proto::control`]).
+pub use parlor_proto::control::{
+    self, CloseReason, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent,
+    RoomEvents, RoomStatus, SfuControl, SfuError,
 };
+
+/// The node name in the handles of an in-process SFU.
+pub const LOCAL_NODE: &str = "local";
 pub use core::CapsConfig;
 pub use metrics::Metrics;
 
@@ -71,7 +74,8 @@ fn primary_lan_ip() -> Option<IpAddr> {
 }
 
 /// Checks that an SDP offer can be applied, before anything is set up for it.
-pub fn check_offer(sdp: &str) -> Result<(), SfuError> {
+/// Whether str0m can apply an SDP offer, after the checks of [`sdp_scan`].
+fn check_offer(sdp: &str) -> Result<(), SfuError> {
     sdp_scan::scan(sdp).map_err(SfuError::InvalidSdp)?;
     str0m::change::SdpOffer::from_sdp_string(&sdp_scan::normalize_bundle(sdp))
         .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
@@ -189,6 +193,15 @@ impl Sfu {
     }
 
     /// The worker a room lives on.
+    /// The worker that holds a participant, and its key there: its room's worker.
+    fn worker_of(&self, who: &ParticipantHandle) -> Option<(&WorkerHandle, core::PeerKey)> {
+        if who.node != LOCAL_NODE {
+            return None;
+        }
+        let key = core::PeerKey(u32::try_from(who.key).ok()?);
+        Some((&self.workers[self.worker_for(&who.room)], key))
+    }
+
     fn worker_for(&self, room: &RoomId) -> usize {
         let mut h = DefaultHasher::new();
         room.hash(&mut h);
@@ -215,27 +228,29 @@ impl Sfu {
 
 #[async_trait]
 impl SfuControl for Sfu {
-    async fn join(&self, req: JoinRequest) -> Result<Joined, SfuError> {
+    async fn join(&self, req: JoinRequest) -> Result<(Joined, RoomEvents), SfuError> {
         let w = &self.workers[self.worker_for(&req.room)];
+        let (events, stream) = RoomEvents::channel();
         let (tx, rx) = oneshot::channel();
-        w.tx.send(Command::Join(req, tx))
+        w.tx.send(Command::Join(req, events, tx))
             .await
             .map_err(|_| SfuError::Unavailable)?;
-        rx.await.map_err(|_| SfuError::Unavailable)?
+        let joined = rx.await.map_err(|_| SfuError::Unavailable)??;
+        Ok((joined, stream))
     }
 
     async fn request(&self, who: &ParticipantHandle, req: Request) -> Result<Reply, SfuError> {
-        let w = self.workers.get(who.worker).ok_or(SfuError::NotJoined)?;
+        let (w, key) = self.worker_of(who).ok_or(SfuError::NotJoined)?;
         let (tx, rx) = oneshot::channel();
-        w.tx.send(Command::Request(who.key, req, tx))
+        w.tx.send(Command::Request(key, req, tx))
             .await
             .map_err(|_| SfuError::Unavailable)?;
         rx.await.map_err(|_| SfuError::Unavailable)?
     }
 
-    async fn leave(&self, who: &ParticipantHandle, reason: &str) {
-        if let Some(w) = self.workers.get(who.worker) {
-            let _ = w.tx.send(Command::Leave(who.key, reason.to_owned())).await;
+    async fn leave(&self, who: &ParticipantHandle, reason: CloseReason) {
+        if let Some((w, key)) = self.worker_of(who) {
+            let _ = w.tx.send(Command::Leave(key, reason)).await;
         }
     }
 
@@ -255,5 +270,9 @@ impl SfuControl for Sfu {
             .await
             .map_err(|_| SfuError::Unavailable)?;
         rx.await.map_err(|_| SfuError::Unavailable)
+    }
+
+    async fn check_offer(&self, sdp: &str) -> Result<(), SfuError> {
+        check_offer(sdp)
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use parlor_proto::{MediaKind, ParticipantId, RoomId, TrackId};
 
-use crate::control::SfuEvent;
+use crate::control::{CloseReason, RoomEvent};
 use crate::core::codec::Codec;
 use crate::core::{PeerKey, TrackKey};
 
@@ -127,7 +127,7 @@ pub(crate) struct Peer {
     pub unpublished: Vec<Mid>,
     pub rtc: Rtc,
     pub ufrag: String,
-    pub events: mpsc::Sender<SfuEvent>,
+    pub events: mpsc::Sender<RoomEvent>,
     pub next_timeout: Instant,
     /// Has output to poll.
     pub dirty: bool,
@@ -143,7 +143,7 @@ pub(crate) struct Peer {
     pub disconnected_since: Option<Instant>,
     pub last_bwe: u64,
     /// Set when the session must go (error, dead transport); removed by the worker.
-    pub closing: Option<String>,
+    pub closing: Option<CloseReason>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -245,9 +245,9 @@ impl Peer {
 
     /// Queues an event for the participant. A full queue means signaling is not keeping
     /// up: the participant is closed rather than the worker blocked.
-    pub fn send(&mut self, ev: SfuEvent) {
+    pub fn send(&mut self, ev: RoomEvent) {
         if self.events.try_send(ev).is_err() && self.closing.is_none() {
-            self.closing = Some("slow_consumer".into());
+            self.closing = Some(CloseReason::SlowConsumer);
         }
     }
 }

@@ -20,14 +20,12 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, RtcCo
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use parlor_proto::signal::{
-    ActiveSpeakers, MidTrack, ParticipantInfo, ParticipantJoined, ParticipantLeft, PublishTrack,
-    ServerMessage, ServerOffer, Speaker, TrackInfo, TrackMuted, TrackPublished, TrackUnpublished,
-};
+use parlor_proto::signal::{MidTrack, ParticipantInfo, PublishTrack, Speaker, TrackInfo};
 use parlor_proto::{MediaKind, RoomCaps, RoomId, Source, TrackId};
 
 use crate::control::{
-    JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomStatus, SfuError, SfuEvent,
+    CloseReason, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent, RoomStatus,
+    SfuError,
 };
 use crate::core::codec::{self, Codec};
 use crate::core::{
@@ -44,9 +42,14 @@ const TICK: Duration = Duration::from_millis(50);
 const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) enum Command {
-    Join(JoinRequest, oneshot::Sender<Result<Joined, SfuError>>),
+    /// A participant to admit, and where its events go.
+    Join(
+        JoinRequest,
+        mpsc::Sender<RoomEvent>,
+        oneshot::Sender<Result<Joined, SfuError>>,
+    ),
     Request(PeerKey, Request, oneshot::Sender<Result<Reply, SfuError>>),
-    Leave(PeerKey, String),
+    Leave(PeerKey, CloseReason),
     /// Set (Some) or read (None) a room's caps.
     SetCaps(RoomId, Option<RoomCaps>, oneshot::Sender<RoomStatus>),
     Shutdown(oneshot::Sender<()>),
@@ -194,7 +197,7 @@ impl Worker {
         self.shutting_down = true;
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
-            self.remove_peer(k, "server_shutdown", true);
+            self.remove_peer(k, CloseReason::ServerShutdown, true);
         }
     }
 
@@ -297,7 +300,7 @@ impl Worker {
         }
         if let Err(e) = p.rtc.handle_input(input) {
             debug!(peer = %p.identity, error = %e, "rtc input failed");
-            p.closing.get_or_insert_with(|| "media_error".into());
+            p.closing.get_or_insert(CloseReason::MediaError);
             return;
         }
         // RTP mode holds one received packet until the next poll: drain it now.
@@ -308,7 +311,7 @@ impl Worker {
         for p in self.peers.values_mut().filter(|p| p.next_timeout <= now) {
             if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                 debug!(peer = %p.identity, error = %e, "rtc timeout failed");
-                p.closing.get_or_insert_with(|| "media_error".into());
+                p.closing.get_or_insert(CloseReason::MediaError);
             }
             // Pushed forward until poll_output reports the real next timeout.
             p.next_timeout = now + Duration::from_secs(1);
@@ -341,7 +344,7 @@ impl Worker {
                 Ok(o) => o,
                 Err(e) => {
                     debug!(peer = %p.identity, error = %e, "rtc poll failed");
-                    p.closing.get_or_insert_with(|| "media_error".into());
+                    p.closing.get_or_insert(CloseReason::MediaError);
                     return;
                 }
             };
@@ -598,11 +601,7 @@ impl Worker {
                         })
                     })
                     .collect();
-                self.broadcast(
-                    &id,
-                    None,
-                    ServerMessage::ActiveSpeakers(ActiveSpeakers { speakers }),
-                );
+                self.broadcast(&id, None, RoomEvent::ActiveSpeakers(speakers));
             }
         }
         self.actions = actions;
@@ -611,7 +610,7 @@ impl Worker {
                 .is_some_and(|t| now.saturating_duration_since(t) > DISCONNECT_GRACE)
                 || !p.rtc.is_alive()
             {
-                p.closing.get_or_insert_with(|| "media_timeout".into());
+                p.closing.get_or_insert(CloseReason::MediaTimeout);
             }
         }
         if now >= self.next_metrics {
@@ -649,13 +648,13 @@ impl Worker {
 
     /// Removes peers marked as closing.
     fn reap(&mut self) {
-        let closing: Vec<(PeerKey, String)> = self
+        let closing: Vec<(PeerKey, CloseReason)> = self
             .peers
             .values()
-            .filter_map(|p| p.closing.clone().map(|r| (p.key, r)))
+            .filter_map(|p| p.closing.map(|r| (p.key, r)))
             .collect();
         for (k, reason) in closing {
-            self.remove_peer(k, &reason, true);
+            self.remove_peer(k, reason, true);
         }
     }
 
@@ -664,8 +663,8 @@ impl Worker {
     fn command(&mut self, cmd: Command) {
         self.negotiate_due = true;
         match cmd {
-            Command::Join(req, reply) => {
-                let r = self.join(req);
+            Command::Join(req, events, reply) => {
+                let r = self.join(req, events);
                 let _ = reply.send(r);
             }
             Command::Request(k, req, reply) => {
@@ -676,7 +675,7 @@ impl Worker {
                 };
                 let _ = reply.send(r);
             }
-            Command::Leave(k, reason) => self.remove_peer(k, &reason, false),
+            Command::Leave(k, reason) => self.remove_peer(k, reason, false),
             Command::SetCaps(room, caps, reply) => {
                 if let Some(c) = caps {
                     let preset = self.preset_caps.entry(room.clone()).or_default();
@@ -697,7 +696,11 @@ impl Worker {
         }
     }
 
-    fn join(&mut self, req: JoinRequest) -> Result<Joined, SfuError> {
+    fn join(
+        &mut self,
+        req: JoinRequest,
+        events: mpsc::Sender<RoomEvent>,
+    ) -> Result<Joined, SfuError> {
         if self.shutting_down {
             return Err(SfuError::Unavailable);
         }
@@ -707,7 +710,7 @@ impl Worker {
             .get(&req.room)
             .and_then(|r| r.core.find_member(&req.identity))
         {
-            self.remove_peer(old, "replaced", true);
+            self.remove_peer(old, CloseReason::Replaced, true);
         }
         let default_caps = self
             .default_caps
@@ -778,7 +781,7 @@ impl Worker {
             unpublished: Vec::new(),
             rtc,
             ufrag: creds.ufrag.clone(),
-            events: req.events,
+            events,
             next_timeout: Instant::now(),
             dirty: false,
             published: Vec::new(),
@@ -800,11 +803,7 @@ impl Worker {
         if !req.hidden
             && let Some(me) = me.clone()
         {
-            self.broadcast(
-                &req.room,
-                Some(key),
-                ServerMessage::ParticipantJoined(ParticipantJoined { participant: me }),
-            );
+            self.broadcast(&req.room, Some(key), RoomEvent::ParticipantJoined(me));
         }
         // Everything already published flows to the newcomer.
         let tracks: Vec<TrackKey> = self
@@ -820,10 +819,10 @@ impl Worker {
         info!(room = %req.room, identity = %req.identity, worker = self.index, "joined");
         Ok(Joined {
             handle: ParticipantHandle {
+                node: crate::LOCAL_NODE.into(),
                 room: req.room,
                 identity: req.identity,
-                worker: self.index,
-                key,
+                key: u64::from(key.0),
             },
             me: me.ok_or(SfuError::NotJoined)?,
             participants,
@@ -861,11 +860,11 @@ impl Worker {
                     self.broadcast(
                         &room,
                         Some(k),
-                        ServerMessage::TrackMuted(TrackMuted {
+                        RoomEvent::TrackMuted {
                             track_id: id,
                             participant: identity,
                             muted,
-                        }),
+                        },
                     );
                 }
                 Ok(Reply::Ok)
@@ -1129,11 +1128,7 @@ impl Worker {
     }
 
     fn announce_track(&mut self, room: &RoomId, owner: PeerKey, track: TrackKey, info: TrackInfo) {
-        self.broadcast(
-            room,
-            Some(owner),
-            ServerMessage::TrackPublished(TrackPublished { track: info }),
-        );
+        self.broadcast(room, Some(owner), RoomEvent::TrackPublished(info));
         let subscribers: Vec<PeerKey> = self
             .rooms
             .get(room)
@@ -1338,16 +1333,16 @@ impl Worker {
             self.broadcast(
                 room,
                 Some(t.owner),
-                ServerMessage::TrackUnpublished(TrackUnpublished {
+                RoomEvent::TrackUnpublished {
                     track_id: t.id.clone(),
                     participant: owner,
-                }),
+                },
             );
         }
     }
 
     /// Removes a participant, its tracks and its subscriptions, and tells the room.
-    fn remove_peer(&mut self, k: PeerKey, reason: &str, notify_self: bool) {
+    fn remove_peer(&mut self, k: PeerKey, reason: CloseReason, notify_self: bool) {
         let Some(mut p) = self.peers.remove(&k) else {
             return;
         };
@@ -1357,9 +1352,7 @@ impl Worker {
         }
         self.by_ufrag.remove(&p.ufrag);
         if notify_self {
-            let _ = p.events.try_send(SfuEvent::Closed {
-                reason: reason.to_owned(),
-            });
+            let _ = p.events.try_send(RoomEvent::Closed(reason));
         }
         // Flush a goodbye to the client (RTCP BYE, DTLS close_notify) where possible.
         let _ = p.rtc.close();
@@ -1388,13 +1381,13 @@ impl Worker {
             self.broadcast(
                 &room,
                 Some(k),
-                ServerMessage::ParticipantLeft(ParticipantLeft {
+                RoomEvent::ParticipantLeft {
                     identity: p.identity.clone(),
-                    reason: reason.to_owned(),
-                }),
+                    reason,
+                },
             );
         }
-        info!(room = %room, identity = %p.identity, reason, "left");
+        info!(room = %room, identity = %p.identity, reason = reason.as_str(), "left");
     }
 
     // ---------------------------------------------------------------- negotiation
@@ -1479,11 +1472,11 @@ impl Worker {
             })
             .collect();
         debug!(peer = %p.identity, offer_id, "server offer");
-        p.send(SfuEvent::Signal(ServerMessage::Offer(ServerOffer {
+        p.send(RoomEvent::Offer {
             offer_id,
             sdp: offer.to_sdp_string(),
             tracks,
-        })));
+        });
         self.mark_dirty(k);
     }
 
@@ -1529,7 +1522,7 @@ impl Worker {
     }
 
     /// Sends a room event to every visible participant except `except`.
-    fn broadcast(&mut self, room: &RoomId, except: Option<PeerKey>, msg: ServerMessage) {
+    fn broadcast(&mut self, room: &RoomId, except: Option<PeerKey>, msg: RoomEvent) {
         let Some(r) = self.rooms.get(room) else {
             return;
         };
@@ -1546,9 +1539,9 @@ impl Worker {
             }
             if ephemeral {
                 // Dropped for a slow consumer rather than closing it.
-                let _ = p.events.try_send(SfuEvent::Signal(msg.clone()));
+                let _ = p.events.try_send(msg.clone());
             } else {
-                p.send(SfuEvent::Signal(msg.clone()));
+                p.send(msg.clone());
             }
         }
     }

@@ -8,8 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
+use parlor_proto::control::RoomStatus;
 use parlor_proto::{RoomCaps, RoomId};
-use parlor_sfu::RoomStatus;
 
 use crate::AppState;
 use crate::error::ApiError;

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use parlor_proto::TokenError;
-use parlor_sfu::SfuError;
+use parlor_proto::control::SfuError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {

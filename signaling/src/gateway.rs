@@ -12,11 +12,15 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
-use parlor_proto::signal::{
-    ClientFrame, ClientMessage, Empty, ErrorBody, Hello, Joined, MAX_FRAME_BYTES, PROTOCOL_VERSION,
-    Ready, Resumed, ServerAnswer, ServerFrame, ServerMessage, Shutdown,
+use parlor_proto::control::{
+    CloseReason, JoinRequest, Reply, Request, RoomEvent, RoomEvents, SfuError,
 };
-use parlor_sfu::{JoinRequest, Reply, Request, SfuError, SfuEvent};
+use parlor_proto::signal::{
+    ActiveSpeakers, ClientFrame, ClientMessage, Empty, ErrorBody, Hello, Joined, MAX_FRAME_BYTES,
+    PROTOCOL_VERSION, ParticipantJoined, ParticipantLeft, Ready, Resumed, ServerAnswer,
+    ServerFrame, ServerMessage, ServerOffer, Shutdown, TrackMuted, TrackPublished,
+    TrackUnpublished,
+};
 
 use crate::AppState;
 use crate::session::{CONNECTION_QUEUE, Frame, REPLAY_FRAMES, ResumeError, Session};
@@ -110,7 +114,7 @@ impl Connection {
                                 // A clean close (tab closed, client left) ends the session now,
                                 // unless the session has moved on to a newer connection.
                                 if self.session.as_ref().is_some_and(|s| s.is_attached(self.conn_id)) {
-                                    self.end_session("left").await;
+                                    self.end_session(CloseReason::Left).await;
                                 }
                                 break 'conn None;
                             }
@@ -156,7 +160,7 @@ impl Connection {
                                 let _ = send_json(&mut sink, &ServerFrame { seq: 0, id: None, msg }).await;
                             }
                         }
-                        self.end_session("server_shutdown").await;
+                        self.end_session(CloseReason::ServerShutdown).await;
                         break 'conn Some((1001, "server shutting down"));
                     }
                 }
@@ -376,7 +380,6 @@ impl Connection {
                     return;
                 }
                 let c = &session.claims;
-                let (etx, erx) = mpsc::channel(1024);
                 session.hold();
                 let req = JoinRequest {
                     room: c.room.clone(),
@@ -386,10 +389,9 @@ impl Connection {
                     caps: c.caps,
                     hidden: false,
                     auto_subscribe: j.auto_subscribe,
-                    events: etx,
                 };
                 match sfu.join(req).await {
-                    Ok(joined) => {
+                    Ok((joined, erx)) => {
                         session.set_handle(Some(joined.handle.clone()));
                         tokio::spawn(pump(session.clone(), erx));
                         session.reply(
@@ -406,7 +408,7 @@ impl Connection {
             }
             ClientMessage::Leave(_) => match session.set_handle(None) {
                 Some(h) => {
-                    sfu.leave(&h, "left").await;
+                    sfu.leave(&h, CloseReason::Left).await;
                     session.emit(ServerMessage::Left(Empty {}), id);
                 }
                 None => self.reply_error(id, "not_joined", "not in the room"),
@@ -464,7 +466,7 @@ impl Connection {
     }
 
     /// Leaves the room and forgets the session (no resume).
-    async fn end_session(&mut self, reason: &str) {
+    async fn end_session(&mut self, reason: CloseReason) {
         let Some(s) = self.session.take() else { return };
         if let Some(h) = s.set_handle(None) {
             self.state.sfu.leave(&h, reason).await;
@@ -477,25 +479,68 @@ impl Connection {
     }
 }
 
-/// Moves SFU events for one participant into its session.
-async fn pump(session: Arc<Session>, mut events: mpsc::Receiver<SfuEvent>) {
+/// Moves SFU events for one participant into its session, as client messages.
+async fn pump(session: Arc<Session>, mut events: RoomEvents) {
     while let Some(ev) = events.recv().await {
-        match ev {
-            SfuEvent::Signal(m) => session.event(m),
-            SfuEvent::Closed { reason } => {
-                session.set_handle(None);
-                let msg = if reason == "server_shutdown" {
-                    ServerMessage::Shutdown(Shutdown { reason })
-                } else {
-                    ServerMessage::Error(ErrorBody {
-                        message: format!("removed from the room: {reason}"),
-                        code: reason,
-                    })
-                };
-                session.event(msg);
-                break;
-            }
+        let closed = matches!(ev, RoomEvent::Closed(_));
+        if closed {
+            session.set_handle(None);
         }
+        session.event(client_message(ev));
+        if closed {
+            break;
+        }
+    }
+}
+
+/// The client protocol's message for a room event.
+pub(crate) fn client_message(ev: RoomEvent) -> ServerMessage {
+    match ev {
+        RoomEvent::ParticipantJoined(participant) => {
+            ServerMessage::ParticipantJoined(ParticipantJoined { participant })
+        }
+        RoomEvent::ParticipantLeft { identity, reason } => {
+            ServerMessage::ParticipantLeft(ParticipantLeft {
+                identity,
+                reason: reason.as_str().into(),
+            })
+        }
+        RoomEvent::TrackPublished(track) => ServerMessage::TrackPublished(TrackPublished { track }),
+        RoomEvent::TrackUnpublished {
+            track_id,
+            participant,
+        } => ServerMessage::TrackUnpublished(TrackUnpublished {
+            track_id,
+            participant,
+        }),
+        RoomEvent::TrackMuted {
+            track_id,
+            participant,
+            muted,
+        } => ServerMessage::TrackMuted(TrackMuted {
+            track_id,
+            participant,
+            muted,
+        }),
+        RoomEvent::ActiveSpeakers(speakers) => {
+            ServerMessage::ActiveSpeakers(ActiveSpeakers { speakers })
+        }
+        RoomEvent::Offer {
+            offer_id,
+            sdp,
+            tracks,
+        } => ServerMessage::Offer(ServerOffer {
+            offer_id,
+            sdp,
+            tracks,
+        }),
+        RoomEvent::Closed(CloseReason::ServerShutdown) => ServerMessage::Shutdown(Shutdown {
+            reason: CloseReason::ServerShutdown.as_str().into(),
+        }),
+        RoomEvent::Closed(reason) => ServerMessage::Error(ErrorBody {
+            message: format!("removed from the room: {}", reason.as_str()),
+            code: reason.as_str().into(),
+        }),
     }
 }
 

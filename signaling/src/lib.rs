@@ -1,6 +1,6 @@
 //! Parlor's signaling service: the client WebSocket gateway (`/ws`), WHIP and WHEP, and
 //! guest tokens. It checks room tokens and relays everything media-related to an SFU
-//! through [`parlor_sfu::SfuControl`].
+//! through [`parlor_proto::control::SfuControl`].
 
 pub mod admin;
 pub mod error;
@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use parlor_proto::control::{CloseReason, SfuControl};
 use parlor_proto::{Claims, ParticipantId, RoomId, TokenKey};
-use parlor_sfu::SfuControl;
 
 use crate::error::ApiError;
 use crate::session::Sessions;
@@ -195,7 +195,7 @@ pub async fn run(
     reaper.abort();
     for s in state.sessions.all() {
         if let Some(h) = s.set_handle(None) {
-            state.sfu.leave(&h, "server_shutdown").await;
+            state.sfu.leave(&h, CloseReason::ServerShutdown).await;
         }
     }
     result
@@ -211,7 +211,7 @@ async fn reap_sessions(state: AppState) {
             .take_expired(std::time::Instant::now(), state.config.resume_window);
         for s in expired {
             if let Some(h) = s.set_handle(None) {
-                state.sfu.leave(&h, "disconnected").await;
+                state.sfu.leave(&h, CloseReason::Disconnected).await;
             }
         }
         state.metrics.sessions.set(state.sessions.len() as i64);

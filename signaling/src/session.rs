@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use parlor_proto::Claims;
+use parlor_proto::control::ParticipantHandle;
 use parlor_proto::signal::{ServerFrame, ServerMessage};
-use parlor_sfu::ParticipantHandle;
 
 /// Frames kept for replay per session.
 pub const REPLAY_FRAMES: usize = 1024;

@@ -7,10 +7,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
 
+use parlor_proto::control::{
+    CloseReason, JoinRequest, ParticipantHandle, Reply, Request, RoomEvent, RoomEvents,
+};
 use parlor_proto::{Claims, ParticipantId, RoomId};
-use parlor_sfu::{JoinRequest, ParticipantHandle, Reply, Request, SfuEvent};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -57,7 +58,7 @@ pub(crate) fn room_claims(
     Ok((claims, room))
 }
 
-fn check_request(
+async fn check_request(
     state: &AppState,
     headers: &HeaderMap,
     room: &str,
@@ -78,16 +79,16 @@ fn check_request(
     let sdp = std::str::from_utf8(body)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_sdp", "SDP is not UTF-8"))?
         .to_owned();
-    parlor_sfu::check_offer(&sdp)?;
+    state.sfu.check_offer(&sdp).await?;
     Ok((claims, room, sdp))
 }
 
 /// Drains a WHIP/WHEP participant's events: there is no socket to deliver them to, and the
 /// session ends when the SFU drops the participant.
-fn drain(state: AppState, resource: String, mut rx: mpsc::Receiver<SfuEvent>) {
+fn drain(state: AppState, resource: String, mut rx: RoomEvents) {
     tokio::spawn(async move {
         while let Some(ev) = rx.recv().await {
-            if let SfuEvent::Closed { .. } = ev {
+            if let RoomEvent::Closed(_) = ev {
                 state.http_sessions.lock().remove(&resource);
                 break;
             }
@@ -114,7 +115,7 @@ pub async fn whip_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (claims, room, sdp) = check_request(&state, &headers, &room, &body)?;
+    let (claims, room, sdp) = check_request(&state, &headers, &room, &body).await?;
     if claims.grants.publish.is_empty() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -130,7 +131,6 @@ pub async fn whip_post(
         caps: claims.caps,
         hidden: false,
         auto_subscribe: false,
-        events: mpsc::channel(1).0,
     };
     let offer = Request::Offer {
         sdp,
@@ -141,22 +141,26 @@ pub async fn whip_post(
 }
 
 /// Joins, applies the offer, and registers the session under a fresh resource id; a
-/// failed offer leaves the room again. `join.events` is replaced here.
+/// failed offer leaves the room again.
 async fn open_session(
     state: &AppState,
     kind: &str,
-    mut join: JoinRequest,
+    join: JoinRequest,
     offer: Request,
 ) -> Result<Response, ApiError> {
     let room = join.room.clone();
-    let (tx, rx) = mpsc::channel(256);
-    join.events = tx;
-    let handle = state.sfu.join(join).await?.handle;
+    let (joined, rx) = state.sfu.join(join).await?;
+    let handle = joined.handle;
     let sdp = match state.sfu.request(&handle, offer).await {
         Ok(Reply::Answer { sdp, .. }) => sdp,
         Ok(Reply::Ok) => String::new(),
         Err(e) => {
-            state.sfu.leave(&handle, &format!("{kind}_failed")).await;
+            let reason = if kind == "whep" {
+                CloseReason::WhepFailed
+            } else {
+                CloseReason::WhipFailed
+            };
+            state.sfu.leave(&handle, reason).await;
             return Err(e.into());
         }
     };
@@ -175,7 +179,7 @@ pub async fn whep_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (claims, room, sdp) = check_request(&state, &headers, &room, &body)?;
+    let (claims, room, sdp) = check_request(&state, &headers, &room, &body).await?;
     if !claims.grants.subscribe {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -205,7 +209,6 @@ pub async fn whep_post(
         caps: None,
         hidden: true,
         auto_subscribe: false,
-        events: mpsc::channel(1).0,
     };
     open_session(&state, "whep", join, Request::WhepOffer { sdp, target }).await
 }
@@ -218,7 +221,7 @@ pub async fn delete_session(
     let handle = state.http_sessions.lock().remove(&resource);
     match handle {
         Some(h) => {
-            state.sfu.leave(&h, "left").await;
+            state.sfu.leave(&h, CloseReason::Left).await;
             Ok(StatusCode::OK)
         }
         None => Err(ApiError::new(

@@ -5,6 +5,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod json_seam;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,9 +83,15 @@ impl TestServer {
             .unwrap(),
         );
         let key = TokenKey::new(TEST_SECRET);
+        // PARLOR_TEST_SEAM=json: signaling drives the SFU through JSON (json_seam.rs).
+        let control: Arc<dyn parlor_proto::control::SfuControl> =
+            match std::env::var("PARLOR_TEST_SEAM").as_deref() {
+                Ok("json") => Arc::new(json_seam::JsonSeam(sfu.clone())),
+                _ => sfu.clone(),
+            };
         let state = parlor_signaling::AppState::new(
             parlor_signaling::Config::new(key.clone()),
-            sfu.clone(),
+            control,
             parlor_signaling::Metrics::new(&registry).unwrap(),
         );
         let app = parlor_signaling::router(state.clone())

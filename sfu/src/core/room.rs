@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use parlor_proto::{Grants, MediaKind, ParticipantId, Quality, RoomCaps, Source, TrackId};
+use parlor_proto::{Grants, MediaKind, ParticipantId, Quality, Source, TrackId};
 
 use super::codec::Codec;
 use super::munger::Munger;
@@ -27,34 +27,7 @@ pub struct PeerKey(pub u32);
 pub struct TrackKey(pub u32);
 
 /// Resolved caps of one room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CapsConfig {
-    pub max_participants: u32,
-    pub max_video_publishers: u32,
-    pub max_screen_shares: u32,
-}
-
-impl Default for CapsConfig {
-    fn default() -> Self {
-        CapsConfig {
-            max_participants: 100,
-            max_video_publishers: 25,
-            max_screen_shares: 1,
-        }
-    }
-}
-
-impl CapsConfig {
-    /// These caps with any field the override sets replaced.
-    pub fn with(self, o: Option<RoomCaps>) -> CapsConfig {
-        let Some(o) = o else { return self };
-        CapsConfig {
-            max_participants: o.max_participants.unwrap_or(self.max_participants),
-            max_video_publishers: o.max_video_publishers.unwrap_or(self.max_video_publishers),
-            max_screen_shares: o.max_screen_shares.unwrap_or(self.max_screen_shares),
-        }
-    }
-}
+pub use parlor_proto::control::CapsConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum JoinError {
