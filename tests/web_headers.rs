@@ -140,4 +140,13 @@ async fn every_page_carries_the_security_headers() {
         .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    // Every request has an id, echoed back (the one the client sent, if any).
+    assert_eq!(r.headers()["x-request-id"].len(), 36);
+    let r = http
+        .get(format!("{}/healthz", s.base))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-me-42");
 }

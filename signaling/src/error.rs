@@ -64,9 +64,15 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
+        // The cause is in the log, inside the request's span; the client gets no detail.
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            "internal error"
+        } else {
+            &self.message
+        };
         let body = Body {
             code: self.code,
-            message: &self.message,
+            message,
         };
         (self.status, Json(body)).into_response()
     }

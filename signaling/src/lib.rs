@@ -185,7 +185,8 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let reaper = tokio::spawn(reap_sessions(state.clone()));
     let st = state.clone();
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = parlor_edge::with_request_spans(app)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
