@@ -1,7 +1,6 @@
 //! REST routes under `/api/v1`: accounts and sessions.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, State};
@@ -192,7 +191,7 @@ async fn caller(parts: &Parts, state: &ChatState) -> Result<Caller, ChatError> {
             .unwrap_or_default();
         let key = (caller.user_id, format!("{} {route}", parts.method));
         limiter
-            .check(key, Instant::now())
+            .check(&key)
             .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
     }
     Ok(caller)
@@ -273,7 +272,7 @@ impl FromRequestParts<ChatState> for ClientIp {
 fn limit_auth(state: &ChatState, ip: IpAddr) -> Result<(), ChatError> {
     match &state.auth_limit {
         Some(l) => l
-            .check(ip, Instant::now())
+            .check(&ip)
             .map_err(|retry_after| ChatError::RateLimited { retry_after }),
         None => Ok(()),
     }

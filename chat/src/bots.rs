@@ -953,7 +953,7 @@ async fn execute_webhook(
         .ok_or_else(unknown_webhook)?;
     state
         .webhook_limit
-        .check(wid, Instant::now())
+        .check(&wid)
         .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
     let n = req.content.chars().count();
     if req.content.trim().is_empty() || n > crate::messages::MAX_CONTENT_CHARS {

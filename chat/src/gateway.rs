@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -159,26 +159,6 @@ enum End {
     ClientClosed,
 }
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * RATE_PER_SEC)
-            .min(RATE_BURST);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 async fn run(state: ChatState, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let hb = state.config.heartbeat_interval;
@@ -189,10 +169,7 @@ async fn run(state: ChatState, socket: WebSocket) {
     if send(&mut sink, hello.to_string()).await.is_err() {
         return;
     }
-    let mut bucket = Bucket {
-        tokens: RATE_BURST,
-        at: Instant::now(),
-    };
+    let mut bucket = parlor_edge::FrameLimit::new(RATE_BURST, RATE_PER_SEC);
     // Until identify or resume succeeds.
     let identify_deadline = tokio::time::Instant::now() + IDENTIFY_TIMEOUT;
     let attached: Result<(Arc<Session>, u64), End> = loop {
@@ -328,7 +305,7 @@ async fn pump(
     generation: u64,
     sink: &mut Sink,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    bucket: &mut Bucket,
+    bucket: &mut parlor_edge::FrameLimit,
 ) -> End {
     let hb = state.config.heartbeat_interval;
     let mut deadline = tokio::time::Instant::now() + hb + hb / 2;

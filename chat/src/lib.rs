@@ -14,7 +14,6 @@ pub mod gateway;
 pub mod guild_store;
 pub mod guilds;
 pub mod hub;
-pub mod limit;
 pub mod member_store;
 pub mod members;
 pub mod mentions;
@@ -109,13 +108,13 @@ pub struct ChatState {
     pub ended: Arc<sessions::EndedSessions>,
     pub config: Arc<Config>,
     pub ids: Arc<IdGen>,
-    pub auth_limit: Option<Arc<limit::Limiter>>,
+    pub auth_limit: Option<Arc<parlor_edge::KeyedLimit<std::net::IpAddr>>>,
     /// Per user per route (`None`: off).
-    pub user_limit: Option<Arc<limit::Limiter<(i64, String)>>>,
+    pub user_limit: Option<Arc<parlor_edge::KeyedLimit<(i64, String)>>>,
     /// Per user, on invite lookups: codes cannot be guessed by brute force.
-    pub invite_limit: Arc<limit::Limiter<i64>>,
+    pub invite_limit: Arc<parlor_edge::KeyedLimit<i64>>,
     /// Per incoming webhook.
-    pub webhook_limit: Arc<limit::Limiter<i64>>,
+    pub webhook_limit: Arc<parlor_edge::KeyedLimit<i64>>,
     pub hub: Arc<hub::Hub>,
     pub blobs: Option<Arc<blobs::Blobs>>,
     /// For requests to URLs users name: only to addresses `config.outgoing` permits.
@@ -150,13 +149,13 @@ impl ChatState {
             store,
             keys: auth::AccessKeys::new(&config.secret),
             ended,
-            auth_limit: limit::Limiter::maybe(config.auth_rate),
-            user_limit: limit::Limiter::maybe(config.user_rate),
+            auth_limit: parlor_edge::KeyedLimit::maybe(config.auth_rate),
+            user_limit: parlor_edge::KeyedLimit::maybe(config.user_rate),
             config: Arc::new(config),
             ids: Arc::new(IdGen::default()),
-            invite_limit: Arc::new(limit::Limiter::new(10.0, 10.0 / 60.0)),
+            invite_limit: Arc::new(parlor_edge::KeyedLimit::new(10.0, 10.0 / 60.0)),
             // Bursts of 30, then 5 a second.
-            webhook_limit: Arc::new(limit::Limiter::new(30.0, 5.0)),
+            webhook_limit: Arc::new(parlor_edge::KeyedLimit::new(30.0, 5.0)),
             hub,
             blobs,
             outgoing,

@@ -2,7 +2,6 @@
 //! invites with an expiry and a use limit, under `/api/v1`.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -888,7 +887,7 @@ fn unknown_invite() -> ChatError {
 fn limit_lookup(state: &ChatState, user: i64, code: &str) -> Result<(), ChatError> {
     state
         .invite_limit
-        .check(user, Instant::now())
+        .check(&user)
         .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
     if code.is_empty() || code.len() > 64 {
         return Err(unknown_invite());

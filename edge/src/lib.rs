@@ -6,6 +6,10 @@
 //! included, is inside a span `request{method, path, request_id}`; WebSocket sessions
 //! open their own span inside it when they upgrade.
 
+pub mod rate;
+
+pub use rate::{FrameLimit, KeyedLimit};
+
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};

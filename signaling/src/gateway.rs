@@ -57,8 +57,7 @@ struct Connection {
     tx: mpsc::Sender<Frame>,
     rx: mpsc::Receiver<Frame>,
     last_heartbeat: Instant,
-    tokens: f64,
-    tokens_at: Instant,
+    frames: parlor_edge::FrameLimit,
 }
 
 enum Step {
@@ -76,8 +75,7 @@ impl Connection {
             tx,
             rx,
             last_heartbeat: Instant::now(),
-            tokens: RATE_BURST,
-            tokens_at: Instant::now(),
+            frames: parlor_edge::FrameLimit::new(RATE_BURST, RATE_PER_SEC),
         }
     }
 
@@ -191,15 +189,7 @@ impl Connection {
     }
 
     fn rate_limited(&mut self) -> bool {
-        let now = Instant::now();
-        let dt = now.saturating_duration_since(self.tokens_at).as_secs_f64();
-        self.tokens_at = now;
-        self.tokens = (self.tokens + dt * RATE_PER_SEC).min(RATE_BURST);
-        if self.tokens < 1.0 {
-            return true;
-        }
-        self.tokens -= 1.0;
-        false
+        !self.frames.take()
     }
 
     /// Sends a reply through the session (numbered, replayable) or, before there is one,
