@@ -54,6 +54,7 @@ impl From<StoreError> for ChatError {
                 ChatError::new(StatusCode::CONFLICT, "conflict", "already exists")
             }
             StoreError::Db(e) => ChatError::Internal(e.to_string()),
+            StoreError::Files(e) => ChatError::Internal(e),
         }
     }
 }

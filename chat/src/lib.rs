@@ -132,10 +132,13 @@ impl ChatState {
             store.ended_sessions(now_ms()).await?,
         ));
         let blobs = match (&config.s3, &config.attachments_dir) {
-            (Some(s3), _) => Some(Arc::new(blobs::Blobs::s3(s3.clone()))),
-            (None, Some(dir)) => Some(Arc::new(blobs::Blobs::local(dir.clone()))),
+            (Some(s3), _) => Some(blobs::Blobs::s3(s3.clone())),
+            (None, Some(dir)) => Some(blobs::Blobs::local(dir.clone())),
             (None, None) => None,
-        };
+        }
+        .transpose()
+        .map_err(|e| store::StoreError::Files(e.to_string()))?
+        .map(Arc::new);
         tokio::spawn(sweep(
             Arc::downgrade(&hub),
             Arc::downgrade(&ended),

@@ -11,6 +11,9 @@ pub enum StoreError {
     Conflict,
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The store of attachment files could not be opened.
+    #[error("file store: {0}")]
+    Files(String),
 }
 
 impl StoreError {

@@ -346,9 +346,8 @@ async fn avatars_on_both_stores() {
     }
 }
 
-/// An S3-compatible store instead of the disk: an S3 server (moto's, from PyPI; the
-/// signatures themselves are checked against AWS's published example in a unit test)
-/// on a free port holds the files.
+/// An S3-compatible store instead of the disk: an S3 server (moto's, from PyPI) on a
+/// free port holds the files, and checks the requests' signatures.
 #[tokio::test]
 async fn attachments_in_an_s3_compatible_store() {
     let port = {
@@ -385,7 +384,7 @@ async fn attachments_in_an_s3_compatible_store() {
         secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
         prefix: "chat/".into(),
     };
-    let bucket = parlor_chat::blobs::Blobs::s3(s3.clone());
+    let bucket = parlor_chat::blobs::Blobs::s3(s3.clone()).unwrap();
     let s = Server::start_with(Db::Sqlite, |c| c.s3 = Some(s3)).await;
     let (owner, _) = s.register("owner").await;
     let (_, _, general) = s.guild(&owner, &[]).await;
