@@ -120,7 +120,6 @@ pub(crate) struct Peer {
     pub room: RoomId,
     pub identity: ParticipantId,
     pub hidden: bool,
-    pub auto_subscribe: bool,
     /// A WHEP viewer: its m-lines are fixed by its one offer and never renegotiated.
     pub whep: bool,
     /// M-lines the client unpublished; still sending until its next offer stops them.
@@ -141,7 +140,6 @@ pub(crate) struct Peer {
     pub ice_restart: bool,
     pub addrs: Vec<SocketAddr>,
     pub disconnected_since: Option<Instant>,
-    pub last_bwe: u64,
     /// Set when the session must go (error, dead transport); removed by the worker.
     pub closing: Option<CloseReason>,
 }

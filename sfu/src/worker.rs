@@ -30,14 +30,13 @@ use crate::control::{
 use crate::core::codec::{self, Codec};
 use crate::core::{
     Action, CapsConfig, JoinError, PacketIn, PeerKey, PublishError, Room, SubscribeError, TrackKey,
+    transport_expired,
 };
 use crate::metrics::{Metrics, Tally};
 use crate::peer::{Out, OutState, Peer, Pending, Published};
 use crate::sdp_scan;
 use crate::udp::Udp;
 
-/// A participant whose transport is down this long is removed.
-const DISCONNECT_GRACE: Duration = Duration::from_secs(15);
 const TICK: Duration = Duration::from_millis(50);
 const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -381,15 +380,9 @@ impl Worker {
             }
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 let bps = estimate.as_u64();
-                let Some(p) = self.peers.get_mut(&k) else {
+                let Some(room) = self.peers.get(&k).map(|p| p.room.clone()) else {
                     return;
                 };
-                // Only changes of more than 10% move layers.
-                if p.last_bwe != 0 && bps.abs_diff(p.last_bwe) * 10 < p.last_bwe {
-                    return;
-                }
-                p.last_bwe = bps;
-                let room = p.room.clone();
                 self.in_room(&room, |r, out| r.set_bandwidth(now, k, bps, out));
             }
             Event::IceConnectionStateChange(s) => {
@@ -606,10 +599,7 @@ impl Worker {
         }
         self.actions = actions;
         for p in self.peers.values_mut() {
-            if p.disconnected_since
-                .is_some_and(|t| now.saturating_duration_since(t) > DISCONNECT_GRACE)
-                || !p.rtc.is_alive()
-            {
+            if transport_expired(p.disconnected_since, now) || !p.rtc.is_alive() {
                 p.closing.get_or_insert(CloseReason::MediaTimeout);
             }
         }
@@ -704,14 +694,6 @@ impl Worker {
         if self.shutting_down {
             return Err(SfuError::Unavailable);
         }
-        // A newer session of the same identity replaces the older one.
-        if let Some(old) = self
-            .rooms
-            .get(&req.room)
-            .and_then(|r| r.core.find_member(&req.identity))
-        {
-            self.remove_peer(old, CloseReason::Replaced, true);
-        }
         let default_caps = self
             .default_caps
             .with(self.preset_caps.get(&req.room).copied());
@@ -736,18 +718,28 @@ impl Worker {
             req.grants.clone(),
             req.hidden,
         );
-        if let Err(e) = result {
-            if entry.core.is_empty() {
-                self.rooms.remove(&req.room);
+        let replaced = match result {
+            Ok(replaced) => replaced,
+            Err(e) => {
+                if entry.core.is_empty() {
+                    self.rooms.remove(&req.room);
+                }
+                return Err(match e {
+                    JoinError::RoomFull(_) => SfuError::RoomFull(e.to_string()),
+                    JoinError::AlreadyJoined => SfuError::BadRequest(e.to_string()),
+                });
             }
-            return Err(match e {
-                JoinError::RoomFull(_) => SfuError::RoomFull(e.to_string()),
-                JoinError::AlreadyJoined => SfuError::BadRequest(e.to_string()),
-            });
-        }
+        };
+        entry.core.set_auto_subscribe(key, req.auto_subscribe);
         self.next_track_base += 1_000_000;
         self.next_peer += 1;
-        entry.peers.push(key);
+        // The core decided that this session replaces an older one of the same identity.
+        if let Some(old) = replaced {
+            self.remove_peer(old, CloseReason::Replaced, true);
+        }
+        if let Some(entry) = self.rooms.get_mut(&req.room) {
+            entry.peers.push(key);
+        }
 
         let creds = IceCreds::new();
         let mut rtc = RtcConfig::new()
@@ -776,7 +768,6 @@ impl Worker {
             room: req.room.clone(),
             identity: req.identity.clone(),
             hidden: req.hidden,
-            auto_subscribe: req.auto_subscribe && req.grants.subscribe,
             whep: false,
             unpublished: Vec::new(),
             rtc,
@@ -792,7 +783,6 @@ impl Worker {
             ice_restart: false,
             addrs: Vec::new(),
             disconnected_since: None,
-            last_bwe: 0,
             closing: None,
         };
         self.by_ufrag.insert(creds.ufrag, key);
@@ -805,16 +795,14 @@ impl Worker {
         {
             self.broadcast(&req.room, Some(key), RoomEvent::ParticipantJoined(me));
         }
-        // Everything already published flows to the newcomer.
+        // Everything already published flows to an auto-subscribing newcomer.
         let tracks: Vec<TrackKey> = self
             .rooms
             .get(&req.room)
-            .map(|r| r.core.tracks().map(|t| t.key).collect())
+            .map(|r| r.core.auto_subscriptions(key))
             .unwrap_or_default();
-        if self.peers.get(&key).is_some_and(|p| p.auto_subscribe) {
-            for t in tracks {
-                let _ = self.subscribe(key, t);
-            }
+        for t in tracks {
+            let _ = self.subscribe(key, t);
         }
         info!(room = %req.room, identity = %req.identity, worker = self.index, "joined");
         Ok(Joined {
@@ -921,22 +909,13 @@ impl Worker {
                 screen_shares: 0,
             };
         };
-        let camera_owners: std::collections::HashSet<PeerKey> = r
-            .core
-            .tracks()
-            .filter(|t| t.source == Source::Camera)
-            .map(|t| t.owner)
-            .collect();
+        let o = r.core.occupancy();
         RoomStatus {
             caps: r.core.caps,
             open: true,
-            participants: r.core.len() as u32,
-            video_publishers: camera_owners.len() as u32,
-            screen_shares: r
-                .core
-                .tracks()
-                .filter(|t| t.source == Source::Screen)
-                .count() as u32,
+            participants: o.participants,
+            video_publishers: o.video_publishers,
+            screen_shares: o.screen_shares,
         }
     }
 
@@ -1028,11 +1007,7 @@ impl Worker {
                     s.mid
                 )));
             }
-            if layers.len() > 3 {
-                return Err(SfuError::BadRequest(
-                    "at most three simulcast layers".into(),
-                ));
-            }
+            Room::check_layers(&layers).map_err(|e| SfuError::BadRequest(e.to_string()))?;
             new_tracks.push((mid, source, layers, muted));
         }
         // Published m-lines that stopped sending.
@@ -1066,6 +1041,7 @@ impl Worker {
                             SfuError::ScreenSharesFull(e.to_string())
                         }
                         PublishError::NotJoined => SfuError::NotJoined,
+                        PublishError::TooManyLayers(_) => SfuError::BadRequest(e.to_string()),
                     });
                 }
             }
@@ -1132,11 +1108,8 @@ impl Worker {
         let subscribers: Vec<PeerKey> = self
             .rooms
             .get(room)
-            .map(|r| r.peers.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| *s != owner && self.peers.get(s).is_some_and(|p| p.auto_subscribe))
-            .collect();
+            .map(|r| r.core.auto_subscribers(track))
+            .unwrap_or_default();
         for s in subscribers {
             let _ = self.subscribe(s, track);
         }

@@ -12,7 +12,7 @@ mod room;
 mod speakers;
 
 pub use room::{
-    Action, CapsConfig, DownState, Forward, JoinError, KEYFRAME_REQUEST_INTERVAL, LAYER_TIMEOUT,
-    Member, PacketIn, PeerKey, PublishError, Room, SPEAKERS_INTERVAL, SubscribeError, Track,
-    TrackKey,
+    Action, CapsConfig, DISCONNECT_GRACE, DownState, Forward, JoinError, KEYFRAME_REQUEST_INTERVAL,
+    LAYER_TIMEOUT, MAX_LAYERS, Member, Occupancy, PacketIn, PeerKey, PublishError, Room,
+    SPEAKERS_INTERVAL, SubscribeError, Track, TrackKey, transport_expired,
 };

@@ -15,6 +15,15 @@ pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 pub const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Active speakers are evaluated at most this often.
 pub const SPEAKERS_INTERVAL: Duration = Duration::from_millis(200);
+/// A participant whose transport is down this long is removed (`media_timeout`).
+pub const DISCONNECT_GRACE: Duration = Duration::from_secs(15);
+/// Most simulcast layers one published video track may have.
+pub const MAX_LAYERS: usize = 3;
+
+/// Whether a participant whose transport went down at `since` has been gone too long.
+pub fn transport_expired(since: Option<Instant>, now: Instant) -> bool {
+    since.is_some_and(|t| now.saturating_duration_since(t) > DISCONNECT_GRACE)
+}
 /// Layer bitrates are measured over this window.
 const RATE_WINDOW: Duration = Duration::from_millis(1000);
 
@@ -25,6 +34,16 @@ pub struct PeerKey(pub u32);
 /// A published track, unique on its worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TrackKey(pub u32);
+
+/// How full a room is, as its caps count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Occupancy {
+    pub participants: u32,
+    /// Members publishing at least one camera track.
+    pub video_publishers: u32,
+    /// Screen tracks (`screen_audio` not counted).
+    pub screen_shares: u32,
+}
 
 /// Resolved caps of one room.
 pub use parlor_proto::control::CapsConfig;
@@ -47,6 +66,8 @@ pub enum PublishError {
     ScreenSharesFull(u32),
     #[error("not a member of this room")]
     NotJoined,
+    #[error("at most three simulcast layers")]
+    TooManyLayers(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,7 +88,9 @@ pub struct Member {
     /// Hidden members (WHEP viewers) are not announced to the room.
     pub hidden: bool,
     pub tracks: Vec<TrackKey>,
-    /// Latest egress bandwidth estimate, bits per second.
+    /// Receives every track in the room, those published now and later.
+    pub auto_subscribe: bool,
+    /// The egress bandwidth estimate layers were last chosen for, bits per second.
     bwe: Option<u64>,
     level: LevelMeter,
 }
@@ -305,6 +328,11 @@ impl Room {
 
     /// Admits a member if the room has room. Checked and applied in one step, so racing
     /// joins on the room's worker admit exactly the cap.
+    ///
+    /// A newer session of an identity replaces the older one: it does not count against
+    /// the cap, and its key comes back for the caller to remove (`replaced`). A new
+    /// member auto-subscribes unless it is hidden or may not subscribe
+    /// ([`Room::set_auto_subscribe`]).
     pub fn admit(
         &mut self,
         key: PeerKey,
@@ -312,13 +340,16 @@ impl Room {
         name: String,
         grants: Grants,
         hidden: bool,
-    ) -> Result<(), JoinError> {
+    ) -> Result<Option<PeerKey>, JoinError> {
         if self.members.contains_key(&key) {
             return Err(JoinError::AlreadyJoined);
         }
-        if self.members.len() as u32 >= self.caps.max_participants {
+        let replaced = self.find_member(&identity);
+        let others = self.members.len() - usize::from(replaced.is_some());
+        if others as u32 >= self.caps.max_participants {
             return Err(JoinError::RoomFull(self.caps.max_participants));
         }
+        let auto_subscribe = !hidden && grants.subscribe;
         self.members.insert(
             key,
             Member {
@@ -327,10 +358,90 @@ impl Room {
                 grants,
                 hidden,
                 tracks: Vec::new(),
+                auto_subscribe,
                 bwe: None,
                 level: LevelMeter::default(),
             },
         );
+        Ok(replaced)
+    }
+
+    /// Whether a member receives every track without asking (never without the
+    /// subscribe grant).
+    pub fn set_auto_subscribe(&mut self, key: PeerKey, on: bool) {
+        if let Some(m) = self.members.get_mut(&key) {
+            m.auto_subscribe = on && m.grants.subscribe;
+        }
+    }
+
+    /// The tracks a member that just joined subscribes to by itself.
+    pub fn auto_subscriptions(&self, key: PeerKey) -> Vec<TrackKey> {
+        if !self.members.get(&key).is_some_and(|m| m.auto_subscribe) {
+            return Vec::new();
+        }
+        let mut t: Vec<TrackKey> = self
+            .tracks
+            .values()
+            .filter(|t| t.owner != key)
+            .map(|t| t.key)
+            .collect();
+        t.sort_unstable();
+        t
+    }
+
+    /// The members that subscribe by themselves to a track just published.
+    pub fn auto_subscribers(&self, track: TrackKey) -> Vec<PeerKey> {
+        let Some(owner) = self.tracks.get(&track).map(|t| t.owner) else {
+            return Vec::new();
+        };
+        let mut m: Vec<PeerKey> = self
+            .members
+            .iter()
+            .filter(|(k, m)| **k != owner && m.auto_subscribe)
+            .map(|(k, _)| *k)
+            .collect();
+        m.sort_unstable();
+        m
+    }
+
+    /// Members publishing a camera, leaving out `except`: the count the video publisher
+    /// cap limits.
+    fn video_publishers(&self, except: Option<PeerKey>) -> u32 {
+        self.members
+            .iter()
+            .filter(|(k, m)| {
+                Some(**k) != except
+                    && m.tracks.iter().any(|t| {
+                        self.tracks
+                            .get(t)
+                            .is_some_and(|t| t.source == Source::Camera)
+                    })
+            })
+            .count() as u32
+    }
+
+    /// Screen tracks: the count the screen share cap limits.
+    fn screen_shares(&self) -> u32 {
+        self.tracks
+            .values()
+            .filter(|t| t.source == Source::Screen)
+            .count() as u32
+    }
+
+    /// How full the room is, counted as the caps count.
+    pub fn occupancy(&self) -> Occupancy {
+        Occupancy {
+            participants: self.members.len() as u32,
+            video_publishers: self.video_publishers(None),
+            screen_shares: self.screen_shares(),
+        }
+    }
+
+    /// Checks a video track's simulcast layers: at most [`MAX_LAYERS`].
+    pub fn check_layers(rids: &[String]) -> Result<(), PublishError> {
+        if rids.len() > MAX_LAYERS {
+            return Err(PublishError::TooManyLayers(MAX_LAYERS));
+        }
         Ok(())
     }
 
@@ -361,31 +472,17 @@ impl Room {
         if !m.grants.may_publish(source.grant()) {
             return Err(PublishError::NotGranted(source.as_str()));
         }
+        Room::check_layers(&rids)?;
         match source {
             Source::Camera => {
-                let publishers = self
-                    .members
-                    .iter()
-                    .filter(|(k, m)| {
-                        **k != owner
-                            && m.tracks
-                                .iter()
-                                .any(|t| self.tracks[t].source == Source::Camera)
-                    })
-                    .count() as u32;
-                if publishers >= self.caps.max_video_publishers {
+                if self.video_publishers(Some(owner)) >= self.caps.max_video_publishers {
                     return Err(PublishError::VideoPublishersFull(
                         self.caps.max_video_publishers,
                     ));
                 }
             }
             Source::Screen => {
-                let shares = self
-                    .tracks
-                    .values()
-                    .filter(|t| t.source == Source::Screen)
-                    .count() as u32;
-                if shares >= self.caps.max_screen_shares {
+                if self.screen_shares() >= self.caps.max_screen_shares {
                     return Err(PublishError::ScreenSharesFull(self.caps.max_screen_shares));
                 }
             }
@@ -554,11 +651,20 @@ impl Room {
         true
     }
 
-    /// A subscriber's bandwidth estimate changed.
+    /// A subscriber's bandwidth estimate changed. Only a change of more than 10% from
+    /// the estimate layers were last chosen for moves them, so a jittery estimate does
+    /// not flap layers.
     pub fn set_bandwidth(&mut self, now: Instant, sub: PeerKey, bps: u64, out: &mut Vec<Action>) {
-        if let Some(m) = self.members.get_mut(&sub) {
-            m.bwe = Some(bps);
+        let Some(m) = self.members.get_mut(&sub) else {
+            return;
+        };
+        if let Some(last) = m.bwe
+            && last != 0
+            && bps.abs_diff(last) * 10 < last
+        {
+            return;
         }
+        m.bwe = Some(bps);
         self.retarget_subscriber(now, sub, out);
     }
 
@@ -1067,6 +1173,164 @@ mod tests {
             r.track(cam).unwrap().downtrack(PeerKey(1)).unwrap().target,
             Some(0)
         );
+    }
+
+    /// Feeds ~1.6 Mbps, ~400 kbps and ~100 kbps on the three layers for 1.1 s.
+    fn measure_layers(r: &mut Room, cam: TrackKey, t0: Instant, out: &mut Vec<Action>) {
+        let sizes = [12usize, 50, 200];
+        for ms in 0..=1100u64 {
+            let now = t0 + Duration::from_millis(ms);
+            for (layer, size) in sizes.iter().enumerate() {
+                let p = PacketIn {
+                    seq: 1 + ms + layer as u64 * 100_000,
+                    ts: ms as u32 * 90,
+                    keyframe: false,
+                    len: *size,
+                };
+                r.on_rtp(now, cam, layer, p, out);
+            }
+        }
+    }
+
+    #[test]
+    fn a_bandwidth_estimate_within_ten_percent_moves_nothing() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let target = |r: &Room, cam| r.track(cam).unwrap().downtrack(PeerKey(1)).unwrap().target;
+        // Alone, 390 kbps is below the medium layer's ~400 kbps: the low layer.
+        let (mut fresh, cam, mut out) = simulcast_room(t0);
+        measure_layers(&mut fresh, cam, t0, &mut out);
+        fresh.set_bandwidth(at(1100), PeerKey(1), 390_000, &mut out);
+        assert_eq!(target(&fresh, cam), Some(0));
+
+        let (mut r, cam, mut out) = simulcast_room(t0);
+        measure_layers(&mut r, cam, t0, &mut out);
+        r.set_bandwidth(at(1100), PeerKey(1), 420_000, &mut out);
+        assert_eq!(target(&r, cam), Some(1));
+        // 390 kbps is within 10% of the 420 kbps the layer was chosen for: no change.
+        r.set_bandwidth(at(1200), PeerKey(1), 390_000, &mut out);
+        assert_eq!(
+            target(&r, cam),
+            Some(1),
+            "jitter within 10% keeps the layer"
+        );
+        // A larger change moves it.
+        r.set_bandwidth(at(1300), PeerKey(1), 300_000, &mut out);
+        assert_eq!(target(&r, cam), Some(0));
+    }
+
+    #[test]
+    fn a_newer_session_of_an_identity_replaces_the_older_one() {
+        let mut r = Room::new(
+            CapsConfig {
+                max_participants: 2,
+                ..CapsConfig::default()
+            },
+            0,
+        );
+        let join = |r: &mut Room, k: u32, who: &str| {
+            r.admit(PeerKey(k), pid(who), who.into(), Grants::default(), false)
+        };
+        assert_eq!(join(&mut r, 0, "ann"), Ok(None));
+        assert_eq!(join(&mut r, 1, "ben"), Ok(None));
+        // The room is full, but ann's second session takes the first one's seat.
+        assert_eq!(join(&mut r, 2, "ann"), Ok(Some(PeerKey(0))));
+        assert_eq!(join(&mut r, 3, "cat"), Err(JoinError::RoomFull(2)));
+        assert_eq!(join(&mut r, 2, "dan"), Err(JoinError::AlreadyJoined));
+    }
+
+    #[test]
+    fn auto_subscribers_get_every_track_but_their_own() {
+        let mut r = room_with(4);
+        let watch_only = Grants {
+            publish: vec![],
+            subscribe: false,
+            admin: false,
+        };
+        r.admit(
+            PeerKey(9),
+            pid("whep"),
+            String::new(),
+            Grants::default(),
+            true,
+        )
+        .unwrap();
+        r.admit(PeerKey(8), pid("mute"), String::new(), watch_only, false)
+            .unwrap();
+        r.set_auto_subscribe(PeerKey(8), true);
+        r.set_auto_subscribe(PeerKey(3), false);
+        let mic = r
+            .publish(PeerKey(0), Source::Microphone, vec![], false)
+            .unwrap();
+        let cam = r
+            .publish(PeerKey(1), Source::Camera, vec![], false)
+            .unwrap();
+        // Hidden viewers, members without the subscribe grant and members who asked
+        // not to auto-subscribe are left out.
+        assert_eq!(r.auto_subscribers(mic), vec![PeerKey(1), PeerKey(2)]);
+        assert_eq!(r.auto_subscribers(cam), vec![PeerKey(0), PeerKey(2)]);
+        r.admit(
+            PeerKey(5),
+            pid("late"),
+            String::new(),
+            Grants::default(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(r.auto_subscriptions(PeerKey(5)), vec![mic, cam]);
+        assert_eq!(r.auto_subscriptions(PeerKey(0)), vec![cam], "not its own");
+        assert!(r.auto_subscriptions(PeerKey(9)).is_empty());
+        assert!(r.auto_subscriptions(PeerKey(3)).is_empty());
+    }
+
+    #[test]
+    fn occupancy_counts_as_the_caps_do() {
+        let mut r = room_with(3);
+        r.publish(PeerKey(0), Source::Camera, vec![], false)
+            .unwrap();
+        r.publish(PeerKey(0), Source::Camera, vec![], false)
+            .unwrap();
+        r.publish(PeerKey(1), Source::Camera, vec![], false)
+            .unwrap();
+        r.publish(PeerKey(1), Source::Screen, vec![], false)
+            .unwrap();
+        r.publish(PeerKey(1), Source::ScreenAudio, vec![], false)
+            .unwrap();
+        assert_eq!(
+            r.occupancy(),
+            Occupancy {
+                participants: 3,
+                video_publishers: 2,
+                screen_shares: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn at_most_three_simulcast_layers() {
+        let mut r = room_with(1);
+        let rids = |n: usize| (0..n).map(|i| format!("r{i}")).collect::<Vec<_>>();
+        assert!(Room::check_layers(&rids(3)).is_ok());
+        assert_eq!(
+            Room::check_layers(&rids(4)),
+            Err(PublishError::TooManyLayers(3))
+        );
+        assert_eq!(
+            r.publish(PeerKey(0), Source::Camera, rids(4), false),
+            Err(PublishError::TooManyLayers(3))
+        );
+        assert!(r.member(PeerKey(0)).unwrap().tracks.is_empty());
+    }
+
+    #[test]
+    fn a_transport_down_longer_than_the_grace_expires() {
+        let t0 = Instant::now();
+        assert!(!transport_expired(None, t0 + Duration::from_secs(60)));
+        assert!(!transport_expired(Some(t0), t0 + DISCONNECT_GRACE));
+        assert!(transport_expired(
+            Some(t0),
+            t0 + DISCONNECT_GRACE + Duration::from_millis(1)
+        ));
     }
 
     #[test]
