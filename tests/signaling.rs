@@ -153,3 +153,78 @@ async fn shutdown_tells_clients_and_closes() -> anyhow::Result<()> {
     tokio::time::timeout(Duration::from_secs(15), stopping).await??;
     Ok(())
 }
+
+/// Identifies with `token` and joins on a bare socket; the socket and the joined reply.
+async fn bare_join(
+    server: &TestServer,
+    token: String,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    serde_json::Value,
+) {
+    let mut ws = raw_ws(server).await;
+    let _hello = raw_next(&mut ws).await.unwrap();
+    let send = |v: serde_json::Value| Message::text(v.to_string());
+    ws.send(send(json!({"op": "identify", "d": {"token": token}})))
+        .await
+        .unwrap();
+    let ready = raw_next(&mut ws).await.unwrap();
+    assert_eq!(ready["op"], "ready", "{ready}");
+    ws.send(send(json!({"op": "join", "id": 1, "d": {}})))
+        .await
+        .unwrap();
+    let joined = raw_next(&mut ws).await.unwrap();
+    assert_eq!(joined["op"], "joined", "{joined}");
+    (ws, joined)
+}
+
+/// The next frame with this op, skipping others.
+async fn next_op(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    op: &str,
+) -> serde_json::Value {
+    loop {
+        let f = raw_next(ws).await.unwrap_or_else(|| panic!("no {op}"));
+        if f["op"] == op {
+            return f;
+        }
+    }
+}
+
+/// A second session of the same identity replaces the first, even in a full room: the
+/// first is told `replaced`, the others see it leave and come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_session_of_an_identity_replaces_the_first() {
+    let server = TestServer::start().await;
+    let token = |who: &str| {
+        server.token_with("swap", who, |c| {
+            c.caps = Some(parlor_proto::RoomCaps {
+                max_participants: Some(2),
+                ..Default::default()
+            })
+        })
+    };
+    let (mut ann1, _) = bare_join(&server, token("ann")).await;
+    let (mut ben, _) = bare_join(&server, token("ben")).await;
+    next_op(&mut ann1, "participant_joined").await;
+    let (_ann2, joined) = bare_join(&server, token("ann")).await;
+    let others: Vec<&str> = joined["d"]["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["identity"].as_str().unwrap())
+        .collect();
+    assert_eq!(others, ["ben"]);
+    let err = next_op(&mut ann1, "error").await;
+    assert_eq!(err["d"]["code"], "replaced");
+    let left = next_op(&mut ben, "participant_left").await;
+    assert_eq!(
+        (left["d"]["identity"].as_str(), left["d"]["reason"].as_str()),
+        (Some("ann"), Some("replaced"))
+    );
+    let back = next_op(&mut ben, "participant_joined").await;
+    assert_eq!(back["d"]["participant"]["identity"], "ann");
+    server.stop().await;
+}
