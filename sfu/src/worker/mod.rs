@@ -1,0 +1,337 @@
+//! A worker thread: one UDP socket, the rooms placed on it, and every participant `Rtc` in
+//! those rooms. Nothing here is shared with other threads, so forwarding takes no lock.
+//!
+//! The loop: wait for a command, a datagram batch or the next timeout; feed inputs to the
+//! `Rtc`s; let the core decide what to forward; write the forwards into the subscribers'
+//! `Rtc`s; poll every touched `Rtc` once; send everything in one flush.
+
+mod input;
+mod members;
+mod negotiation;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::bwe::BweKind;
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::config::DtlsCert;
+use str0m::format::Codec as StrCodec;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind as StrKind, Mid, Rid};
+use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, RtcConfig};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use parlor_proto::signal::{MidTrack, ParticipantInfo, PublishTrack, Speaker, TrackInfo};
+use parlor_proto::{MediaKind, RoomCaps, RoomId, Source, TrackId};
+
+use crate::control::{
+    CloseReason, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent, RoomStatus,
+    SfuError,
+};
+use crate::core::codec::{self, Codec};
+use crate::core::{
+    Action, CapsConfig, JoinError, PacketIn, PeerKey, PublishError, Room, SubscribeError, TrackKey,
+    transport_expired,
+};
+use crate::metrics::{Metrics, Tally};
+use crate::peer::{Out, OutState, Peer, Pending, Published};
+use crate::sdp_scan;
+use crate::udp::Udp;
+
+const TICK: Duration = Duration::from_millis(50);
+const METRICS_INTERVAL: Duration = Duration::from_secs(1);
+
+pub(crate) enum Command {
+    /// A participant to admit, and where its events go.
+    Join(
+        JoinRequest,
+        mpsc::Sender<RoomEvent>,
+        oneshot::Sender<Result<Joined, SfuError>>,
+    ),
+    Request(PeerKey, Request, oneshot::Sender<Result<Reply, SfuError>>),
+    Leave(PeerKey, CloseReason),
+    /// Set (Some) or read (None) a room's caps.
+    SetCaps(RoomId, Option<RoomCaps>, oneshot::Sender<RoomStatus>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub(crate) struct WorkerConfig {
+    pub index: usize,
+    pub udp: Udp,
+    /// The addresses put in our ICE candidates, the preferred first.
+    pub advertised: Vec<SocketAddr>,
+    pub caps: CapsConfig,
+    pub cert: DtlsCert,
+    pub metrics: Metrics,
+    pub commands: mpsc::Receiver<Command>,
+}
+
+struct RoomEntry {
+    core: Room,
+    peers: Vec<PeerKey>,
+}
+
+pub(crate) struct Worker {
+    index: usize,
+    label: String,
+    udp: Udp,
+    advertised: Vec<SocketAddr>,
+    default_caps: CapsConfig,
+    cert: DtlsCert,
+    metrics: Metrics,
+    tally: Tally,
+    commands: mpsc::Receiver<Command>,
+    /// Receive buffer and its per-datagram metadata.
+    rx: (Vec<u8>, Vec<quinn_udp::RecvMeta>),
+    rooms: HashMap<RoomId, RoomEntry>,
+    /// Caps set through the admin API, applied whenever the room opens.
+    preset_caps: HashMap<RoomId, RoomCaps>,
+    peers: HashMap<PeerKey, Peer>,
+    by_addr: HashMap<SocketAddr, PeerKey>,
+    by_ufrag: HashMap<String, PeerKey>,
+    next_peer: u32,
+    next_track_base: u32,
+    /// Scratch space for the core's actions; reused so the hot path does not allocate.
+    actions: Vec<Action>,
+    dirty: Vec<PeerKey>,
+    next_tick: Instant,
+    next_metrics: Instant,
+    shutting_down: bool,
+    /// Set by whatever can change a peer's m-lines (commands, removals); checked once per
+    /// loop turn, so the packet path never scans for negotiations.
+    negotiate_due: bool,
+}
+
+impl Worker {
+    pub(crate) fn new(c: WorkerConfig) -> Worker {
+        let now = Instant::now();
+        Worker {
+            index: c.index,
+            label: c.index.to_string(),
+            udp: c.udp,
+            advertised: c.advertised,
+            default_caps: c.caps,
+            cert: c.cert,
+            metrics: c.metrics,
+            tally: Tally::default(),
+            commands: c.commands,
+            rx: (Vec::new(), Vec::new()),
+            rooms: HashMap::new(),
+            preset_caps: HashMap::new(),
+            peers: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            next_peer: 1,
+            next_track_base: 1,
+            actions: Vec::with_capacity(256),
+            dirty: Vec::with_capacity(256),
+            next_tick: now,
+            next_metrics: now + METRICS_INTERVAL,
+            shutting_down: false,
+            negotiate_due: false,
+        }
+    }
+
+    /// Runs until shutdown. Call on the worker's own current-thread runtime.
+    pub(crate) async fn run(mut self) {
+        info!(worker = self.index, addr = %self.udp.local, "SFU worker running");
+        let mut shutdown_ack: Option<oneshot::Sender<()>> = None;
+        loop {
+            let deadline = self
+                .peers
+                .values()
+                .map(|p| p.next_timeout)
+                .min()
+                .unwrap_or(self.next_tick)
+                .min(self.next_tick);
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown(ack)) => {
+                        shutdown_ack = Some(ack);
+                        self.shutdown();
+                    }
+                    Some(cmd) => self.command(cmd),
+                    None => self.shutdown(),
+                },
+                r = self.udp.sock.readable() => {
+                    if r.is_ok() {
+                        self.receive();
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            // Take any further queued commands without waiting.
+            while let Ok(cmd) = self.commands.try_recv() {
+                match cmd {
+                    Command::Shutdown(ack) => {
+                        shutdown_ack = Some(ack);
+                        self.shutdown();
+                    }
+                    cmd => self.command(cmd),
+                }
+            }
+            let now = Instant::now();
+            self.timeouts(now);
+            if now >= self.next_tick {
+                self.tick(now);
+            }
+            self.reap();
+            if std::mem::take(&mut self.negotiate_due) {
+                self.negotiate_all();
+            }
+            self.drive(now);
+            self.flush();
+            if self.shutting_down && self.peers.is_empty() {
+                break;
+            }
+        }
+        self.tally.publish(&self.metrics, &self.label);
+        if let Some(ack) = shutdown_ack {
+            let _ = ack.send(());
+        }
+        info!(worker = self.index, "SFU worker stopped");
+    }
+
+    fn shutdown(&mut self) {
+        self.shutting_down = true;
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.remove_peer(k, CloseReason::ServerShutdown, true);
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.udp.has_queued() {
+            let f = self.udp.flush();
+            self.tally.packets_out += f.packets;
+            self.tally.bytes_out += f.bytes;
+            self.tally.dropped_send += f.dropped;
+            self.tally.syscalls += f.syscalls;
+        }
+    }
+
+    fn mark_dirty(&mut self, k: PeerKey) {
+        if let Some(p) = self.peers.get_mut(&k)
+            && !p.dirty
+        {
+            p.dirty = true;
+            self.dirty.push(k);
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.next_tick = now + TICK;
+        let mut actions = std::mem::take(&mut self.actions);
+        let room_ids: Vec<RoomId> = self.rooms.keys().cloned().collect();
+        for id in room_ids {
+            actions.clear();
+            let Some(r) = self.rooms.get_mut(&id) else {
+                continue;
+            };
+            r.core.tick(now, &mut actions);
+            let speakers = r.core.poll_speakers(now);
+            self.keyframe_actions(&actions);
+            if let Some(list) = speakers {
+                let speakers = list
+                    .iter()
+                    .filter_map(|(k, level)| {
+                        self.peers.get(k).map(|p| Speaker {
+                            identity: p.identity.clone(),
+                            level: *level,
+                        })
+                    })
+                    .collect();
+                self.broadcast(&id, None, RoomEvent::ActiveSpeakers(speakers));
+            }
+        }
+        self.actions = actions;
+        for p in self.peers.values_mut() {
+            if transport_expired(p.disconnected_since, now) || !p.rtc.is_alive() {
+                p.closing.get_or_insert(CloseReason::MediaTimeout);
+            }
+        }
+        if now >= self.next_metrics {
+            self.next_metrics = now + METRICS_INTERVAL;
+            self.tally.publish(&self.metrics, &self.label);
+            self.publish_gauges();
+        }
+    }
+
+    fn publish_gauges(&self) {
+        let m = &self.metrics;
+        m.rooms
+            .with_label_values(&[&self.label])
+            .set(self.rooms.len() as i64);
+        m.participants
+            .with_label_values(&[&self.label])
+            .set(self.peers.len() as i64);
+        for s in [
+            Source::Microphone,
+            Source::Camera,
+            Source::Screen,
+            Source::ScreenAudio,
+        ] {
+            let n = self
+                .rooms
+                .values()
+                .flat_map(|r| r.core.tracks())
+                .filter(|t| t.source == s)
+                .count();
+            m.tracks
+                .with_label_values(&[&self.label, s.as_str()])
+                .set(n as i64);
+        }
+    }
+
+    /// Removes peers marked as closing.
+    fn reap(&mut self) {
+        let closing: Vec<(PeerKey, CloseReason)> = self
+            .peers
+            .values()
+            .filter_map(|p| p.closing.map(|r| (p.key, r)))
+            .collect();
+        for (k, reason) in closing {
+            self.remove_peer(k, reason, true);
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        self.negotiate_due = true;
+        match cmd {
+            Command::Join(req, events, reply) => {
+                let r = self.join(req, events);
+                let _ = reply.send(r);
+            }
+            Command::Request(k, req, reply) => {
+                let r = if self.peers.contains_key(&k) {
+                    self.request(k, req)
+                } else {
+                    Err(SfuError::NotJoined)
+                };
+                let _ = reply.send(r);
+            }
+            Command::Leave(k, reason) => self.remove_peer(k, reason, false),
+            Command::SetCaps(room, caps, reply) => {
+                if let Some(c) = caps {
+                    let preset = self.preset_caps.entry(room.clone()).or_default();
+                    *preset = RoomCaps {
+                        max_participants: c.max_participants.or(preset.max_participants),
+                        max_video_publishers: c
+                            .max_video_publishers
+                            .or(preset.max_video_publishers),
+                        max_screen_shares: c.max_screen_shares.or(preset.max_screen_shares),
+                    };
+                    if let Some(r) = self.rooms.get_mut(&room) {
+                        r.core.caps = r.core.caps.with(Some(c));
+                    }
+                }
+                let _ = reply.send(self.room_status(&room));
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+}
