@@ -3,12 +3,16 @@
 //! Postgres (at scale) through one [`store::Store`].
 
 pub mod api;
+pub mod attachment_store;
 pub mod attachments;
 pub mod auth;
 pub mod blobs;
+pub mod bot_store;
 pub mod bots;
+pub mod dm_store;
 pub mod dms;
 pub mod error;
+pub mod event_store;
 pub mod events;
 pub mod gateway;
 pub mod guild_store;
@@ -24,6 +28,7 @@ pub mod perms;
 pub mod read_store;
 pub mod reads;
 pub mod search;
+pub mod search_store;
 pub mod sessions;
 pub mod store;
 pub mod voice;

@@ -20,10 +20,9 @@ use crate::guild_store::Message;
 use crate::guilds::{in_channel, in_guild, parse_id};
 use crate::messages::MessageView;
 use crate::read_store::id_at;
-use crate::store::{Store, StoreError};
+use crate::search_store::Filters;
 
-/// Terms per query.
-pub const MAX_TERMS: usize = 5;
+pub use crate::search_store::MAX_TERMS;
 /// Longest query, in characters.
 pub const MAX_QUERY_CHARS: usize = 512;
 
@@ -148,81 +147,6 @@ pub fn parse_query(q: &str) -> Result<ParsedQuery, ChatError> {
         }
     }
     Ok(p)
-}
-
-/// `%term%` for LIKE, with the wildcards in the term escaped.
-fn like(term: &str) -> String {
-    let mut s = String::with_capacity(term.len() + 2);
-    s.push('%');
-    for c in term.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            s.push('\\');
-        }
-        s.push(c);
-    }
-    s.push('%');
-    s
-}
-
-/// What a search is restricted to, resolved to ids (0: no restriction).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Filters {
-    pub guild_id: i64,
-    pub channel_id: i64,
-    pub author_id: i64,
-    pub mentions_id: i64,
-    pub has_attachment: bool,
-    /// Only ids below this.
-    pub below: i64,
-    /// Only ids at or above this.
-    pub from_id: i64,
-}
-
-impl Store {
-    /// Up to `limit` matching messages below `f.below`, newest first.
-    pub async fn search(
-        &self,
-        f: &Filters,
-        terms: &[String],
-        limit: i64,
-    ) -> Result<Vec<Message>, StoreError> {
-        let mut patterns: Vec<String> = terms.iter().map(|t| like(t)).collect();
-        patterns.resize(MAX_TERMS, "%".into());
-        let rows = sqlx::query(
-            "SELECT m.id, m.channel_id, m.author_id, m.content, m.reply_to, m.edited_at, \
-             m.created_at, m.pinned_at, m.mention_everyone FROM messages m \
-             JOIN channels c ON c.id = m.channel_id \
-             WHERE ($1 = 0 OR c.guild_id = $1) AND ($2 = 0 OR m.channel_id = $2) \
-             AND m.id < $3 AND m.id >= $4 \
-             AND ($5 = 0 OR m.author_id = $5) \
-             AND ($6 = 0 OR EXISTS (SELECT 1 FROM mentions mt WHERE mt.message_id = m.id \
-                  AND mt.kind = 'user' AND mt.target_id = $6)) \
-             AND ($7 = 0 OR EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id)) \
-             AND m.search_text LIKE $8 ESCAPE '\\' AND m.search_text LIKE $9 ESCAPE '\\' \
-             AND m.search_text LIKE $10 ESCAPE '\\' AND m.search_text LIKE $11 ESCAPE '\\' \
-             AND m.search_text LIKE $12 ESCAPE '\\' \
-             ORDER BY m.id DESC LIMIT $13",
-        )
-        .bind(f.guild_id)
-        .bind(f.channel_id)
-        .bind(f.below)
-        .bind(f.from_id)
-        .bind(f.author_id)
-        .bind(f.mentions_id)
-        .bind(i64::from(f.has_attachment))
-        .bind(&patterns[0])
-        .bind(&patterns[1])
-        .bind(&patterns[2])
-        .bind(&patterns[3])
-        .bind(&patterns[4])
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(crate::guild_store::message_from)
-            .collect::<Result<_, _>>()?)
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -423,11 +347,5 @@ mod tests {
         assert_eq!(parse_date("2000-03-01"), Some(951_868_800_000));
         assert!(parse_date("2024-02-29").is_some());
         assert_eq!(parse_date("2023-02-29"), None);
-    }
-
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(like("50%_off"), r"%50\%\_off%");
-        assert_eq!(like("안녕"), "%안녕%");
     }
 }
