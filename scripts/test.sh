@@ -69,6 +69,8 @@ cargo build --locked --bin parlor
 (
   cd tests/browser
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+  echo "==> tsc --noEmit over web/"
+  npm run --silent typecheck
   PARLOR_BIN="$(pwd)/../../target/debug/parlor" node --test
 )
 echo "==> all tests passed"

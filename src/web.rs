@@ -1,5 +1,5 @@
 //! The web app, embedded in the binary: no bundler, no build step. `/` is the guest room
-//! page, `/chat` the chat app; both join rooms with `room.js`.
+//! page, `/chat` the chat app; both join rooms with the modules of `web/call/`.
 //!
 //! Every response of the server passes through [`security_headers`]: HTML gets a
 //! Content-Security-Policy that allows no inline script and no framing, and everything

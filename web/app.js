@@ -1,39 +1,51 @@
+// @ts-check
 // Parlor room page: join a room by name with a guest token, or with the token of an invite
 // link (?token=). The room itself (signaling, media, tiles, controls and the
-// `window.parlor` test handle) is room.js, shared with the chat app's voice channels.
+// `window.parlor` test handle) is call/, shared with the chat app's voice channels.
 
-import { clearError, configureRoom, defaultSignalingUrl, fetchGuestToken, joinRoom } from "/room.js";
+import { clearError, configureCall, defaultSignalingUrl, fetchGuestToken, joinRoom, startCall } from "./call/room.js";
+import { $ } from "./shared/dom.js";
 
-const $ = (selector) => document.querySelector(selector);
+const call = startCall();
 
 const ui = {
+  /** @type {HTMLElement} */
   joinView: $("#join-view"),
+  /** @type {HTMLElement} */
   roomView: $("#room-view"),
+  /** @type {HTMLFormElement} */
   form: $("#join-form"),
+  /** @type {HTMLInputElement} */
   room: $("#room"),
+  /** @type {HTMLInputElement} */
   name: $("#name"),
+  /** @type {HTMLElement} */
   tokenNote: $("#token-note"),
+  /** @type {HTMLButtonElement} */
   joinBtn: $("#join-btn"),
+  /** @type {HTMLElement} */
   roomLabel: $("#room-label"),
 };
 
-/** The token from the page's ?token=, if any. */
+/** @type {string | null} The token from the page's ?token=, if any. */
 let linkToken = null;
 
+/** @param {string} state */
 function onState(state) {
   document.body.dataset.state = state;
   const inRoom = state === "joined";
   ui.joinView.hidden = inRoom;
   ui.roomView.hidden = !inRoom;
   ui.roomLabel.hidden = !inRoom;
-  ui.roomLabel.textContent = inRoom ? window.parlor.room : "";
+  ui.roomLabel.textContent = inRoom ? call.room : "";
   ui.joinBtn.disabled = state === "joining";
   ui.joinBtn.textContent = state === "joining" ? "Joining…" : "Join";
 }
 
+/** @param {SubmitEvent} event */
 async function onJoin(event) {
   event.preventDefault();
-  const { state } = window.parlor;
+  const { state } = call;
   if (state === "joining" || state === "joined") return;
   const room = ui.room.value.trim();
   const name = ui.name.value.trim();
@@ -41,13 +53,13 @@ async function onJoin(event) {
   // A guest token can be fetched again when it expires; a link's can't be renewed here.
   const renew = linkToken
     ? null
-    : async (current) => ({ token: await fetchGuestToken(current.room, current.name), url });
+    : async (/** @type {{room: string, name: string}} */ current) => ({ token: await fetchGuestToken(current.room, current.name), url });
   const credentials = linkToken
     ? { token: linkToken, url, renew }
     : fetchGuestToken(room, name).then((token) => ({ token, url, renew }));
-  await joinRoom(credentials, {
+  await joinRoom(call, credentials, {
     onJoined() {
-      if (!linkToken) history.replaceState(null, "", `?room=${encodeURIComponent(window.parlor.room)}`);
+      if (!linkToken) history.replaceState(null, "", `?room=${encodeURIComponent(call.room)}`);
       try {
         localStorage.setItem("parlor.name", name);
       } catch {
@@ -76,8 +88,8 @@ function init() {
   }
 
   ui.form.addEventListener("submit", onJoin);
-  configureRoom({ onState });
-  clearError();
+  configureCall(call, { onState });
+  clearError(call);
   (ui.room.value ? ui.name : ui.room).focus();
 }
 

@@ -1,0 +1,125 @@
+// @ts-check
+// `window.parlorChat`: the chat app's test and debugging handle. Its shape is what
+// tests/browser/*.test.mjs read (tests/browser/README.md, "Hooks the tests use").
+
+import { queryAll } from "../shared/dom.js";
+import { dmName } from "./dms.js";
+import { signOut } from "./signin.js";
+import { dmList, inDmHome } from "./state.js";
+
+/** @typedef {import("./state.js").ChatApp} ChatApp */
+/** @typedef {ReturnType<typeof parlorChatHandle>} ParlorChatHandle */
+
+/**
+ * `window.parlorChat`, the test and debugging handle (tests/browser/README.md).
+ * @param {ChatApp} app
+ */
+export function parlorChatHandle(app) {
+  const { chat, ui, auth, api, gateway, stats } = app;
+  return {
+    get user() {
+      return chat.user ? { ...chat.user } : null;
+    },
+    /** The chat WebSocket: idle, connecting, identifying, resuming, ready, reconnecting. */
+    get wsState() {
+      return gateway.state;
+    },
+    get sessionId() {
+      return gateway.sessionId;
+    },
+    get seq() {
+      return gateway.seq;
+    },
+    get accessExpiresAt() {
+      return auth.expiresAt;
+    },
+    get guilds() {
+      return chat.guildOrder.map((id) => {
+        const g = chat.guilds.get(id);
+        return { id, name: g.name, owner_id: g.owner_id, channels: [...g.channels.values()].map((c) => ({ ...c })) };
+      });
+    },
+    get selectedGuildId() {
+      return chat.guildId;
+    },
+    get selectedChannelId() {
+      return chat.channelId;
+    },
+    /** What the main pane shows: text, voice, empty or none. */
+    get view() {
+      return ui.appView.dataset.pane ?? null;
+    },
+    get voiceChannelId() {
+      return chat.voiceChannelId;
+    },
+    get stats() {
+      return { ...stats };
+    },
+    /** The messages on screen, oldest first: {id, authorId, author, content, edited}. */
+    messages() {
+      return queryAll(ui.messages, ".message").map((el) => ({
+        id: el.dataset.messageId,
+        authorId: el.dataset.authorId,
+        author: el.querySelector(".author")?.textContent ?? null,
+        content: el.querySelector(".content")?.textContent ?? null,
+        edited: Boolean(el.querySelector(".edited")),
+        attachments: queryAll(el, ".attachment").map((a) => ({
+          kind: a.classList.contains("image") ? "image" : "file",
+          href: a.getAttribute("href"),
+          name: a.querySelector(".attachment-name")?.textContent ?? a.querySelector("img")?.alt ?? null,
+          size: a.querySelector(".attachment-size")?.textContent ?? null,
+          naturalWidth: a.querySelector("img")?.naturalWidth ?? null,
+        })),
+      }));
+    },
+    typingText() {
+      return ui.typing.textContent;
+    },
+    /** DMs and group DMs, most recent first: {id, kind, name, recipients}. */
+    get dms() {
+      return dmList(app).map((c) => ({ id: c.id, kind: c.kind, name: dmName(app, c), recipients: [...c.recipients] }));
+    },
+    /** The DM shown, if the DMs are. */
+    get openDmId() {
+      return inDmHome(app) && chat.view === "text" ? chat.channelId : null;
+    },
+    /** The shown guild's members: {id, name, username}. */
+    members() {
+      return queryAll(ui.memberList, ".member").map((el) => ({
+        id: el.dataset.userId,
+        name: el.querySelector(".member-name").textContent,
+        username: el.querySelector(".member-username").textContent.replace(/^@/, ""),
+      }));
+    },
+    /** Files waiting for the next message: {name, status, id}. */
+    pendingFiles() {
+      return chat.pending.filter((p) => p.channelId === chat.channelId).map((p) => ({ name: p.name, status: p.status, id: p.attachment?.id ?? null }));
+    },
+    /** The search panel: null when closed, else {query, loading, error, results: [{id, channelId, author, channel, content}]}. */
+    get search() {
+      if (!chat.search) return null;
+      return {
+        query: chat.search.query,
+        loading: chat.search.loading,
+        error: chat.search.error?.code ?? null,
+        results: queryAll(ui.searchResults, ".search-result").map((el) => ({
+          id: el.dataset.messageId,
+          channelId: el.dataset.channelId,
+          author: el.querySelector(".author").textContent,
+          channel: el.querySelector(".search-result-channel").textContent,
+          content: el.querySelector(".search-result-content").textContent,
+        })),
+      };
+    },
+    /** Drops the chat WebSocket as a network failure would: `{holdMs, invalidateSession}`. */
+    dropSocket(options) {
+      gateway.drop(options);
+    },
+    refreshToken() {
+      return auth.refresh();
+    },
+    /** An authenticated REST call: `api("GET", "/guilds/1")`. */
+    api,
+    signOut: () => signOut(app),
+  };
+}

@@ -1,0 +1,122 @@
+// @ts-check
+// Members: names for user ids (fetched by guild, throttled) and the member list.
+
+import { closestTarget, h } from "../shared/dom.js";
+import { openDm } from "./dms.js";
+import { renderMain } from "./main-pane.js";
+import { renderMessages } from "./message-view.js";
+import { initials, renderChannels } from "./sidebar.js";
+import { cacheUser, currentGuild, findChannel, inDmHome } from "./state.js";
+import { renderTyping } from "./typing.js";
+
+/** @typedef {import("./state.js").ChatApp} ChatApp */
+
+/**
+ * Fetches the member lists of every guild (throttled), to put names to user ids.
+ * @param {ChatApp} app
+ */
+export function loadAllMembers(app) {
+  const { chat } = app;
+  for (const id of chat.guildOrder) loadMembers(app, id);
+}
+
+/**
+ * @param {ChatApp} app
+ * @param {string} userId
+ * @returns {string}
+ */
+export function nameOf(app, userId) {
+  const { chat } = app;
+  if (chat.user && userId === chat.user.id) return chat.user.display_name || chat.user.username;
+  const user = chat.users.get(userId);
+  if (user) return user.display_name || user.username;
+  const { guild } = findChannel(app, chat.channelId);
+  if (guild) loadMembers(app, guild.id);
+  else loadAllMembers(app);
+  return "Unknown user";
+}
+
+/**
+ * @param {ChatApp} app
+ * @param {string} guildId
+ * @param {{force?: boolean}} [options]
+ */
+export async function loadMembers(app, guildId, { force = false } = {}) {
+  const { chat, api } = app;
+  const last = chat.membersFetchedAt.get(guildId) ?? 0;
+  if (!force && Date.now() - last < 15_000) return;
+  chat.membersFetchedAt.set(guildId, Date.now());
+  const ids = [];
+  try {
+    let after = null;
+    for (;;) {
+      const page = await api("GET", `/guilds/${guildId}/members?limit=1000${after ? `&after=${after}` : ""}`);
+      for (const member of page) {
+        cacheUser(app, member.user);
+        ids.push(member.user.id);
+      }
+      if (page.length < 1000) break;
+      after = page[page.length - 1].user.id;
+    }
+  } catch (error) {
+    console.warn("parlor chat: could not load members", error);
+    return;
+  }
+  chat.members.set(guildId, ids);
+  renderMessages(app);
+  renderTyping(app);
+  renderMembers(app);
+  if (inDmHome(app)) {
+    renderChannels(app);
+    renderMain(app);
+  }
+}
+
+/**
+ * The shown guild's members, each with a button to message them.
+ * @param {ChatApp} app
+ */
+export function renderMembers(app) {
+  const { chat, ui } = app;
+  const guild = currentGuild(app);
+  const ids = guild ? chat.members.get(guild.id) : null;
+  ui.memberPanel.hidden = !guild;
+  if (!guild) {
+    ui.memberList.replaceChildren();
+    return;
+  }
+  const sorted = [...(ids ?? [])].sort((a, b) => nameOf(app, a).localeCompare(nameOf(app, b)));
+  ui.memberCount.textContent = ids ? String(ids.length) : "…";
+  ui.memberList.replaceChildren(
+    ...sorted.map((id) => {
+      const user = id === chat.user?.id ? chat.user : chat.users.get(id);
+      const name = nameOf(app, id);
+      return h(
+        "li",
+        { class: "member", dataset: { userId: id } },
+        h("span", { class: "avatar-dot small", "aria-hidden": "true", text: initials(name) }),
+        h(
+          "span",
+          { class: "member-info" },
+          h("span", { class: "member-name", text: name }),
+          h("span", { class: "member-username", text: user?.username ? `@${user.username}` : "" }),
+        ),
+        id === chat.user?.id
+          ? null
+          : h("button", { type: "button", class: "small-button message-member", dataset: { userId: id }, title: `Message ${name}`, text: "Message" }),
+      );
+    }),
+  );
+}
+
+/**
+ * The member list's *Message* buttons.
+ * @param {ChatApp} app
+ */
+export function wireMembers(app) {
+  const { ui } = app;
+  ui.memberList.addEventListener("click", (event) => {
+    const button = closestTarget(event, ".message-member");
+    if (button) openDm(app, button.dataset.userId);
+  });
+}

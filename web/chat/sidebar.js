@@ -1,0 +1,185 @@
+// @ts-check
+// The sidebar: the guild rail, the channel list (with who is in the voice channel joined),
+// and our user panel.
+
+import { closestTarget, h } from "../shared/dom.js";
+import { openChannelDialog } from "./dialogs.js";
+import { renderDmList } from "./dms.js";
+import { openChannel, selectGuild } from "./guilds.js";
+import { channelTree, currentGuild, DM_HOME, hasPerm, inDmHome, PERM } from "./state.js";
+import { joinVoice, voiceMembers } from "./voice.js";
+
+/** @typedef {import("./state.js").ChatApp} ChatApp */
+
+/** The voice channel icon: constant markup, the one thing put in with innerHTML. */
+export const SPEAKER_ICON =
+  '<svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><path d="M11 5 6 9H3v6h3l5 4z"/><path d="M15.5 8.5a5 5 0 0 1 0 7M18.5 5.5a9 9 0 0 1 0 13"/></svg>';
+
+/**
+ * Up to two initials of a name, for avatars.
+ * @param {string} name
+ */
+export function initials(name) {
+  const words = (name || "?").trim().split(/\s+/).filter(Boolean);
+  return words
+    .slice(0, 2)
+    .map((w) => [...w][0])
+    .join("")
+    .toUpperCase();
+}
+
+/** @param {ChatApp} app */
+export function renderMe(app) {
+  const { chat, ui, auth } = app;
+  const user = chat.user ?? auth.user;
+  ui.meName.textContent = user?.display_name ?? "";
+  ui.meUsername.textContent = user ? `@${user.username}` : "";
+  ui.meAvatar.textContent = initials(user?.display_name ?? user?.username ?? "?");
+}
+
+/** @param {ChatApp} app */
+export function renderStatus(app) {
+  const { ui, gateway } = app;
+  const state = gateway.state;
+  ui.wsState.dataset.state = state;
+  ui.wsState.textContent =
+    { ready: "Online", reconnecting: "Reconnecting…", resuming: "Reconnecting…", idle: "Offline" }[state] ??
+    "Connecting…";
+}
+
+/** @param {ChatApp} app */
+export function renderGuilds(app) {
+  const { chat, ui } = app;
+  const dmUnread = [...chat.dms.keys()].some((c) => chat.unread.has(c));
+  ui.dmHomeBtn.classList.toggle("unread", dmUnread);
+  if (inDmHome(app)) ui.dmHomeBtn.setAttribute("aria-current", "true");
+  else ui.dmHomeBtn.removeAttribute("aria-current");
+  ui.guildList.replaceChildren(
+    ...chat.guildOrder.map((id) => {
+      const guild = chat.guilds.get(id);
+      const unread = [...guild.channels.keys()].some((c) => chat.unread.has(c));
+      return h(
+        "li",
+        {},
+        h("button", {
+          type: "button",
+          class: `guild-button${unread ? " unread" : ""}`,
+          dataset: { guildId: id },
+          title: guild.name,
+          "aria-label": guild.name,
+          "aria-current": id === chat.guildId ? "true" : null,
+          text: initials(guild.name),
+        }),
+      );
+    }),
+  );
+}
+
+/** @param {ChatApp} app */
+export function renderChannels(app) {
+  const { chat, ui } = app;
+  if (inDmHome(app)) {
+    renderDmList(app);
+    return;
+  }
+  const guild = currentGuild(app);
+  ui.guildName.textContent = guild?.name ?? "";
+  ui.inviteBtn.hidden = !guild || !(hasPerm(guild.permissions, PERM.CREATE_INVITES) || guild.owner_id === chat.user?.id);
+  if (!guild) {
+    ui.channelList.replaceChildren();
+    return;
+  }
+  const canManage = hasPerm(guild.permissions, PERM.MANAGE_CHANNELS) || guild.owner_id === chat.user?.id;
+  const members = voiceMembers(app);
+  const item = (c) => {
+    const selected =
+      (c.kind === "text" && chat.view === "text" && c.id === chat.channelId) ||
+      (c.kind === "voice" && chat.view === "voice" && c.id === chat.voiceChannelId);
+    const connected = c.kind === "voice" && c.id === chat.voiceChannelId;
+    const button = h(
+      "button",
+      {
+        type: "button",
+        class: `channel${chat.unread.has(c.id) ? " unread" : ""}${connected ? " connected" : ""}`,
+        dataset: { channelId: c.id, kind: c.kind },
+        "aria-current": selected ? "true" : null,
+        title: c.kind === "voice" ? `Join ${c.name}` : null,
+      },
+      c.kind === "voice" ? h("span", { class: "channel-icon", innerHTML: SPEAKER_ICON }) : h("span", { class: "channel-icon", text: "#" }),
+      h("span", { class: "channel-name", text: c.name }),
+    );
+    if (c.kind === "voice" && c.user_limit) {
+      const count = connected && members.length ? `${members.length}/${c.user_limit}` : `max ${c.user_limit}`;
+      button.append(h("span", { class: "user-limit", title: `At most ${c.user_limit} people`, text: count }));
+    }
+    const li = h("li", {}, button);
+    if (connected && members.length) {
+      li.append(
+        h(
+          "ul",
+          { class: "voice-members" },
+          members.map((m) =>
+            h(
+              "li",
+              { class: `voice-member${m.speaking ? " speaking" : ""}`, dataset: { identity: m.identity } },
+              h("span", { class: "avatar-dot small", text: initials(m.name) }),
+              h("span", { class: "voice-member-name", text: m.name }),
+            ),
+          ),
+        ),
+      );
+    }
+    return li;
+  };
+  const tree = channelTree(guild);
+  ui.channelList.replaceChildren(
+    ...tree.top.map(item),
+    ...tree.groups.map(({ category, channels }) =>
+      h(
+        "li",
+        { class: "category", dataset: { channelId: category.id } },
+        h(
+          "div",
+          { class: "category-header" },
+          h("span", { class: "category-name", text: category.name }),
+          canManage
+            ? h("button", {
+                type: "button",
+                class: "add-channel",
+                dataset: { parentId: category.id },
+                title: `Create a channel in ${category.name}`,
+                "aria-label": `Create a channel in ${category.name}`,
+                text: "+",
+              })
+            : null,
+        ),
+        h("ul", {}, channels.map(item)),
+      ),
+    ),
+  );
+  renderGuilds(app);
+}
+
+/**
+ * The rail (guilds and DMs) and the channel list.
+ * @param {ChatApp} app
+ */
+export function wireSidebar(app) {
+  const { ui } = app;
+  ui.guildList.addEventListener("click", (event) => {
+    const button = closestTarget(event, "[data-guild-id]");
+    if (button) selectGuild(app, button.dataset.guildId);
+  });
+  ui.dmHomeBtn.addEventListener("click", () => selectGuild(app, DM_HOME));
+  ui.channelList.addEventListener("click", (event) => {
+    const add = closestTarget(event, ".add-channel");
+    if (add) {
+      openChannelDialog(app, add.dataset.parentId);
+      return;
+    }
+    const button = closestTarget(event, ".channel");
+    if (!button) return;
+    if (button.dataset.kind === "voice") joinVoice(app, button.dataset.channelId);
+    else openChannel(app, button.dataset.channelId);
+  });
+}

@@ -1,0 +1,164 @@
+// @ts-check
+// The chat page's elements (web/chat.html), looked up once.
+
+import { $ } from "../shared/dom.js";
+
+/** @typedef {ReturnType<typeof chatElements>} ChatUi */
+
+/** The elements of the chat app's views, by what they are for. */
+export function chatElements() {
+  return {
+    /** @type {HTMLElement} */
+    authView: $("#auth-view"),
+    /** @type {HTMLFormElement} */
+    authForm: $("#auth-form"),
+    /** @type {HTMLElement} */
+    authTitle: $("#auth-title"),
+    /** @type {HTMLElement} */
+    authHint: $("#auth-hint"),
+    /** @type {HTMLInputElement} */
+    authUsername: $("#auth-username"),
+    /** @type {HTMLInputElement} */
+    authPassword: $("#auth-password"),
+    /** @type {HTMLInputElement} */
+    authDisplayName: $("#auth-display-name"),
+    /** @type {HTMLElement} */
+    displayNameField: $("#display-name-field"),
+    /** @type {HTMLElement} */
+    authError: $("#auth-error"),
+    /** @type {HTMLButtonElement} */
+    authSubmit: $("#auth-submit"),
+    /** @type {HTMLButtonElement} */
+    authSwitch: $("#auth-switch"),
+    /** @type {HTMLElement} */
+    authSwitchText: $("#auth-switch-text"),
+    /** @type {HTMLElement} */
+    loadingView: $("#loading-view"),
+    /** @type {HTMLElement} */
+    appView: $("#app-view"),
+    /** @type {HTMLElement} */
+    guildList: $("#guild-list"),
+    /** @type {HTMLButtonElement} */
+    dmHomeBtn: $("#dm-home-btn"),
+    /** @type {HTMLElement} */
+    memberPanel: $("#member-panel"),
+    /** @type {HTMLElement} */
+    memberList: $("#member-list"),
+    /** @type {HTMLElement} */
+    memberCount: $("#member-count"),
+    /** @type {HTMLFormElement} */
+    searchForm: $("#search-form"),
+    /** @type {HTMLInputElement} */
+    searchInput: $("#search-input"),
+    /** @type {HTMLElement} */
+    searchPanel: $("#search-panel"),
+    /** @type {HTMLElement} */
+    searchStatus: $("#search-status"),
+    /** @type {HTMLElement} */
+    searchResults: $("#search-results"),
+    /** @type {HTMLButtonElement} */
+    searchMore: $("#search-more"),
+    /** @type {HTMLButtonElement} */
+    searchClose: $("#search-close"),
+    /** @type {HTMLElement} */
+    pendingList: $("#pending-attachments"),
+    /** @type {HTMLButtonElement} */
+    attachBtn: $("#attach-btn"),
+    /** @type {HTMLInputElement} */
+    fileInput: $("#file-input"),
+    /** @type {HTMLButtonElement} */
+    addGuildBtn: $("#add-guild-btn"),
+    /** @type {HTMLElement} */
+    guildName: $("#guild-name"),
+    /** @type {HTMLButtonElement} */
+    inviteBtn: $("#invite-btn"),
+    /** @type {HTMLElement} */
+    inviteBox: $("#invite-box"),
+    /** @type {HTMLInputElement} */
+    inviteCode: $("#invite-code"),
+    /** @type {HTMLButtonElement} */
+    inviteCopy: $("#invite-copy"),
+    /** @type {HTMLAnchorElement} */
+    inviteLink: $("#invite-link"),
+    /** @type {HTMLButtonElement} */
+    inviteClose: $("#invite-close"),
+    /** @type {HTMLElement} */
+    channelList: $("#channel-list"),
+    /** @type {HTMLElement} */
+    voicePanel: $("#voice-panel"),
+    /** @type {HTMLElement} */
+    voiceChannelName: $("#voice-channel-name"),
+    /** @type {HTMLButtonElement} */
+    voiceDisconnect: $("#voice-disconnect"),
+    /** @type {HTMLElement} */
+    meAvatar: $("#me-avatar"),
+    /** @type {HTMLElement} */
+    meName: $("#me-name"),
+    /** @type {HTMLElement} */
+    meUsername: $("#me-username"),
+    /** @type {HTMLElement} */
+    wsState: $("#ws-state"),
+    /** @type {HTMLButtonElement} */
+    logoutBtn: $("#logout-btn"),
+    /** @type {HTMLElement} */
+    channelTitle: $("#channel-title"),
+    /** @type {HTMLElement} */
+    chatError: $("#chat-error"),
+    /** @type {HTMLElement} */
+    emptyView: $("#empty-view"),
+    /** @type {HTMLButtonElement} */
+    emptyAddBtn: $("#empty-add-btn"),
+    /** @type {HTMLElement} */
+    textView: $("#text-view"),
+    /** @type {HTMLElement} */
+    scroller: $("#message-scroller"),
+    /** @type {HTMLElement} */
+    historyStatus: $("#history-status"),
+    /** @type {HTMLElement} */
+    messages: $("#messages"),
+    /** @type {HTMLFormElement} */
+    composer: $("#composer"),
+    /** @type {HTMLTextAreaElement} */
+    input: $("#message-input"),
+    /** @type {HTMLElement} */
+    replyBanner: $("#reply-banner"),
+    /** @type {HTMLElement} */
+    replyName: $("#reply-name"),
+    /** @type {HTMLButtonElement} */
+    replyCancel: $("#reply-cancel"),
+    /** @type {HTMLElement} */
+    typing: $("#typing"),
+    /** @type {HTMLElement} */
+    roomView: $("#room-view"),
+    /** @type {HTMLDialogElement} */
+    guildDialog: $("#guild-dialog"),
+    /** @type {HTMLFormElement} */
+    createGuildForm: $("#create-guild-form"),
+    /** @type {HTMLInputElement} */
+    newGuildName: $("#new-guild-name"),
+    /** @type {HTMLFormElement} */
+    joinGuildForm: $("#join-guild-form"),
+    /** @type {HTMLInputElement} */
+    inviteInput: $("#invite-input"),
+    /** @type {HTMLElement} */
+    guildDialogError: $("#guild-dialog-error"),
+    /** @type {HTMLButtonElement} */
+    guildDialogClose: $("#guild-dialog-close"),
+    /** @type {HTMLDialogElement} */
+    channelDialog: $("#channel-dialog"),
+    /** @type {HTMLFormElement} */
+    channelForm: $("#channel-form"),
+    /** @type {HTMLSelectElement} */
+    newChannelKind: $("#new-channel-kind"),
+    /** @type {HTMLInputElement} */
+    newChannelName: $("#new-channel-name"),
+    /** @type {HTMLInputElement} */
+    newChannelLimit: $("#new-channel-limit"),
+    /** @type {HTMLElement} */
+    userLimitField: $("#user-limit-field"),
+    /** @type {HTMLElement} */
+    channelDialogError: $("#channel-dialog-error"),
+    /** @type {HTMLButtonElement} */
+    channelDialogClose: $("#channel-dialog-close"),
+  };
+}
