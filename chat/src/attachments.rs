@@ -265,10 +265,7 @@ async fn upload(
     let Query(q) = query.map_err(|e| ChatError::bad_request("invalid_query", e.body_text()))?;
     let id = parse_id(&channel, "unknown_channel")?;
     let (c, p) = in_channel(&state, id, user).await?;
-    require(
-        p,
-        crate::messages::send_permission(&c) | Perms::ATTACH_FILES,
-    )?;
+    require(p, crate::guilds::send_permission(&c) | Perms::ATTACH_FILES)?;
     let Some(blobs) = state.blobs.clone() else {
         return Err(ChatError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -85,7 +85,7 @@ impl AccessKeys {
     }
 
     /// The user and session of a validly signed, unexpired access token. Whether its
-    /// session is still alive is the caller's check ([`crate::sessions::EndedSessions`]).
+    /// session is still alive is the caller's check (the set of ended sessions).
     pub fn verify(&self, token: &str) -> Result<AccessToken, &'static str> {
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = ACCESS_LEEWAY_SECS;

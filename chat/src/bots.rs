@@ -25,7 +25,7 @@ use crate::error::ChatError;
 use crate::guild_store::{Channel, Message};
 use crate::guilds::{clean_name, in_channel, parse_id, require};
 use crate::hub::{Audience, Event};
-use crate::messages::MessageView;
+use crate::message_service::MessageView;
 use crate::perms::Perms;
 use crate::store::User;
 use crate::{ChatState, auth, now_ms};
@@ -463,7 +463,9 @@ async fn answer(
     reply: &Value,
 ) -> Result<MessageView, ChatError> {
     let content = reply["content"].as_str().unwrap_or("").to_owned();
-    if content.trim().is_empty() || content.chars().count() > crate::messages::MAX_CONTENT_CHARS {
+    if content.trim().is_empty()
+        || content.chars().count() > crate::message_service::MAX_CONTENT_CHARS
+    {
         return Err(ChatError::bad_request(
             "invalid_content",
             "content is 1-4000 characters",
@@ -505,7 +507,7 @@ pub(crate) async fn post_as(
         content,
         ..Message::default()
     };
-    Ok(crate::messages::create(state, c, draft).await?.1)
+    Ok(crate::message_service::create(state, c, draft).await?.1)
 }
 
 async fn interaction_callback(
@@ -633,7 +635,7 @@ async fn execute_webhook(
         .check(&wid)
         .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
     let n = req.content.chars().count();
-    if req.content.trim().is_empty() || n > crate::messages::MAX_CONTENT_CHARS {
+    if req.content.trim().is_empty() || n > crate::message_service::MAX_CONTENT_CHARS {
         return Err(ChatError::bad_request(
             "invalid_content",
             "content is 1-4000 characters",

@@ -14,7 +14,7 @@ use serde_json::json;
 use tracing::{Instrument, debug, info_span};
 
 use crate::error::ChatError;
-use crate::hub::{Audience, Event, Hub, Next, ResumeError, Session};
+use crate::hub::{Audience, Event, Next, ResumeError, Session};
 use crate::{ChatState, auth};
 
 /// Largest frame a client may send.
@@ -258,7 +258,7 @@ async fn run(state: ChatState, socket: WebSocket) {
     match end {
         End::ClientClosed => {
             if state.hub.close(&session, generation) {
-                went_offline(&state, session.user_id).await;
+                crate::presence::went_offline(&state, session.user_id).await;
             }
         }
         End::Close(code, reason) => {
@@ -444,28 +444,7 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         &Event::new("ready", &ready),
     );
     if !was_online {
-        presence(&state.hub, user_id, &guild_ids, "online");
+        crate::presence::presence(&state.hub, user_id, &guild_ids, "online");
     }
     Ok((session, generation))
-}
-
-/// Tells the guilds the user came online or went offline.
-pub(crate) fn presence(hub: &Hub, user_id: i64, guilds: &[i64], status: &str) {
-    let ev = Event::ephemeral(
-        "presence_update",
-        &json!({"user_id": user_id.to_string(), "status": status}),
-    );
-    for g in guilds {
-        hub.publish(&Audience::Guild(*g), &ev);
-    }
-}
-
-/// Tells the user's guilds they went offline, if no session of theirs is left.
-pub async fn went_offline(state: &ChatState, user_id: i64) {
-    if state.hub.online(user_id) {
-        return;
-    }
-    if let Ok(guilds) = state.store.user_guilds(user_id).await {
-        presence(&state.hub, user_id, &guilds, "offline");
-    }
 }

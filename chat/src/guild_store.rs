@@ -68,7 +68,7 @@ pub struct Message {
     pub mention_everyone: bool,
     /// Resolved mentions: (`user` | `role` | `channel`, id).
     pub mentions: Vec<(String, i64)>,
-    pub attachments: Vec<crate::attachments::Attachment>,
+    pub attachments: Vec<crate::attachment_store::Attachment>,
 }
 
 /// Where a page of history is taken from.
@@ -475,7 +475,7 @@ impl Store {
         .bind(m.edited_at)
         .bind(m.created_at)
         .bind(i64::from(m.mention_everyone))
-        .bind(crate::search::fold(&m.content))
+        .bind(crate::store::fold(&m.content))
         .execute(&mut *tx)
         .await?;
         insert_mentions(&mut tx, m).await?;
@@ -522,7 +522,7 @@ impl Store {
         .bind(&m.content)
         .bind(m.edited_at)
         .bind(i64::from(m.mention_everyone))
-        .bind(crate::search::fold(&m.content))
+        .bind(crate::store::fold(&m.content))
         .bind(m.id)
         .execute(&mut *tx)
         .await?;

@@ -449,3 +449,12 @@ pub(crate) fn channel_audience(c: &Channel) -> Audience {
         channel_id: c.id,
     }
 }
+
+/// What sending in a channel takes: threads have their own permission.
+pub(crate) fn send_permission(c: &Channel) -> Perms {
+    if c.kind == "thread" {
+        Perms::SEND_IN_THREADS
+    } else {
+        Perms::SEND_MESSAGES
+    }
+}

@@ -21,10 +21,12 @@ pub mod hub;
 pub mod member_store;
 pub mod members;
 pub mod mentions;
+pub mod message_service;
 pub mod message_store;
 pub mod messages;
 pub mod outgoing;
 pub mod perms;
+pub mod presence;
 pub mod read_store;
 pub mod reads;
 pub mod search;
@@ -213,7 +215,7 @@ async fn sweep(
         }
         for user in h.sweep(std::time::Instant::now()) {
             if let Ok(guilds) = store.user_guilds(user).await {
-                gateway::presence(&h, user, &guilds, "offline");
+                presence::presence(&h, user, &guilds, "offline");
             }
         }
     }

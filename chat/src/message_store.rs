@@ -52,7 +52,7 @@ impl Store {
                 .or_default()
                 .push((r.try_get("kind")?, r.try_get("target_id")?));
         }
-        let mut files: HashMap<i64, Vec<crate::attachments::Attachment>> = HashMap::new();
+        let mut files: HashMap<i64, Vec<crate::attachment_store::Attachment>> = HashMap::new();
         for a in self.attachments_between(channel_id, lo, hi).await? {
             if let Some(mid) = a.message_id {
                 files.entry(mid).or_default().push(a);

@@ -5,20 +5,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::api::{Authed, Body};
-use crate::attachments::{AttachmentView, MAX_PER_MESSAGE};
+use crate::attachments::MAX_PER_MESSAGE;
 use crate::error::ChatError;
 use crate::guild_store::{Channel, Cursor, Message};
-use crate::guilds::{channel_audience, in_channel, parse_id, require};
+use crate::guilds::{channel_audience, in_channel, parse_id, require, send_permission};
 use crate::hub::Event;
-use crate::message_store::{MAX_PINS, Reaction};
+use crate::message_service::{MessageView, check_content, create};
+use crate::message_store::MAX_PINS;
 use crate::perms::Perms;
 use crate::{ChatState, mentions, now_ms, reads};
-
-/// Longest message, in characters.
-pub const MAX_CONTENT_CHARS: usize = 4000;
 
 pub fn router(state: ChatState) -> Router {
     Router::new()
@@ -45,93 +43,6 @@ pub fn router(state: ChatState) -> Router {
             put(pin).delete(unpin),
         )
         .with_state(state)
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct ReactionView {
-    emoji: String,
-    count: i64,
-    /// The caller added it (REST only; events leave it out).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    me: Option<bool>,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct MessageView {
-    id: String,
-    channel_id: String,
-    author_id: String,
-    content: String,
-    reply_to: Option<String>,
-    edited_at: Option<i64>,
-    created_at: i64,
-    pinned: bool,
-    /// Users, roles and channels mentioned, as ids.
-    mentions: Vec<String>,
-    mention_roles: Vec<String>,
-    mention_channels: Vec<String>,
-    mention_everyone: bool,
-    reactions: Vec<ReactionView>,
-    attachments: Vec<AttachmentView>,
-    /// In channels of up to 100 members: how many who can see it have not read it yet.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) unread_by: Option<i64>,
-}
-
-impl MessageView {
-    pub(crate) fn new(
-        state: &ChatState,
-        m: &Message,
-        reactions: &[Reaction],
-        with_me: bool,
-    ) -> MessageView {
-        let ids = |kind: &str| {
-            m.mentions
-                .iter()
-                .filter(|(k, _)| k == kind)
-                .map(|(_, id)| id.to_string())
-                .collect()
-        };
-        MessageView {
-            id: m.id.to_string(),
-            channel_id: m.channel_id.to_string(),
-            author_id: m.author_id.to_string(),
-            content: m.content.clone(),
-            reply_to: m.reply_to.map(|r| r.to_string()),
-            edited_at: m.edited_at,
-            created_at: m.created_at,
-            pinned: m.pinned_at.is_some(),
-            mentions: ids("user"),
-            mention_roles: ids("role"),
-            mention_channels: ids("channel"),
-            mention_everyone: m.mention_everyone,
-            reactions: reactions
-                .iter()
-                .map(|r| ReactionView {
-                    emoji: r.emoji.clone(),
-                    count: r.count,
-                    me: with_me.then_some(r.me),
-                })
-                .collect(),
-            attachments: m
-                .attachments
-                .iter()
-                .map(|a| AttachmentView::new(state, a))
-                .collect(),
-            unread_by: None,
-        }
-    }
-}
-
-fn check_content(content: &str) -> Result<(), ChatError> {
-    let n = content.chars().count();
-    if content.trim().is_empty() || n > MAX_CONTENT_CHARS {
-        return Err(ChatError::bad_request(
-            "invalid_content",
-            format!("content is 1-{MAX_CONTENT_CHARS} characters"),
-        ));
-    }
-    Ok(())
 }
 
 /// Resolves the mentions in `content` against the guild: members, roles and channels
@@ -212,37 +123,6 @@ async fn resolve_mentions(
     }
     let everyone = (found.everyone || found.here) && perms.contains(Perms::MENTION_EVERYONE);
     Ok((out, everyone))
-}
-
-/// Stores a message and sends `message_create`, in one order per channel: the id is
-/// taken, the row written and the event queued under the channel's lock, so events
-/// leave in id order and a client catching up by id misses nothing. `draft` supplies
-/// the author and contents; the id, channel and time are set here.
-pub(crate) async fn create(
-    state: &ChatState,
-    c: &Channel,
-    draft: Message,
-) -> Result<(Message, MessageView), crate::store::StoreError> {
-    let _order = state.lock_channel(c.id).await;
-    let m = Message {
-        id: state.ids.next(),
-        channel_id: c.id,
-        created_at: now_ms(),
-        ..draft
-    };
-    state.store.insert_message(&m).await?;
-    let view = MessageView::new(state, &m, &[], false);
-    state.dispatch(channel_audience(c), Event::new("message_create", &view));
-    Ok((m, view))
-}
-
-/// What sending in a channel takes: threads have their own permission.
-pub(crate) fn send_permission(c: &Channel) -> Perms {
-    if c.kind == "thread" {
-        Perms::SEND_IN_THREADS
-    } else {
-        Perms::SEND_MESSAGES
-    }
 }
 
 fn invalid_attachment() -> ChatError {

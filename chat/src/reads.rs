@@ -15,7 +15,7 @@ use crate::error::ChatError;
 use crate::guild_store::{Channel, GuildAccess, Message};
 use crate::guilds::{channel_audience, in_channel, in_guild, parse_id};
 use crate::hub::{Audience, Event};
-use crate::messages::MessageView;
+use crate::message_service::MessageView;
 use crate::read_store::{ChannelRead, Level, Setting};
 use crate::{ChatState, now_ms};
 

@@ -18,9 +18,10 @@ use crate::api::Authed;
 use crate::error::ChatError;
 use crate::guild_store::Message;
 use crate::guilds::{in_channel, in_guild, parse_id};
-use crate::messages::MessageView;
+use crate::message_service::MessageView;
 use crate::read_store::id_at;
 use crate::search_store::Filters;
+use crate::store::fold;
 
 pub use crate::search_store::MAX_TERMS;
 /// Longest query, in characters.
@@ -34,11 +35,6 @@ pub fn router(state: ChatState) -> Router {
             get(search_channel),
         )
         .with_state(state)
-}
-
-/// The form text is stored and matched in.
-pub fn fold(s: &str) -> String {
-    s.to_lowercase()
 }
 
 /// A parsed query.

@@ -86,7 +86,7 @@ pub async fn end_all(state: &ChatState, user_id: i64) -> Result<(), ChatError> {
 async fn ended(state: &ChatState, user_id: i64, sessions: &[String], until: i64) {
     state.ended.add(sessions, until);
     if close_gateways(&state.hub, user_id, sessions) > 0 {
-        crate::gateway::went_offline(state, user_id).await;
+        crate::presence::went_offline(state, user_id).await;
     }
 }
 

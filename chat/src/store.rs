@@ -27,6 +27,11 @@ impl StoreError {
     }
 }
 
+/// The form text is stored and matched in.
+pub fn fold(s: &str) -> String {
+    s.to_lowercase()
+}
+
 /// Which database a store runs on. Migrations live in `migrations/<backend>/` where the
 /// SQL differs between the two, and in `migrations/` where one text suits both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
