@@ -56,6 +56,17 @@ async fn resolve_mentions(
 ) -> Result<(Vec<(String, i64)>, bool), ChatError> {
     let found = mentions::parse(content);
     let mut out: Vec<(String, i64)> = Vec::new();
+    // Every user mention, by id or by name, resolves in one query.
+    let guild = (!c.is_dm()).then_some(c.guild_id);
+    let users = state
+        .store
+        .users_named(guild, &found.user_ids, &found.names)
+        .await?;
+    let by_name = |name: &str| {
+        let name = name.to_lowercase();
+        users.iter().find(|(_, n)| *n == name).map(|(id, _)| *id)
+    };
+    let known = |id: i64| users.iter().any(|(u, _)| *u == id);
     if c.is_dm() {
         // Only the people in the DM can be mentioned there.
         for uid in &found.user_ids {
@@ -64,11 +75,11 @@ async fn resolve_mentions(
             }
         }
         for name in &found.names {
-            if let Some(u) = state.store.user_by_username(name).await?
-                && c.recipients.contains(&u.id)
-                && !out.iter().any(|(_, i)| *i == u.id)
+            if let Some(id) = by_name(name)
+                && c.recipients.contains(&id)
+                && !out.iter().any(|(_, i)| *i == id)
             {
-                out.push(("user".into(), u.id));
+                out.push(("user".into(), id));
             }
         }
         return Ok((out, false));
@@ -84,17 +95,15 @@ async fn resolve_mentions(
         state.store.roles(c.guild_id).await?
     };
     for uid in &found.user_ids {
-        if state.store.membership(c.guild_id, *uid).await?.is_some() {
+        if known(*uid) {
             add("user", *uid);
         }
     }
     for name in &found.names {
         if let Some(r) = roles.iter().find(|r| r.id != c.guild_id && r.name == *name) {
             add("role", r.id);
-        } else if let Some(u) = state.store.user_by_username(name).await?
-            && state.store.membership(c.guild_id, u.id).await?.is_some()
-        {
-            add("user", u.id);
+        } else if let Some(id) = by_name(name) {
+            add("user", id);
         }
     }
     for rid in &found.role_ids {
