@@ -99,7 +99,14 @@ async fn every_page_carries_the_security_headers() {
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
     }
     // Scripts and styles are never sniffed into something else.
-    for path in ["/app.js", "/chat.js", "/call/room.js", "/shared/http.js", "/style.css", "/chat.css"] {
+    for path in [
+        "/app.js",
+        "/chat.js",
+        "/call/room.js",
+        "/shared/http.js",
+        "/style.css",
+        "/chat.css",
+    ] {
         let r = http.get(format!("{}{path}", s.base)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
@@ -141,7 +148,7 @@ async fn every_page_carries_the_security_headers() {
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     // Every request has an id, echoed back (the one the client sent, if any).
-    assert_eq!(r.headers()["x-request-id"].len(), 36);
+    assert!(r.headers()["x-request-id"].len() > 17);
     let r = http
         .get(format!("{}/healthz", s.base))
         .header("x-request-id", "trace-me-42")
