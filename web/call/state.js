@@ -4,6 +4,7 @@
 // them. One `Call` is made per page (call/room.js) and passed to every call function.
 
 import { $ } from "../shared/dom.js";
+import { mountRoomView } from "./markup.js";
 import { clearErrorIn, showErrorIn } from "../shared/errors.js";
 import { render } from "./tiles.js";
 
@@ -32,8 +33,9 @@ import { render } from "./tiles.js";
 /** @typedef {ReturnType<typeof callElements>} CallUi */
 /** @typedef {ReturnType<typeof createCall>} Call */
 
-/** The room view's elements, which every page that joins rooms has. */
+/** The room view's elements, built into the page's empty #room-view (markup.js). */
 export function callElements() {
+  mountRoomView($("#room-view"));
   return {
     /** @type {HTMLElement} */
     error: $("#error"),
@@ -51,8 +53,6 @@ export function callElements() {
     screenBtn: $("#screen-btn"),
     /** @type {HTMLButtonElement} */
     leaveBtn: $("#leave-btn"),
-    /** @type {HTMLTemplateElement} */
-    tileTemplate: $("#tile-template"),
   };
 }
 

@@ -4,6 +4,7 @@
 // date with the call's state.
 
 import { mayPublish } from "./publish.js";
+import { tileElement } from "./markup.js";
 
 /** @typedef {import("./state.js").Call} Call */
 /**
@@ -121,7 +122,7 @@ export function render(call) {
  * @returns {TileElement}
  */
 function createTile(call, tile) {
-  const el = /** @type {TileElement} */ (call.ui.tileTemplate.content.firstElementChild.cloneNode(true));
+  const el = /** @type {TileElement} */ (tileElement());
   el.dataset.identity = tile.identity;
   el.dataset.source = tile.source;
   if (tile.local) el.dataset.local = "true";
