@@ -26,6 +26,7 @@ use crate::guild_store::{Channel, Message};
 use crate::guilds::{clean_name, in_channel, parse_id, require};
 use crate::hub::{Audience, Event};
 use crate::message_service::MessageView;
+use crate::model::ChannelKind;
 use crate::perms::Perms;
 use crate::store::User;
 use crate::{ChatState, auth, now_ms};
@@ -542,7 +543,7 @@ async fn create_webhook(
 ) -> Result<(StatusCode, Json<Value>), ChatError> {
     let id = parse_id(&channel, "unknown_channel")?;
     let (c, p) = in_channel(&state, id, user).await?;
-    if c.kind != "text" {
+    if c.kind != ChannelKind::Text {
         return Err(ChatError::bad_request(
             "not_a_text_channel",
             "webhooks post into text channels",

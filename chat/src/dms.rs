@@ -17,6 +17,7 @@ use crate::error::ChatError;
 use crate::guild_store::Channel;
 use crate::guilds::{ChannelView, clean_name, in_channel, parse_id, refresh_guild, require};
 use crate::hub::{Audience, Event};
+use crate::model::ChannelKind;
 use crate::perms::Perms;
 use crate::store::StoreError;
 use crate::{ChatState, now_ms};
@@ -99,7 +100,7 @@ async fn open_dm(
             }
             let c = Channel {
                 id: state.ids.next(),
-                kind: "dm".into(),
+                kind: ChannelKind::Dm,
                 dm_key: Some(key.clone()),
                 ..Channel::default()
             };
@@ -138,7 +139,7 @@ async fn open_dm(
             }
             let c = Channel {
                 id: state.ids.next(),
-                kind: "group_dm".into(),
+                kind: ChannelKind::GroupDm,
                 name: match &req.name {
                     Some(n) => clean_name(n, 100, "invalid_name")?,
                     None => String::new(),
@@ -184,7 +185,7 @@ pub(crate) async fn private_channels(
 async fn group(state: &ChatState, channel: &str, user: i64) -> Result<Channel, ChatError> {
     let id = parse_id(channel, "unknown_channel")?;
     let (c, _) = in_channel(state, id, user).await?;
-    if c.kind != "group_dm" {
+    if c.kind != ChannelKind::GroupDm {
         return Err(ChatError::bad_request(
             "not_a_group_dm",
             "members are added to and removed from group DMs",
@@ -280,7 +281,7 @@ async fn start_thread(
 ) -> Result<(StatusCode, Json<ChannelView>), ChatError> {
     let cid = parse_id(&channel, "unknown_channel")?;
     let (parent, p) = in_channel(&state, cid, user).await?;
-    if parent.kind != "text" {
+    if parent.kind != ChannelKind::Text {
         return Err(ChatError::bad_request(
             "invalid_channel",
             "threads start in text channels",
@@ -294,7 +295,7 @@ async fn start_thread(
     let t = Channel {
         id: state.ids.next(),
         guild_id: parent.guild_id,
-        kind: "thread".into(),
+        kind: ChannelKind::Thread,
         name: clean_name(&req.name, 100, "invalid_name")?,
         parent_id: Some(parent.id),
         owner_id: Some(user),

@@ -16,6 +16,7 @@ use crate::error::ChatError;
 use crate::event_store::ScheduledEvent;
 use crate::guilds::{clean_name, in_channel, in_guild, parse_id, require};
 use crate::hub::{Audience, Event};
+use crate::model::ChannelKind;
 use crate::perms::Perms;
 use crate::read_store::id_at;
 use crate::{ChatState, now_ms};
@@ -144,7 +145,7 @@ async fn apply(
             .store
             .channel(cid)
             .await?
-            .is_some_and(|c| c.guild_id == e.guild_id && c.kind == "voice");
+            .is_some_and(|c| c.guild_id == e.guild_id && c.kind == ChannelKind::Voice);
         if !ok {
             return Err(ChatError::bad_request(
                 "invalid_channel",

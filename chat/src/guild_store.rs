@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{Executor, Row};
 
+use crate::model::ChannelKind;
 use crate::perms::{MemberPerms, Overwrite, Perms, Target, channel_perms};
 use crate::store::{Store, StoreError};
 
@@ -20,8 +21,7 @@ pub struct Channel {
     pub id: i64,
     /// 0 for DMs and group DMs.
     pub guild_id: i64,
-    /// `text`, `voice`, `category`, `thread`, `dm` or `group_dm`.
-    pub kind: String,
+    pub kind: ChannelKind,
     pub name: String,
     /// A category, or a thread's text channel.
     pub parent_id: Option<i64>,
@@ -47,7 +47,7 @@ impl Channel {
     /// The channel whose overwrites decide who sees this one: a thread follows its
     /// parent.
     pub fn perms_channel(&self) -> i64 {
-        if self.kind == "thread" {
+        if self.kind == ChannelKind::Thread {
             self.parent_id.unwrap_or(self.id)
         } else {
             self.id
@@ -108,7 +108,11 @@ fn channel_from(r: &sqlx::any::AnyRow) -> Result<Channel, sqlx::Error> {
     Ok(Channel {
         id: r.try_get("id")?,
         guild_id: r.try_get::<Option<i64>, _>("guild_id")?.unwrap_or(0),
-        kind: r.try_get("kind")?,
+        kind: {
+            let k: String = r.try_get("kind")?;
+            ChannelKind::parse(&k)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown channel kind {k:?}").into()))?
+        },
         name: r.try_get("name")?,
         parent_id: r.try_get("parent_id")?,
         position: r.try_get("position")?,
@@ -674,7 +678,7 @@ where
     )
     .bind(c.id)
     .bind((c.guild_id != 0).then_some(c.guild_id))
-    .bind(&c.kind)
+    .bind(c.kind.as_str())
     .bind(&c.name)
     .bind(c.parent_id)
     .bind(c.position)
@@ -704,13 +708,13 @@ mod tests {
         let text = Channel {
             id: 10,
             guild_id: 1,
-            kind: "text".into(),
+            kind: ChannelKind::Text,
             ..Channel::default()
         };
         let thread = Channel {
             id: 11,
             guild_id: 1,
-            kind: "thread".into(),
+            kind: ChannelKind::Thread,
             parent_id: Some(10),
             ..Channel::default()
         };

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{Authed, Body};
 use crate::error::ChatError;
+use crate::model::ChannelKind;
 use std::collections::HashSet;
 
 use crate::guild_store::{Channel, Guild, GuildAccess, Membership};
@@ -123,7 +124,7 @@ pub(crate) struct ChannelView {
     /// Absent for DMs and group DMs.
     #[serde(skip_serializing_if = "Option::is_none")]
     guild_id: Option<String>,
-    kind: String,
+    kind: ChannelKind,
     name: String,
     parent_id: Option<String>,
     position: i64,
@@ -145,7 +146,7 @@ impl From<&Channel> for ChannelView {
         ChannelView {
             id: c.id.to_string(),
             guild_id: (!c.is_dm()).then(|| c.guild_id.to_string()),
-            kind: c.kind.clone(),
+            kind: c.kind,
             name: c.name.clone(),
             parent_id: c.parent_id.map(|p| p.to_string()),
             position: c.position,
@@ -276,22 +277,40 @@ async fn create_guild(
     };
     let text_category = state.ids.next();
     let voice_category = state.ids.next();
-    let channel = |id, kind: &str, name: &str, parent, position| Channel {
+    let channel = |id, kind: ChannelKind, name: &str, parent, position| Channel {
         id,
         guild_id: g.id,
-        kind: kind.into(),
+        kind,
         name: name.into(),
         parent_id: parent,
         position,
         ..Channel::default()
     };
     let channels = [
-        channel(text_category, "category", "Text Channels", None, 0),
-        channel(state.ids.next(), "text", "general", Some(text_category), 0),
-        channel(voice_category, "category", "Voice Channels", None, 1),
+        channel(
+            text_category,
+            ChannelKind::Category,
+            "Text Channels",
+            None,
+            0,
+        ),
         channel(
             state.ids.next(),
-            "voice",
+            ChannelKind::Text,
+            "general",
+            Some(text_category),
+            0,
+        ),
+        channel(
+            voice_category,
+            ChannelKind::Category,
+            "Voice Channels",
+            None,
+            1,
+        ),
+        channel(
+            state.ids.next(),
+            ChannelKind::Voice,
             "General",
             Some(voice_category),
             0,
@@ -386,18 +405,21 @@ async fn create_channel(
     let id = parse_id(&guild, "unknown_guild")?;
     let (_, p) = in_guild(&state, id, user).await?;
     require(p, Perms::MANAGE_CHANNELS)?;
-    if !matches!(req.kind.as_str(), "text" | "voice" | "category") {
-        return Err(ChatError::bad_request(
-            "invalid_channel_kind",
-            "kind is text, voice or category",
-        ));
-    }
+    let kind = match ChannelKind::parse(&req.kind) {
+        Some(k @ (ChannelKind::Text | ChannelKind::Voice | ChannelKind::Category)) => k,
+        _ => {
+            return Err(ChatError::bad_request(
+                "invalid_channel_kind",
+                "kind is text, voice or category",
+            ));
+        }
+    };
     let parent_id = match &req.parent_id {
         Some(p) => {
             let pid = parse_id(p, "unknown_channel")?;
             let parent = state.store.channel(pid).await?;
-            if !parent.is_some_and(|c| c.guild_id == id && c.kind == "category")
-                || req.kind == "category"
+            if !parent.is_some_and(|c| c.guild_id == id && c.kind == ChannelKind::Category)
+                || kind == ChannelKind::Category
             {
                 return Err(ChatError::bad_request(
                     "invalid_parent",
@@ -409,7 +431,7 @@ async fn create_channel(
         None => None,
     };
     if req.user_limit.is_some_and(|l| !(1..=99).contains(&l))
-        || (req.user_limit.is_some() && req.kind != "voice")
+        || (req.user_limit.is_some() && kind != ChannelKind::Voice)
     {
         return Err(ChatError::bad_request(
             "invalid_user_limit",
@@ -426,7 +448,7 @@ async fn create_channel(
     let c = Channel {
         id: state.ids.next(),
         guild_id: id,
-        kind: req.kind,
+        kind,
         name: clean_name(&req.name, 100, "invalid_name")?,
         parent_id,
         position,
@@ -452,7 +474,7 @@ pub(crate) fn channel_audience(c: &Channel) -> Audience {
 
 /// What sending in a channel takes: threads have their own permission.
 pub(crate) fn send_permission(c: &Channel) -> Perms {
-    if c.kind == "thread" {
+    if c.kind == ChannelKind::Thread {
         Perms::SEND_IN_THREADS
     } else {
         Perms::SEND_MESSAGES

@@ -24,6 +24,7 @@ pub mod mentions;
 pub mod message_service;
 pub mod message_store;
 pub mod messages;
+pub mod model;
 pub mod outgoing;
 pub mod perms;
 pub mod presence;

@@ -19,6 +19,7 @@ use crate::guilds::{
 };
 use crate::hub::{Audience, Event};
 use crate::member_store::{Invite, InviteRefusal, Member, Role, overwrite_target};
+use crate::model::ChannelKind;
 use crate::perms::{Perms, Target};
 use crate::{ChatState, auth, now_ms};
 
@@ -597,11 +598,11 @@ async fn update_channel(
 ) -> Result<Json<ChannelView>, ChatError> {
     let cid = parse_id(&channel, "unknown_channel")?;
     let (mut c, p) = in_channel(&state, cid, user).await?;
-    match c.kind.as_str() {
+    match c.kind {
         // A thread's creator, or a moderator, names and archives it.
-        "thread" if c.owner_id != Some(user) => require(p, Perms::MANAGE_MESSAGES)?,
-        "thread" | "group_dm" => {}
-        "dm" => {
+        ChannelKind::Thread if c.owner_id != Some(user) => require(p, Perms::MANAGE_MESSAGES)?,
+        ChannelKind::Thread | ChannelKind::GroupDm => {}
+        ChannelKind::Dm => {
             return Err(ChatError::bad_request(
                 "invalid_channel",
                 "a DM has nothing to edit",
@@ -611,14 +612,14 @@ async fn update_channel(
     }
     let layout =
         req.position.is_some() || !req.parent_id.is_absent() || !req.user_limit.is_absent();
-    if matches!(c.kind.as_str(), "thread" | "group_dm") && layout {
+    if matches!(c.kind, ChannelKind::Thread | ChannelKind::GroupDm) && layout {
         return Err(ChatError::bad_request(
             "invalid_channel",
             "threads and group DMs have a name, not a place",
         ));
     }
     if let Some(a) = req.archived {
-        if c.kind != "thread" {
+        if c.kind != ChannelKind::Thread {
             return Err(ChatError::bad_request(
                 "invalid_channel",
                 "only threads are archived",
@@ -644,12 +645,11 @@ async fn update_channel(
             None
         } else {
             let pid = parse_id(&parent, "unknown_channel")?;
-            let ok = state
-                .store
-                .channel(pid)
-                .await?
-                .is_some_and(|pc| pc.guild_id == c.guild_id && pc.kind == "category");
-            if !ok || c.kind == "category" {
+            let ok =
+                state.store.channel(pid).await?.is_some_and(|pc| {
+                    pc.guild_id == c.guild_id && pc.kind == ChannelKind::Category
+                });
+            if !ok || c.kind == ChannelKind::Category {
                 return Err(ChatError::bad_request(
                     "invalid_parent",
                     "the parent must be a category of this guild",
@@ -660,7 +660,7 @@ async fn update_channel(
     }
     if let Some(limit) = req.user_limit.into_update() {
         let limit = limit.unwrap_or(0);
-        if c.kind != "voice" || !(0..=99).contains(&limit) {
+        if c.kind != ChannelKind::Voice || !(0..=99).contains(&limit) {
             return Err(ChatError::bad_request(
                 "invalid_user_limit",
                 "user_limit is 0-99 (0 for none), on voice channels only",

@@ -15,6 +15,7 @@ use crate::guilds::{channel_audience, in_channel, parse_id, require, send_permis
 use crate::hub::Event;
 use crate::message_service::{MessageView, check_content, create};
 use crate::message_store::MAX_PINS;
+use crate::model::ChannelKind;
 use crate::perms::Perms;
 use crate::{ChatState, mentions, now_ms, reads};
 
@@ -122,7 +123,7 @@ async fn resolve_mentions(
             .iter()
             .flat_map(|a| a.channels.iter().map(|(ch, _)| ch));
         for ch in channels {
-            if ch.kind != "category"
+            if ch.kind != ChannelKind::Category
                 && seen.contains(&ch.id)
                 && (found.channel_ids.contains(&ch.id) || found.channel_names.contains(&ch.name))
             {
@@ -194,7 +195,7 @@ async fn send_message(
     use axum::response::IntoResponse;
     let id = parse_id(&channel, "unknown_channel")?;
     let (c, p) = in_channel(&state, id, user).await?;
-    if !matches!(c.kind.as_str(), "text" | "thread" | "dm" | "group_dm") {
+    if !c.kind.has_messages() {
         return Err(ChatError::bad_request(
             "not_a_text_channel",
             "messages go in text channels, threads and DMs",
@@ -247,7 +248,7 @@ async fn send_message(
         crate::store::StoreError::Conflict => invalid_attachment(),
         e => e.into(),
     })?;
-    if c.kind == "thread" && c.archived {
+    if c.kind == ChannelKind::Thread && c.archived {
         // A new message brings an archived thread back.
         let mut open = c.clone();
         open.archived = false;

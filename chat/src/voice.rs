@@ -17,6 +17,7 @@ use crate::ChatState;
 use crate::api::Authed;
 use crate::error::ChatError;
 use crate::guilds::{in_channel, parse_id, require};
+use crate::model::ChannelKind;
 use crate::perms::Perms;
 
 /// How long a voice token is good for: long enough to connect, short enough to expire
@@ -81,7 +82,7 @@ async fn join(
 ) -> Result<Json<VoiceJoin>, ChatError> {
     let id = parse_id(&channel, "unknown_channel")?;
     let (c, p) = in_channel(&state, id, user).await?;
-    if c.kind != "voice" {
+    if c.kind != ChannelKind::Voice {
         return Err(ChatError::bad_request(
             "not_a_voice_channel",
             "only voice channels can be joined",
