@@ -10,7 +10,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tracing::{Instrument, debug, info_span};
 
 use crate::error::ChatError;
@@ -115,6 +114,11 @@ impl ClientFrame {
 }
 
 #[derive(Debug, Serialize)]
+struct Resumed<'a> {
+    session_id: &'a str,
+}
+
+#[derive(Debug, Serialize)]
 struct Ready<'a> {
     session_id: &'a str,
     user: crate::api::UserView,
@@ -145,8 +149,33 @@ async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
     .await;
 }
 
+/// The frames the server sends besides dispatches (which the hub numbers and buffers).
+#[derive(Debug, Serialize)]
+#[serde(tag = "op", content = "d", rename_all = "snake_case")]
+enum ServerOp<'a> {
+    Hello {
+        heartbeat_interval_ms: u64,
+        session_timeout_ms: u64,
+    },
+    HeartbeatAck,
+    InvalidSession {
+        resumable: bool,
+        code: &'a str,
+    },
+    Error {
+        code: &'a str,
+        message: &'a str,
+    },
+}
+
+impl ServerOp<'_> {
+    fn text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 fn error_frame(code: &str, message: &str) -> String {
-    json!({"op": "error", "d": {"code": code, "message": message}}).to_string()
+    ServerOp::Error { code, message }.text()
 }
 
 /// What ends a connection.
@@ -162,11 +191,11 @@ enum End {
 async fn run(state: ChatState, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let hb = state.config.heartbeat_interval;
-    let hello = json!({"op": "hello", "d": {
-        "heartbeat_interval_ms": hb.as_millis() as u64,
-        "session_timeout_ms": state.hub.limits.session_timeout.as_millis() as u64,
-    }});
-    if send(&mut sink, hello.to_string()).await.is_err() {
+    let hello = ServerOp::Hello {
+        heartbeat_interval_ms: hb.as_millis() as u64,
+        session_timeout_ms: state.hub.limits.session_timeout.as_millis() as u64,
+    };
+    if send(&mut sink, hello.text()).await.is_err() {
         return;
     }
     let mut bucket = parlor_edge::FrameLimit::new(RATE_BURST, RATE_PER_SEC);
@@ -209,7 +238,12 @@ async fn run(state: ChatState, socket: WebSocket) {
                         // After the replayed events, in the same sequence.
                         state.hub.publish(
                             &Audience::Session(session_id.clone()),
-                            &Event::new("resumed", &json!({"session_id": session_id})),
+                            &Event::new(
+                                "resumed",
+                                &Resumed {
+                                    session_id: &session_id,
+                                },
+                            ),
                         );
                         break Ok(s);
                     }
@@ -219,15 +253,18 @@ async fn run(state: ChatState, socket: WebSocket) {
                             ResumeError::TooOld => "resume_too_old",
                         };
                         // The client identifies afresh and catches up with `after=`.
-                        let f = json!({"op": "invalid_session", "d": {"resumable": false, "code": code}});
-                        if send(&mut sink, f.to_string()).await.is_err() {
+                        let f = ServerOp::InvalidSession {
+                            resumable: false,
+                            code,
+                        };
+                        if send(&mut sink, f.text()).await.is_err() {
                             break Err(End::Gone);
                         }
                     }
                 }
             }
             Ok(ClientFrame::Heartbeat) => {
-                if send(&mut sink, json!({"op": "heartbeat_ack"}).to_string())
+                if send(&mut sink, ServerOp::HeartbeatAck.text())
                     .await
                     .is_err()
                 {
@@ -344,7 +381,7 @@ async fn pump(
                 match ClientFrame::parse(&text) {
                     Ok(ClientFrame::Heartbeat) => {
                         deadline = tokio::time::Instant::now() + hb + hb / 2;
-                        if send(sink, json!({"op": "heartbeat_ack"}).to_string()).await.is_err() {
+                        if send(sink, ServerOp::HeartbeatAck.text()).await.is_err() {
                             return End::Gone;
                         }
                     }
