@@ -1136,20 +1136,7 @@ mod tests {
     fn bandwidth_estimate_lowers_the_layer() {
         let t0 = Instant::now();
         let (mut r, cam, mut out) = simulcast_room(t0);
-        // Measure rates: ~1.6 Mbps high, ~400 kbps medium, ~100 kbps low.
-        let sizes = [12usize, 50, 200];
-        for ms in 0..=1100u64 {
-            let now = t0 + Duration::from_millis(ms);
-            for (layer, size) in sizes.iter().enumerate() {
-                let p = PacketIn {
-                    seq: 1 + ms + layer as u64 * 100_000,
-                    ts: ms as u32 * 90,
-                    keyframe: false,
-                    len: *size,
-                };
-                r.on_rtp(now, cam, layer, p, &mut out);
-            }
-        }
+        measure_layers(&mut r, cam, t0, &mut out);
         out.clear();
         r.set_bandwidth(
             t0 + Duration::from_millis(1100),
