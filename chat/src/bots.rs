@@ -26,7 +26,7 @@ use crate::guild_store::{Channel, Message};
 use crate::guilds::{clean_name, in_channel, parse_id, require};
 use crate::hub::{Audience, Event};
 use crate::message_service::MessageView;
-use crate::model::ChannelKind;
+use crate::model::{ChannelKind, EventKind};
 use crate::perms::Perms;
 use crate::store::User;
 use crate::{ChatState, auth, now_ms};
@@ -357,7 +357,7 @@ pub(crate) async fn invoke(
     });
     state.dispatch(
         Audience::Users(vec![bot]),
-        Event::new("interaction_create", &interaction),
+        Event::new(EventKind::InteractionCreate, &interaction),
     );
     if let Some(app) = state.store.app(app_id).await?
         && let Some(url) = app.interactions_url.clone()

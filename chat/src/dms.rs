@@ -17,7 +17,7 @@ use crate::error::ChatError;
 use crate::guild_store::Channel;
 use crate::guilds::{ChannelView, clean_name, in_channel, parse_id, refresh_guild, require};
 use crate::hub::{Audience, Event};
-use crate::model::ChannelKind;
+use crate::model::{ChannelKind, EventKind};
 use crate::perms::Perms;
 use crate::store::StoreError;
 use crate::{ChatState, now_ms};
@@ -119,7 +119,7 @@ async fn open_dm(
             let (c, view) = dm_view(&state, c.id).await?;
             state.dispatch(
                 Audience::Users(c.recipients.clone()),
-                Event::new("channel_create", &view),
+                Event::new(EventKind::ChannelCreate, &view),
             );
             Ok((StatusCode::CREATED, Json(view)))
         }
@@ -151,7 +151,7 @@ async fn open_dm(
             let (c, view) = dm_view(&state, c.id).await?;
             state.dispatch(
                 Audience::Users(c.recipients.clone()),
-                Event::new("channel_create", &view),
+                Event::new(EventKind::ChannelCreate, &view),
             );
             Ok((StatusCode::CREATED, Json(view)))
         }
@@ -215,11 +215,11 @@ async fn add_recipient(
         let (c, view) = dm_view(&state, c.id).await?;
         state.dispatch(
             Audience::Users(vec![other]),
-            Event::new("channel_create", &view),
+            Event::new(EventKind::ChannelCreate, &view),
         );
         state.dispatch(
             Audience::Users(c.recipients.clone()),
-            Event::new("channel_update", &view),
+            Event::new(EventKind::ChannelUpdate, &view),
         );
     }
     Ok(StatusCode::NO_CONTENT)
@@ -259,11 +259,11 @@ async fn remove_recipient(
     }
     state.dispatch(
         Audience::Users(vec![other]),
-        Event::new("channel_delete", &json!({"id": c.id.to_string()})),
+        Event::new(EventKind::ChannelDelete, &json!({"id": c.id.to_string()})),
     );
     state.dispatch(
         Audience::Users(c.recipients.clone()),
-        Event::new("channel_update", &ChannelView::from(&c)),
+        Event::new(EventKind::ChannelUpdate, &ChannelView::from(&c)),
     );
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,7 +16,7 @@ use crate::error::ChatError;
 use crate::event_store::ScheduledEvent;
 use crate::guilds::{clean_name, in_channel, in_guild, parse_id, require};
 use crate::hub::{Audience, Event};
-use crate::model::ChannelKind;
+use crate::model::{ChannelKind, EventKind};
 use crate::perms::Perms;
 use crate::read_store::id_at;
 use crate::{ChatState, now_ms};
@@ -193,7 +193,7 @@ async fn create_event(
     let view = event_view(&state, &e, user).await?;
     state.dispatch(
         Audience::Guild(gid),
-        Event::new("guild_scheduled_event_create", &view),
+        Event::new(EventKind::GuildScheduledEventCreate, &view),
     );
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -252,7 +252,7 @@ async fn update_event(
     let view = event_view(&state, &e, user).await?;
     state.dispatch(
         Audience::Guild(e.guild_id),
-        Event::new("guild_scheduled_event_update", &view),
+        Event::new(EventKind::GuildScheduledEventUpdate, &view),
     );
     Ok(Json(view))
 }
@@ -270,7 +270,7 @@ async fn delete_event(
     state.dispatch(
         Audience::Guild(e.guild_id),
         Event::new(
-            "guild_scheduled_event_delete",
+            EventKind::GuildScheduledEventDelete,
             &json!({"id": e.id.to_string(), "guild_id": e.guild_id.to_string()}),
         ),
     );
@@ -290,9 +290,9 @@ async fn set_interest(
             Audience::Guild(e.guild_id),
             Event::new(
                 if on {
-                    "guild_scheduled_event_user_add"
+                    EventKind::GuildScheduledEventUserAdd
                 } else {
-                    "guild_scheduled_event_user_remove"
+                    EventKind::GuildScheduledEventUserRemove
                 },
                 &json!({
                     "event_id": e.id.to_string(),

@@ -14,6 +14,7 @@ use tracing::{Instrument, debug, info_span};
 
 use crate::error::ChatError;
 use crate::hub::{Audience, Event, Next, ResumeError, Session};
+use crate::model::EventKind;
 use crate::{ChatState, auth};
 
 /// Largest frame a client may send.
@@ -239,7 +240,7 @@ async fn run(state: ChatState, socket: WebSocket) {
                         state.hub.publish(
                             &Audience::Session(session_id.clone()),
                             &Event::new(
-                                "resumed",
+                                EventKind::Resumed,
                                 &Resumed {
                                     session_id: &session_id,
                                 },
@@ -478,7 +479,7 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
     };
     state.hub.publish(
         &Audience::Session(session.id.clone()),
-        &Event::new("ready", &ready),
+        &Event::new(EventKind::Ready, &ready),
     );
     if !was_online {
         crate::presence::presence(&state.hub, user_id, &guild_ids, "online");

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{Authed, Body};
 use crate::error::ChatError;
-use crate::model::ChannelKind;
+use crate::model::{ChannelKind, EventKind};
 use std::collections::HashSet;
 
 use crate::guild_store::{Channel, Guild, GuildAccess, Membership};
@@ -223,8 +223,8 @@ pub(crate) async fn refresh_guild(state: &ChatState, guild_id: i64) -> Result<()
             .unwrap_or_default();
         for (c, _) in &a.channels {
             let kind = match (before.contains(&c.id), now.contains(&c.id)) {
-                (false, true) => "channel_create",
-                (true, false) => "channel_delete",
+                (false, true) => EventKind::ChannelCreate,
+                (true, false) => EventKind::ChannelDelete,
                 _ => continue,
             };
             state.dispatch(
@@ -239,7 +239,7 @@ pub(crate) async fn refresh_guild(state: &ChatState, guild_id: i64) -> Result<()
             state.dispatch(
                 Audience::Users(vec![user]),
                 Event::new(
-                    "channel_delete",
+                    EventKind::ChannelDelete,
                     &serde_json::json!({"id": gone.to_string(), "guild_id": guild_id.to_string()}),
                 ),
             );
@@ -324,7 +324,7 @@ async fn create_guild(
     state.hub.set_visible(user, g.id, Some(visible));
     state.dispatch(
         Audience::Users(vec![user]),
-        Event::new("guild_create", &view),
+        Event::new(EventKind::GuildCreate, &view),
     );
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -352,7 +352,7 @@ async fn rename_guild(
     state.dispatch(
         Audience::Guild(id),
         Event::new(
-            "guild_update",
+            EventKind::GuildUpdate,
             &serde_json::json!({"id": id.to_string(), "name": name}),
         ),
     );
@@ -380,7 +380,10 @@ async fn delete_guild(
     }
     state.dispatch(
         Audience::Guild(id),
-        Event::new("guild_delete", &serde_json::json!({"id": id.to_string()})),
+        Event::new(
+            EventKind::GuildDelete,
+            &serde_json::json!({"id": id.to_string()}),
+        ),
     );
     refresh_guild(&state, id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use crate::model::EventKind;
 use tokio::sync::Notify;
 
 /// Who receives an event.
@@ -32,7 +34,7 @@ pub enum Audience {
 /// One dispatch, serialized once for every recipient.
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub kind: &'static str,
+    pub kind: EventKind,
     /// The JSON of `d`.
     pub data: Arc<str>,
     /// Typing and presence: dropped first for slow consumers, never replayed.
@@ -40,27 +42,21 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: &'static str, data: &impl Serialize) -> Event {
+    pub fn new(kind: EventKind, data: &impl Serialize) -> Event {
         Event {
             kind,
             data: serde_json::to_string(data)
                 .unwrap_or_else(|_| "null".into())
                 .into(),
-            ephemeral: false,
-        }
-    }
-
-    pub fn ephemeral(kind: &'static str, data: &impl Serialize) -> Event {
-        Event {
-            ephemeral: true,
-            ..Event::new(kind, data)
+            ephemeral: kind.is_ephemeral(),
         }
     }
 
     fn frame(&self, seq: u64) -> String {
         format!(
             "{{\"op\":\"dispatch\",\"t\":\"{}\",\"s\":{seq},\"d\":{}}}",
-            self.kind, self.data
+            self.kind.as_str(),
+            self.data
         )
     }
 }
@@ -561,7 +557,7 @@ mod tests {
         let h = hub(100, 10);
         let (a, ga) = h.open("a".into(), 1, None, visible(7, &[70, 71]));
         let (b, gb) = h.open("b".into(), 2, None, visible(7, &[70]));
-        let msg = Event::new("message_create", &"x");
+        let msg = Event::new(EventKind::MessageCreate, &"x");
         h.publish(
             &Audience::Channel {
                 guild_id: 7,
@@ -583,15 +579,21 @@ mod tests {
     fn resume_replays_after_seq_and_skips_stale_ephemeral_events() {
         let h = hub(100, 10);
         let (a, g1) = h.open("a".into(), 1, None, visible(7, &[70]));
-        let msg = Event::new("message_create", &"x");
+        let msg = Event::new(EventKind::MessageCreate, &"x");
         h.publish(&Audience::Guild(7), &msg);
-        h.publish(&Audience::Guild(7), &Event::ephemeral("typing_start", &"t"));
+        h.publish(
+            &Audience::Guild(7),
+            &Event::new(EventKind::TypingStart, &"t"),
+        );
         assert_eq!(seqs(&frames(a.take(g1))), vec![1, 2]);
         h.detach(&a, g1);
         for _ in 0..5 {
             h.publish(&Audience::Guild(7), &msg);
         }
-        h.publish(&Audience::Guild(7), &Event::ephemeral("typing_start", &"t"));
+        h.publish(
+            &Audience::Guild(7),
+            &Event::new(EventKind::TypingStart, &"t"),
+        );
         assert_eq!(h.resume("a", 2, 1).unwrap_err(), ResumeError::Invalid);
         let (a2, g2) = h.resume("a", 1, 1).unwrap();
         // The ephemeral event after seq 1 is not replayed; messages are, in order.
@@ -603,8 +605,8 @@ mod tests {
     fn slow_consumers_shed_ephemeral_events_and_overflow_on_messages() {
         let h = hub(8, 3);
         let (a, g) = h.open("a".into(), 1, None, visible(7, &[70]));
-        let msg = Event::new("message_create", &"x");
-        let typing = Event::ephemeral("typing_start", &"t");
+        let msg = Event::new(EventKind::MessageCreate, &"x");
+        let typing = Event::new(EventKind::TypingStart, &"t");
         for _ in 0..3 {
             h.publish(&Audience::Guild(7), &msg);
         }
@@ -626,7 +628,7 @@ mod tests {
     fn a_resume_older_than_the_buffer_is_refused() {
         let h = hub(4, 100);
         let (a, g) = h.open("a".into(), 1, None, visible(7, &[70]));
-        let msg = Event::new("message_create", &"x");
+        let msg = Event::new(EventKind::MessageCreate, &"x");
         for _ in 0..6 {
             h.publish(&Audience::Guild(7), &msg);
             let _ = a.take(g);
@@ -656,7 +658,10 @@ mod tests {
         let (bot, gbot) = h.open("bot".into(), 1, None, visible(7, &[70]));
         assert_eq!(h.end_sessions_of(1, |s| s == "s1"), 1);
         assert!(matches!(a.take(ga), Next::Ended));
-        h.publish(&Audience::Guild(7), &Event::new("message_create", &1));
+        h.publish(
+            &Audience::Guild(7),
+            &Event::new(EventKind::MessageCreate, &1),
+        );
         assert!(matches!(b.take(gb), Next::Frames(_)));
         assert!(matches!(bot.take(gbot), Next::Frames(_)));
         assert_eq!(h.resume("a", 1, 0).unwrap_err(), ResumeError::Invalid);

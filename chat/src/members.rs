@@ -19,7 +19,7 @@ use crate::guilds::{
 };
 use crate::hub::{Audience, Event};
 use crate::member_store::{Invite, InviteRefusal, Member, Role, overwrite_target};
-use crate::model::ChannelKind;
+use crate::model::{ChannelKind, EventKind};
 use crate::perms::{Perms, Target};
 use crate::{ChatState, auth, now_ms};
 
@@ -177,13 +177,13 @@ async fn list_members(
 async fn member_gone(state: &ChatState, guild_id: i64, user_id: i64) -> Result<(), ChatError> {
     state.dispatch(
         Audience::Users(vec![user_id]),
-        Event::new("guild_delete", &json!({"id": guild_id.to_string()})),
+        Event::new(EventKind::GuildDelete, &json!({"id": guild_id.to_string()})),
     );
     refresh_guild(state, guild_id).await?;
     state.dispatch(
         Audience::Guild(guild_id),
         Event::new(
-            "guild_member_remove",
+            EventKind::GuildMemberRemove,
             &json!({"guild_id": guild_id.to_string(), "user_id": user_id.to_string()}),
         ),
     );
@@ -262,7 +262,7 @@ async fn ban(
     state.dispatch(
         Audience::Guild(id),
         Event::new(
-            "guild_ban_add",
+            EventKind::GuildBanAdd,
             &json!({"guild_id": id.to_string(), "user_id": t.to_string()}),
         ),
     );
@@ -288,7 +288,7 @@ async fn unban(
     state.dispatch(
         Audience::Guild(id),
         Event::new(
-            "guild_ban_remove",
+            EventKind::GuildBanRemove,
             &json!({"guild_id": id.to_string(), "user_id": t.to_string()}),
         ),
     );
@@ -420,7 +420,10 @@ async fn create_role(
     };
     state.store.create_role(&role).await?;
     let view = RoleView::from(&role);
-    state.dispatch(Audience::Guild(id), Event::new("guild_role_create", &view));
+    state.dispatch(
+        Audience::Guild(id),
+        Event::new(EventKind::GuildRoleCreate, &view),
+    );
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -497,7 +500,10 @@ async fn update_role(
     state.store.update_role(&r).await?;
     refresh_guild(&state, id).await?;
     let view = RoleView::from(&r);
-    state.dispatch(Audience::Guild(id), Event::new("guild_role_update", &view));
+    state.dispatch(
+        Audience::Guild(id),
+        Event::new(EventKind::GuildRoleUpdate, &view),
+    );
     Ok(Json(view))
 }
 
@@ -518,7 +524,7 @@ async fn delete_role(
     state.dispatch(
         Audience::Guild(id),
         Event::new(
-            "guild_role_delete",
+            EventKind::GuildRoleDelete,
             &json!({"guild_id": id.to_string(), "role_id": r.id.to_string()}),
         ),
     );
@@ -555,7 +561,10 @@ async fn member_role(
             .ok_or_else(unknown_member)?;
         let mut ev = serde_json::to_value(MemberView::from(&m)).unwrap_or_default();
         ev["guild_id"] = json!(id.to_string());
-        state.dispatch(Audience::Guild(id), Event::new("guild_member_update", &ev));
+        state.dispatch(
+            Audience::Guild(id),
+            Event::new(EventKind::GuildMemberUpdate, &ev),
+        );
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -670,7 +679,10 @@ async fn update_channel(
     }
     state.store.update_channel(&c).await?;
     let view = ChannelView::from(&c);
-    state.dispatch(channel_audience(&c), Event::new("channel_update", &view));
+    state.dispatch(
+        channel_audience(&c),
+        Event::new(EventKind::ChannelUpdate, &view),
+    );
     Ok(Json(view))
 }
 
@@ -784,7 +796,7 @@ async fn overwrites_changed(state: &ChatState, c: &Channel) -> Result<(), ChatEr
     refresh_guild(state, c.guild_id).await?;
     state.dispatch(
         channel_audience(c),
-        Event::new("channel_update", &ChannelView::from(c)),
+        Event::new(EventKind::ChannelUpdate, &ChannelView::from(c)),
     );
     Ok(())
 }
@@ -965,14 +977,14 @@ async fn accept_invite(
     state.hub.set_visible(user, guild_id, Some(visible));
     state.dispatch(
         Audience::Users(vec![user]),
-        Event::new("guild_create", &view),
+        Event::new(EventKind::GuildCreate, &view),
     );
     if let Some(m) = state.store.member(guild_id, user).await? {
         let mut ev = serde_json::to_value(MemberView::from(&m)).unwrap_or_default();
         ev["guild_id"] = json!(guild_id.to_string());
         state.dispatch(
             Audience::Guild(guild_id),
-            Event::new("guild_member_add", &ev),
+            Event::new(EventKind::GuildMemberAdd, &ev),
         );
     }
     Ok(Json(view))

@@ -9,6 +9,7 @@ use crate::guild_store::{Channel, Message};
 use crate::guilds::channel_audience;
 use crate::hub::Event;
 use crate::message_store::Reaction;
+use crate::model::EventKind;
 use crate::{ChatState, now_ms};
 
 /// Longest message, in characters.
@@ -119,6 +120,9 @@ pub(crate) async fn create(
     };
     state.store.insert_message(&m).await?;
     let view = MessageView::new(state, &m, &[], false);
-    state.dispatch(channel_audience(c), Event::new("message_create", &view));
+    state.dispatch(
+        channel_audience(c),
+        Event::new(EventKind::MessageCreate, &view),
+    );
     Ok((m, view))
 }

@@ -15,7 +15,7 @@ use crate::guilds::{channel_audience, in_channel, parse_id, require, send_permis
 use crate::hub::Event;
 use crate::message_service::{MessageView, check_content, create};
 use crate::message_store::MAX_PINS;
-use crate::model::ChannelKind;
+use crate::model::{ChannelKind, EventKind};
 use crate::perms::Perms;
 use crate::{ChatState, mentions, now_ms, reads};
 
@@ -255,7 +255,10 @@ async fn send_message(
         state.store.update_channel(&open).await?;
         state.dispatch(
             channel_audience(&open),
-            Event::new("channel_update", &crate::guilds::ChannelView::from(&open)),
+            Event::new(
+                EventKind::ChannelUpdate,
+                &crate::guilds::ChannelView::from(&open),
+            ),
         );
     }
     // The message is stored and sent: a failure here must not make the client retry it.
@@ -361,7 +364,10 @@ async fn edit_message(
     let r = reactions.get(&m.id).map_or(&[][..], |r| r);
     state.dispatch(
         channel_audience(&c),
-        Event::new("message_update", &MessageView::new(&state, &m, r, false)),
+        Event::new(
+            EventKind::MessageUpdate,
+            &MessageView::new(&state, &m, r, false),
+        ),
     );
     Ok(Json(MessageView::new(&state, &m, r, true)))
 }
@@ -389,7 +395,7 @@ async fn delete_message(
     state.dispatch(
         channel_audience(&c),
         Event::new(
-            "message_delete",
+            EventKind::MessageDelete,
             &serde_json::json!({"id": m.id.to_string(), "channel_id": c.id.to_string()}),
         ),
     );
@@ -410,8 +416,8 @@ async fn typing(
     let now = now_ms();
     state.dispatch(
         channel_audience(&c),
-        Event::ephemeral(
-            "typing_start",
+        Event::new(
+            EventKind::TypingStart,
             &serde_json::json!({
                 "channel_id": c.id.to_string(),
                 "user_id": user.to_string(),
@@ -483,7 +489,7 @@ async fn add_reaction(
         state.dispatch(
             channel_audience(&c),
             Event::new(
-                "message_reaction_add",
+                EventKind::MessageReactionAdd,
                 &reaction_event(&c, &m, user, &emoji),
             ),
         );
@@ -512,7 +518,7 @@ async fn remove_reaction(
         state.dispatch(
             channel_audience(&c),
             Event::new(
-                "message_reaction_remove",
+                EventKind::MessageReactionRemove,
                 &reaction_event(&c, &m, target, &emoji),
             ),
         );
@@ -592,7 +598,7 @@ async fn set_pin(
     state.dispatch(
         channel_audience(&c),
         Event::new(
-            "channel_pins_update",
+            EventKind::ChannelPinsUpdate,
             &serde_json::json!({
                 "channel_id": c.id.to_string(),
                 "message_id": m.id.to_string(),

@@ -5,11 +5,12 @@ use serde_json::json;
 
 use crate::ChatState;
 use crate::hub::{Audience, Event, Hub};
+use crate::model::EventKind;
 
 /// Tells the guilds the user came online or went offline.
 pub(crate) fn presence(hub: &Hub, user_id: i64, guilds: &[i64], status: &str) {
-    let ev = Event::ephemeral(
-        "presence_update",
+    let ev = Event::new(
+        EventKind::PresenceUpdate,
         &json!({"user_id": user_id.to_string(), "status": status}),
     );
     for g in guilds {

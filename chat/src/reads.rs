@@ -16,6 +16,7 @@ use crate::guild_store::{Channel, GuildAccess, Message};
 use crate::guilds::{channel_audience, in_channel, in_guild, parse_id};
 use crate::hub::{Audience, Event};
 use crate::message_service::MessageView;
+use crate::model::EventKind;
 use crate::read_store::{ChannelRead, Level, Setting};
 use crate::{ChatState, now_ms};
 
@@ -270,12 +271,18 @@ async fn ack(
         "last_read_id": mark.to_string(),
     });
     // The user's other sessions clear their badges.
-    state.dispatch(Audience::Users(vec![user]), Event::new("message_ack", &ev));
+    state.dispatch(
+        Audience::Users(vec![user]),
+        Event::new(EventKind::MessageAck, &ev),
+    );
     // In DMs and small channels, others update how many have read each message.
     let small =
         c.is_dm() || state.store.member_count(c.guild_id).await? <= READ_RECEIPT_MEMBERS as i64;
     if small {
-        state.dispatch(channel_audience(&c), Event::new("channel_read", &ev));
+        state.dispatch(
+            channel_audience(&c),
+            Event::new(EventKind::ChannelRead, &ev),
+        );
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -398,7 +405,7 @@ pub(crate) async fn notify(
         state.dispatch(
             Audience::Users(vec![u]),
             Event::new(
-                "notification_create",
+                EventKind::NotificationCreate,
                 &json!({
                     "reason": reason,
                     "guild_id": c.guild_id.to_string(),
@@ -444,7 +451,7 @@ async fn notify_dm(
         state.dispatch(
             Audience::Users(vec![u]),
             Event::new(
-                "notification_create",
+                EventKind::NotificationCreate,
                 &json!({"reason": reason, "message": view}),
             ),
         );
@@ -603,7 +610,7 @@ async fn put_setting(
     let view = SettingView::from(&s);
     state.dispatch(
         Audience::Users(vec![user]),
-        Event::new("notification_settings_update", &view),
+        Event::new(EventKind::NotificationSettingsUpdate, &view),
     );
     Ok(Json(view))
 }
