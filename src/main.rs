@@ -263,14 +263,8 @@ fn chat_config(
     }
     // A reverse proxy in front: its X-Forwarded-For names the client.
     if let Ok(v) = std::env::var("PARLOR_TRUSTED_PROXIES") {
-        config.trusted_proxies = v
-            .split(',')
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| {
-                parlor_chat::auth::Cidr::parse(p)
-                    .with_context(|| format!("PARLOR_TRUSTED_PROXIES: {p:?} is not an IP or CIDR"))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        config.trusted_proxies = parlor_chat::auth::Cidr::parse_list(&v)
+            .map_err(|e| anyhow::anyhow!("PARLOR_TRUSTED_PROXIES: {e}"))?;
     }
     // Bots' webhooks on this machine or network, for development: internal addresses
     // outgoing requests may reach.

@@ -139,6 +139,14 @@ impl Cidr {
         (prefix <= max).then_some(Cidr { net: ip, prefix })
     }
 
+    /// A comma-separated list of addresses or CIDR blocks (an environment variable).
+    pub fn parse_list(list: &str) -> Result<Vec<Cidr>, String> {
+        list.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| Cidr::parse(p).ok_or_else(|| format!("{p:?} is not an IP address or CIDR")))
+            .collect()
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),

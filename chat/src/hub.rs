@@ -352,18 +352,14 @@ impl Hub {
     /// and a connection writing one closes. How many ended.
     pub fn end_sessions_of(&self, user_id: i64, matches: impl Fn(&str) -> bool) -> usize {
         let mut reg = write(&self.reg);
-        let ids: Vec<String> = reg
-            .by_user
-            .get(&user_id)
+        let ids: Vec<String> = user_sessions(&reg, user_id)
             .into_iter()
-            .flatten()
             .filter(|id| {
                 reg.sessions
-                    .get(*id)
+                    .get(id)
                     .and_then(|s| s.auth.as_deref())
                     .is_some_and(&matches)
             })
-            .cloned()
             .collect();
         for id in &ids {
             if let Some(s) = reg.sessions.get(id).cloned() {
@@ -451,14 +447,7 @@ impl Hub {
     ) -> Option<HashSet<i64>> {
         let mut before = None;
         let mut reg = write(&self.reg);
-        let ids: Vec<String> = reg
-            .by_user
-            .get(&user_id)
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        for id in ids {
+        for id in user_sessions(&reg, user_id) {
             let Some(s) = reg.sessions.get(&id).cloned() else {
                 continue;
             };
@@ -498,6 +487,14 @@ impl Hub {
         users.dedup();
         users
     }
+}
+
+/// The ids of a user's sessions.
+fn user_sessions(reg: &Registry, user_id: i64) -> Vec<String> {
+    reg.by_user
+        .get(&user_id)
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Removes a session from the registry; its user.

@@ -75,10 +75,7 @@ pub fn is_internal(ip: IpAddr) -> bool {
 impl OutgoingPolicy {
     /// `PARLOR_OUTGOING_ALLOW`: comma-separated addresses or CIDR blocks.
     pub fn parse_allow(list: &str) -> Result<Vec<Cidr>, String> {
-        list.split(',')
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| Cidr::parse(p).ok_or_else(|| format!("{p:?} is not an IP address or CIDR")))
-            .collect()
+        Cidr::parse_list(list)
     }
 
     pub fn permits(&self, ip: IpAddr) -> bool {
