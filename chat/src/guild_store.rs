@@ -267,62 +267,6 @@ impl Store {
         Ok(())
     }
 
-    /// The users among `ids` and `usernames` (any case), in one query: `(id, lowercased
-    /// username)`. With a guild, only its members.
-    pub async fn users_named(
-        &self,
-        guild_id: Option<i64>,
-        ids: &[i64],
-        usernames: &[String],
-    ) -> Result<Vec<(i64, String)>, StoreError> {
-        if ids.is_empty() && usernames.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut n = 0;
-        let mut params = |k: usize, wrap: &str| {
-            (0..k)
-                .map(|_| {
-                    n += 1;
-                    wrap.replace('?', &format!("${n}"))
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut sql = String::from("SELECT u.id, lower(u.username) AS name FROM users u");
-        if guild_id.is_some() {
-            sql.push_str(" JOIN members m ON m.user_id = u.id AND m.guild_id = ");
-            sql.push_str(&params(1, "?"));
-        }
-        let mut any = Vec::new();
-        if !ids.is_empty() {
-            any.push(format!("u.id IN ({})", params(ids.len(), "?")));
-        }
-        if !usernames.is_empty() {
-            any.push(format!(
-                "lower(u.username) IN ({})",
-                params(usernames.len(), "lower(?)")
-            ));
-        }
-        sql.push_str(" WHERE ");
-        sql.push_str(&any.join(" OR "));
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        if let Some(g) = guild_id {
-            q = q.bind(g);
-        }
-        for id in ids {
-            q = q.bind(*id);
-        }
-        for name in usernames {
-            q = q.bind(name.clone());
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::Db)
-    }
-
-    /// The member's standing in a guild; `None` if not a member.
     pub async fn membership(
         &self,
         guild_id: i64,

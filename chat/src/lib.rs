@@ -14,6 +14,7 @@ pub mod dms;
 pub mod error;
 pub mod event_store;
 pub mod events;
+pub mod extract;
 pub mod gateway;
 pub mod guild_store;
 pub mod guilds;

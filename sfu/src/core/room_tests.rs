@@ -1,0 +1,558 @@
+//! The forwarding core of one room, in virtual time.
+
+use super::*;
+use parlor_proto::PublishSource;
+
+fn pid(s: &str) -> ParticipantId {
+    ParticipantId::parse(s).unwrap()
+}
+
+fn room_with(n: u32) -> Room {
+    let mut r = Room::new(CapsConfig::default(), 0);
+    for i in 0..n {
+        r.admit(
+            PeerKey(i),
+            pid(&format!("p{i}")),
+            format!("P{i}"),
+            Grants::default(),
+            false,
+        )
+        .unwrap();
+    }
+    r
+}
+
+fn forwards(out: &[Action]) -> Vec<Forward> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Forward(f) => Some(*f),
+            _ => None,
+        })
+        .collect()
+}
+
+fn keyframe_requests(out: &[Action]) -> Vec<usize> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::KeyframeRequest { layer, .. } => Some(*layer),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pkt(seq: u64, ts: u32, keyframe: bool) -> PacketIn {
+    PacketIn {
+        seq,
+        ts,
+        keyframe,
+        len: 1000,
+    }
+}
+
+#[test]
+fn caps_race_admits_exactly_the_cap() {
+    let mut r = Room::new(
+        CapsConfig {
+            max_participants: 10,
+            ..CapsConfig::default()
+        },
+        0,
+    );
+    let results: Vec<_> = (0..50)
+        .map(|i| {
+            r.admit(
+                PeerKey(i),
+                pid(&format!("u{i}")),
+                String::new(),
+                Grants::default(),
+                false,
+            )
+        })
+        .collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 10);
+    assert!(
+        results[10..]
+            .iter()
+            .all(|r| *r == Err(JoinError::RoomFull(10)))
+    );
+    // A seat frees up when someone leaves.
+    r.remove(PeerKey(3));
+    assert!(
+        r.admit(
+            PeerKey(99),
+            pid("late"),
+            String::new(),
+            Grants::default(),
+            false
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn publish_checks_grants_and_caps() {
+    let mut r = Room::new(
+        CapsConfig {
+            max_video_publishers: 1,
+            max_screen_shares: 1,
+            ..CapsConfig::default()
+        },
+        0,
+    );
+    let audio_only = Grants {
+        publish: vec![PublishSource::Audio],
+        subscribe: true,
+        admin: false,
+    };
+    r.admit(PeerKey(0), pid("a"), "A".into(), audio_only, false)
+        .unwrap();
+    r.admit(PeerKey(1), pid("b"), "B".into(), Grants::default(), false)
+        .unwrap();
+    r.admit(PeerKey(2), pid("c"), "C".into(), Grants::default(), false)
+        .unwrap();
+    assert_eq!(
+        r.publish(PeerKey(0), Source::Camera, vec![], false),
+        Err(PublishError::NotGranted("camera"))
+    );
+    assert!(
+        r.publish(PeerKey(0), Source::Microphone, vec![], false)
+            .is_ok()
+    );
+    assert!(r.publish(PeerKey(1), Source::Camera, vec![], false).is_ok());
+    // The same publisher may add a second camera; a second publisher may not.
+    assert!(r.publish(PeerKey(1), Source::Camera, vec![], false).is_ok());
+    assert_eq!(
+        r.publish(PeerKey(2), Source::Camera, vec![], false),
+        Err(PublishError::VideoPublishersFull(1))
+    );
+    assert!(r.publish(PeerKey(1), Source::Screen, vec![], false).is_ok());
+    assert_eq!(
+        r.publish(PeerKey(2), Source::Screen, vec![], false),
+        Err(PublishError::ScreenSharesFull(1))
+    );
+    // Screen audio does not count as a screen share.
+    assert!(
+        r.publish(PeerKey(2), Source::ScreenAudio, vec![], false)
+            .is_ok()
+    );
+}
+
+#[test]
+fn subscribe_unsubscribe_and_pause() {
+    let t0 = Instant::now();
+    let mut r = room_with(3);
+    let audio = r
+        .publish(PeerKey(0), Source::Microphone, vec![], false)
+        .unwrap();
+    let mut out = Vec::new();
+    for s in [1, 2] {
+        assert_eq!(r.subscribe(PeerKey(s), audio), Ok(true));
+        r.downtrack_ready(t0, PeerKey(s), audio, 10 + s, &mut out);
+    }
+    assert_eq!(
+        r.subscribe(PeerKey(0), audio),
+        Err(SubscribeError::OwnTrack)
+    );
+    out.clear();
+    r.on_rtp(t0, audio, 0, pkt(100, 960, true), &mut out);
+    let subs: Vec<_> = forwards(&out).iter().map(|f| f.sub).collect();
+    assert_eq!(subs, vec![PeerKey(1), PeerKey(2)]);
+
+    // Pause stops packets to that subscriber only.
+    assert!(r.set_paused(t0, PeerKey(1), audio, true, &mut out));
+    out.clear();
+    r.on_rtp(t0, audio, 0, pkt(101, 1920, true), &mut out);
+    let subs: Vec<_> = forwards(&out).iter().map(|f| f.sub).collect();
+    assert_eq!(subs, vec![PeerKey(2)]);
+
+    // Resume continues the sequence without a gap.
+    let before = forwards(&out)[0];
+    r.set_paused(t0, PeerKey(1), audio, false, &mut out);
+    out.clear();
+    for s in 102..110 {
+        r.on_rtp(t0, audio, 0, pkt(s, s as u32 * 960, true), &mut out);
+    }
+    let to1: Vec<_> = forwards(&out)
+        .into_iter()
+        .filter(|f| f.sub == PeerKey(1))
+        .collect();
+    assert_eq!(to1.len(), 8);
+    assert!(to1.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    let to2: Vec<_> = forwards(&out)
+        .into_iter()
+        .filter(|f| f.sub == PeerKey(2))
+        .collect();
+    assert_eq!(to2[0].seq, before.seq + 1);
+
+    // Unsubscribe stops packets to that subscriber only, for good.
+    assert_eq!(r.unsubscribe(PeerKey(2), audio), Some(Some(12)));
+    out.clear();
+    r.on_rtp(t0, audio, 0, pkt(110, 960 * 110, true), &mut out);
+    let subs: Vec<_> = forwards(&out).iter().map(|f| f.sub).collect();
+    assert_eq!(subs, vec![PeerKey(1)]);
+}
+
+#[test]
+fn nothing_is_forwarded_before_negotiation_or_keyframe() {
+    let t0 = Instant::now();
+    let mut r = room_with(2);
+    let cam = r
+        .publish(PeerKey(0), Source::Camera, vec![], false)
+        .unwrap();
+    r.subscribe(PeerKey(1), cam).unwrap();
+    let mut out = Vec::new();
+    r.on_rtp(t0, cam, 0, pkt(1, 0, true), &mut out);
+    assert!(forwards(&out).is_empty(), "not negotiated yet");
+    // Negotiated: a new video subscriber asks the publisher for a keyframe.
+    out.clear();
+    r.downtrack_ready(t0, PeerKey(1), cam, 7, &mut out);
+    assert_eq!(keyframe_requests(&out), vec![0]);
+    out.clear();
+    r.on_rtp(t0, cam, 0, pkt(2, 3000, false), &mut out);
+    assert!(forwards(&out).is_empty(), "delta frame before keyframe");
+    r.on_rtp(t0, cam, 0, pkt(3, 6000, true), &mut out);
+    r.on_rtp(t0, cam, 0, pkt(4, 6000, false), &mut out);
+    assert_eq!(forwards(&out).len(), 2);
+}
+
+fn simulcast_room(t0: Instant) -> (Room, TrackKey, Vec<Action>) {
+    let mut r = room_with(2);
+    let cam = r
+        .publish(
+            PeerKey(0),
+            Source::Camera,
+            vec!["l".into(), "m".into(), "h".into()],
+            false,
+        )
+        .unwrap();
+    let mut out = Vec::new();
+    // All three layers are sending.
+    for layer in 0..3 {
+        r.on_rtp(
+            t0,
+            cam,
+            layer,
+            pkt(layer as u64 * 10_000, 0, false),
+            &mut out,
+        );
+    }
+    r.subscribe(PeerKey(1), cam).unwrap();
+    out.clear();
+    r.downtrack_ready(t0, PeerKey(1), cam, 1, &mut out);
+    (r, cam, out)
+}
+
+#[test]
+fn layer_switch_waits_for_keyframe_and_stays_continuous() {
+    let t0 = Instant::now();
+    let (mut r, cam, mut out) = simulcast_room(t0);
+    assert_eq!(keyframe_requests(&out), vec![2], "default quality is high");
+    out.clear();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    r.on_rtp(ms(10), cam, 2, pkt(20_001, 90_000, true), &mut out);
+    for i in 2..6 {
+        r.on_rtp(
+            ms(10 * i),
+            cam,
+            2,
+            pkt(20_000 + i, 90_000 + 3000 * i as u32, false),
+            &mut out,
+        );
+    }
+    let high: Vec<_> = forwards(&out);
+    assert_eq!(high.len(), 5);
+    let last = *high.last().unwrap();
+
+    // Ask for low: a keyframe is requested on layer 0; layer 2 keeps flowing until then.
+    out.clear();
+    r.set_quality(ms(60), PeerKey(1), cam, Quality::Low, &mut out);
+    assert_eq!(keyframe_requests(&out), vec![0]);
+    out.clear();
+    r.on_rtp(ms(70), cam, 0, pkt(500, 7_000, false), &mut out);
+    assert!(forwards(&out).is_empty(), "no switch on a delta frame");
+    r.on_rtp(ms(70), cam, 2, pkt(20_006, 108_000, false), &mut out);
+    let kept = forwards(&out);
+    assert_eq!(kept.len(), 1, "old layer continues until the switch");
+    assert_eq!(kept[0].seq, last.seq + 1);
+    out.clear();
+    r.on_rtp(ms(100), cam, 0, pkt(501, 10_000, true), &mut out);
+    r.on_rtp(ms(100), cam, 2, pkt(20_007, 111_000, false), &mut out);
+    r.on_rtp(ms(133), cam, 0, pkt(502, 13_000, false), &mut out);
+    let after = forwards(&out);
+    assert_eq!(after.len(), 2, "only layer 0 after the switch");
+    assert_eq!(after[0].seq, kept[0].seq + 1, "sequence continues");
+    let dt = after[0].ts.wrapping_sub(kept[0].ts);
+    assert!(
+        (2000..=3500).contains(&dt),
+        "timestamp continues, advanced {dt}"
+    );
+    assert_eq!(after[1].seq, after[0].seq + 1);
+    assert_eq!(after[1].ts.wrapping_sub(after[0].ts), 3000);
+}
+
+#[test]
+fn bandwidth_estimate_lowers_the_layer() {
+    let t0 = Instant::now();
+    let (mut r, cam, mut out) = simulcast_room(t0);
+    measure_layers(&mut r, cam, t0, &mut out);
+    out.clear();
+    r.set_bandwidth(
+        t0 + Duration::from_millis(1100),
+        PeerKey(1),
+        500_000,
+        &mut out,
+    );
+    assert_eq!(keyframe_requests(&out), vec![1]);
+    assert_eq!(
+        r.track(cam).unwrap().downtrack(PeerKey(1)).unwrap().target,
+        Some(1)
+    );
+    out.clear();
+    r.set_bandwidth(
+        t0 + Duration::from_millis(1700),
+        PeerKey(1),
+        50_000,
+        &mut out,
+    );
+    assert_eq!(
+        r.track(cam).unwrap().downtrack(PeerKey(1)).unwrap().target,
+        Some(0)
+    );
+}
+
+/// Feeds ~1.6 Mbps, ~400 kbps and ~100 kbps on the three layers for 1.1 s.
+fn measure_layers(r: &mut Room, cam: TrackKey, t0: Instant, out: &mut Vec<Action>) {
+    let sizes = [12usize, 50, 200];
+    for ms in 0..=1100u64 {
+        let now = t0 + Duration::from_millis(ms);
+        for (layer, size) in sizes.iter().enumerate() {
+            let p = PacketIn {
+                seq: 1 + ms + layer as u64 * 100_000,
+                ts: ms as u32 * 90,
+                keyframe: false,
+                len: *size,
+            };
+            r.on_rtp(now, cam, layer, p, out);
+        }
+    }
+}
+
+#[test]
+fn a_bandwidth_estimate_within_ten_percent_moves_nothing() {
+    let t0 = Instant::now();
+    let at = |ms| t0 + Duration::from_millis(ms);
+    let target = |r: &Room, cam| r.track(cam).unwrap().downtrack(PeerKey(1)).unwrap().target;
+    // Alone, 390 kbps is below the medium layer's ~400 kbps: the low layer.
+    let (mut fresh, cam, mut out) = simulcast_room(t0);
+    measure_layers(&mut fresh, cam, t0, &mut out);
+    fresh.set_bandwidth(at(1100), PeerKey(1), 390_000, &mut out);
+    assert_eq!(target(&fresh, cam), Some(0));
+
+    let (mut r, cam, mut out) = simulcast_room(t0);
+    measure_layers(&mut r, cam, t0, &mut out);
+    r.set_bandwidth(at(1100), PeerKey(1), 420_000, &mut out);
+    assert_eq!(target(&r, cam), Some(1));
+    // 390 kbps is within 10% of the 420 kbps the layer was chosen for: no change.
+    r.set_bandwidth(at(1200), PeerKey(1), 390_000, &mut out);
+    assert_eq!(
+        target(&r, cam),
+        Some(1),
+        "jitter within 10% keeps the layer"
+    );
+    // A larger change moves it.
+    r.set_bandwidth(at(1300), PeerKey(1), 300_000, &mut out);
+    assert_eq!(target(&r, cam), Some(0));
+}
+
+#[test]
+fn a_newer_session_of_an_identity_replaces_the_older_one() {
+    let mut r = Room::new(
+        CapsConfig {
+            max_participants: 2,
+            ..CapsConfig::default()
+        },
+        0,
+    );
+    let join = |r: &mut Room, k: u32, who: &str| {
+        r.admit(PeerKey(k), pid(who), who.into(), Grants::default(), false)
+    };
+    assert_eq!(join(&mut r, 0, "ann"), Ok(None));
+    assert_eq!(join(&mut r, 1, "ben"), Ok(None));
+    // The room is full, but ann's second session takes the first one's seat.
+    assert_eq!(join(&mut r, 2, "ann"), Ok(Some(PeerKey(0))));
+    assert_eq!(join(&mut r, 3, "cat"), Err(JoinError::RoomFull(2)));
+    assert_eq!(join(&mut r, 2, "dan"), Err(JoinError::AlreadyJoined));
+}
+
+#[test]
+fn auto_subscribers_get_every_track_but_their_own() {
+    let mut r = room_with(4);
+    let watch_only = Grants {
+        publish: vec![],
+        subscribe: false,
+        admin: false,
+    };
+    r.admit(
+        PeerKey(9),
+        pid("whep"),
+        String::new(),
+        Grants::default(),
+        true,
+    )
+    .unwrap();
+    r.admit(PeerKey(8), pid("mute"), String::new(), watch_only, false)
+        .unwrap();
+    r.set_auto_subscribe(PeerKey(8), true);
+    r.set_auto_subscribe(PeerKey(3), false);
+    let mic = r
+        .publish(PeerKey(0), Source::Microphone, vec![], false)
+        .unwrap();
+    let cam = r
+        .publish(PeerKey(1), Source::Camera, vec![], false)
+        .unwrap();
+    // Hidden viewers, members without the subscribe grant and members who asked
+    // not to auto-subscribe are left out.
+    assert_eq!(r.auto_subscribers(mic), vec![PeerKey(1), PeerKey(2)]);
+    assert_eq!(r.auto_subscribers(cam), vec![PeerKey(0), PeerKey(2)]);
+    r.admit(
+        PeerKey(5),
+        pid("late"),
+        String::new(),
+        Grants::default(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(r.auto_subscriptions(PeerKey(5)), vec![mic, cam]);
+    assert_eq!(r.auto_subscriptions(PeerKey(0)), vec![cam], "not its own");
+    assert!(r.auto_subscriptions(PeerKey(9)).is_empty());
+    assert!(r.auto_subscriptions(PeerKey(3)).is_empty());
+}
+
+#[test]
+fn occupancy_counts_as_the_caps_do() {
+    let mut r = room_with(3);
+    r.publish(PeerKey(0), Source::Camera, vec![], false)
+        .unwrap();
+    r.publish(PeerKey(0), Source::Camera, vec![], false)
+        .unwrap();
+    r.publish(PeerKey(1), Source::Camera, vec![], false)
+        .unwrap();
+    r.publish(PeerKey(1), Source::Screen, vec![], false)
+        .unwrap();
+    r.publish(PeerKey(1), Source::ScreenAudio, vec![], false)
+        .unwrap();
+    assert_eq!(
+        r.occupancy(),
+        Occupancy {
+            participants: 3,
+            video_publishers: 2,
+            screen_shares: 1,
+        }
+    );
+}
+
+#[test]
+fn at_most_three_simulcast_layers() {
+    let mut r = room_with(1);
+    let rids = |n: usize| (0..n).map(|i| format!("r{i}")).collect::<Vec<_>>();
+    assert!(Room::check_layers(&rids(3)).is_ok());
+    assert_eq!(
+        Room::check_layers(&rids(4)),
+        Err(PublishError::TooManyLayers(3))
+    );
+    assert_eq!(
+        r.publish(PeerKey(0), Source::Camera, rids(4), false),
+        Err(PublishError::TooManyLayers(3))
+    );
+    assert!(r.member(PeerKey(0)).unwrap().tracks.is_empty());
+}
+
+#[test]
+fn a_transport_down_longer_than_the_grace_expires() {
+    let t0 = Instant::now();
+    assert!(!transport_expired(None, t0 + Duration::from_secs(60)));
+    assert!(!transport_expired(Some(t0), t0 + DISCONNECT_GRACE));
+    assert!(transport_expired(
+        Some(t0),
+        t0 + DISCONNECT_GRACE + Duration::from_millis(1)
+    ));
+}
+
+#[test]
+fn keyframe_requests_are_throttled_per_layer() {
+    let t0 = Instant::now();
+    let mut r = room_with(3);
+    let cam = r
+        .publish(PeerKey(0), Source::Camera, vec![], false)
+        .unwrap();
+    let mut out = Vec::new();
+    r.on_rtp(t0, cam, 0, pkt(1, 0, true), &mut out);
+    for s in [1, 2] {
+        r.subscribe(PeerKey(s), cam).unwrap();
+        r.downtrack_ready(t0, PeerKey(s), cam, s, &mut out);
+    }
+    assert_eq!(
+        keyframe_requests(&out).len(),
+        1,
+        "two new subscribers, one PLI"
+    );
+    out.clear();
+    r.on_rtp(t0, cam, 0, pkt(2, 3000, true), &mut out);
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    for n in [100, 200, 300, 499] {
+        r.subscriber_keyframe_request(ms(n), PeerKey(1), cam, &mut out);
+        r.subscriber_keyframe_request(ms(n), PeerKey(2), cam, &mut out);
+    }
+    assert!(keyframe_requests(&out).is_empty());
+    r.subscriber_keyframe_request(ms(500), PeerKey(2), cam, &mut out);
+    r.subscriber_keyframe_request(ms(600), PeerKey(1), cam, &mut out);
+    assert_eq!(keyframe_requests(&out).len(), 1);
+    r.subscriber_keyframe_request(ms(1000), PeerKey(1), cam, &mut out);
+    assert_eq!(keyframe_requests(&out).len(), 2);
+}
+
+#[test]
+fn active_speakers_change_at_most_every_interval() {
+    let t0 = Instant::now();
+    let mut r = room_with(3);
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    r.on_audio_level(ms(0), PeerKey(1), 20);
+    r.on_audio_level(ms(0), PeerKey(2), 127);
+    let s = r.poll_speakers(ms(0)).unwrap();
+    assert_eq!(s.iter().map(|s| s.0).collect::<Vec<_>>(), vec![PeerKey(1)]);
+    r.on_audio_level(ms(50), PeerKey(2), 10);
+    assert_eq!(r.poll_speakers(ms(100)), None, "inside the interval");
+    let s = r.poll_speakers(ms(200)).unwrap();
+    assert_eq!(
+        s.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![PeerKey(2), PeerKey(1)]
+    );
+    assert_eq!(
+        r.poll_speakers(ms(400)),
+        None,
+        "unchanged set is not repeated"
+    );
+    // Silence: both drop out after the hold time.
+    assert_eq!(r.poll_speakers(ms(1000)).unwrap(), vec![]);
+}
+
+#[test]
+fn leaving_removes_tracks_and_subscriptions() {
+    let t0 = Instant::now();
+    let mut r = room_with(2);
+    let a = r
+        .publish(PeerKey(0), Source::Microphone, vec![], false)
+        .unwrap();
+    let b = r
+        .publish(PeerKey(1), Source::Microphone, vec![], false)
+        .unwrap();
+    r.subscribe(PeerKey(1), a).unwrap();
+    r.subscribe(PeerKey(0), b).unwrap();
+    let mut out = Vec::new();
+    r.downtrack_ready(t0, PeerKey(1), a, 1, &mut out);
+    let gone = r.remove(PeerKey(0));
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].key, a);
+    assert!(r.track(b).unwrap().downtracks.is_empty());
+    assert_eq!(r.len(), 1);
+}
