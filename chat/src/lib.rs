@@ -9,6 +9,7 @@ pub mod auth;
 pub mod blobs;
 pub mod bot_store;
 pub mod bots;
+pub mod channels;
 pub mod dm_store;
 pub mod dms;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod gateway;
 pub mod guild_store;
 pub mod guilds;
 pub mod hub;
+pub mod invites;
 pub mod member_store;
 pub mod members;
 pub mod mentions;
@@ -229,6 +231,8 @@ pub fn router(state: ChatState) -> Router {
     let json = api::router(state.clone())
         .merge(guilds::router(state.clone()))
         .merge(members::router(state.clone()))
+        .merge(channels::router(state.clone()))
+        .merge(invites::router(state.clone()))
         .merge(messages::router(state.clone()))
         .merge(voice::router(state.clone()))
         .merge(reads::router(state.clone()))
