@@ -14,6 +14,7 @@ use tracing::{Instrument, debug, info_span};
 
 use crate::error::ChatError;
 use crate::hub::{Audience, Event, Next, ResumeError, Session};
+use parlor_edge::{CloseCode, Heartbeat};
 use crate::model::EventKind;
 use crate::{ChatState, auth};
 
@@ -27,18 +28,6 @@ const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one write to a client may take before the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
-pub mod close {
-    pub const AUTHENTICATION_FAILED: u16 = 4001;
-    pub const DECODE_ERROR: u16 = 4002;
-    pub const NOT_IDENTIFIED: u16 = 4003;
-    /// The sign-in session behind the socket ended (logout, password change, a replayed
-    /// refresh token). Not resumable.
-    pub const SESSION_ENDED: u16 = 4004;
-    pub const RATE_LIMITED: u16 = 4008;
-    /// No heartbeat in time, or too slow to keep up with events.
-    pub const SESSION_TIMEOUT: u16 = 4009;
-    pub const TOO_BIG: u16 = 1009;
-}
 
 pub async fn handler(State(state): State<ChatState>, ws: WebSocketUpgrade) -> Response {
     // The transport cap is above the protocol limit so an oversized frame gets a close
@@ -139,11 +128,11 @@ async fn send(sink: &mut Sink, text: String) -> Result<(), ()> {
     }
 }
 
-async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
+async fn close_with(sink: &mut Sink, code: CloseCode, reason: &str) {
     let _ = tokio::time::timeout(
         Duration::from_secs(2),
         sink.send(Message::Close(Some(CloseFrame {
-            code,
+            code: code.code(),
             reason: reason.to_owned().into(),
         }))),
     )
@@ -182,7 +171,7 @@ fn error_frame(code: &str, message: &str) -> String {
 /// What ends a connection.
 enum End {
     /// Send this close code and reason.
-    Close(u16, &'static str),
+    Close(CloseCode, &'static str),
     /// The socket is gone already.
     Gone,
     /// The client closed cleanly: the session ends too.
@@ -206,7 +195,7 @@ async fn run(state: ChatState, socket: WebSocket) {
         let msg = tokio::select! {
             m = stream.next() => m,
             _ = tokio::time::sleep_until(identify_deadline) => {
-                break Err(End::Close(close::NOT_IDENTIFIED, "identify in time"));
+                break Err(End::Close(CloseCode::NotIdentified, "identify in time"));
             }
         };
         let text = match frame_text(msg) {
@@ -215,7 +204,7 @@ async fn run(state: ChatState, socket: WebSocket) {
             Err(end) => break Err(end),
         };
         if !bucket.take() {
-            break Err(End::Close(close::RATE_LIMITED, "too many frames"));
+            break Err(End::Close(CloseCode::RateLimited, "too many frames"));
         }
         match ClientFrame::parse(&text) {
             Ok(ClientFrame::Identify { token }) => match identify(&state, &token).await {
@@ -230,7 +219,7 @@ async fn run(state: ChatState, socket: WebSocket) {
                 let Ok(crate::api::Caller { user_id: user, .. }) = token_user(&state, &token).await
                 else {
                     break Err(End::Close(
-                        close::AUTHENTICATION_FAILED,
+                        CloseCode::AuthenticationFailed,
                         "the access token is not valid",
                     ));
                 };
@@ -274,7 +263,7 @@ async fn run(state: ChatState, socket: WebSocket) {
             }
             Err(e) => {
                 let _ = send(&mut sink, error_frame("invalid_frame", &e)).await;
-                break Err(End::Close(close::DECODE_ERROR, "invalid frame"));
+                break Err(End::Close(CloseCode::DecodeError, "invalid frame"));
             }
         }
     };
@@ -314,13 +303,13 @@ fn frame_text(msg: Option<Result<Message, axum::Error>>) -> Result<Option<String
     match msg {
         Some(Ok(Message::Text(t))) => {
             if t.len() > MAX_CLIENT_FRAME {
-                Err(End::Close(close::TOO_BIG, "frame too large"))
+                Err(End::Close(CloseCode::TooLarge, "frame too large"))
             } else {
                 Ok(Some(t.to_string()))
             }
         }
         Some(Ok(Message::Binary(_))) => {
-            Err(End::Close(close::DECODE_ERROR, "frames are JSON text"))
+            Err(End::Close(CloseCode::DecodeError, "frames are JSON text"))
         }
         Some(Ok(Message::Close(Some(f)))) if f.code == 1000 => Err(End::ClientClosed),
         Some(Ok(Message::Close(_))) | None => Err(End::Gone),
@@ -328,7 +317,7 @@ fn frame_text(msg: Option<Result<Message, axum::Error>>) -> Result<Option<String
         Some(Err(e)) => {
             debug!(error = %e, "websocket error");
             if e.to_string().contains("too long") || e.to_string().contains("size") {
-                Err(End::Close(close::TOO_BIG, "frame too large"))
+                Err(End::Close(CloseCode::TooLarge, "frame too large"))
             } else {
                 Err(End::Gone)
             }
@@ -346,29 +335,24 @@ async fn pump(
     bucket: &mut parlor_edge::FrameLimit,
 ) -> End {
     let hb = state.config.heartbeat_interval;
-    let mut deadline = tokio::time::Instant::now() + hb + hb / 2;
+    let mut heartbeat = Heartbeat::new(hb + hb / 2);
     loop {
-        let wake = session.wake.notified();
-        tokio::pin!(wake);
-        wake.as_mut().enable();
-        match session.take(generation) {
-            Next::Frames(frames) => {
-                for f in frames {
-                    if send(sink, f.to_string()).await.is_err() {
-                        return End::Gone;
+        tokio::select! {
+            next = session.outbox.next(generation) => match next {
+                Next::Frames(frames) => {
+                    for f in frames {
+                        if send(sink, f.to_string()).await.is_err() {
+                            return End::Gone;
+                        }
                     }
                 }
-                continue;
-            }
-            Next::Overflowed => return End::Close(close::SESSION_TIMEOUT, "too slow"),
-            Next::Replaced => return End::Close(4000, "resumed elsewhere"),
-            Next::Ended => return End::Close(close::SESSION_ENDED, "session ended"),
-            Next::Idle => {}
-        }
-        tokio::select! {
-            _ = &mut wake => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                return End::Close(close::SESSION_TIMEOUT, "no heartbeat");
+                Next::Overflowed => return End::Close(CloseCode::SessionTimeout, "too slow"),
+                Next::Replaced => return End::Close(CloseCode::ResumedElsewhere, "resumed elsewhere"),
+                Next::Ended => return End::Close(CloseCode::SessionEnded, "session ended"),
+                Next::Idle => {}
+            },
+            _ = heartbeat.missed() => {
+                return End::Close(CloseCode::SessionTimeout, "no heartbeat");
             }
             msg = stream.next() => {
                 let text = match frame_text(msg) {
@@ -377,11 +361,11 @@ async fn pump(
                     Err(end) => return end,
                 };
                 if !bucket.take() {
-                    return End::Close(close::RATE_LIMITED, "too many frames");
+                    return End::Close(CloseCode::RateLimited, "too many frames");
                 }
                 match ClientFrame::parse(&text) {
                     Ok(ClientFrame::Heartbeat) => {
-                        deadline = tokio::time::Instant::now() + hb + hb / 2;
+                        heartbeat.beat();
                         if send(sink, ServerOp::HeartbeatAck.text()).await.is_err() {
                             return End::Gone;
                         }
@@ -391,7 +375,7 @@ async fn pump(
                     }
                     Err(e) => {
                         let _ = send(sink, error_frame("invalid_frame", &e)).await;
-                        return End::Close(close::DECODE_ERROR, "invalid frame");
+                        return End::Close(CloseCode::DecodeError, "invalid frame");
                     }
                 }
             }
@@ -416,20 +400,20 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
     }) = token_user(state, token).await
     else {
         return Err(End::Close(
-            close::AUTHENTICATION_FAILED,
+            CloseCode::AuthenticationFailed,
             "the access token is not valid",
         ));
     };
     let internal = |e: ChatError| {
         tracing::error!(error = ?e, "identify failed");
-        End::Close(1011, "internal error")
+        End::Close(CloseCode::InternalError, "internal error")
     };
     let user = state
         .store
         .user(user_id)
         .await
         .map_err(|e| internal(e.into()))?
-        .ok_or(End::Close(close::AUTHENTICATION_FAILED, "no such user"))?;
+        .ok_or(End::Close(CloseCode::AuthenticationFailed, "no such user"))?;
     let was_online = state.hub.online(user_id);
     let mut visible: HashMap<i64, HashSet<i64>> = HashMap::new();
     let guild_ids = state

@@ -8,15 +8,20 @@
 //! they are never replayed. A session whose unsent backlog would push a message out of
 //! its replay buffer is closed instead and cannot be resumed; its client catches up over
 //! REST with `after=<last id>`.
+//!
+//! The numbering, replay, shedding and resume are the shared session layer's
+//! ([`parlor_edge::session`]); this module adds who receives what.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
+use parlor_edge::{Outbox, OutboxLimits};
 use serde::Serialize;
 
 use crate::model::EventKind;
-use tokio::sync::Notify;
+
+pub use parlor_edge::{Next, ResumeError};
 
 /// Who receives an event.
 #[derive(Debug, Clone)]
@@ -82,35 +87,6 @@ impl Default for HubLimits {
     }
 }
 
-#[derive(Debug)]
-struct Frame {
-    seq: u64,
-    text: Arc<str>,
-    ephemeral: bool,
-}
-
-#[derive(Debug, Default)]
-struct SessionState {
-    /// The last sequence number given out.
-    seq: u64,
-    /// The last sequence number written to the current connection.
-    sent: u64,
-    replay: VecDeque<Frame>,
-    /// Channels this user can view, per guild.
-    visible: HashMap<i64, HashSet<i64>>,
-    /// Some connection owns the session now.
-    attached: bool,
-    detached_at: Option<Instant>,
-    /// An unsent event fell out of the replay buffer: the session is over.
-    overflowed: bool,
-    /// Bumped each time a connection attaches; an older connection stops writing.
-    generation: u64,
-    /// The events shed since the last one written.
-    shed: u64,
-    /// The sign-in session behind it ended (logout, password change): closed for good.
-    ended: bool,
-}
-
 /// A chat session: a user's subscription to events, across reconnects.
 #[derive(Debug)]
 pub struct Session {
@@ -118,104 +94,42 @@ pub struct Session {
     pub user_id: i64,
     /// The sign-in session whose access token opened it; `None` for a bot token.
     pub auth: Option<String>,
-    state: Mutex<SessionState>,
-    /// Woken when there is something to write, or the session ended.
-    pub wake: Notify,
-}
-
-/// What a connection should do next.
-#[derive(Debug)]
-pub enum Next {
-    /// Frames to write, in order.
-    Frames(Vec<Arc<str>>),
-    /// Nothing yet: wait on [`Session::wake`].
-    Idle,
-    /// The session fell too far behind and ended.
-    Overflowed,
-    /// Another connection took the session over.
-    Replaced,
-    /// The sign-in session behind it ended.
-    Ended,
+    /// Channels this user can view, per guild.
+    visible: Mutex<HashMap<i64, HashSet<i64>>>,
+    /// Numbered events, the replay buffer and the connection writing them.
+    pub outbox: Outbox,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Held for queue operations only, never across an await.
+    // Held for a lookup or an update, never across an await.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Session {
     /// Frames not yet written to the connection of `generation`.
     pub fn take(&self, generation: u64) -> Next {
-        let mut s = lock(&self.state);
-        if s.ended {
-            return Next::Ended;
-        }
-        if s.generation != generation {
-            return Next::Replaced;
-        }
-        if s.overflowed {
-            return Next::Overflowed;
-        }
-        let sent = s.sent;
-        let out: Vec<Arc<str>> = s
-            .replay
-            .iter()
-            .filter(|f| f.seq > sent)
-            .map(|f| f.text.clone())
-            .collect();
-        if out.is_empty() {
-            return Next::Idle;
-        }
-        s.sent = s.seq;
-        s.shed = 0;
-        Next::Frames(out)
+        self.outbox.take(generation)
     }
 
     /// Queues one event, if the session can see its channel.
-    fn push(&self, ev: &Event, audience_channel: Option<(i64, i64)>, limits: &HubLimits) {
-        let mut s = lock(&self.state);
-        if s.overflowed {
-            return;
-        }
+    fn push(&self, ev: &Event, audience_channel: Option<(i64, i64)>) {
         if let Some((guild, channel)) = audience_channel
-            && !s.visible.get(&guild).is_some_and(|v| v.contains(&channel))
+            && !lock(&self.visible)
+                .get(&guild)
+                .is_some_and(|v| v.contains(&channel))
         {
             return;
         }
-        let backlog = (s.seq - s.sent) as usize;
-        if ev.ephemeral && (backlog >= limits.shed_after || !s.attached) {
-            s.shed += 1;
-            return;
-        }
-        s.seq += 1;
-        let seq = s.seq;
-        s.replay.push_back(Frame {
-            seq,
-            text: ev.frame(seq).into(),
-            ephemeral: ev.ephemeral,
-        });
-        while s.replay.len() > limits.replay {
-            if let Some(f) = s.replay.pop_front()
-                && f.seq > s.sent
-                && !f.ephemeral
-            {
-                // It cannot be resumed any more: keep a tombstone, not the buffer, so a
-                // resume is told it came too late until the session times out.
-                s.overflowed = true;
-                s.replay = VecDeque::new();
-            }
-        }
-        drop(s);
-        self.wake.notify_one();
+        self.outbox.push(ev.ephemeral, |seq| ev.frame(seq));
     }
 
     /// Which guilds the session receives events of.
     pub fn guilds(&self) -> Vec<i64> {
-        lock(&self.state).visible.keys().copied().collect()
+        lock(&self.visible).keys().copied().collect()
     }
 
     pub fn seq(&self) -> u64 {
-        lock(&self.state).seq
+        self.outbox.seq()
     }
 }
 
@@ -224,15 +138,6 @@ struct Registry {
     sessions: HashMap<String, Arc<Session>>,
     by_guild: HashMap<i64, HashSet<String>>,
     by_user: HashMap<i64, HashSet<String>>,
-}
-
-/// Why a resume was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResumeError {
-    /// Unknown, expired, or another user's session.
-    Invalid,
-    /// The events after `seq` are no longer all in the buffer.
-    TooOld,
 }
 
 #[derive(Debug)]
@@ -270,13 +175,12 @@ impl Hub {
             id: id.clone(),
             user_id,
             auth,
-            state: Mutex::new(SessionState {
-                visible,
-                attached: true,
-                generation: 1,
-                ..SessionState::default()
+            visible: Mutex::new(visible),
+            outbox: Outbox::new(OutboxLimits {
+                replay: self.limits.replay,
+                shed_after: self.limits.shed_after,
+                number_ephemeral: true,
             }),
-            wake: Notify::new(),
         });
         let mut reg = write(&self.reg);
         for g in guilds {
@@ -303,48 +207,24 @@ impl Hub {
         if session.user_id != user_id {
             return Err(ResumeError::Invalid);
         }
-        let mut s = lock(&session.state);
-        if seq > s.seq {
-            return Err(ResumeError::Invalid);
-        }
-        if s.overflowed {
-            return Err(ResumeError::TooOld);
-        }
-        // Every event after `seq` must still be buffered.
-        if s.seq > seq && s.replay.front().is_none_or(|f| f.seq > seq + 1) {
-            return Err(ResumeError::TooOld);
-        }
-        // Stale typing and presence are not replayed.
-        s.replay.retain(|f| f.seq <= seq || !f.ephemeral);
-        s.sent = seq;
-        s.attached = true;
-        s.detached_at = None;
-        s.generation += 1;
-        let generation = s.generation;
-        drop(s);
-        // Wake the old connection, if any, so it sees it was replaced.
-        session.wake.notify_waiters();
+        let (generation, _) = session.outbox.resume(seq)?;
         Ok((session, generation))
     }
 
     /// The connection of `generation` is gone; the session waits for a resume.
     pub fn detach(&self, session: &Session, generation: u64) {
-        let mut s = lock(&session.state);
-        if s.generation == generation {
-            s.attached = false;
-            s.detached_at = Some(Instant::now());
-        }
+        session.outbox.detach(generation);
     }
 
     /// Ends a session for good on a clean close by the connection of `generation`, unless
     /// another connection has resumed it since. True if it ended.
     pub fn close(&self, session: &Session, generation: u64) -> bool {
-        if lock(&session.state).generation != generation {
+        if !session.outbox.is_current(generation) {
             return false;
         }
         let mut reg = write(&self.reg);
         drop_session(&mut reg, &session.id);
-        session.wake.notify_waiters();
+        session.outbox.end();
         true
     }
 
@@ -362,9 +242,8 @@ impl Hub {
             })
             .collect();
         for id in &ids {
-            if let Some(s) = reg.sessions.get(id).cloned() {
-                lock(&s.state).ended = true;
-                s.wake.notify_waiters();
+            if let Some(s) = reg.sessions.get(id) {
+                s.outbox.end();
             }
             drop_session(&mut reg, id);
         }
@@ -378,9 +257,8 @@ impl Hub {
             .sessions
             .values()
             .filter(|s| {
-                let st = lock(&s.state);
-                st.detached_at
-                    .is_some_and(|at| now.duration_since(at) >= self.limits.session_timeout)
+                s.outbox
+                    .detached_longer_than(now, self.limits.session_timeout)
             })
             .map(|s| s.id.clone())
             .collect();
@@ -414,7 +292,7 @@ impl Hub {
         let each = |ids: Option<&HashSet<String>>, filter: Option<(i64, i64)>| {
             for id in ids.into_iter().flatten() {
                 if let Some(s) = reg.sessions.get(id) {
-                    s.push(ev, filter, &self.limits);
+                    s.push(ev, filter);
                 }
             }
         };
@@ -431,7 +309,7 @@ impl Hub {
             }
             Audience::Session(id) => {
                 if let Some(s) = reg.sessions.get(id) {
-                    s.push(ev, None, &self.limits);
+                    s.push(ev, None);
                 }
             }
         }
@@ -451,15 +329,15 @@ impl Hub {
             let Some(s) = reg.sessions.get(&id).cloned() else {
                 continue;
             };
-            let mut st = lock(&s.state);
+            let mut visible = lock(&s.visible);
             match &channels {
                 Some(c) => {
-                    let old = st.visible.insert(guild_id, c.clone());
+                    let old = visible.insert(guild_id, c.clone());
                     before = before.or(old);
                     reg.by_guild.entry(guild_id).or_default().insert(id);
                 }
                 None => {
-                    let old = st.visible.remove(&guild_id);
+                    let old = visible.remove(&guild_id);
                     before = before.or(old);
                     if let Some(set) = reg.by_guild.get_mut(&guild_id) {
                         set.remove(&id);

@@ -1,5 +1,6 @@
 //! What every Parlor service runs at its edge, whether it serves alone or beside the
-//! others: a request id and a tracing span per HTTP request.
+//! others: a request id and a tracing span per HTTP request, rate limits, and the
+//! session layer of both WebSocket gateways ([`session`]).
 //!
 //! Each request gets an `x-request-id` (the client's, if it sent one, else a fresh one:
 //! this process's random prefix and a counter, which costs no syscall), echoed in the
@@ -8,8 +9,10 @@
 //! open their own span inside it when they upgrade.
 
 pub mod rate;
+pub mod session;
 
 pub use rate::{FrameLimit, KeyedLimit};
+pub use session::{CloseCode, Heartbeat, Next, Outbox, OutboxLimits, ResumeError};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
 use parlor_proto::control::{
@@ -23,14 +22,8 @@ use parlor_proto::signal::{
 };
 
 use crate::AppState;
-use crate::session::{CONNECTION_QUEUE, Frame, REPLAY_FRAMES, ResumeError, Session};
-
-/// Close codes beyond the standard ones.
-const CLOSE_AUTH_FAILED: u16 = 4001;
-const CLOSE_IDENTIFY_TIMEOUT: u16 = 4002;
-const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4003;
-const CLOSE_TOO_SLOW: u16 = 4008;
-const CLOSE_TOO_LARGE: u16 = 1009;
+use crate::session::Session;
+use parlor_edge::{CloseCode, Heartbeat, Next, ResumeError};
 
 /// Messages a client may send per second, sustained, and in a burst.
 const RATE_PER_SEC: f64 = 30.0;
@@ -43,7 +36,7 @@ pub async fn ws_handler(State(state): State<AppState>, ws: WebSocketUpgrade) -> 
         .max_frame_size(MAX_FRAME_BYTES * 16)
         .on_upgrade(move |socket| {
             let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
-            Connection::new(state, conn_id)
+            Connection::new(state)
                 .run(socket)
                 .instrument(info_span!("ws", conn = conn_id))
         })
@@ -51,30 +44,30 @@ pub async fn ws_handler(State(state): State<AppState>, ws: WebSocketUpgrade) -> 
 
 struct Connection {
     state: AppState,
-    conn_id: u64,
     session: Option<Arc<Session>>,
-    /// Frames for this socket, from the session (replies, room events, replays).
-    tx: mpsc::Sender<Frame>,
-    rx: mpsc::Receiver<Frame>,
-    last_heartbeat: Instant,
+    /// This connection's generation of the session: a newer one replaces it.
+    generation: u64,
+    /// Frames for this socket before it has a session (hello, errors, acks).
+    direct: Vec<String>,
+    heartbeat: Heartbeat,
     frames: parlor_edge::FrameLimit,
 }
 
 enum Step {
     Continue,
-    Close(u16, &'static str),
+    Close(CloseCode, &'static str),
 }
 
 impl Connection {
-    fn new(state: AppState, conn_id: u64) -> Connection {
-        let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
+    fn new(state: AppState) -> Connection {
+        // Two missed heartbeats and a margin: the client is gone.
+        let hb = state.config.heartbeat_interval * 2 + Duration::from_secs(5);
         Connection {
             state,
-            conn_id,
             session: None,
-            tx,
-            rx,
-            last_heartbeat: Instant::now(),
+            generation: 0,
+            direct: Vec::new(),
+            heartbeat: Heartbeat::new(hb),
             frames: parlor_edge::FrameLimit::new(RATE_BURST, RATE_PER_SEC),
         }
     }
@@ -93,13 +86,31 @@ impl Connection {
             }),
         };
         let mut shutdown = self.state.shutdown.subscribe();
-        let started = Instant::now();
-        let mut check = tokio::time::interval(Duration::from_secs(1));
-        let close: Option<(u16, &'static str)> = 'conn: {
+        let identify_by = tokio::time::Instant::now() + self.state.config.identify_timeout;
+        let close: Option<(CloseCode, &'static str)> = 'conn: {
             if send_json(&mut sink, &hello).await.is_err() {
                 break 'conn None;
             }
             loop {
+                for text in std::mem::take(&mut self.direct) {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        break 'conn None;
+                    }
+                }
+                let session = self.session.clone();
+                let generation = self.generation;
+                let outgoing = async {
+                    match &session {
+                        Some(s) => s.outbox.next(generation).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let identify_timeout = async {
+                    match &session {
+                        Some(_) => std::future::pending().await,
+                        None => tokio::time::sleep_until(identify_by).await,
+                    }
+                };
                 tokio::select! {
                     msg = stream.next() => {
                         let step = match msg {
@@ -111,7 +122,7 @@ impl Connection {
                             Some(Ok(Message::Close(_))) | None => {
                                 // A clean close (tab closed, client left) ends the session now,
                                 // unless the session has moved on to a newer connection.
-                                if self.session.as_ref().is_some_and(|s| s.is_attached(self.conn_id)) {
+                                if self.session.as_ref().is_some_and(|s| s.outbox.is_current(self.generation)) {
                                     self.end_session(CloseReason::Left).await;
                                 }
                                 break 'conn None;
@@ -126,46 +137,49 @@ impl Connection {
                             break 'conn Some((code, reason));
                         }
                     }
-                    frame = self.rx.recv() => {
-                        let Some(frame) = frame else { break 'conn None };
-                        if sink.send(Message::Text(Utf8Bytes::from(&*frame))).await.is_err() {
-                            break 'conn None;
+                    next = outgoing => match next {
+                        Next::Frames(frames) => {
+                            for frame in frames {
+                                if sink.send(Message::Text(Utf8Bytes::from(&*frame))).await.is_err() {
+                                    break 'conn None;
+                                }
+                                self.state.metrics.frames_out.inc();
+                            }
                         }
-                        self.state.metrics.frames_out.inc();
+                        Next::Idle => {}
+                        Next::Replaced => break 'conn Some((CloseCode::ResumedElsewhere, "resumed elsewhere")),
+                        Next::Overflowed => break 'conn Some((CloseCode::SessionTimeout, "too slow")),
+                        Next::Ended => break 'conn Some((CloseCode::GoingAway, "session ended")),
+                    },
+                    _ = identify_timeout => {
+                        break 'conn Some((CloseCode::NotIdentified, "identify timeout"));
                     }
-                    _ = check.tick() => {
-                        let now = Instant::now();
-                        if self.session.is_none()
-                            && now.saturating_duration_since(started) > self.state.config.identify_timeout
-                        {
-                            break 'conn Some((CLOSE_IDENTIFY_TIMEOUT, "identify timeout"));
-                        }
-                        // Two missed heartbeats and a margin: the client is gone.
-                        if now.saturating_duration_since(self.last_heartbeat) > hb * 2 + Duration::from_secs(5) {
-                            break 'conn Some((CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout"));
-                        }
-                        // Detached for falling behind: close, so the client resumes and is
-                        // replayed what it missed.
-                        if self.session.as_ref().is_some_and(|s| !s.is_attached(self.conn_id)) {
-                            break 'conn Some((CLOSE_TOO_SLOW, "too slow; resume"));
-                        }
+                    _ = self.heartbeat.missed() => {
+                        break 'conn Some((CloseCode::SessionTimeout, "no heartbeat"));
                     }
                     _ = shutdown.changed() => {
                         let msg = ServerMessage::Shutdown(Shutdown { reason: "server_shutdown".into() });
                         match &self.session {
                             Some(s) => s.emit(msg, None),
-                            None => {
-                                let _ = send_json(&mut sink, &ServerFrame { seq: 0, id: None, msg }).await;
-                            }
+                            None => self.direct_frame(None, msg),
                         }
                         self.end_session(CloseReason::ServerShutdown).await;
-                        break 'conn Some((1001, "server shutting down"));
+                        break 'conn Some((CloseCode::GoingAway, "server shutting down"));
                     }
                 }
             }
         };
         // Flush what is already queued (for example an error explaining the close).
-        while let Ok(frame) = self.rx.try_recv() {
+        let mut pending: Vec<Arc<str>> = std::mem::take(&mut self.direct)
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        if let Some(s) = &self.session
+            && let Next::Frames(frames) = s.outbox.take(self.generation)
+        {
+            pending.extend(frames);
+        }
+        for frame in pending {
             if sink
                 .send(Message::Text(Utf8Bytes::from(&*frame)))
                 .await
@@ -177,13 +191,13 @@ impl Connection {
         if let Some((code, reason)) = close {
             let _ = sink
                 .send(Message::Close(Some(CloseFrame {
-                    code,
+                    code: code.code(),
                     reason: reason.into(),
                 })))
                 .await;
         }
         if let Some(s) = &self.session {
-            s.detach(self.conn_id);
+            s.outbox.detach(self.generation);
         }
         self.state.metrics.connections.dec();
     }
@@ -194,19 +208,21 @@ impl Connection {
 
     /// Sends a reply through the session (numbered, replayable) or, before there is one,
     /// straight to this socket.
-    fn reply(&self, id: Option<u64>, msg: ServerMessage) {
+    fn reply(&mut self, id: Option<u64>, msg: ServerMessage) {
         match &self.session {
             Some(s) => s.emit(msg, id),
-            None => {
-                let f = ServerFrame { seq: 0, id, msg };
-                if let Ok(t) = serde_json::to_string(&f) {
-                    let _ = self.tx.try_send(t.into());
-                }
-            }
+            None => self.direct_frame(id, msg),
         }
     }
 
-    fn reply_error(&self, id: Option<u64>, code: &str, message: impl Into<String>) {
+    /// Queues a frame for this socket outside any session (`seq` 0).
+    fn direct_frame(&mut self, id: Option<u64>, msg: ServerMessage) {
+        if let Ok(t) = serde_json::to_string(&ServerFrame { seq: 0, id, msg }) {
+            self.direct.push(t);
+        }
+    }
+
+    fn reply_error(&mut self, id: Option<u64>, code: &str, message: impl Into<String>) {
         self.state.metrics.errors.with_label_values(&[code]).inc();
         self.reply(
             id,
@@ -225,7 +241,7 @@ impl Connection {
                 "frame_too_large",
                 format!("frames are limited to {MAX_FRAME_BYTES} bytes"),
             );
-            return Step::Close(CLOSE_TOO_LARGE, "frame too large");
+            return Step::Close(CloseCode::TooLarge, "frame too large");
         }
         let mut value: serde_json::Value = match serde_json::from_str(text) {
             Ok(v) => v,
@@ -268,9 +284,9 @@ impl Connection {
         let id = f.id;
         match f.msg {
             ClientMessage::Heartbeat(h) => {
-                self.last_heartbeat = Instant::now();
+                self.heartbeat.beat();
                 if let Some(s) = &self.session {
-                    s.ack(h.seq);
+                    s.outbox.ack(h.seq);
                 }
                 self.reply(id, ServerMessage::HeartbeatAck(Empty {}));
                 Step::Continue
@@ -299,18 +315,17 @@ impl Connection {
                 "unsupported_protocol",
                 format!("this server speaks protocol {PROTOCOL_VERSION}"),
             );
-            return Step::Close(CLOSE_AUTH_FAILED, "unsupported protocol");
+            return Step::Close(CloseCode::AuthenticationFailed, "unsupported protocol");
         }
         let claims = match self.state.config.token_key.verify(&token) {
             Ok(c) => c,
             Err(e) => {
                 self.reply_error(id, e.code(), e.to_string());
-                return Step::Close(CLOSE_AUTH_FAILED, "authentication failed");
+                return Step::Close(CloseCode::AuthenticationFailed, "authentication failed");
             }
         };
         let session = Arc::new(Session::new(crate::random_id(), claims));
-        // Attaching a fresh session never fails.
-        let _ = session.attach(self.conn_id, self.tx.clone(), None);
+        self.generation = 1;
         self.state.sessions.insert(session.clone());
         self.state
             .metrics
@@ -341,16 +356,13 @@ impl Connection {
             self.reply_error(id, "session_expired", "no such session; identify again");
             return Step::Continue;
         };
-        // Room for a full replay on top of the usual queue.
-        let (tx, rx) = mpsc::channel(CONNECTION_QUEUE + REPLAY_FRAMES);
-        match session.attach(self.conn_id, tx.clone(), Some(seq)) {
-            Ok(replayed) => {
-                self.tx = tx;
-                self.rx = rx;
+        match session.outbox.resume(seq) {
+            Ok((generation, replayed)) => {
+                self.generation = generation;
                 session.emit(ServerMessage::Resumed(Resumed { replayed }), id);
                 self.session = Some(session);
             }
-            Err(ResumeError::Unknown | ResumeError::TooOld) => {
+            Err(ResumeError::Invalid | ResumeError::TooOld) => {
                 self.reply_error(
                     id,
                     "session_expired",

@@ -1,13 +1,14 @@
 //! Signaling sessions: what survives a dropped WebSocket for the resume window.
 //!
-//! A session numbers every frame it sends and keeps the recent ones, so a client that
-//! reconnects with its session id and last `seq` gets exactly what it missed.
+//! The numbering, replay buffer, resume and slow-consumer policy are the shared session
+//! layer's ([`parlor_edge::session`]). This module adds what is particular to rooms: the
+//! participant handle, and holding room events while a request is with the SFU.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use parlor_edge::{Outbox, OutboxLimits};
 
 use parlor_proto::Claims;
 use parlor_proto::control::ParticipantHandle;
@@ -15,52 +16,39 @@ use parlor_proto::signal::{ServerFrame, ServerMessage};
 
 /// Frames kept for replay per session.
 pub const REPLAY_FRAMES: usize = 1024;
-/// Frames queued toward one WebSocket before it counts as too slow.
-pub const CONNECTION_QUEUE: usize = 512;
-
-pub type Frame = Arc<str>;
+/// Unwritten frames beyond which ephemeral ones (active speakers, acks) are dropped.
+pub const SHED_AFTER: usize = 256;
 
 #[derive(Debug)]
 pub struct Session {
     pub id: String,
     pub claims: Claims,
+    /// Numbered frames, the replay buffer and the connection writing them.
+    pub outbox: Outbox,
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Inner {
-    seq: u64,
-    buffer: VecDeque<(u64, Frame)>,
-    conn: Option<(u64, mpsc::Sender<Frame>)>,
     handle: Option<ParticipantHandle>,
-    detached_at: Option<Instant>,
     /// While a request is with the SFU, its events wait here, so that the reply goes out
     /// before anything the request caused (such as the follow-up server offer).
     holding: bool,
     held: Vec<ServerMessage>,
 }
 
-/// Why a resume was refused.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ResumeError {
-    Unknown,
-    TooOld,
-}
-
 impl Session {
+    /// A session attached to its first connection (generation 1).
     pub fn new(id: String, claims: Claims) -> Session {
         Session {
             id,
             claims,
-            inner: Mutex::new(Inner {
-                seq: 0,
-                buffer: VecDeque::new(),
-                conn: None,
-                handle: None,
-                detached_at: None,
-                holding: false,
-                held: Vec::new(),
+            outbox: Outbox::new(OutboxLimits {
+                replay: REPLAY_FRAMES,
+                shed_after: SHED_AFTER,
+                number_ephemeral: false,
             }),
+            inner: Mutex::new(Inner::default()),
         }
     }
 
@@ -87,9 +75,9 @@ impl Session {
     pub fn reply(&self, msg: ServerMessage, id: Option<u64>) {
         let mut g = self.lock();
         g.holding = false;
-        Self::send(&mut g, msg, id);
+        self.send(msg, id);
         for m in std::mem::take(&mut g.held) {
-            Self::send(&mut g, m, None);
+            self.send(m, None);
         }
     }
 
@@ -99,109 +87,20 @@ impl Session {
         if g.holding {
             g.held.push(msg);
         } else {
-            Self::send(&mut g, msg, None);
+            self.send(msg, None);
         }
     }
 
-    /// Sends a frame outside any request (errors before a session exists, acks).
+    /// Sends a frame outside any request (acks, errors, ready).
     pub fn emit(&self, msg: ServerMessage, id: Option<u64>) {
-        Self::send(&mut self.lock(), msg, id);
+        self.send(msg, id);
     }
 
-    pub fn is_attached(&self, conn_id: u64) -> bool {
-        self.lock()
-            .conn
-            .as_ref()
-            .is_some_and(|(c, _)| *c == conn_id)
-    }
-
-    /// Numbers and keeps the frame unless it is ephemeral, and sends it to the attached
-    /// connection. A connection that cannot keep up is detached; it may resume.
-    fn send(g: &mut Inner, msg: ServerMessage, id: Option<u64>) {
-        let ephemeral = msg.is_ephemeral();
-        if !ephemeral {
-            g.seq += 1;
-        }
-        let frame = ServerFrame {
-            seq: g.seq,
-            id,
-            msg,
-        };
-        let Ok(text) = serde_json::to_string(&frame) else {
-            return;
-        };
-        let text: Frame = text.into();
-        if !ephemeral {
-            if g.buffer.len() >= REPLAY_FRAMES {
-                g.buffer.pop_front();
-            }
-            g.buffer.push_back((frame.seq, text.clone()));
-        }
-        if let Some((_, tx)) = &g.conn
-            && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(text)
-            && !ephemeral
-        {
-            g.conn = None;
-            g.detached_at = Some(Instant::now());
-        }
-    }
-
-    /// Attaches a connection, replaying every kept frame after `after`.
-    pub fn attach(
-        &self,
-        conn_id: u64,
-        tx: mpsc::Sender<Frame>,
-        after: Option<u64>,
-    ) -> Result<u64, ResumeError> {
-        let mut g = self.lock();
-        let mut replayed = 0;
-        if let Some(after) = after {
-            if after > g.seq {
-                return Err(ResumeError::Unknown);
-            }
-            let oldest = g.buffer.front().map_or(g.seq + 1, |(s, _)| *s);
-            if after + 1 < oldest {
-                return Err(ResumeError::TooOld);
-            }
-            for (s, f) in &g.buffer {
-                if *s > after {
-                    if tx.try_send(f.clone()).is_err() {
-                        return Err(ResumeError::TooOld);
-                    }
-                    replayed += 1;
-                }
-            }
-        }
-        g.conn = Some((conn_id, tx));
-        g.detached_at = None;
-        Ok(replayed)
-    }
-
-    /// Detaches a connection if it is still the attached one.
-    pub fn detach(&self, conn_id: u64) {
-        let mut g = self.lock();
-        if g.conn.as_ref().is_some_and(|(c, _)| *c == conn_id) {
-            g.conn = None;
-            g.detached_at = Some(Instant::now());
-        }
-    }
-
-    /// The client confirmed frames up to `seq`: they need not be kept.
-    pub fn ack(&self, seq: u64) {
-        let mut g = self.lock();
-        while g.buffer.front().is_some_and(|(s, _)| *s <= seq) {
-            g.buffer.pop_front();
-        }
-    }
-
-    pub fn last_seq(&self) -> u64 {
-        self.lock().seq
-    }
-
-    fn expired(&self, now: Instant, window: Duration) -> bool {
-        self.lock()
-            .detached_at
-            .is_some_and(|t| now.saturating_duration_since(t) > window)
+    /// Numbers the frame (unless it is ephemeral) and queues it for the connection.
+    fn send(&self, msg: ServerMessage, id: Option<u64>) {
+        self.outbox.push(msg.is_ephemeral(), |seq| {
+            serde_json::to_string(&ServerFrame { seq, id, msg }).unwrap_or_default()
+        });
     }
 }
 
@@ -241,7 +140,7 @@ impl Sessions {
         let mut g = self.lock();
         let ids: Vec<String> = g
             .values()
-            .filter(|s| s.expired(now, window))
+            .filter(|s| s.outbox.detached_longer_than(now, window))
             .map(|s| s.id.clone())
             .collect();
         ids.iter().filter_map(|id| g.remove(id)).collect()
@@ -255,6 +154,7 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parlor_edge::Next;
     use parlor_proto::signal::{Empty, ErrorBody};
     use parlor_proto::{ParticipantId, RoomId};
 
@@ -276,45 +176,59 @@ mod tests {
         })
     }
 
-    #[test]
-    fn replays_exactly_what_was_missed() {
-        let s = session();
-        let (tx, mut rx) = mpsc::channel(100);
-        s.attach(1, tx, None).unwrap();
-        for n in 0..3 {
-            s.emit(err(n), None);
+    fn frames(n: Next) -> Vec<serde_json::Value> {
+        match n {
+            Next::Frames(f) => f.iter().map(|t| serde_json::from_str(t).unwrap()).collect(),
+            other => panic!("expected frames, got {other:?}"),
         }
-        s.detach(1);
-        for n in 3..6 {
-            s.emit(err(n), None);
-        }
-        // Ephemeral frames are not kept.
-        s.emit(ServerMessage::HeartbeatAck(Empty {}), None);
-        let mut seen = Vec::new();
-        while let Ok(f) = rx.try_recv() {
-            seen.push(f);
-        }
-        assert_eq!(seen.len(), 3);
-        let (tx2, mut rx2) = mpsc::channel(100);
-        assert_eq!(s.attach(2, tx2, Some(3)), Ok(3));
-        let mut seqs = Vec::new();
-        while let Ok(f) = rx2.try_recv() {
-            let v: serde_json::Value = serde_json::from_str(&f).unwrap();
-            seqs.push(v["seq"].as_u64().unwrap());
-        }
-        assert_eq!(seqs, vec![4, 5, 6]);
-        // A seq from the future is refused.
-        let (tx3, _rx3) = mpsc::channel(100);
-        assert_eq!(s.attach(3, tx3, Some(99)), Err(ResumeError::Unknown));
     }
 
     #[test]
-    fn too_old_to_resume_after_the_buffer_rolled() {
+    fn a_reply_precedes_the_events_its_request_caused() {
         let s = session();
-        for n in 0..(REPLAY_FRAMES as u64 + 10) {
-            s.emit(err(n), None);
-        }
-        let (tx, _rx) = mpsc::channel(2000);
-        assert_eq!(s.attach(1, tx, Some(2)), Err(ResumeError::TooOld));
+        s.hold();
+        s.event(err(1));
+        s.reply(ServerMessage::Ok(Empty {}), Some(7));
+        s.event(err(2));
+        let f = frames(s.outbox.take(1));
+        let ops: Vec<_> = f.iter().map(|v| v["op"].as_str().unwrap()).collect();
+        assert_eq!(ops, ["ok", "error", "error"]);
+        assert_eq!(f[0]["id"], 7);
+        assert_eq!(f[1]["d"]["code"], "1");
+        let seqs: Vec<_> = f.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    #[test]
+    fn ephemeral_frames_carry_the_last_number_and_are_not_replayed() {
+        let s = session();
+        s.emit(err(0), None);
+        s.emit(ServerMessage::HeartbeatAck(Empty {}), None);
+        let f = frames(s.outbox.take(1));
+        assert_eq!(f[1]["seq"], 1);
+        s.outbox.detach(1);
+        s.emit(err(1), None);
+        let (g, replayed) = s.outbox.resume(0).unwrap();
+        assert_eq!(replayed, 2);
+        let seqs: Vec<_> = frames(s.outbox.take(g))
+            .iter()
+            .map(|v| v["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [1, 2]);
+    }
+
+    #[test]
+    fn sessions_expire_after_the_window_detached() {
+        let sessions = Sessions::default();
+        let s = Arc::new(session());
+        sessions.insert(s.clone());
+        let later = Instant::now() + Duration::from_secs(61);
+        assert!(sessions.take_expired(later, Duration::from_secs(60)).is_empty());
+        s.outbox.detach(1);
+        assert_eq!(
+            sessions.take_expired(later, Duration::from_secs(60)).len(),
+            1
+        );
+        assert!(sessions.is_empty());
     }
 }

@@ -245,7 +245,7 @@ export class Signal {
   #abandon(ws) {
     console.warn("parlor: no heartbeat_ack, abandoning the socket");
     detachSocket(ws);
-    this.#onClose(ws, { code: 4003 });
+    this.#onClose(ws, { code: 4009 }); // as the server would: no heartbeat
   }
 
   /**
