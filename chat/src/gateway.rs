@@ -14,9 +14,9 @@ use tracing::{Instrument, debug, info_span};
 
 use crate::error::ChatError;
 use crate::hub::{Audience, Event, Next, ResumeError, Session};
-use parlor_edge::{CloseCode, Heartbeat};
 use crate::model::EventKind;
 use crate::{ChatState, auth};
+use parlor_edge::{CloseCode, Heartbeat};
 
 /// Largest frame a client may send.
 pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
@@ -27,7 +27,6 @@ const RATE_BURST: f64 = 20.0;
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one write to a client may take before the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
-
 
 pub async fn handler(State(state): State<ChatState>, ws: WebSocketUpgrade) -> Response {
     // The transport cap is above the protocol limit so an oversized frame gets a close

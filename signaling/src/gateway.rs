@@ -159,8 +159,14 @@ impl Connection {
                     }
                     _ = shutdown.changed() => {
                         let msg = ServerMessage::Shutdown(Shutdown { reason: "server_shutdown".into() });
-                        match &self.session {
-                            Some(s) => s.emit(msg, None),
+                        match self.session.clone() {
+                            Some(s) => {
+                                s.emit(msg, None);
+                                // Written below, after the session is gone.
+                                if let Next::Frames(frames) = s.outbox.take(self.generation) {
+                                    self.direct.extend(frames.iter().map(|f| f.to_string()));
+                                }
+                            }
                             None => self.direct_frame(None, msg),
                         }
                         self.end_session(CloseReason::ServerShutdown).await;

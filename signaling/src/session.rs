@@ -223,7 +223,11 @@ mod tests {
         let s = Arc::new(session());
         sessions.insert(s.clone());
         let later = Instant::now() + Duration::from_secs(61);
-        assert!(sessions.take_expired(later, Duration::from_secs(60)).is_empty());
+        assert!(
+            sessions
+                .take_expired(later, Duration::from_secs(60))
+                .is_empty()
+        );
         s.outbox.detach(1);
         assert_eq!(
             sessions.take_expired(later, Duration::from_secs(60)).len(),
