@@ -65,12 +65,33 @@ def import_graph(crate, src):
     edges = defaultdict(set)
     for name, p in mods.items():
         text = open(p, encoding="utf-8").read()
-        for m in re.finditer(r"crate::(\w+)", text):
-            target = m.group(1)
-            top = name.split("::")[0]
-            if target in mods and target != top:
-                edges[top].add(target)
+        # `crate::a::b::Item` and `use crate::{a::b, c}` name modules a::b and c.
+        paths = [m.group(1) for m in re.finditer(r"crate::((?:\w+::)*\w+)", text)]
+        for g in re.finditer(r"crate::\{([^{}]*)\}", text):
+            paths += [x.strip() for x in g.group(1).split(",") if x.strip()]
+        for path in paths:
+            parts = path.split("::")
+            target = next((t for t in ("::".join(parts[:k]) for k in range(len(parts), 0, -1))
+                           if t in mods), None)
+            if target and target != name and not name.startswith(target + "::") \
+                    and not target.startswith(name + "::"):
+                edges[name].add(target)
     return edges
+
+
+# Chat's layers, lowest first: a module may import only from its own layer or below.
+LAYERS = ["model", "store", "error", "service", "routes"]
+
+
+def layer_violations(edges):
+    rank = {l: i for i, l in enumerate(LAYERS)}
+    out = []
+    for a, targets in edges.items():
+        for b in targets:
+            la, lb = a.split("::")[0], b.split("::")[0]
+            if la in rank and lb in rank and rank[lb] > rank[la]:
+                out.append(f"{a} -> {b}")
+    return sorted(out)
 
 
 def cycles(edges):
@@ -124,15 +145,19 @@ def main():
         c = cycles(e)
         print(f"{crate}: {sum(len(v) for v in e.values())} edges, "
               f"{'no cycle' if not c else 'cycles: ' + '; '.join(' <-> '.join(x) for x in c)}")
+        if crate == "chat":
+            v = layer_violations(e)
+            print(f"chat layers {' < '.join(LAYERS)}: "
+                  f"{'imports run one way' if not v else 'upward imports: ' + ', '.join(v)}")
     sql = defaultdict(int)
     for p in files((".rs",), ("chat",)):
-        if "/tests/" in p or p.endswith("store.rs"):
+        if "/tests/" in p or "/store/" in p:
             continue
         text = open(p, encoding="utf-8").read().split("mod tests")[0]
         k = len(re.findall(r"sqlx::query", text))
         if k:
             sql[rel(p)] = k
-    print(f"\n## chat: SQL issued outside *store.rs: {sum(sql.values())} sites in {len(sql)} files")
+    print(f"\n## chat: SQL issued outside store/: {sum(sql.values())} sites in {len(sql)} files")
     for p, k in sorted(sql.items(), key=lambda x: -x[1]):
         print(f"{k:6} {p}")
 

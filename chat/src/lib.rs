@@ -2,42 +2,18 @@
 //! text side as they land. REST under `/api/v1`, persisted in SQLite (embedded) or
 //! Postgres (at scale) through one [`store::Store`].
 
-pub mod api;
-pub mod attachment_store;
-pub mod attachments;
-pub mod auth;
-pub mod blobs;
-pub mod bot_store;
-pub mod bots;
-pub mod channels;
-pub mod dm_store;
-pub mod dms;
 pub mod error;
-pub mod event_store;
-pub mod events;
-pub mod extract;
-pub mod gateway;
-pub mod guild_store;
-pub mod guilds;
-pub mod hub;
-pub mod invites;
-pub mod member_store;
-pub mod members;
-pub mod mentions;
-pub mod message_service;
-pub mod message_store;
-pub mod messages;
 pub mod model;
-pub mod outgoing;
-pub mod perms;
-pub mod presence;
-pub mod read_store;
-pub mod reads;
-pub mod search;
-pub mod search_store;
-pub mod sessions;
+pub mod routes;
+pub mod service;
 pub mod store;
-pub mod voice;
+
+use routes::{
+    api, attachments, bots, channels, dms, events, gateway, guilds, invites, members, messages,
+    reads, search, voice,
+};
+use service::{auth, hub, outgoing, presence, sessions};
+use store::blobs;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -320,7 +320,7 @@ async fn requests_are_rate_limited_per_user_per_route() {
 async fn a_trusted_proxy_names_the_client() {
     let s = Server::start_with(Db::Sqlite, |c| {
         c.auth_rate = Some((3.0, 0.001));
-        c.trusted_proxies = vec![parlor_chat::auth::Cidr::parse("127.0.0.1/32").unwrap()];
+        c.trusted_proxies = vec![parlor_chat::service::auth::Cidr::parse("127.0.0.1/32").unwrap()];
     })
     .await;
     let login = |xff: &str, password: &str| {

@@ -376,7 +376,7 @@ async fn attachments_in_an_s3_compatible_store() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(up, "the S3 server did not start");
-    let s3 = parlor_chat::blobs::S3Config {
+    let s3 = parlor_chat::store::blobs::S3Config {
         endpoint: endpoint.clone(),
         bucket: "parlor".into(),
         region: "us-east-1".into(),
@@ -384,7 +384,7 @@ async fn attachments_in_an_s3_compatible_store() {
         secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
         prefix: "chat/".into(),
     };
-    let bucket = parlor_chat::blobs::Blobs::s3(s3.clone()).unwrap();
+    let bucket = parlor_chat::store::blobs::Blobs::s3(s3.clone()).unwrap();
     let s = Server::start_with(Db::Sqlite, |c| c.s3 = Some(s3)).await;
     let (owner, _) = s.register("owner").await;
     let (_, _, general) = s.guild(&owner, &[]).await;

@@ -48,7 +48,7 @@ async fn scenario(db: Db) {
     // The bot's endpoint runs on this machine, which outgoing requests may reach only
     // when the operator allows it.
     let s = Server::start_with(db, |c| {
-        c.outgoing.allow = vec![parlor_chat::auth::Cidr::parse("127.0.0.1").unwrap()];
+        c.outgoing.allow = vec![parlor_chat::service::auth::Cidr::parse("127.0.0.1").unwrap()];
     })
     .await;
     let (owner, _) = s.register("owner").await;

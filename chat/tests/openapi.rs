@@ -11,10 +11,21 @@ use serde_json::Value;
 
 /// (path, method) of every `.route("...", get(..).post(..))` in the chat sources.
 fn routes_in_source() -> BTreeSet<(String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    let mut files = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
     let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    for path in files {
+        let text = std::fs::read_to_string(path).unwrap();
         let mut rest = text.as_str();
         while let Some(i) = rest.find(".route(") {
             rest = &rest[i + 7..];

@@ -432,7 +432,8 @@ async fn the_operator_can_allow_an_internal_range() {
     let (port, mut rx) = listener().await;
     let url = format!("http://localhost:{port}/interactions");
     let s = Server::start_with(Db::Sqlite, |c| {
-        c.outgoing.allow = parlor_chat::outgoing::OutgoingPolicy::parse_allow("127.0.0.1").unwrap();
+        c.outgoing.allow =
+            parlor_chat::service::outgoing::OutgoingPolicy::parse_allow("127.0.0.1").unwrap();
     })
     .await;
     assert!(
@@ -471,7 +472,8 @@ async fn redirects_are_not_followed() {
     );
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     let s = Server::start_with(Db::Sqlite, |c| {
-        c.outgoing.allow = parlor_chat::outgoing::OutgoingPolicy::parse_allow("127.0.0.1").unwrap();
+        c.outgoing.allow =
+            parlor_chat::service::outgoing::OutgoingPolicy::parse_allow("127.0.0.1").unwrap();
     })
     .await;
     assert!(

@@ -6,14 +6,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Authed, Body};
 use crate::error::ChatError;
 use crate::model::{ChannelKind, EventKind};
+use crate::routes::api::{Authed, Body};
+pub(crate) use crate::service::hub::channel_audience;
 use std::collections::HashSet;
 
-use crate::guild_store::{Channel, Guild, GuildAccess, Membership};
-use crate::hub::{Audience, Event};
-use crate::perms::{MemberPerms, Perms, channel_perms, guild_perms};
+use crate::model::perms::{MemberPerms, Perms, channel_perms, guild_perms};
+use crate::service::hub::{Audience, Event};
+use crate::store::guilds::{Channel, Guild, GuildAccess, Membership};
 use crate::{ChatState, now_ms};
 
 pub fn router(state: ChatState) -> Router {
@@ -462,17 +463,6 @@ async fn create_channel(
     // Everyone connected who can see the channel gets `channel_create`.
     refresh_guild(&state, id).await?;
     Ok((StatusCode::CREATED, Json(ChannelView::from(&c))))
-}
-
-/// Who receives the events of a channel.
-pub(crate) fn channel_audience(c: &Channel) -> Audience {
-    if c.is_dm() {
-        return Audience::Users(c.recipients.clone());
-    }
-    Audience::Channel {
-        guild_id: c.guild_id,
-        channel_id: c.id,
-    }
 }
 
 /// What sending in a channel takes: threads have their own permission.

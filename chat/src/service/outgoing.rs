@@ -16,8 +16,8 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::auth::Cidr;
 use crate::error::ChatError;
+use crate::service::auth::Cidr;
 
 /// Which addresses outgoing requests may reach.
 #[derive(Debug, Clone, Default)]

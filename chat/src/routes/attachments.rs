@@ -12,16 +12,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use serde::Deserialize;
 
-use crate::api::Authed;
 use crate::error::ChatError;
-use crate::guilds::{in_channel, parse_id, require};
-use crate::perms::Perms;
+use crate::model::perms::Perms;
+use crate::routes::api::Authed;
+use crate::routes::guilds::{in_channel, parse_id, require};
+use crate::service::attachments::{url_escape, verify};
 use crate::{ChatState, now_ms};
+
+pub use crate::service::attachments::AttachmentView;
 
 /// Attachments per message.
 pub const MAX_PER_MESSAGE: usize = 10;
@@ -33,9 +33,6 @@ pub const MAX_IMAGE_SIDE: u32 = 12_000;
 pub const MAX_AVATAR_BYTES: usize = 8 * 1024 * 1024;
 /// Avatars are stored as squares of this side.
 pub const AVATAR_SIZE: u32 = 256;
-
-/// How long a download URL is valid.
-pub const URL_TTL_MS: i64 = 24 * 3600 * 1000;
 
 pub fn router(state: ChatState) -> Router {
     let limit = state.config.max_upload_bytes;
@@ -57,7 +54,7 @@ pub fn router(state: ChatState) -> Router {
         .with_state(state)
 }
 
-pub use crate::attachment_store::Attachment;
+pub use crate::store::attachments::Attachment;
 
 /// A client's file name made safe to show and to put in a header: no directories, no
 /// control or quoting characters, no leading dots, at most 128 characters.
@@ -178,77 +175,6 @@ fn thumbnail(content_type: &str, bytes: &[u8]) -> Option<(Vec<u8>, u32, u32)> {
     Some((png_of(&img.thumbnail(THUMB_SIZE, THUMB_SIZE))?, w, h))
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn url_key(state: &ChatState) -> Vec<u8> {
-    let mut k = state.config.secret.clone();
-    k.extend_from_slice(b"/attachments");
-    k
-}
-
-fn signature(state: &ChatState, id: i64, exp: i64) -> String {
-    let mut mac = HmacSha256::new_from_slice(&url_key(state)).expect("hmac takes any key");
-    mac.update(format!("{id}:{exp}").as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
-fn verify(state: &ChatState, id: i64, exp: i64, sig: &str) -> bool {
-    let Ok(raw) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig) else {
-        return false;
-    };
-    let mut mac = HmacSha256::new_from_slice(&url_key(state)).expect("hmac takes any key");
-    mac.update(format!("{id}:{exp}").as_bytes());
-    mac.verify_slice(&raw).is_ok() && exp > now_ms()
-}
-
-#[derive(Debug, Serialize, Clone)]
-pub struct AttachmentView {
-    id: String,
-    filename: String,
-    content_type: String,
-    size: i64,
-    width: Option<i64>,
-    height: Option<i64>,
-    /// Signed; valid for a day.
-    url: String,
-    thumbnail_url: Option<String>,
-}
-
-impl AttachmentView {
-    pub fn new(state: &ChatState, a: &Attachment) -> AttachmentView {
-        let exp = (now_ms() / URL_TTL_MS + 2) * URL_TTL_MS;
-        let sig = signature(state, a.id, exp);
-        let name: String = url_escape(&a.filename);
-        AttachmentView {
-            id: a.id.to_string(),
-            filename: a.filename.clone(),
-            content_type: a.content_type.clone(),
-            size: a.size,
-            width: a.width,
-            height: a.height,
-            url: format!("/api/v1/attachments/{}/{name}?exp={exp}&sig={sig}", a.id),
-            thumbnail_url: a.has_thumb.then(|| {
-                format!(
-                    "/api/v1/attachments/{}/thumbnail/thumb.png?exp={exp}&sig={sig}",
-                    a.id
-                )
-            }),
-        }
-    }
-}
-
-fn url_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[derive(Debug, Deserialize)]
 struct UploadQuery {
     filename: Option<String>,
@@ -265,7 +191,10 @@ async fn upload(
     let Query(q) = query.map_err(|e| ChatError::bad_request("invalid_query", e.body_text()))?;
     let id = parse_id(&channel, "unknown_channel")?;
     let (c, p) = in_channel(&state, id, user).await?;
-    require(p, crate::guilds::send_permission(&c) | Perms::ATTACH_FILES)?;
+    require(
+        p,
+        crate::routes::guilds::send_permission(&c) | Perms::ATTACH_FILES,
+    )?;
     let Some(blobs) = state.blobs.clone() else {
         return Err(ChatError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -436,7 +365,7 @@ async fn set_avatar(
     Authed(user): Authed,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<crate::api::UserView>, ChatError> {
+) -> Result<Json<crate::routes::api::UserView>, ChatError> {
     let bytes = body.map_err(|_| {
         ChatError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -485,7 +414,7 @@ async fn set_avatar(
     if let Some(old_id) = old.as_deref().and_then(|a| avatar_id(user, a)) {
         blobs.delete(old_id).await;
     }
-    Ok(Json(crate::api::UserView::from(&u)))
+    Ok(Json(crate::routes::api::UserView::from(&u)))
 }
 
 /// The blob id of a user's own uploaded avatar URL.

@@ -14,16 +14,16 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::ChatState;
-use crate::api::Authed;
 use crate::error::ChatError;
-use crate::guild_store::Message;
-use crate::guilds::{in_channel, in_guild, parse_id};
-use crate::message_service::MessageView;
-use crate::read_store::id_at;
-use crate::search_store::Filters;
+use crate::routes::api::Authed;
+use crate::routes::guilds::{in_channel, in_guild, parse_id};
+use crate::service::messages::MessageView;
 use crate::store::fold;
+use crate::store::guilds::Message;
+use crate::store::reads::id_at;
+use crate::store::search::Filters;
 
-pub use crate::search_store::MAX_TERMS;
+pub use crate::store::search::MAX_TERMS;
 /// Longest query, in characters.
 pub const MAX_QUERY_CHARS: usize = 512;
 

@@ -10,14 +10,14 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::{Authed, Body, Patch};
 use crate::error::ChatError;
-use crate::guild_store::{Channel, GuildAccess, Message};
-use crate::guilds::{channel_audience, in_channel, in_guild, parse_id};
-use crate::hub::{Audience, Event};
-use crate::message_service::MessageView;
 use crate::model::EventKind;
-use crate::read_store::{ChannelRead, Level, Setting};
+use crate::routes::api::{Authed, Body, Patch};
+use crate::routes::guilds::{channel_audience, in_channel, in_guild, parse_id};
+use crate::service::hub::{Audience, Event};
+use crate::service::messages::MessageView;
+use crate::store::guilds::{Channel, GuildAccess, Message};
+use crate::store::reads::{ChannelRead, Level, Setting};
 use crate::{ChatState, now_ms};
 
 /// Channels with at most this many members show, per message, how many have not read it.

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{Executor, Row};
 
 use crate::model::ChannelKind;
-use crate::perms::{MemberPerms, Overwrite, Perms, Target, channel_perms};
+use crate::model::perms::{MemberPerms, Overwrite, Perms, Target, channel_perms};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ pub struct Message {
     pub mention_everyone: bool,
     /// Resolved mentions: (`user` | `role` | `channel`, id).
     pub mentions: Vec<(String, i64)>,
-    pub attachments: Vec<crate::attachment_store::Attachment>,
+    pub attachments: Vec<crate::store::attachments::Attachment>,
 }
 
 /// Where a page of history is taken from.

@@ -1,6 +1,6 @@
 //! Search in the store: LIKE over lowercased messages, with its filters.
 
-use crate::guild_store::Message;
+use crate::store::guilds::Message;
 use crate::store::{Store, StoreError};
 
 /// Terms per query.
@@ -76,7 +76,7 @@ impl Store {
         .await?;
         Ok(rows
             .iter()
-            .map(crate::guild_store::message_from)
+            .map(crate::store::guilds::message_from)
             .collect::<Result<_, _>>()?)
     }
 }

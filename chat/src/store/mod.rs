@@ -1,6 +1,18 @@
 //! The chat store: one interface over SQLite (the embedded default) and Postgres (for
 //! scale). Both speak the same SQL through sqlx's `Any` driver; each has its own
-//! migrations, applied at open.
+//! migrations, applied at open. Every SQL statement of chat lives in this module and its
+//! children, one per area; nothing else issues SQL.
+
+pub mod attachments;
+pub mod blobs;
+pub mod bots;
+pub mod dms;
+pub mod events;
+pub mod guilds;
+pub mod members;
+pub mod messages;
+pub mod reads;
+pub mod search;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
@@ -41,24 +53,33 @@ pub enum Backend {
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/sqlite/0001_accounts.sql")),
-    (2, include_str!("../migrations/0002_guilds.sql")),
-    (3, include_str!("../migrations/0003_members.sql")),
-    (4, include_str!("../migrations/0004_read_states.sql")),
-    (5, include_str!("../migrations/0005_search_attachments.sql")),
-    (6, include_str!("../migrations/0006_dms_threads.sql")),
-    (7, include_str!("../migrations/0007_bots_events.sql")),
-    (8, include_str!("../migrations/0008_ended_sessions.sql")),
+    (1, include_str!("../../migrations/sqlite/0001_accounts.sql")),
+    (2, include_str!("../../migrations/0002_guilds.sql")),
+    (3, include_str!("../../migrations/0003_members.sql")),
+    (4, include_str!("../../migrations/0004_read_states.sql")),
+    (
+        5,
+        include_str!("../../migrations/0005_search_attachments.sql"),
+    ),
+    (6, include_str!("../../migrations/0006_dms_threads.sql")),
+    (7, include_str!("../../migrations/0007_bots_events.sql")),
+    (8, include_str!("../../migrations/0008_ended_sessions.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/postgres/0001_accounts.sql")),
-    (2, include_str!("../migrations/0002_guilds.sql")),
-    (3, include_str!("../migrations/0003_members.sql")),
-    (4, include_str!("../migrations/0004_read_states.sql")),
-    (5, include_str!("../migrations/0005_search_attachments.sql")),
-    (6, include_str!("../migrations/0006_dms_threads.sql")),
-    (7, include_str!("../migrations/0007_bots_events.sql")),
-    (8, include_str!("../migrations/0008_ended_sessions.sql")),
+    (
+        1,
+        include_str!("../../migrations/postgres/0001_accounts.sql"),
+    ),
+    (2, include_str!("../../migrations/0002_guilds.sql")),
+    (3, include_str!("../../migrations/0003_members.sql")),
+    (4, include_str!("../../migrations/0004_read_states.sql")),
+    (
+        5,
+        include_str!("../../migrations/0005_search_attachments.sql"),
+    ),
+    (6, include_str!("../../migrations/0006_dms_threads.sql")),
+    (7, include_str!("../../migrations/0007_bots_events.sql")),
+    (8, include_str!("../../migrations/0008_ended_sessions.sql")),
 ];
 
 /// The `users` columns a [`User`] is read from.

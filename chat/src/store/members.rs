@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use crate::guild_store::Channel;
-use crate::perms::{Overwrite, Perms, Target};
+use crate::model::perms::{Overwrite, Perms, Target};
+use crate::store::guilds::Channel;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]

@@ -20,6 +20,7 @@ use parlor_edge::{Outbox, OutboxLimits};
 use serde::Serialize;
 
 use crate::model::EventKind;
+use crate::store::guilds::Channel;
 
 pub use parlor_edge::{Next, ResumeError};
 
@@ -34,6 +35,17 @@ pub enum Audience {
     Users(Vec<i64>),
     /// One session (its ready event).
     Session(String),
+}
+
+/// Who receives the events of a channel.
+pub fn channel_audience(c: &Channel) -> Audience {
+    if c.is_dm() {
+        return Audience::Users(c.recipients.clone());
+    }
+    Audience::Channel {
+        guild_id: c.guild_id,
+        channel_id: c.id,
+    }
 }
 
 /// One dispatch, serialized once for every recipient.

@@ -12,14 +12,16 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{Authed, Body};
 use crate::error::ChatError;
-use crate::guild_store::Channel;
-use crate::guilds::{ChannelView, clean_name, in_channel, parse_id, refresh_guild, require};
-use crate::hub::{Audience, Event};
+use crate::model::perms::Perms;
 use crate::model::{ChannelKind, EventKind};
-use crate::perms::Perms;
+use crate::routes::api::{Authed, Body};
+use crate::routes::guilds::{
+    ChannelView, clean_name, in_channel, parse_id, refresh_guild, require,
+};
+use crate::service::hub::{Audience, Event};
 use crate::store::StoreError;
+use crate::store::guilds::Channel;
 use crate::{ChatState, now_ms};
 
 /// Members of a group DM, its owner included.

@@ -8,11 +8,11 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{self, Cidr};
 use crate::error::ChatError;
-pub use crate::extract::{
+pub use crate::routes::extract::{
     Authed, Body, Caller, ClientIp, MAX_BODY_BYTES, MaybeBody, Patch, UserAuthed, authenticate,
 };
+use crate::service::auth::{self, Cidr};
 use crate::store::{RefreshUse, User};
 use crate::{ChatState, now_ms};
 
@@ -256,7 +256,7 @@ async fn refresh(
         Some(RefreshUse::Replayed { user_id, family }) => {
             // A spent token came back: it was stolen or copied. End that whole session,
             // its access tokens included.
-            crate::sessions::end(&state, user_id, &family).await?;
+            crate::service::sessions::end(&state, user_id, &family).await?;
             Err(invalid())
         }
         Some(RefreshUse::Fresh {
@@ -290,7 +290,7 @@ async fn logout(
         ) => (user_id, family),
         None => return Ok(StatusCode::NO_CONTENT),
     };
-    crate::sessions::end(&state, user_id, &family).await?;
+    crate::service::sessions::end(&state, user_id, &family).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -376,7 +376,7 @@ async fn change_password(
         .set_password(id, &hash(req.new_password).await?)
         .await?;
     // Every session signed in with the old password ends, this one included.
-    crate::sessions::end_all(&state, id).await?;
+    crate::service::sessions::end_all(&state, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

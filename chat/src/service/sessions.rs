@@ -13,7 +13,7 @@ use std::sync::RwLock;
 
 use crate::ChatState;
 use crate::error::ChatError;
-use crate::hub::Hub;
+use crate::service::hub::Hub;
 
 #[derive(Debug, Default)]
 pub struct EndedSessions {
@@ -63,7 +63,7 @@ impl EndedSessions {
 fn tokens_valid_until(state: &ChatState) -> i64 {
     crate::now_ms()
         + state.config.access_ttl.as_millis() as i64
-        + crate::auth::ACCESS_LEEWAY_SECS as i64 * 1000
+        + crate::service::auth::ACCESS_LEEWAY_SECS as i64 * 1000
 }
 
 /// Ends one session of a user: no refresh token of it works again, its access tokens stop
@@ -86,7 +86,7 @@ pub async fn end_all(state: &ChatState, user_id: i64) -> Result<(), ChatError> {
 async fn ended(state: &ChatState, user_id: i64, sessions: &[String], until: i64) {
     state.ended.add(sessions, until);
     if close_gateways(&state.hub, user_id, sessions) > 0 {
-        crate::presence::went_offline(state, user_id).await;
+        crate::service::presence::went_offline(state, user_id).await;
     }
 }
 

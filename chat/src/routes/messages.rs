@@ -7,17 +7,17 @@ use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::api::{Authed, Body};
-use crate::attachments::MAX_PER_MESSAGE;
 use crate::error::ChatError;
-use crate::guild_store::{Channel, Cursor, Message};
-use crate::guilds::{channel_audience, in_channel, parse_id, require, send_permission};
-use crate::hub::Event;
-use crate::message_service::{MessageView, check_content, create};
-use crate::message_store::MAX_PINS;
+use crate::model::perms::Perms;
 use crate::model::{ChannelKind, EventKind};
-use crate::perms::Perms;
-use crate::{ChatState, mentions, now_ms, reads};
+use crate::routes::api::{Authed, Body};
+use crate::routes::attachments::MAX_PER_MESSAGE;
+use crate::routes::guilds::{channel_audience, in_channel, parse_id, require, send_permission};
+use crate::service::hub::Event;
+use crate::service::messages::{MessageView, check_content, create};
+use crate::store::guilds::{Channel, Cursor, Message};
+use crate::store::messages::MAX_PINS;
+use crate::{ChatState, now_ms, routes::reads, service::mentions};
 
 pub fn router(state: ChatState) -> Router {
     Router::new()
@@ -148,7 +148,7 @@ async fn claimable(
     c: &Channel,
     user: i64,
     ids: &[String],
-) -> Result<Vec<crate::attachments::Attachment>, ChatError> {
+) -> Result<Vec<crate::routes::attachments::Attachment>, ChatError> {
     if ids.len() > MAX_PER_MESSAGE {
         return Err(ChatError::bad_request(
             "too_many_attachments",
@@ -166,7 +166,7 @@ async fn claimable(
             .ok_or_else(invalid_attachment)?;
         if out
             .iter()
-            .any(|o: &crate::attachments::Attachment| o.id == a.id)
+            .any(|o: &crate::routes::attachments::Attachment| o.id == a.id)
         {
             return Err(invalid_attachment());
         }
@@ -204,7 +204,8 @@ async fn send_message(
     require(p, send_permission(&c))?;
     // `/command args` for a bot in this guild starts an interaction instead.
     if req.attachments.is_empty()
-        && let Some(interaction) = crate::bots::invoke(&state, &c, user, &req.content).await?
+        && let Some(interaction) =
+            crate::routes::bots::invoke(&state, &c, user, &req.content).await?
     {
         return Ok((
             StatusCode::ACCEPTED,
@@ -257,7 +258,7 @@ async fn send_message(
             channel_audience(&open),
             Event::new(
                 EventKind::ChannelUpdate,
-                &crate::guilds::ChannelView::from(&open),
+                &crate::routes::guilds::ChannelView::from(&open),
             ),
         );
     }

@@ -11,19 +11,19 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::{Authed, Body, Patch};
 use crate::error::ChatError;
-use crate::event_store::ScheduledEvent;
-use crate::guilds::{clean_name, in_channel, in_guild, parse_id, require};
-use crate::hub::{Audience, Event};
+use crate::model::perms::Perms;
 use crate::model::{ChannelKind, EventKind};
-use crate::perms::Perms;
-use crate::read_store::id_at;
+use crate::routes::api::{Authed, Body, Patch};
+use crate::routes::guilds::{clean_name, in_channel, in_guild, parse_id, require};
+use crate::service::hub::{Audience, Event};
+use crate::store::events::ScheduledEvent;
+use crate::store::reads::id_at;
 use crate::{ChatState, now_ms};
 
 /// Window of channel insights.
 pub const INSIGHT_DAYS: i64 = 7;
-pub use crate::event_store::INSIGHT_SCAN;
+pub use crate::store::events::INSIGHT_SCAN;
 /// Excluded words per user.
 pub const MAX_EXCLUDED: usize = 200;
 

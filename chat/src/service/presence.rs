@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use crate::ChatState;
-use crate::hub::{Audience, Event, Hub};
 use crate::model::EventKind;
+use crate::service::hub::{Audience, Event, Hub};
 
 /// Tells the guilds the user came online or went offline.
 pub(crate) fn presence(hub: &Hub, user_id: i64, guilds: &[i64], status: &str) {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use crate::guild_store::Message;
+use crate::store::guilds::Message;
 use crate::store::{Store, StoreError};
 
 /// One emoji on one message.
@@ -52,7 +52,7 @@ impl Store {
                 .or_default()
                 .push((r.try_get("kind")?, r.try_get("target_id")?));
         }
-        let mut files: HashMap<i64, Vec<crate::attachment_store::Attachment>> = HashMap::new();
+        let mut files: HashMap<i64, Vec<crate::store::attachments::Attachment>> = HashMap::new();
         for a in self.attachments_between(channel_id, lo, hi).await? {
             if let Some(mid) = a.message_id {
                 files.entry(mid).or_default().push(a);
@@ -199,7 +199,7 @@ impl Store {
         .await?;
         Ok(rows
             .iter()
-            .map(crate::guild_store::message_from)
+            .map(crate::store::guilds::message_from)
             .collect::<Result<_, _>>()?)
     }
 }

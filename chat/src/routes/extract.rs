@@ -11,8 +11,8 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 
 use crate::ChatState;
-use crate::auth;
 use crate::error::ChatError;
+use crate::service::auth;
 
 /// Largest JSON body accepted by these routes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -3,13 +3,12 @@
 
 use serde::Serialize;
 
-use crate::attachments::AttachmentView;
 use crate::error::ChatError;
-use crate::guild_store::{Channel, Message};
-use crate::guilds::channel_audience;
-use crate::hub::Event;
-use crate::message_store::Reaction;
 use crate::model::EventKind;
+use crate::service::attachments::AttachmentView;
+use crate::service::hub::{Event, channel_audience};
+use crate::store::guilds::{Channel, Message};
+use crate::store::messages::Reaction;
 use crate::{ChatState, now_ms};
 
 /// Longest message, in characters.

@@ -19,17 +19,17 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::api::{Authed, Body, UserAuthed};
-use crate::bot_store::{App, Command, CommandOption};
 use crate::error::ChatError;
-use crate::guild_store::{Channel, Message};
-use crate::guilds::{clean_name, in_channel, parse_id, require};
-use crate::hub::{Audience, Event};
-use crate::message_service::MessageView;
+use crate::model::perms::Perms;
 use crate::model::{ChannelKind, EventKind};
-use crate::perms::Perms;
+use crate::routes::api::{Authed, Body, UserAuthed};
+use crate::routes::guilds::{clean_name, in_channel, parse_id, require};
+use crate::service::hub::{Audience, Event};
+use crate::service::messages::MessageView;
 use crate::store::User;
-use crate::{ChatState, auth, now_ms};
+use crate::store::bots::{App, Command, CommandOption};
+use crate::store::guilds::{Channel, Message};
+use crate::{ChatState, now_ms, service::auth};
 
 /// How long a bot has to answer an interaction.
 pub const INTERACTION_TTL_MS: i64 = 15 * 60 * 1000;
@@ -242,7 +242,7 @@ async fn guild_commands(
     Path(guild): Path<String>,
 ) -> Result<Json<Vec<Value>>, ChatError> {
     let id = parse_id(&guild, "unknown_guild")?;
-    crate::guilds::in_guild(&state, id, user).await?;
+    crate::routes::guilds::in_guild(&state, id, user).await?;
     Ok(Json(
         state
             .store
@@ -465,7 +465,7 @@ async fn answer(
 ) -> Result<MessageView, ChatError> {
     let content = reply["content"].as_str().unwrap_or("").to_owned();
     if content.trim().is_empty()
-        || content.chars().count() > crate::message_service::MAX_CONTENT_CHARS
+        || content.chars().count() > crate::service::messages::MAX_CONTENT_CHARS
     {
         return Err(ChatError::bad_request(
             "invalid_content",
@@ -492,7 +492,7 @@ async fn answer(
         .store
         .channel(channel_id)
         .await?
-        .ok_or_else(crate::guilds::unknown_channel)?;
+        .ok_or_else(crate::routes::guilds::unknown_channel)?;
     post_as(state, &c, app.bot_user_id, content).await
 }
 
@@ -508,7 +508,7 @@ pub(crate) async fn post_as(
         content,
         ..Message::default()
     };
-    Ok(crate::message_service::create(state, c, draft).await?.1)
+    Ok(crate::service::messages::create(state, c, draft).await?.1)
 }
 
 async fn interaction_callback(
@@ -636,7 +636,7 @@ async fn execute_webhook(
         .check(&wid)
         .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
     let n = req.content.chars().count();
-    if req.content.trim().is_empty() || n > crate::message_service::MAX_CONTENT_CHARS {
+    if req.content.trim().is_empty() || n > crate::service::messages::MAX_CONTENT_CHARS {
         return Err(ChatError::bad_request(
             "invalid_content",
             "content is 1-4000 characters",

@@ -9,13 +9,15 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::{Authed, Body, MaybeBody};
 use crate::error::ChatError;
-use crate::guilds::{clean_name, in_guild, parse_id, refresh_guild, require, unknown_guild};
-use crate::hub::{Audience, Event};
-use crate::member_store::{Member, Role};
 use crate::model::EventKind;
-use crate::perms::Perms;
+use crate::model::perms::Perms;
+use crate::routes::api::{Authed, Body, MaybeBody};
+use crate::routes::guilds::{
+    clean_name, in_guild, parse_id, refresh_guild, require, unknown_guild,
+};
+use crate::service::hub::{Audience, Event};
+use crate::store::members::{Member, Role};
 use crate::{ChatState, now_ms};
 
 pub fn router(state: ChatState) -> Router {

@@ -1,5 +1,7 @@
 //! Chat's domain types that every layer shares.
 
+pub mod perms;
+
 use serde::{Deserialize, Serialize};
 
 /// What a channel is. Stored and sent as its snake_case name.

@@ -1,6 +1,6 @@
 //! DMs, group DMs and threads in the store.
 
-use crate::guild_store::Channel;
+use crate::store::guilds::Channel;
 use crate::store::{Store, StoreError};
 
 impl Store {
@@ -20,7 +20,7 @@ impl Store {
     /// Creates a DM or group DM with its members, in one transaction.
     pub async fn create_dm(&self, c: &Channel, members: &[i64], at: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        crate::guild_store::insert_channel(&mut *tx, c).await?;
+        crate::store::guilds::insert_channel(&mut *tx, c).await?;
         for m in members {
             sqlx::query(
                 "INSERT INTO dm_recipients (channel_id, user_id, added_at) VALUES ($1, $2, $3)",

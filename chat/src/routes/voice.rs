@@ -14,11 +14,11 @@ use parlor_proto::{
 use serde::Serialize;
 
 use crate::ChatState;
-use crate::api::Authed;
 use crate::error::ChatError;
-use crate::guilds::{in_channel, parse_id, require};
 use crate::model::ChannelKind;
-use crate::perms::Perms;
+use crate::model::perms::Perms;
+use crate::routes::api::Authed;
+use crate::routes::guilds::{in_channel, parse_id, require};
 
 /// How long a voice token is good for: long enough to connect, short enough to expire
 /// soon after someone loses access.

@@ -1,17 +1,17 @@
 //! Channel edits and permission overwrites, under `/api/v1/channels/{id}`.
 
 use crate::ChatState;
-use crate::api::{Authed, Body, Patch};
 use crate::error::ChatError;
-use crate::guild_store::Channel;
-use crate::guilds::{
+use crate::model::perms::{Perms, Target};
+use crate::model::{ChannelKind, EventKind};
+use crate::routes::api::{Authed, Body, Patch};
+use crate::routes::guilds::{
     ChannelView, channel_audience, clean_name, in_channel, parse_id, refresh_guild, require,
 };
-use crate::hub::Event;
-use crate::member_store::overwrite_target;
-use crate::members::parse_bits;
-use crate::model::{ChannelKind, EventKind};
-use crate::perms::{Perms, Target};
+use crate::routes::members::parse_bits;
+use crate::service::hub::Event;
+use crate::store::guilds::Channel;
+use crate::store::members::overwrite_target;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::put;

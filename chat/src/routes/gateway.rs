@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use tracing::{Instrument, debug, info_span};
 
 use crate::error::ChatError;
-use crate::hub::{Audience, Event, Next, ResumeError, Session};
 use crate::model::EventKind;
-use crate::{ChatState, auth};
+use crate::service::hub::{Audience, Event, Next, ResumeError, Session};
+use crate::{ChatState, service::auth};
 use parlor_edge::{CloseCode, Heartbeat};
 
 /// Largest frame a client may send.
@@ -110,12 +110,12 @@ struct Resumed<'a> {
 #[derive(Debug, Serialize)]
 struct Ready<'a> {
     session_id: &'a str,
-    user: crate::api::UserView,
-    guilds: Vec<crate::guilds::GuildView>,
+    user: crate::routes::api::UserView,
+    guilds: Vec<crate::routes::guilds::GuildView>,
     /// DMs and group DMs.
-    private_channels: Vec<crate::guilds::ChannelView>,
-    read_states: crate::reads::ReadStates,
-    notification_settings: Vec<crate::reads::SettingView>,
+    private_channels: Vec<crate::routes::guilds::ChannelView>,
+    read_states: crate::routes::reads::ReadStates,
+    notification_settings: Vec<crate::routes::reads::SettingView>,
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
@@ -215,7 +215,8 @@ async fn run(state: ChatState, socket: WebSocket) {
                 session_id,
                 seq,
             }) => {
-                let Ok(crate::api::Caller { user_id: user, .. }) = token_user(&state, &token).await
+                let Ok(crate::routes::api::Caller { user_id: user, .. }) =
+                    token_user(&state, &token).await
                 else {
                     break Err(End::Close(
                         CloseCode::AuthenticationFailed,
@@ -284,7 +285,7 @@ async fn run(state: ChatState, socket: WebSocket) {
     match end {
         End::ClientClosed => {
             if state.hub.close(&session, generation) {
-                crate::presence::went_offline(&state, session.user_id).await;
+                crate::service::presence::went_offline(&state, session.user_id).await;
             }
         }
         End::Close(code, reason) => {
@@ -383,17 +384,20 @@ async fn pump(
 }
 
 /// The account of an identify token: an access token, or `Bot <bot token>`.
-async fn token_user(state: &ChatState, token: &str) -> Result<crate::api::Caller, ChatError> {
+async fn token_user(
+    state: &ChatState,
+    token: &str,
+) -> Result<crate::routes::api::Caller, ChatError> {
     if token.starts_with("Bot ") {
-        crate::api::authenticate(state, token).await
+        crate::routes::api::authenticate(state, token).await
     } else {
-        crate::api::authenticate(state, &format!("Bearer {token}")).await
+        crate::routes::api::authenticate(state, &format!("Bearer {token}")).await
     }
 }
 
 /// Checks the token, opens a session and queues ready.
 async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64), End> {
-    let Ok(crate::api::Caller {
+    let Ok(crate::routes::api::Caller {
         user_id,
         session: auth,
     }) = token_user(state, token).await
@@ -422,16 +426,16 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         .map_err(|e| internal(e.into()))?;
     let mut guilds = Vec::new();
     for g in &guild_ids {
-        let (view, seen) = crate::guilds::guild_for(state, *g, user_id)
+        let (view, seen) = crate::routes::guilds::guild_for(state, *g, user_id)
             .await
             .map_err(internal)?;
         visible.insert(*g, seen);
         guilds.push(view);
     }
-    let private_channels = crate::dms::private_channels(state, user_id)
+    let private_channels = crate::routes::dms::private_channels(state, user_id)
         .await
         .map_err(internal)?;
-    let read_states = crate::reads::read_states_of(state, user_id, &visible)
+    let read_states = crate::routes::reads::read_states_of(state, user_id, &visible)
         .await
         .map_err(internal)?;
     let notification_settings = state
@@ -440,7 +444,7 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         .await
         .map_err(|e| internal(e.into()))?
         .iter()
-        .map(crate::reads::SettingView::from)
+        .map(crate::routes::reads::SettingView::from)
         .collect();
     let session_id = auth::random_token();
     let (session, generation) = state
@@ -454,7 +458,7 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
     }
     let ready = Ready {
         session_id: &session_id,
-        user: crate::api::UserView::from(&user),
+        user: crate::routes::api::UserView::from(&user),
         guilds,
         private_channels,
         read_states,
@@ -465,7 +469,7 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         &Event::new(EventKind::Ready, &ready),
     );
     if !was_online {
-        crate::presence::presence(&state.hub, user_id, &guild_ids, "online");
+        crate::service::presence::presence(&state.hub, user_id, &guild_ids, "online");
     }
     Ok((session, generation))
 }

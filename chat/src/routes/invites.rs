@@ -1,14 +1,14 @@
 //! Invites with an expiry and a use limit: create, list, preview, accept, revoke.
 
-use crate::api::{Authed, MaybeBody};
 use crate::error::ChatError;
-use crate::guilds::{GuildView, guild_for, in_guild, parse_id, require};
-use crate::hub::{Audience, Event};
-use crate::member_store::{Invite, InviteRefusal};
-use crate::members::MemberView;
 use crate::model::EventKind;
-use crate::perms::Perms;
-use crate::{ChatState, auth, now_ms};
+use crate::model::perms::Perms;
+use crate::routes::api::{Authed, MaybeBody};
+use crate::routes::guilds::{GuildView, guild_for, in_guild, parse_id, require};
+use crate::routes::members::MemberView;
+use crate::service::hub::{Audience, Event};
+use crate::store::members::{Invite, InviteRefusal};
+use crate::{ChatState, now_ms, service::auth};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;

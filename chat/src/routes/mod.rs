@@ -1,0 +1,18 @@
+//! HTTP and gateway handlers. They translate requests into calls on the services and the
+//! store, and answers into views; they decide nothing a service could.
+
+pub mod api;
+pub mod attachments;
+pub mod bots;
+pub mod channels;
+pub mod dms;
+pub mod events;
+pub mod extract;
+pub mod gateway;
+pub mod guilds;
+pub mod invites;
+pub mod members;
+pub mod messages;
+pub mod reads;
+pub mod search;
+pub mod voice;

@@ -1,0 +1,12 @@
+//! Domain operations over the store: sending a message, presence, sign-in sessions and
+//! the tokens behind them, the event hub, and the policy for outgoing requests. Services
+//! use the store and the model, never the routes.
+
+pub mod attachments;
+pub mod auth;
+pub mod hub;
+pub mod mentions;
+pub mod messages;
+pub mod outgoing;
+pub mod presence;
+pub mod sessions;
