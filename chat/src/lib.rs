@@ -97,9 +97,9 @@ pub struct ChatState {
     pub ids: Arc<IdGen>,
     pub auth_limit: Option<Arc<parlor_edge::KeyedLimit<std::net::IpAddr>>>,
     /// Per user per route (`None`: off).
-    pub user_limit: Option<Arc<parlor_edge::KeyedLimit<(i64, String)>>>,
+    pub user_limit: Option<Arc<parlor_edge::KeyedLimit<(model::UserId, String)>>>,
     /// Per user, on invite lookups: codes cannot be guessed by brute force.
-    pub invite_limit: Arc<parlor_edge::KeyedLimit<i64>>,
+    pub invite_limit: Arc<parlor_edge::KeyedLimit<model::UserId>>,
     /// Per incoming webhook.
     pub webhook_limit: Arc<parlor_edge::KeyedLimit<i64>>,
     pub hub: Arc<hub::Hub>,
@@ -154,8 +154,11 @@ impl ChatState {
     }
 
     /// Holds the channel's write order (see `channel_locks`).
-    pub async fn lock_channel(&self, channel_id: i64) -> tokio::sync::MutexGuard<'_, ()> {
-        let i = (channel_id as u64 % self.channel_locks.len() as u64) as usize;
+    pub async fn lock_channel(
+        &self,
+        channel_id: model::ChannelId,
+    ) -> tokio::sync::MutexGuard<'_, ()> {
+        let i = (channel_id.0 as u64 % self.channel_locks.len() as u64) as usize;
         self.channel_locks[i].lock().await
     }
 
@@ -268,7 +271,8 @@ pub struct IdGen {
 }
 
 impl IdGen {
-    pub fn next(&self) -> i64 {
+    /// A new id, as whichever id type it is for (`MessageId`, `ChannelId`, ..., `i64`).
+    pub fn next<T: From<i64>>(&self) -> T {
         let now = ((now_ms() - ID_EPOCH_MS).max(0) as u64) << 22;
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
@@ -277,7 +281,7 @@ impl IdGen {
                 .last
                 .compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return next as i64,
+                Ok(_) => return T::from(next as i64),
                 Err(p) => prev = p,
             }
         }

@@ -1,6 +1,9 @@
 //! Chat's domain types that every layer shares.
 
+mod ids;
 pub mod perms;
+
+pub use ids::{ChannelId, GuildId, Mention, MessageId, RoleId, UserId};
 
 use serde::{Deserialize, Serialize};
 

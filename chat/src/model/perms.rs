@@ -1,6 +1,8 @@
 //! Permissions: a 64-bit field per role, allow/deny overwrites per channel for roles and
 //! single members, resolved in Discord's order. Pure logic; the store supplies the inputs.
 
+use crate::model::{GuildId, RoleId, UserId};
+
 /// A set of permission bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct Perms(pub u64);
@@ -97,8 +99,8 @@ impl std::ops::BitOr for Perms {
 /// Whom a channel overwrite is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    Role(i64),
-    Member(i64),
+    Role(RoleId),
+    Member(UserId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,12 +113,12 @@ pub struct Overwrite {
 /// A member as far as permissions go.
 #[derive(Debug, Clone)]
 pub struct MemberPerms<'a> {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub is_owner: bool,
     /// Permissions of `@everyone` (whose role id is the guild id).
     pub everyone: Perms,
     /// Permissions of each role the member has.
-    pub roles: &'a [(i64, Perms)],
+    pub roles: &'a [(RoleId, Perms)],
 }
 
 /// The member's permissions in the guild, before channel overwrites.
@@ -136,7 +138,7 @@ pub fn guild_perms(m: &MemberPerms<'_>) -> Perms {
 /// channel's overwrites for `@everyone`, for the member's roles (allows and denies of all
 /// of them together) and for the member. Owners and administrators bypass overwrites.
 /// Without `VIEW_CHANNEL` a member has nothing in the channel.
-pub fn channel_perms(m: &MemberPerms<'_>, guild_id: i64, overwrites: &[Overwrite]) -> Perms {
+pub fn channel_perms(m: &MemberPerms<'_>, guild_id: GuildId, overwrites: &[Overwrite]) -> Perms {
     let base = guild_perms(m);
     if base.contains(Perms::ADMINISTRATOR) {
         return Perms::ALL;
@@ -144,14 +146,14 @@ pub fn channel_perms(m: &MemberPerms<'_>, guild_id: i64, overwrites: &[Overwrite
     let mut p = base;
     if let Some(o) = overwrites
         .iter()
-        .find(|o| o.target == Target::Role(guild_id))
+        .find(|o| o.target == Target::Role(guild_id.everyone_role()))
     {
         p = p.allow_deny(o.allow, o.deny);
     }
     let (mut allow, mut deny) = (Perms(0), Perms(0));
     for o in overwrites {
         if let Target::Role(r) = o.target
-            && r != guild_id
+            && r != guild_id.everyone_role()
             && m.roles.iter().any(|(id, _)| *id == r)
         {
             allow = allow | o.allow;
@@ -176,13 +178,15 @@ pub fn channel_perms(m: &MemberPerms<'_>, guild_id: i64, overwrites: &[Overwrite
 mod tests {
     use super::*;
 
-    const GUILD: i64 = 1;
-    const MODS: i64 = 10;
-    const MUTED: i64 = 11;
+    const GUILD: GuildId = GuildId(1);
+    const EVERYONE: RoleId = RoleId(1);
+    const MODS: RoleId = RoleId(10);
+    const MUTED: RoleId = RoleId(11);
+    const MEMBER: UserId = UserId(100);
 
-    fn member(roles: &[(i64, Perms)]) -> MemberPerms<'_> {
+    fn member(roles: &[(RoleId, Perms)]) -> MemberPerms<'_> {
         MemberPerms {
-            user_id: 100,
+            user_id: MEMBER,
             is_owner: false,
             everyone: Perms::DEFAULT_EVERYONE,
             roles,
@@ -211,16 +215,16 @@ mod tests {
         let m = member(&roles);
         // @everyone may not send here; the mods role may; the member may not.
         let mut ows = vec![
-            ow(Target::Role(GUILD), Perms(0), Perms::SEND_MESSAGES),
+            ow(Target::Role(EVERYONE), Perms(0), Perms::SEND_MESSAGES),
             ow(Target::Role(MODS), Perms::SEND_MESSAGES, Perms(0)),
         ];
         assert!(channel_perms(&m, GUILD, &ows).contains(Perms::SEND_MESSAGES));
-        ows.push(ow(Target::Member(100), Perms(0), Perms::SEND_MESSAGES));
+        ows.push(ow(Target::Member(MEMBER), Perms(0), Perms::SEND_MESSAGES));
         assert!(!channel_perms(&m, GUILD, &ows).contains(Perms::SEND_MESSAGES));
         // A member overwrite beats role denies.
         let ows = [
             ow(Target::Role(MUTED), Perms(0), Perms::SPEAK),
-            ow(Target::Member(100), Perms::SPEAK, Perms(0)),
+            ow(Target::Member(MEMBER), Perms::SPEAK, Perms(0)),
         ];
         assert!(channel_perms(&m, GUILD, &ows).contains(Perms::SPEAK));
         // Between roles, an allow wins over a deny.
@@ -234,7 +238,7 @@ mod tests {
     #[test]
     fn no_view_means_nothing() {
         let m = member(&[]);
-        let ows = [ow(Target::Role(GUILD), Perms(0), Perms::VIEW_CHANNEL)];
+        let ows = [ow(Target::Role(EVERYONE), Perms(0), Perms::VIEW_CHANNEL)];
         assert_eq!(channel_perms(&m, GUILD, &ows), Perms(0));
     }
 
@@ -242,8 +246,8 @@ mod tests {
     fn administrators_and_owners_bypass_overwrites() {
         let roles = [(MODS, Perms::ADMINISTRATOR)];
         let ows = [
-            ow(Target::Role(GUILD), Perms(0), Perms::VIEW_CHANNEL),
-            ow(Target::Member(100), Perms(0), Perms::SEND_MESSAGES),
+            ow(Target::Role(EVERYONE), Perms(0), Perms::VIEW_CHANNEL),
+            ow(Target::Member(MEMBER), Perms(0), Perms::SEND_MESSAGES),
         ];
         assert_eq!(channel_perms(&member(&roles), GUILD, &ows), Perms::ALL);
         let owner = MemberPerms {

@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ChatError;
+use crate::model::UserId;
 pub use crate::routes::extract::{
     Authed, Body, Caller, ClientIp, MAX_BODY_BYTES, MaybeBody, Patch, UserAuthed, authenticate,
 };
@@ -294,7 +295,7 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn load_user(state: &ChatState, id: i64) -> Result<User, ChatError> {
+async fn load_user(state: &ChatState, id: UserId) -> Result<User, ChatError> {
     state
         .store
         .user(id)

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::error::ChatError;
+use crate::model::UserId;
 use crate::model::perms::Perms;
 use crate::routes::api::Authed;
 use crate::routes::guilds::{in_channel, parse_id, require};
@@ -418,7 +419,7 @@ async fn set_avatar(
 }
 
 /// The blob id of a user's own uploaded avatar URL.
-fn avatar_id(user: i64, url: &str) -> Option<i64> {
+fn avatar_id(user: UserId, url: &str) -> Option<i64> {
     url.strip_prefix(&format!("/api/v1/avatars/{user}/"))?
         .strip_suffix(".png")?
         .parse()
@@ -431,7 +432,7 @@ async fn avatar(
     Path((user, file)): Path<(String, String)>,
 ) -> Result<Response, ChatError> {
     let not_found = || ChatError::new(StatusCode::NOT_FOUND, "unknown_avatar", "no such avatar");
-    let uid: i64 = user.parse().map_err(|_| not_found())?;
+    let uid: UserId = user.parse().map_err(|_| not_found())?;
     let u = state.store.user(uid).await?.ok_or_else(not_found)?;
     let want = format!("/api/v1/avatars/{uid}/{file}");
     let id = avatar_id(uid, &want).ok_or_else(not_found)?;

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::error::ChatError;
+use crate::model::UserId;
 use crate::model::perms::Perms;
 use crate::model::{ChannelKind, EventKind};
 use crate::routes::api::{Authed, Body, UserAuthed};
@@ -60,7 +61,7 @@ pub fn router(state: ChatState) -> Router {
 
 /// A non-human account to post as: no password can sign in to it.
 fn bot_account(state: &ChatState, name: &str, prefix: &str) -> User {
-    let id = state.ids.next();
+    let id: UserId = state.ids.next();
     User {
         id,
         username: format!("{prefix}{id}"),
@@ -142,7 +143,7 @@ async fn list_apps(
 }
 
 /// The application, if the caller is its owner or its bot.
-async fn my_app(state: &ChatState, app: &str, user: i64) -> Result<App, ChatError> {
+async fn my_app(state: &ChatState, app: &str, user: UserId) -> Result<App, ChatError> {
     let unknown = || {
         ChatError::new(
             StatusCode::NOT_FOUND,
@@ -293,7 +294,7 @@ pub fn bind_options(
 pub(crate) async fn invoke(
     state: &ChatState,
     c: &Channel,
-    user: i64,
+    user: UserId,
     content: &str,
 ) -> Result<Option<Value>, ChatError> {
     let Some(text) = content.strip_prefix('/') else {
@@ -500,7 +501,7 @@ async fn answer(
 pub(crate) async fn post_as(
     state: &ChatState,
     c: &Channel,
-    author: i64,
+    author: UserId,
     content: String,
 ) -> Result<MessageView, ChatError> {
     let draft = Message {

@@ -4,6 +4,7 @@ use crate::ChatState;
 use crate::error::ChatError;
 use crate::model::perms::{Perms, Target};
 use crate::model::{ChannelKind, EventKind};
+use crate::model::{RoleId, UserId};
 use crate::routes::api::{Authed, Body, Patch};
 use crate::routes::guilds::{
     ChannelView, channel_audience, clean_name, in_channel, parse_id, refresh_guild, require,
@@ -146,7 +147,7 @@ async fn delete_channel(
         ));
     }
     require(p, Perms::MANAGE_CHANNELS)?;
-    let files = state.store.attachment_ids(c.id, false).await?;
+    let files = state.store.channel_attachment_ids(c.id).await?;
     state.store.delete_channel(c.id).await?;
     if let Some(blobs) = &state.blobs {
         blobs.delete_all(&files).await;
@@ -171,7 +172,7 @@ struct OverwriteBody {
 async fn overwrite_channel(
     state: &ChatState,
     channel: &str,
-    user: i64,
+    user: UserId,
 ) -> Result<(Channel, Perms), ChatError> {
     let cid = parse_id(channel, "unknown_channel")?;
     let (c, p) = in_channel(state, cid, user).await?;
@@ -186,7 +187,7 @@ async fn set_overwrite(
     Body(req): Body<OverwriteBody>,
 ) -> Result<StatusCode, ChatError> {
     let (c, p) = overwrite_channel(&state, &channel, user).await?;
-    let tid = parse_id(&target, "unknown_target")?;
+    let tid: i64 = parse_id(&target, "unknown_target")?;
     let t = overwrite_target(&req.kind, tid)
         .ok_or_else(|| ChatError::bad_request("invalid_overwrite", "type is role or member"))?;
     let exists = match t {
@@ -223,15 +224,15 @@ async fn delete_overwrite(
     Path((channel, target)): Path<(String, String)>,
 ) -> Result<StatusCode, ChatError> {
     let (c, _) = overwrite_channel(&state, &channel, user).await?;
-    let tid = parse_id(&target, "unknown_target")?;
+    let tid: i64 = parse_id(&target, "unknown_target")?;
     // The id names a role or a member; remove whichever overwrite exists.
     state
         .store
-        .set_overwrite(c.id, Target::Role(tid), None)
+        .set_overwrite(c.id, Target::Role(RoleId(tid)), None)
         .await?;
     state
         .store
-        .set_overwrite(c.id, Target::Member(tid), None)
+        .set_overwrite(c.id, Target::Member(UserId(tid)), None)
         .await?;
     overwrites_changed(&state, &c).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::error::ChatError;
 use crate::model::perms::Perms;
+use crate::model::{ChannelId, UserId};
 use crate::model::{ChannelKind, EventKind};
 use crate::routes::api::{Authed, Body};
 use crate::routes::guilds::{
@@ -59,7 +60,7 @@ fn unknown_user() -> ChatError {
 }
 
 /// Someone the caller may message: a user who shares a guild with them.
-async fn reachable(state: &ChatState, user: i64, other: &str) -> Result<i64, ChatError> {
+async fn reachable(state: &ChatState, user: UserId, other: &str) -> Result<UserId, ChatError> {
     let id = parse_id(other, "unknown_user")?;
     state.store.user(id).await?.ok_or_else(unknown_user)?;
     if id != user && !state.store.share_guild(user, id).await? {
@@ -72,7 +73,7 @@ async fn reachable(state: &ChatState, user: i64, other: &str) -> Result<i64, Cha
     Ok(id)
 }
 
-async fn dm_view(state: &ChatState, id: i64) -> Result<(Channel, ChannelView), ChatError> {
+async fn dm_view(state: &ChatState, id: ChannelId) -> Result<(Channel, ChannelView), ChatError> {
     let c = state
         .store
         .channel(id)
@@ -174,7 +175,7 @@ async fn list_dms(
 /// The user's DMs and group DMs.
 pub(crate) async fn private_channels(
     state: &ChatState,
-    user: i64,
+    user: UserId,
 ) -> Result<Vec<ChannelView>, ChatError> {
     let mut out = Vec::new();
     for id in state.store.user_dms(user).await? {
@@ -184,7 +185,7 @@ pub(crate) async fn private_channels(
 }
 
 /// A group DM the caller is in.
-async fn group(state: &ChatState, channel: &str, user: i64) -> Result<Channel, ChatError> {
+async fn group(state: &ChatState, channel: &str, user: UserId) -> Result<Channel, ChatError> {
     let id = parse_id(channel, "unknown_channel")?;
     let (c, _) = in_channel(state, id, user).await?;
     if c.kind != ChannelKind::GroupDm {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::ChatError;
+use crate::model::UserId;
 use crate::model::perms::Perms;
 use crate::model::{ChannelKind, EventKind};
 use crate::routes::api::{Authed, Body, Patch};
@@ -67,7 +68,7 @@ struct EventView {
 async fn event_view(
     state: &ChatState,
     e: &ScheduledEvent,
-    user: i64,
+    user: UserId,
 ) -> Result<EventView, ChatError> {
     let who = state.store.interested(e.id).await?;
     Ok(EventView {
@@ -202,7 +203,7 @@ async fn the_event(
     state: &ChatState,
     guild: &str,
     event: &str,
-    user: i64,
+    user: UserId,
 ) -> Result<(ScheduledEvent, Perms), ChatError> {
     let gid = parse_id(guild, "unknown_guild")?;
     let (_, p) = in_guild(state, gid, user).await?;
@@ -279,7 +280,7 @@ async fn delete_event(
 
 async fn set_interest(
     state: ChatState,
-    user: i64,
+    user: UserId,
     guild: String,
     event: String,
     on: bool,

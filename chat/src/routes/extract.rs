@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 
 use crate::ChatState;
 use crate::error::ChatError;
+use crate::model::UserId;
 use crate::service::auth;
 
 /// Largest JSON body accepted by these routes.
@@ -102,7 +103,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
 /// Who a request speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The sign-in session of a user's access token; `None` for a bot token.
     pub session: Option<String>,
 }
@@ -182,7 +183,7 @@ async fn caller(parts: &Parts, state: &ChatState) -> Result<Caller, ChatError> {
 /// The signed-in account, user or bot, from `Authorization: Bearer <access token>` or
 /// `Bot <bot token>`.
 #[derive(Debug)]
-pub struct Authed(pub i64);
+pub struct Authed(pub UserId);
 
 impl FromRequestParts<ChatState> for Authed {
     type Rejection = ChatError;
@@ -196,7 +197,7 @@ impl FromRequestParts<ChatState> for Authed {
 /// only people may do, such as creating applications: a bot that could would mint
 /// accounts past the sign-up limits.
 #[derive(Debug)]
-pub struct UserAuthed(pub i64);
+pub struct UserAuthed(pub UserId);
 
 impl FromRequestParts<ChatState> for UserAuthed {
     type Rejection = ChatError;

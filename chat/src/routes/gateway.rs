@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{Instrument, debug, info_span};
 
 use crate::error::ChatError;
-use crate::model::EventKind;
+use crate::model::{ChannelId, EventKind, GuildId};
 use crate::service::hub::{Audience, Event, Next, ResumeError, Session};
 use crate::{ChatState, service::auth};
 use parlor_edge::{CloseCode, Heartbeat};
@@ -418,7 +418,7 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         .map_err(|e| internal(e.into()))?
         .ok_or(End::Close(CloseCode::AuthenticationFailed, "no such user"))?;
     let was_online = state.hub.online(user_id);
-    let mut visible: HashMap<i64, HashSet<i64>> = HashMap::new();
+    let mut visible: HashMap<GuildId, HashSet<ChannelId>> = HashMap::new();
     let guild_ids = state
         .store
         .user_guilds(user_id)

@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ChatError;
+use crate::model::{ChannelId, GuildId, UserId};
 use crate::model::{ChannelKind, EventKind};
 use crate::routes::api::{Authed, Body};
 pub(crate) use crate::service::hub::channel_audience;
@@ -28,15 +29,20 @@ pub fn router(state: ChatState) -> Router {
         .with_state(state)
 }
 
-/// Ids are strings on the wire (JavaScript numbers lose 64-bit precision).
-pub(crate) fn parse_id(s: &str, what: &'static str) -> Result<i64, ChatError> {
-    s.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
-        ChatError::new(
-            StatusCode::NOT_FOUND,
-            what,
-            format!("no such {}", &what[8..]),
-        )
-    })
+/// Ids are strings on the wire (JavaScript numbers lose 64-bit precision). Parses into
+/// the id type the caller needs (`UserId`, `ChannelId`, ..., or a bare `i64`).
+pub(crate) fn parse_id<T: From<i64>>(s: &str, what: &'static str) -> Result<T, ChatError> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .map(T::from)
+        .ok_or_else(|| {
+            ChatError::new(
+                StatusCode::NOT_FOUND,
+                what,
+                format!("no such {}", &what[8..]),
+            )
+        })
 }
 
 pub(crate) fn forbidden(missing: Perms) -> ChatError {
@@ -55,7 +61,7 @@ pub(crate) fn unknown_channel() -> ChatError {
     ChatError::new(StatusCode::NOT_FOUND, "unknown_channel", "no such channel")
 }
 
-pub(crate) fn member_perms(user_id: i64, m: &Membership) -> MemberPerms<'_> {
+pub(crate) fn member_perms(user_id: UserId, m: &Membership) -> MemberPerms<'_> {
     MemberPerms {
         user_id,
         is_owner: m.is_owner,
@@ -67,8 +73,8 @@ pub(crate) fn member_perms(user_id: i64, m: &Membership) -> MemberPerms<'_> {
 /// The caller's guild permissions. A guild the caller is not in does not exist for them.
 pub(crate) async fn in_guild(
     state: &ChatState,
-    guild_id: i64,
-    user: i64,
+    guild_id: GuildId,
+    user: UserId,
 ) -> Result<(Membership, Perms), ChatError> {
     let m = state
         .store
@@ -83,8 +89,8 @@ pub(crate) async fn in_guild(
 /// not exist for them.
 pub(crate) async fn in_channel(
     state: &ChatState,
-    channel_id: i64,
-    user: i64,
+    channel_id: ChannelId,
+    user: UserId,
 ) -> Result<(Channel, Perms), ChatError> {
     let c = state
         .store
@@ -172,7 +178,7 @@ pub struct GuildView {
 }
 
 /// The guild as the member sees it, with the ids of the channels they can view.
-fn guild_view(access: &GuildAccess, user: i64) -> Option<(GuildView, HashSet<i64>)> {
+fn guild_view(access: &GuildAccess, user: UserId) -> Option<(GuildView, HashSet<ChannelId>)> {
     let m = access.member(user)?;
     let visible = access.visible(user)?;
     let view = GuildView {
@@ -193,9 +199,9 @@ fn guild_view(access: &GuildAccess, user: i64) -> Option<(GuildView, HashSet<i64
 /// The guild as the member sees it; unknown to non-members.
 pub(crate) async fn guild_for(
     state: &ChatState,
-    guild_id: i64,
-    user: i64,
-) -> Result<(GuildView, HashSet<i64>), ChatError> {
+    guild_id: GuildId,
+    user: UserId,
+) -> Result<(GuildView, HashSet<ChannelId>), ChatError> {
     let access = state
         .store
         .guild_access(guild_id)
@@ -208,7 +214,7 @@ pub(crate) async fn guild_for(
 /// connected member of the guild can see, so events keep reaching exactly those who may
 /// read them. A member who can now see a channel gets `channel_create`; one who no
 /// longer can gets `channel_delete`.
-pub(crate) async fn refresh_guild(state: &ChatState, guild_id: i64) -> Result<(), ChatError> {
+pub(crate) async fn refresh_guild(state: &ChatState, guild_id: GuildId) -> Result<(), ChatError> {
     let access = state.store.guild_access(guild_id).await?;
     for user in state.hub.users_in_guild(guild_id) {
         let visible = access.as_ref().and_then(|a| a.visible(user));
@@ -374,7 +380,7 @@ async fn delete_guild(
             "only the owner can delete a guild",
         ));
     }
-    let files = state.store.attachment_ids(id, true).await?;
+    let files = state.store.guild_attachment_ids(id).await?;
     state.store.delete_guild(id).await?;
     if let Some(blobs) = &state.blobs {
         blobs.delete_all(&files).await;

@@ -2,6 +2,7 @@
 
 use crate::error::ChatError;
 use crate::model::EventKind;
+use crate::model::UserId;
 use crate::model::perms::Perms;
 use crate::routes::api::{Authed, MaybeBody};
 use crate::routes::guilds::{GuildView, guild_for, in_guild, parse_id, require};
@@ -126,7 +127,7 @@ fn unknown_invite() -> ChatError {
 
 /// Looks up an invite code: rate-limited per user, so codes cannot be guessed by brute
 /// force even though they are already 128 random bits.
-fn limit_lookup(state: &ChatState, user: i64, code: &str) -> Result<(), ChatError> {
+fn limit_lookup(state: &ChatState, user: UserId, code: &str) -> Result<(), ChatError> {
     state
         .invite_limit
         .check(&user)

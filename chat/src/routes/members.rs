@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::error::ChatError;
 use crate::model::EventKind;
 use crate::model::perms::Perms;
+use crate::model::{GuildId, RoleId, UserId};
 use crate::routes::api::{Authed, Body, MaybeBody};
 use crate::routes::guilds::{
     clean_name, in_guild, parse_id, refresh_guild, require, unknown_guild,
@@ -75,7 +76,11 @@ pub(crate) fn parse_bits(s: &str) -> Result<Perms, ChatError> {
 }
 
 /// Position of the member's highest role (`@everyone` is 0); the owner is above all.
-async fn top_position(state: &ChatState, guild_id: i64, user: i64) -> Result<i64, ChatError> {
+async fn top_position(
+    state: &ChatState,
+    guild_id: GuildId,
+    user: UserId,
+) -> Result<i64, ChatError> {
     let g = state
         .store
         .guild(guild_id)
@@ -84,7 +89,7 @@ async fn top_position(state: &ChatState, guild_id: i64, user: i64) -> Result<i64
     if g.owner_id == user {
         return Ok(i64::MAX);
     }
-    let roles: HashMap<i64, i64> = state
+    let roles: HashMap<RoleId, i64> = state
         .store
         .roles(guild_id)
         .await?
@@ -146,14 +151,18 @@ async fn list_members(
         Some(a) => a
             .parse()
             .map_err(|_| ChatError::bad_request("invalid_cursor", "after is a user id"))?,
-        None => 0,
+        None => UserId(0),
     };
     let page = state.store.members(id, after, limit).await?;
     Ok(Json(page.iter().map(MemberView::from).collect()))
 }
 
 /// Tells the guild a member is gone, and the member that the guild is gone for them.
-async fn member_gone(state: &ChatState, guild_id: i64, user_id: i64) -> Result<(), ChatError> {
+async fn member_gone(
+    state: &ChatState,
+    guild_id: GuildId,
+    user_id: UserId,
+) -> Result<(), ChatError> {
     state.dispatch(
         Audience::Users(vec![user_id]),
         Event::new(EventKind::GuildDelete, &json!({"id": guild_id.to_string()})),
@@ -337,8 +346,8 @@ struct RoleBody {
 /// have themselves, and only below their own highest role.
 async fn check_role_edit(
     state: &ChatState,
-    guild_id: i64,
-    user: i64,
+    guild_id: GuildId,
+    user: UserId,
     have: Perms,
     bits: Perms,
     position: i64,
@@ -411,14 +420,14 @@ async fn managed_role(
     state: &ChatState,
     guild: &str,
     role: &str,
-    user: i64,
-) -> Result<(i64, Role, Perms), ChatError> {
+    user: UserId,
+) -> Result<(GuildId, Role, Perms), ChatError> {
     let id = parse_id(guild, "unknown_guild")?;
     let (_, p) = in_guild(state, id, user).await?;
     require(p, Perms::MANAGE_ROLES)?;
     let rid = parse_id(role, "unknown_role")?;
     let r = state.store.role(id, rid).await?.ok_or_else(unknown_role)?;
-    if r.id != id && r.position >= top_position(state, id, user).await? {
+    if r.id != id.everyone_role() && r.position >= top_position(state, id, user).await? {
         return Err(hierarchy());
     }
     Ok((id, r, p))
@@ -431,7 +440,7 @@ async fn update_role(
     Body(req): Body<RoleBody>,
 ) -> Result<Json<RoleView>, ChatError> {
     let (id, mut r, p) = managed_role(&state, &guild, &role, user).await?;
-    let everyone = r.id == id;
+    let everyone = r.id == id.everyone_role();
     if let Some(n) = &req.name {
         if everyone {
             return Err(ChatError::bad_request(
@@ -492,7 +501,7 @@ async fn delete_role(
     Path((guild, role)): Path<(String, String)>,
 ) -> Result<StatusCode, ChatError> {
     let (id, r, _) = managed_role(&state, &guild, &role, user).await?;
-    if r.id == id {
+    if r.id == id.everyone_role() {
         return Err(ChatError::bad_request(
             "invalid_role",
             "@everyone cannot be deleted",
@@ -512,14 +521,14 @@ async fn delete_role(
 
 async fn member_role(
     state: ChatState,
-    user: i64,
+    user: UserId,
     guild: String,
     target: String,
     role: String,
     on: bool,
 ) -> Result<StatusCode, ChatError> {
     let (id, r, _) = managed_role(&state, &guild, &role, user).await?;
-    if r.id == id {
+    if r.id == id.everyone_role() {
         return Err(ChatError::bad_request(
             "invalid_role",
             "everyone has @everyone",

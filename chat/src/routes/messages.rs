@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::error::ChatError;
 use crate::model::perms::Perms;
 use crate::model::{ChannelKind, EventKind};
+use crate::model::{Mention, MessageId, UserId};
 use crate::routes::api::{Authed, Body};
 use crate::routes::attachments::MAX_PER_MESSAGE;
 use crate::routes::guilds::{channel_audience, in_channel, parse_id, require, send_permission};
@@ -51,12 +52,12 @@ pub fn router(state: ChatState) -> Router {
 async fn resolve_mentions(
     state: &ChatState,
     c: &Channel,
-    author: i64,
+    author: UserId,
     content: &str,
     perms: Perms,
-) -> Result<(Vec<(String, i64)>, bool), ChatError> {
+) -> Result<(Vec<Mention>, bool), ChatError> {
     let found = mentions::parse(content);
-    let mut out: Vec<(String, i64)> = Vec::new();
+    let mut out: Vec<Mention> = Vec::new();
     // Every user mention, by id or by name, resolves in one query.
     let guild = (!c.is_dm()).then_some(c.guild_id);
     let users = state
@@ -67,27 +68,27 @@ async fn resolve_mentions(
         let name = name.to_lowercase();
         users.iter().find(|(_, n)| *n == name).map(|(id, _)| *id)
     };
-    let known = |id: i64| users.iter().any(|(u, _)| *u == id);
+    let known = |id: UserId| users.iter().any(|(u, _)| *u == id);
     if c.is_dm() {
         // Only the people in the DM can be mentioned there.
         for uid in &found.user_ids {
-            if c.recipients.contains(uid) && !out.iter().any(|(_, i)| i == uid) {
-                out.push(("user".into(), *uid));
+            if c.recipients.contains(uid) && !out.contains(&Mention::User(*uid)) {
+                out.push(Mention::User(*uid));
             }
         }
         for name in &found.names {
             if let Some(id) = by_name(name)
                 && c.recipients.contains(&id)
-                && !out.iter().any(|(_, i)| *i == id)
+                && !out.contains(&Mention::User(id))
             {
-                out.push(("user".into(), id));
+                out.push(Mention::User(id));
             }
         }
         return Ok((out, false));
     }
-    let mut add = |kind: &str, id: i64| {
-        if !out.iter().any(|(k, i)| k == kind && *i == id) {
-            out.push((kind.to_owned(), id));
+    let mut add = |mention: Mention| {
+        if !out.contains(&mention) {
+            out.push(mention);
         }
     };
     let roles = if found.role_ids.is_empty() && found.names.is_empty() {
@@ -97,19 +98,25 @@ async fn resolve_mentions(
     };
     for uid in &found.user_ids {
         if known(*uid) {
-            add("user", *uid);
+            add(Mention::User(*uid));
         }
     }
     for name in &found.names {
-        if let Some(r) = roles.iter().find(|r| r.id != c.guild_id && r.name == *name) {
-            add("role", r.id);
+        if let Some(r) = roles
+            .iter()
+            .find(|r| r.id != c.guild_id.everyone_role() && r.name == *name)
+        {
+            add(Mention::Role(r.id));
         } else if let Some(id) = by_name(name) {
-            add("user", id);
+            add(Mention::User(id));
         }
     }
     for rid in &found.role_ids {
-        if roles.iter().any(|r| r.id == *rid && r.id != c.guild_id) {
-            add("role", *rid);
+        if roles
+            .iter()
+            .any(|r| r.id == *rid && r.id != c.guild_id.everyone_role())
+        {
+            add(Mention::Role(*rid));
         }
     }
     if !found.channel_ids.is_empty() || !found.channel_names.is_empty() {
@@ -127,7 +134,7 @@ async fn resolve_mentions(
                 && seen.contains(&ch.id)
                 && (found.channel_ids.contains(&ch.id) || found.channel_names.contains(&ch.name))
             {
-                add("channel", ch.id);
+                add(Mention::Channel(ch.id));
             }
         }
     }
@@ -146,7 +153,7 @@ fn invalid_attachment() -> ChatError {
 async fn claimable(
     state: &ChatState,
     c: &Channel,
-    user: i64,
+    user: UserId,
     ids: &[String],
 ) -> Result<Vec<crate::routes::attachments::Attachment>, ChatError> {
     if ids.len() > MAX_PER_MESSAGE {
@@ -264,7 +271,7 @@ async fn send_message(
     }
     // The message is stored and sent: a failure here must not make the client retry it.
     if let Err(e) = reads::notify(&state, &c, &m, &view).await {
-        tracing::error!(error = ?e, message = m.id, "notifying failed");
+        tracing::error!(error = ?e, message = m.id.0, "notifying failed");
     }
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -291,7 +298,7 @@ async fn history(
         return Err(ChatError::bad_request("invalid_limit", "limit is 1-100"));
     }
     let cursor_id = |s: &str| {
-        s.parse::<i64>()
+        s.parse::<MessageId>()
             .map_err(|_| ChatError::bad_request("invalid_cursor", "cursors are message ids"))
     };
     let cursor = match (&q.before, &q.after, &q.around) {
@@ -321,7 +328,7 @@ async fn message_in_channel(
     state: &ChatState,
     channel: &str,
     message: &str,
-    user: i64,
+    user: UserId,
 ) -> Result<(Message, Channel, Perms), ChatError> {
     let cid = parse_id(channel, "unknown_channel")?;
     let mid = parse_id(message, "unknown_message")?;
@@ -448,7 +455,7 @@ fn check_emoji(e: &str) -> Result<(), ChatError> {
 /// Distinct emoji per message.
 pub const MAX_REACTION_KINDS: i64 = 20;
 
-fn reaction_event(c: &Channel, m: &Message, user: i64, emoji: &str) -> serde_json::Value {
+fn reaction_event(c: &Channel, m: &Message, user: UserId, emoji: &str) -> serde_json::Value {
     serde_json::json!({
         "channel_id": c.id.to_string(),
         "message_id": m.id.to_string(),
@@ -576,7 +583,7 @@ async fn pins(
 
 async fn set_pin(
     state: ChatState,
-    user: i64,
+    user: UserId,
     channel: String,
     message: String,
     on: bool,

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::error::ChatError;
 use crate::model::EventKind;
+use crate::model::{ChannelId, GuildId, Mention, MessageId, RoleId, UserId};
 use crate::routes::api::{Authed, Body, Patch};
 use crate::routes::guilds::{channel_audience, in_channel, in_guild, parse_id};
 use crate::service::hub::{Audience, Event};
@@ -119,16 +120,22 @@ struct Settings(HashMap<(String, i64), Setting>);
 
 impl Settings {
     /// A thread without settings of its own follows its channel's.
-    fn of(&self, guild_id: i64, channel_id: i64, parent_id: i64, now: i64) -> Effective {
+    fn of(
+        &self,
+        guild_id: GuildId,
+        channel_id: ChannelId,
+        parent_id: ChannelId,
+        now: i64,
+    ) -> Effective {
         let channel = self
             .0
-            .get(&("channel".to_owned(), channel_id))
-            .or_else(|| self.0.get(&("channel".to_owned(), parent_id)));
+            .get(&("channel".to_owned(), channel_id.0))
+            .or_else(|| self.0.get(&("channel".to_owned(), parent_id.0)));
         effective_or(
-            self.0.get(&("guild".to_owned(), guild_id)),
+            self.0.get(&("guild".to_owned(), guild_id.0)),
             channel,
             now,
-            if guild_id == 0 {
+            if guild_id == GuildId(0) {
                 Level::All
             } else {
                 DEFAULT_LEVEL
@@ -166,13 +173,13 @@ pub(crate) struct ReadStates {
 /// they can see.
 pub(crate) async fn read_states_of(
     state: &ChatState,
-    user: i64,
-    visible: &HashMap<i64, HashSet<i64>>,
+    user: UserId,
+    visible: &HashMap<GuildId, HashSet<ChannelId>>,
 ) -> Result<ReadStates, ChatError> {
     let settings = settings_of(state, user).await?;
     let now = now_ms();
     let mut channels = Vec::new();
-    let mut guilds: HashMap<i64, (bool, i64)> = HashMap::new();
+    let mut guilds: HashMap<GuildId, (bool, i64)> = HashMap::new();
     for r in state.store.read_states(user).await? {
         let ChannelRead {
             channel_id,
@@ -182,7 +189,7 @@ pub(crate) async fn read_states_of(
             unread,
             mentions,
         } = r;
-        let dm = guild_id == 0;
+        let dm = guild_id == GuildId(0);
         if !dm
             && !visible
                 .get(&guild_id)
@@ -218,7 +225,7 @@ pub(crate) async fn read_states_of(
     Ok(ReadStates { channels, guilds })
 }
 
-async fn settings_of(state: &ChatState, user: i64) -> Result<Settings, ChatError> {
+async fn settings_of(state: &ChatState, user: UserId) -> Result<Settings, ChatError> {
     Ok(Settings(
         state
             .store
@@ -231,7 +238,10 @@ async fn settings_of(state: &ChatState, user: i64) -> Result<Settings, ChatError
 }
 
 /// What the user can see in each of their guilds.
-async fn visible_of(state: &ChatState, user: i64) -> Result<HashMap<i64, HashSet<i64>>, ChatError> {
+async fn visible_of(
+    state: &ChatState,
+    user: UserId,
+) -> Result<HashMap<GuildId, HashSet<ChannelId>>, ChatError> {
     let mut out = HashMap::new();
     for g in state.store.user_guilds(user).await? {
         if let Some(a) = state.store.guild_access(g).await?
@@ -295,7 +305,7 @@ pub(crate) async fn unread_by(
     views: &mut [MessageView],
     messages: &[Message],
 ) -> Result<(), ChatError> {
-    let marks: Vec<(i64, i64)> = if c.is_dm() {
+    let marks: Vec<(UserId, MessageId)> = if c.is_dm() {
         state.store.dm_read_marks(c.id).await?
     } else {
         // Count first: a large guild's permissions are not loaded for nothing.
@@ -357,7 +367,7 @@ pub(crate) async fn notify(
     let mentioned = mentioned_users(&access, c, m);
     // Each user's settings, resolved as their badges are (a thread follows its channel
     // unless it has settings of its own).
-    let mut per_user: HashMap<i64, Settings> = HashMap::new();
+    let mut per_user: HashMap<UserId, Settings> = HashMap::new();
     for (u, s) in settings {
         per_user
             .entry(u)
@@ -366,13 +376,14 @@ pub(crate) async fn notify(
             .insert((s.scope.clone(), s.scope_id), s);
     }
     let now = now_ms();
-    let eff = |u: i64| {
+    let eff = |u: UserId| {
         per_user.get(&u).map_or(effective(None, None, now), |s| {
             s.of(c.guild_id, c.id, c.perms_channel(), now)
         })
     };
-    let can_see = |u: i64| u != m.author_id && access.visible(u).is_some_and(|v| v.contains(&c.id));
-    let inbox_mentions: Vec<i64> = mentioned
+    let can_see =
+        |u: UserId| u != m.author_id && access.visible(u).is_some_and(|v| v.contains(&c.id));
+    let inbox_mentions: Vec<UserId> = mentioned
         .iter()
         .copied()
         .filter(|u| can_see(*u) && eff(*u).notifies(true))
@@ -381,7 +392,7 @@ pub(crate) async fn notify(
         .store
         .add_to_inbox(&inbox_mentions, m.id, c.id, "mention")
         .await?;
-    let reply: Vec<i64> = reply_to
+    let reply: Vec<UserId> = reply_to
         .into_iter()
         .filter(|u| !mentioned.contains(u) && can_see(*u) && eff(*u).notifies(true))
         .collect();
@@ -389,7 +400,7 @@ pub(crate) async fn notify(
         .store
         .add_to_inbox(&reply, m.id, c.id, "reply")
         .await?;
-    let mut notified: Vec<(i64, &str)> = inbox_mentions
+    let mut notified: Vec<(UserId, &str)> = inbox_mentions
         .iter()
         .map(|u| (*u, "mention"))
         .chain(reply.iter().map(|u| (*u, "reply")))
@@ -425,7 +436,7 @@ async fn notify_dm(
     m: &Message,
     view: &MessageView,
 ) -> Result<(), ChatError> {
-    let settings = state.store.settings_for(0, c.id, c.id).await?;
+    let settings = state.store.settings_for(GuildId(0), c.id, c.id).await?;
     let now = now_ms();
     let reply_to = match m.reply_to {
         Some(r) => state.store.message(c.id, r).await?.map(|r| r.author_id),
@@ -434,7 +445,7 @@ async fn notify_dm(
     for u in c.recipients.iter().copied().filter(|u| *u != m.author_id) {
         let own = settings.iter().find(|(x, _)| *x == u).map(|(_, s)| s);
         let eff = effective_or(None, own, now, Level::All);
-        let mentioned = m.mentions.iter().any(|(k, id)| k == "user" && *id == u);
+        let mentioned = m.mentions.contains(&Mention::User(u));
         let reason = if mentioned {
             "mention"
         } else if reply_to == Some(u) {
@@ -460,20 +471,22 @@ async fn notify_dm(
 }
 
 /// Everyone the message mentions: directly, through a role, or with @everyone/@here.
-fn mentioned_users(access: &GuildAccess, _c: &Channel, m: &Message) -> HashSet<i64> {
+fn mentioned_users(access: &GuildAccess, _c: &Channel, m: &Message) -> HashSet<UserId> {
     let mut out = HashSet::new();
     if m.mention_everyone {
         out.extend(access.members.keys().copied());
         return out;
     }
-    let roles: HashSet<i64> = m
+    let roles: HashSet<RoleId> = m
         .mentions
         .iter()
-        .filter(|(k, _)| k == "role")
-        .map(|(_, id)| *id)
+        .filter_map(|x| match x {
+            Mention::Role(id) => Some(*id),
+            _ => None,
+        })
         .collect();
-    for (kind, id) in &m.mentions {
-        if kind == "user" {
+    for x in &m.mentions {
+        if let Mention::User(id) = x {
             out.insert(*id);
         }
     }
@@ -559,14 +572,14 @@ async fn put_setting(
 ) -> Result<Json<SettingView>, ChatError> {
     let scope_id = match scope.as_str() {
         "guilds" => {
-            let g = parse_id(&id, "unknown_guild")?;
+            let g: GuildId = parse_id(&id, "unknown_guild")?;
             in_guild(&state, g, user).await?;
-            g
+            g.0
         }
         "channels" => {
-            let c = parse_id(&id, "unknown_channel")?;
+            let c: ChannelId = parse_id(&id, "unknown_channel")?;
             in_channel(&state, c, user).await?;
-            c
+            c.0
         }
         _ => {
             return Err(ChatError::new(
@@ -636,7 +649,7 @@ async fn inbox(
         Some(b) => b
             .parse()
             .map_err(|_| ChatError::bad_request("invalid_cursor", "before is a message id"))?,
-        None => i64::MAX,
+        None => MessageId(i64::MAX),
     };
     let items = state
         .store

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ChatState;
 use crate::error::ChatError;
+use crate::model::{ChannelId, GuildId, MessageId, UserId};
 use crate::routes::api::Authed;
 use crate::routes::guilds::{in_channel, in_guild, parse_id};
 use crate::service::messages::MessageView;
@@ -163,9 +164,9 @@ struct SearchPage {
 /// Resolves filters and runs the search, keeping only channels the caller can see.
 async fn run(
     state: &ChatState,
-    user: i64,
-    guild_id: i64,
-    channel_id: Option<i64>,
+    user: UserId,
+    guild_id: GuildId,
+    channel_id: Option<ChannelId>,
     params: SearchParams,
 ) -> Result<SearchPage, ChatError> {
     let q = parse_query(params.q.as_deref().unwrap_or(""))?;
@@ -175,23 +176,23 @@ async fn run(
     }
     let below = match &params.before {
         Some(b) => b
-            .parse::<i64>()
+            .parse::<MessageId>()
             .map_err(|_| ChatError::bad_request("invalid_cursor", "before is a message id"))?,
-        None => i64::MAX,
+        None => MessageId(i64::MAX),
     };
     let empty = SearchPage {
         messages: Vec::new(),
         next_before: None,
     };
     // A DM's search covers the DM; a guild's, the channels the caller can see.
-    let access = if guild_id == 0 {
+    let access = if guild_id == GuildId(0) {
         None
     } else {
         Some(state.store.guild_access(guild_id).await?.ok_or_else(|| {
             ChatError::new(StatusCode::NOT_FOUND, "unknown_guild", "no such guild")
         })?)
     };
-    let visible: std::collections::HashSet<i64> = match &access {
+    let visible: std::collections::HashSet<ChannelId> = match &access {
         Some(a) => a.visible(user).unwrap_or_default(),
         None => channel_id.into_iter().collect(),
     };
@@ -204,9 +205,9 @@ async fn run(
     };
     let mut f = Filters {
         guild_id,
-        channel_id: channel_id.unwrap_or(0),
-        below: below.min(q.before_ms.map_or(i64::MAX, id_at)),
-        from_id: q.after_ms.map_or(0, id_at),
+        channel_id: channel_id.unwrap_or(ChannelId(0)),
+        below: below.min(q.before_ms.map_or(MessageId(i64::MAX), id_at)),
+        from_id: q.after_ms.map_or(MessageId(0), id_at),
         has_attachment: q.has_attachment,
         ..Filters::default()
     };
@@ -230,7 +231,10 @@ async fn run(
                 .map(|(c, _)| c.id)
         });
         match found {
-            Some(id) if visible.contains(&id) && (f.channel_id == 0 || f.channel_id == id) => {
+            Some(id)
+                if visible.contains(&id)
+                    && (f.channel_id == ChannelId(0) || f.channel_id == id) =>
+            {
                 f.channel_id = id
             }
             _ => return Ok(empty),

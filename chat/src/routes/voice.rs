@@ -17,6 +17,7 @@ use crate::ChatState;
 use crate::error::ChatError;
 use crate::model::ChannelKind;
 use crate::model::perms::Perms;
+use crate::model::{ChannelId, UserId};
 use crate::routes::api::Authed;
 use crate::routes::guilds::{in_channel, parse_id, require};
 
@@ -32,12 +33,12 @@ pub fn router(state: ChatState) -> Router {
 
 /// The room a voice channel maps to, in the chat namespace: only tokens chat mints (with
 /// `ns: "chat"`) can name it, so a guest token never reaches it.
-pub fn room_of(channel_id: i64) -> String {
+pub fn room_of(channel_id: ChannelId) -> String {
     format!("{}voice-{channel_id}", RoomNamespace::Chat.prefix())
 }
 
 /// The participant identity of a chat user.
-pub fn identity_of(user_id: i64) -> String {
+pub fn identity_of(user_id: UserId) -> String {
     format!("user-{user_id}")
 }
 

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use crate::model::UserId;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -45,7 +46,7 @@ pub struct AccessClaims {
 /// Who a valid access token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessToken {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub session: String,
 }
 
@@ -72,7 +73,7 @@ impl AccessKeys {
         }
     }
 
-    pub fn issue(&self, user_id: i64, session: &str, ttl_secs: u64) -> String {
+    pub fn issue(&self, user_id: UserId, session: &str, ttl_secs: u64) -> String {
         let now = crate::now_ms() as u64 / 1000;
         let c = AccessClaims {
             sub: user_id.to_string(),
@@ -208,14 +209,14 @@ mod tests {
     fn access_tokens() {
         let k = AccessKeys::new(b"k");
         assert_eq!(
-            k.verify(&k.issue(42, "s1", 60)),
+            k.verify(&k.issue(UserId(42), "s1", 60)),
             Ok(AccessToken {
-                user_id: 42,
+                user_id: UserId(42),
                 session: "s1".into()
             })
         );
         assert_eq!(
-            AccessKeys::new(b"other").verify(&k.issue(42, "s1", 60)),
+            AccessKeys::new(b"other").verify(&k.issue(UserId(42), "s1", 60)),
             Err("invalid_token")
         );
     }

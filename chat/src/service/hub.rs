@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use parlor_edge::{Outbox, OutboxLimits};
 use serde::Serialize;
 
-use crate::model::EventKind;
+use crate::model::{ChannelId, EventKind, GuildId, UserId};
 use crate::store::guilds::Channel;
 
 pub use parlor_edge::{Next, ResumeError};
@@ -28,11 +28,14 @@ pub use parlor_edge::{Next, ResumeError};
 #[derive(Debug, Clone)]
 pub enum Audience {
     /// Members of the guild who can view the channel.
-    Channel { guild_id: i64, channel_id: i64 },
+    Channel {
+        guild_id: GuildId,
+        channel_id: ChannelId,
+    },
     /// Every member of the guild.
-    Guild(i64),
+    Guild(GuildId),
     /// These users (DM recipients, or one user's own sessions).
-    Users(Vec<i64>),
+    Users(Vec<UserId>),
     /// One session (its ready event).
     Session(String),
 }
@@ -103,11 +106,11 @@ impl Default for HubLimits {
 #[derive(Debug)]
 pub struct Session {
     pub id: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The sign-in session whose access token opened it; `None` for a bot token.
     pub auth: Option<String>,
     /// Channels this user can view, per guild.
-    visible: Mutex<HashMap<i64, HashSet<i64>>>,
+    visible: Mutex<HashMap<GuildId, HashSet<ChannelId>>>,
     /// Numbered events, the replay buffer and the connection writing them.
     pub outbox: Outbox,
 }
@@ -124,7 +127,7 @@ impl Session {
     }
 
     /// Queues one event, if the session can see its channel.
-    fn push(&self, ev: &Event, audience_channel: Option<(i64, i64)>) {
+    fn push(&self, ev: &Event, audience_channel: Option<(GuildId, ChannelId)>) {
         if let Some((guild, channel)) = audience_channel
             && !lock(&self.visible)
                 .get(&guild)
@@ -136,7 +139,7 @@ impl Session {
     }
 
     /// Which guilds the session receives events of.
-    pub fn guilds(&self) -> Vec<i64> {
+    pub fn guilds(&self) -> Vec<GuildId> {
         lock(&self.visible).keys().copied().collect()
     }
 
@@ -148,8 +151,8 @@ impl Session {
 #[derive(Debug, Default)]
 struct Registry {
     sessions: HashMap<String, Arc<Session>>,
-    by_guild: HashMap<i64, HashSet<String>>,
-    by_user: HashMap<i64, HashSet<String>>,
+    by_guild: HashMap<GuildId, HashSet<String>>,
+    by_user: HashMap<UserId, HashSet<String>>,
 }
 
 #[derive(Debug)]
@@ -178,11 +181,11 @@ impl Hub {
     pub fn open(
         &self,
         id: String,
-        user_id: i64,
+        user_id: UserId,
         auth: Option<String>,
-        visible: HashMap<i64, HashSet<i64>>,
+        visible: HashMap<GuildId, HashSet<ChannelId>>,
     ) -> (Arc<Session>, u64) {
-        let guilds: Vec<i64> = visible.keys().copied().collect();
+        let guilds: Vec<GuildId> = visible.keys().copied().collect();
         let session = Arc::new(Session {
             id: id.clone(),
             user_id,
@@ -208,7 +211,7 @@ impl Hub {
     pub fn resume(
         &self,
         id: &str,
-        user_id: i64,
+        user_id: UserId,
         seq: u64,
     ) -> Result<(Arc<Session>, u64), ResumeError> {
         let session = read(&self.reg)
@@ -242,7 +245,7 @@ impl Hub {
 
     /// Ends the user's sessions whose sign-in session matches: they are removed at once,
     /// and a connection writing one closes. How many ended.
-    pub fn end_sessions_of(&self, user_id: i64, matches: impl Fn(&str) -> bool) -> usize {
+    pub fn end_sessions_of(&self, user_id: UserId, matches: impl Fn(&str) -> bool) -> usize {
         let mut reg = write(&self.reg);
         let ids: Vec<String> = user_sessions(&reg, user_id)
             .into_iter()
@@ -264,7 +267,7 @@ impl Hub {
 
     /// Ends sessions detached for longer than the timeout; returns the users who have
     /// no session left.
-    pub fn sweep(&self, now: Instant) -> Vec<i64> {
+    pub fn sweep(&self, now: Instant) -> Vec<UserId> {
         let expired: Vec<String> = read(&self.reg)
             .sessions
             .values()
@@ -290,7 +293,7 @@ impl Hub {
     }
 
     /// Whether the user has any session (for presence).
-    pub fn online(&self, user_id: i64) -> bool {
+    pub fn online(&self, user_id: UserId) -> bool {
         read(&self.reg).by_user.contains_key(&user_id)
     }
 
@@ -301,7 +304,7 @@ impl Hub {
     /// Sends an event to its audience.
     pub fn publish(&self, audience: &Audience, ev: &Event) {
         let reg = read(&self.reg);
-        let each = |ids: Option<&HashSet<String>>, filter: Option<(i64, i64)>| {
+        let each = |ids: Option<&HashSet<String>>, filter: Option<(GuildId, ChannelId)>| {
             for id in ids.into_iter().flatten() {
                 if let Some(s) = reg.sessions.get(id) {
                     s.push(ev, filter);
@@ -331,10 +334,10 @@ impl Hub {
     /// longer in it). Returns what they saw before.
     pub fn set_visible(
         &self,
-        user_id: i64,
-        guild_id: i64,
-        channels: Option<HashSet<i64>>,
-    ) -> Option<HashSet<i64>> {
+        user_id: UserId,
+        guild_id: GuildId,
+        channels: Option<HashSet<ChannelId>>,
+    ) -> Option<HashSet<ChannelId>> {
         let mut before = None;
         let mut reg = write(&self.reg);
         for id in user_sessions(&reg, user_id) {
@@ -364,9 +367,9 @@ impl Hub {
     }
 
     /// Users with a session in the guild.
-    pub fn users_in_guild(&self, guild_id: i64) -> Vec<i64> {
+    pub fn users_in_guild(&self, guild_id: GuildId) -> Vec<UserId> {
         let reg = read(&self.reg);
-        let mut users: Vec<i64> = reg
+        let mut users: Vec<UserId> = reg
             .by_guild
             .get(&guild_id)
             .into_iter()
@@ -380,7 +383,7 @@ impl Hub {
 }
 
 /// The ids of a user's sessions.
-fn user_sessions(reg: &Registry, user_id: i64) -> Vec<String> {
+fn user_sessions(reg: &Registry, user_id: UserId) -> Vec<String> {
     reg.by_user
         .get(&user_id)
         .map(|s| s.iter().cloned().collect())
@@ -388,7 +391,7 @@ fn user_sessions(reg: &Registry, user_id: i64) -> Vec<String> {
 }
 
 /// Removes a session from the registry; its user.
-fn drop_session(reg: &mut Registry, id: &str) -> Option<i64> {
+fn drop_session(reg: &mut Registry, id: &str) -> Option<UserId> {
     let s = reg.sessions.remove(id)?;
     for g in s.guilds() {
         if let Some(set) = reg.by_guild.get_mut(&g) {

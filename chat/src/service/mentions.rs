@@ -5,12 +5,14 @@
 //! `<#id>` and `#channel-name` for channels, and `@everyone` and `@here`. Text inside
 //! backticks (code) mentions nobody.
 
+use crate::model::{ChannelId, RoleId, UserId};
+
 /// What a message mentions, before resolution.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Found {
-    pub user_ids: Vec<i64>,
-    pub role_ids: Vec<i64>,
-    pub channel_ids: Vec<i64>,
+    pub user_ids: Vec<UserId>,
+    pub role_ids: Vec<RoleId>,
+    pub channel_ids: Vec<ChannelId>,
     /// `@name`: a username or a role name.
     pub names: Vec<String>,
     /// `#name`: a channel name.
@@ -89,9 +91,9 @@ pub fn parse(content: &str) -> Found {
                     && let Ok(id) = digits.parse::<i64>()
                 {
                     match kind {
-                        0 => push(&mut f.user_ids, id),
-                        1 => push(&mut f.role_ids, id),
-                        _ => push(&mut f.channel_ids, id),
+                        0 => push(&mut f.user_ids, UserId(id)),
+                        1 => push(&mut f.role_ids, RoleId(id)),
+                        _ => push(&mut f.channel_ids, ChannelId(id)),
                     }
                     i += rest[..=end].chars().count();
                     continue;
@@ -129,9 +131,9 @@ mod tests {
     #[test]
     fn finds_every_form() {
         let f = parse("hi <@12> <@!13> <@&7> <#99> @alice @everyone @here #general #공지 ok");
-        assert_eq!(f.user_ids, vec![12, 13]);
-        assert_eq!(f.role_ids, vec![7]);
-        assert_eq!(f.channel_ids, vec![99]);
+        assert_eq!(f.user_ids, vec![UserId(12), UserId(13)]);
+        assert_eq!(f.role_ids, vec![RoleId(7)]);
+        assert_eq!(f.channel_ids, vec![ChannelId(99)]);
         assert_eq!(f.names, vec!["alice"]);
         assert_eq!(f.channel_names, vec!["general", "공지"]);
         assert!(f.everyone && f.here);
@@ -149,7 +151,7 @@ mod tests {
     fn sentence_punctuation_ends_a_name_and_duplicates_count_once() {
         let f = parse("thanks @bob. and @bob, again <@5><@5>");
         assert_eq!(f.names, vec!["bob"]);
-        assert_eq!(f.user_ids, vec![5]);
+        assert_eq!(f.user_ids, vec![UserId(5)]);
     }
 
     #[test]

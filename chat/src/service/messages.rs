@@ -55,8 +55,8 @@ impl MessageView {
         let ids = |kind: &str| {
             m.mentions
                 .iter()
-                .filter(|(k, _)| k == kind)
-                .map(|(_, id)| id.to_string())
+                .filter(|x| x.kind() == kind)
+                .map(|x| x.target_id().to_string())
                 .collect()
         };
         MessageView {

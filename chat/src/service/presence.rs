@@ -5,10 +5,11 @@ use serde_json::json;
 
 use crate::ChatState;
 use crate::model::EventKind;
+use crate::model::{GuildId, UserId};
 use crate::service::hub::{Audience, Event, Hub};
 
 /// Tells the guilds the user came online or went offline.
-pub(crate) fn presence(hub: &Hub, user_id: i64, guilds: &[i64], status: &str) {
+pub(crate) fn presence(hub: &Hub, user_id: UserId, guilds: &[GuildId], status: &str) {
     let ev = Event::new(
         EventKind::PresenceUpdate,
         &json!({"user_id": user_id.to_string(), "status": status}),
@@ -19,7 +20,7 @@ pub(crate) fn presence(hub: &Hub, user_id: i64, guilds: &[i64], status: &str) {
 }
 
 /// Tells the user's guilds they went offline, if no session of theirs is left.
-pub async fn went_offline(state: &ChatState, user_id: i64) {
+pub async fn went_offline(state: &ChatState, user_id: UserId) {
     if state.hub.online(user_id) {
         return;
     }

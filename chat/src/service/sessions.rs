@@ -13,6 +13,7 @@ use std::sync::RwLock;
 
 use crate::ChatState;
 use crate::error::ChatError;
+use crate::model::UserId;
 use crate::service::hub::Hub;
 
 #[derive(Debug, Default)]
@@ -68,7 +69,7 @@ fn tokens_valid_until(state: &ChatState) -> i64 {
 
 /// Ends one session of a user: no refresh token of it works again, its access tokens stop
 /// authorising at once, and its chat WebSockets close with 4004.
-pub async fn end(state: &ChatState, user_id: i64, session: &str) -> Result<(), ChatError> {
+pub async fn end(state: &ChatState, user_id: UserId, session: &str) -> Result<(), ChatError> {
     let until = tokens_valid_until(state);
     state.store.end_session(user_id, session, until).await?;
     ended(state, user_id, &[session.to_owned()], until).await;
@@ -76,14 +77,14 @@ pub async fn end(state: &ChatState, user_id: i64, session: &str) -> Result<(), C
 }
 
 /// Ends every session of a user (a password change).
-pub async fn end_all(state: &ChatState, user_id: i64) -> Result<(), ChatError> {
+pub async fn end_all(state: &ChatState, user_id: UserId) -> Result<(), ChatError> {
     let until = tokens_valid_until(state);
     let sessions = state.store.end_user_sessions(user_id, until).await?;
     ended(state, user_id, &sessions, until).await;
     Ok(())
 }
 
-async fn ended(state: &ChatState, user_id: i64, sessions: &[String], until: i64) {
+async fn ended(state: &ChatState, user_id: UserId, sessions: &[String], until: i64) {
     state.ended.add(sessions, until);
     if close_gateways(&state.hub, user_id, sessions) > 0 {
         crate::service::presence::went_offline(state, user_id).await;
@@ -91,7 +92,7 @@ async fn ended(state: &ChatState, user_id: i64, sessions: &[String], until: i64)
 }
 
 /// Ends the user's chat WebSocket sessions opened with these sessions' tokens.
-fn close_gateways(hub: &Hub, user_id: i64, sessions: &[String]) -> usize {
+fn close_gateways(hub: &Hub, user_id: UserId, sessions: &[String]) -> usize {
     hub.end_sessions_of(user_id, |auth| sessions.iter().any(|s| s == auth))
 }
 

@@ -1,5 +1,6 @@
 //! Attachments in the store: uploads, their claim by a message, and their removal.
 
+use crate::model::{ChannelId, GuildId, MessageId, UserId};
 use crate::store::{Store, StoreError};
 use sqlx::Row;
 
@@ -7,9 +8,9 @@ use sqlx::Row;
 #[derive(Debug, Clone, Default)]
 pub struct Attachment {
     pub id: i64,
-    pub uploader_id: i64,
-    pub channel_id: i64,
-    pub message_id: Option<i64>,
+    pub uploader_id: UserId,
+    pub channel_id: ChannelId,
+    pub message_id: Option<MessageId>,
     pub filename: String,
     pub content_type: String,
     pub size: i64,
@@ -66,21 +67,28 @@ impl Store {
         Ok(row.map(|r| attachment_from(&r)).transpose()?)
     }
 
-    /// Ids of the files stored for a channel and its threads, or (`guild`) for every
-    /// channel of a guild: to delete the files with them.
-    pub async fn attachment_ids(&self, id: i64, guild: bool) -> Result<Vec<i64>, StoreError> {
-        let q = if guild {
-            sqlx::query_scalar(
-                "SELECT a.id FROM attachments a JOIN channels c ON c.id = a.channel_id \
-                 WHERE c.guild_id = $1",
-            )
-        } else {
-            sqlx::query_scalar(
-                "SELECT a.id FROM attachments a JOIN channels c ON c.id = a.channel_id \
-                 WHERE c.id = $1 OR (c.parent_id = $1 AND c.kind = 'thread')",
-            )
-        };
-        Ok(q.bind(id).fetch_all(&self.pool).await?)
+    /// Ids of the files stored for a channel and its threads: to delete the files with
+    /// them.
+    pub async fn channel_attachment_ids(&self, id: ChannelId) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT a.id FROM attachments a JOIN channels c ON c.id = a.channel_id \
+             WHERE c.id = $1 OR (c.parent_id = $1 AND c.kind = 'thread')",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Ids of the files stored for every channel of a guild: to delete the files with
+    /// them.
+    pub async fn guild_attachment_ids(&self, id: GuildId) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT a.id FROM attachments a JOIN channels c ON c.id = a.channel_id \
+             WHERE c.guild_id = $1",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Uploads no message claimed since before `before`: removed, their ids returned.
@@ -96,9 +104,9 @@ impl Store {
     /// The attachments of messages in a channel with ids in `lo..=hi`.
     pub async fn attachments_between(
         &self,
-        channel_id: i64,
-        lo: i64,
-        hi: i64,
+        channel_id: ChannelId,
+        lo: MessageId,
+        hi: MessageId,
     ) -> Result<Vec<Attachment>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, uploader_id, channel_id, message_id, filename, content_type, size, \

@@ -1,6 +1,7 @@
 //! Bots in the store: applications with their bot account and token, slash commands,
 //! interactions, and incoming webhooks.
 
+use crate::model::{ChannelId, GuildId, UserId};
 use crate::now_ms;
 use crate::store::{Store, StoreError, User};
 use serde::{Deserialize, Serialize};
@@ -9,8 +10,8 @@ use sqlx::Row;
 #[derive(Debug, Clone)]
 pub struct App {
     pub id: i64,
-    pub owner_id: i64,
-    pub bot_user_id: i64,
+    pub owner_id: UserId,
+    pub bot_user_id: UserId,
     pub name: String,
     pub webhook_secret: String,
     pub interactions_url: Option<String>,
@@ -79,7 +80,7 @@ impl Store {
     }
 
     /// The bot account a bot token belongs to.
-    pub async fn bot_by_token(&self, token_hash: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn bot_by_token(&self, token_hash: &str) -> Result<Option<UserId>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT bot_user_id FROM applications WHERE token_hash = $1")
                 .bind(token_hash)
@@ -100,7 +101,7 @@ impl Store {
         Ok(row.map(|r| app_from(&r)).transpose()?)
     }
 
-    pub async fn app_of_bot(&self, bot_user_id: i64) -> Result<Option<App>, StoreError> {
+    pub async fn app_of_bot(&self, bot_user_id: UserId) -> Result<Option<App>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             app_columns!(),
@@ -112,7 +113,7 @@ impl Store {
         Ok(row.map(|r| app_from(&r)).transpose()?)
     }
 
-    pub async fn apps_of(&self, owner_id: i64) -> Result<Vec<App>, StoreError> {
+    pub async fn apps_of(&self, owner_id: UserId) -> Result<Vec<App>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             app_columns!(),
@@ -164,8 +165,8 @@ impl Store {
     /// Commands of bots that are members of the guild: (application, bot account, command).
     pub async fn guild_commands(
         &self,
-        guild_id: i64,
-    ) -> Result<Vec<(i64, i64, Command)>, StoreError> {
+        guild_id: GuildId,
+    ) -> Result<Vec<(i64, UserId, Command)>, StoreError> {
         let rows = sqlx::query(
             "SELECT c.application_id, a.bot_user_id, c.name, c.description, c.options \
              FROM commands c JOIN applications a ON a.id = c.application_id \
@@ -218,8 +219,8 @@ impl Store {
         &self,
         (id, at): (i64, i64),
         app_id: i64,
-        channel_id: i64,
-        user_id: i64,
+        channel_id: ChannelId,
+        user_id: UserId,
         command: &str,
         token_hash: &str,
     ) -> Result<(), StoreError> {
@@ -245,7 +246,7 @@ impl Store {
         id: i64,
         token_hash: &str,
         not_before: i64,
-    ) -> Result<Option<(i64, i64)>, StoreError> {
+    ) -> Result<Option<(i64, ChannelId)>, StoreError> {
         let row = sqlx::query(
             "UPDATE interactions SET replied = 1 WHERE id = $1 AND token_hash = $2 \
              AND replied = 0 AND created_at > $3 RETURNING application_id, channel_id",
@@ -263,8 +264,8 @@ impl Store {
     pub async fn create_webhook(
         &self,
         id: i64,
-        channel_id: i64,
-        creator: i64,
+        channel_id: ChannelId,
+        creator: UserId,
         account: &User,
         name: &str,
         token_hash: &str,
@@ -291,7 +292,7 @@ impl Store {
         &self,
         id: i64,
         token_hash: Option<&str>,
-    ) -> Result<Option<(i64, i64, String)>, StoreError> {
+    ) -> Result<Option<(ChannelId, UserId, String)>, StoreError> {
         let row =
             sqlx::query("SELECT channel_id, user_id, name, token_hash FROM webhooks WHERE id = $1")
                 .bind(id)
@@ -309,7 +310,7 @@ impl Store {
         )))
     }
 
-    pub async fn webhooks(&self, channel_id: i64) -> Result<Vec<(i64, String)>, StoreError> {
+    pub async fn webhooks(&self, channel_id: ChannelId) -> Result<Vec<(i64, String)>, StoreError> {
         let rows = sqlx::query("SELECT id, name FROM webhooks WHERE channel_id = $1 ORDER BY id")
             .bind(channel_id)
             .fetch_all(&self.pool)

@@ -1,11 +1,12 @@
 //! DMs, group DMs and threads in the store.
 
+use crate::model::{ChannelId, UserId};
 use crate::store::guilds::Channel;
 use crate::store::{Store, StoreError};
 
 impl Store {
     /// Whether two users are members of some guild together.
-    pub async fn share_guild(&self, a: i64, b: i64) -> Result<bool, StoreError> {
+    pub async fn share_guild(&self, a: UserId, b: UserId) -> Result<bool, StoreError> {
         let r: Option<i64> = sqlx::query_scalar(
             "SELECT x.guild_id FROM members x JOIN members y ON x.guild_id = y.guild_id \
              WHERE x.user_id = $1 AND y.user_id = $2 LIMIT 1",
@@ -18,7 +19,12 @@ impl Store {
     }
 
     /// Creates a DM or group DM with its members, in one transaction.
-    pub async fn create_dm(&self, c: &Channel, members: &[i64], at: i64) -> Result<(), StoreError> {
+    pub async fn create_dm(
+        &self,
+        c: &Channel,
+        members: &[UserId],
+        at: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         crate::store::guilds::insert_channel(&mut *tx, c).await?;
         for m in members {
@@ -35,7 +41,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn dm_by_key(&self, key: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn dm_by_key(&self, key: &str) -> Result<Option<ChannelId>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT id FROM channels WHERE dm_key = $1")
                 .bind(key)
@@ -45,7 +51,7 @@ impl Store {
     }
 
     /// The user's DMs and group DMs, newest first.
-    pub async fn user_dms(&self, user_id: i64) -> Result<Vec<i64>, StoreError> {
+    pub async fn user_dms(&self, user_id: UserId) -> Result<Vec<ChannelId>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT channel_id FROM dm_recipients WHERE user_id = $1 ORDER BY channel_id DESC",
         )
@@ -57,8 +63,8 @@ impl Store {
     /// Adds (`true`) or removes a group DM member; false if nothing changed.
     pub async fn set_recipient(
         &self,
-        channel_id: i64,
-        user_id: i64,
+        channel_id: ChannelId,
+        user_id: UserId,
         on: bool,
         at: i64,
     ) -> Result<bool, StoreError> {
@@ -81,7 +87,7 @@ impl Store {
     }
 
     /// Threads of a channel, newest first.
-    pub async fn threads(&self, parent_id: i64) -> Result<Vec<i64>, StoreError> {
+    pub async fn threads(&self, parent_id: ChannelId) -> Result<Vec<ChannelId>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM channels WHERE parent_id = $1 AND kind = 'thread' ORDER BY id DESC",
         )

@@ -1,6 +1,7 @@
 //! Scheduled events, interest in them, and the words each user excludes from insights,
 //! in the store.
 
+use crate::model::{ChannelId, GuildId, MessageId, UserId};
 use crate::now_ms;
 use crate::store::{Store, StoreError};
 use sqlx::Row;
@@ -11,13 +12,13 @@ pub const INSIGHT_SCAN: i64 = 20_000;
 #[derive(Debug, Clone)]
 pub struct ScheduledEvent {
     pub id: i64,
-    pub guild_id: i64,
-    pub creator_id: i64,
+    pub guild_id: GuildId,
+    pub creator_id: UserId,
     pub title: String,
     pub description: String,
     pub start_at: i64,
     pub end_at: Option<i64>,
-    pub channel_id: Option<i64>,
+    pub channel_id: Option<ChannelId>,
 }
 
 fn event_from(r: &sqlx::any::AnyRow) -> Result<ScheduledEvent, sqlx::Error> {
@@ -68,7 +69,7 @@ impl Store {
 
     pub async fn event(
         &self,
-        guild_id: i64,
+        guild_id: GuildId,
         id: i64,
     ) -> Result<Option<ScheduledEvent>, StoreError> {
         let row = sqlx::query(
@@ -83,7 +84,11 @@ impl Store {
     }
 
     /// Events not yet over, soonest first.
-    pub async fn events(&self, guild_id: i64, now: i64) -> Result<Vec<ScheduledEvent>, StoreError> {
+    pub async fn events(
+        &self,
+        guild_id: GuildId,
+        now: i64,
+    ) -> Result<Vec<ScheduledEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, guild_id, creator_id, title, description, start_at, end_at, channel_id \
              FROM scheduled_events WHERE guild_id = $1 AND COALESCE(end_at, start_at) >= $2 \
@@ -108,7 +113,7 @@ impl Store {
     pub async fn set_interest(
         &self,
         event_id: i64,
-        user_id: i64,
+        user_id: UserId,
         on: bool,
     ) -> Result<bool, StoreError> {
         let q = if on {
@@ -123,7 +128,7 @@ impl Store {
         Ok(r.rows_affected() > 0)
     }
 
-    pub async fn interested(&self, event_id: i64) -> Result<Vec<i64>, StoreError> {
+    pub async fn interested(&self, event_id: i64) -> Result<Vec<UserId>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT user_id FROM event_interests WHERE event_id = $1 ORDER BY user_id",
         )
@@ -135,8 +140,8 @@ impl Store {
     /// The text of a channel's messages since `from_id`, newest first.
     pub async fn recent_texts(
         &self,
-        channel_id: i64,
-        from_id: i64,
+        channel_id: ChannelId,
+        from_id: MessageId,
     ) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT content FROM messages WHERE channel_id = $1 AND id >= $2 \
@@ -149,7 +154,7 @@ impl Store {
         .await?)
     }
 
-    pub async fn excluded_words(&self, user_id: i64) -> Result<Vec<String>, StoreError> {
+    pub async fn excluded_words(&self, user_id: UserId) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT word FROM insight_exclusions WHERE user_id = $1 ORDER BY word",
         )
@@ -160,7 +165,7 @@ impl Store {
 
     pub async fn set_excluded_words(
         &self,
-        user_id: i64,
+        user_id: UserId,
         words: &[String],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;

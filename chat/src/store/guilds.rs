@@ -6,47 +6,48 @@ use sqlx::{Executor, Row};
 
 use crate::model::ChannelKind;
 use crate::model::perms::{MemberPerms, Overwrite, Perms, Target, channel_perms};
+use crate::model::{ChannelId, GuildId, Mention, MessageId, RoleId, UserId};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct Guild {
-    pub id: i64,
+    pub id: GuildId,
     pub name: String,
-    pub owner_id: i64,
+    pub owner_id: UserId,
     pub created_at: i64,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Channel {
-    pub id: i64,
+    pub id: ChannelId,
     /// 0 for DMs and group DMs.
-    pub guild_id: i64,
+    pub guild_id: GuildId,
     pub kind: ChannelKind,
     pub name: String,
     /// A category, or a thread's text channel.
-    pub parent_id: Option<i64>,
+    pub parent_id: Option<ChannelId>,
     pub position: i64,
     /// Voice channels: the participant cap.
     pub user_limit: Option<i64>,
     /// A group DM's owner, a thread's creator.
-    pub owner_id: Option<i64>,
+    pub owner_id: Option<UserId>,
     /// A thread's first message, in its parent channel.
-    pub starter_message_id: Option<i64>,
+    pub starter_message_id: Option<MessageId>,
     pub archived: bool,
     /// A one-to-one DM's pair of users, `low:high`: one DM per pair.
     pub dm_key: Option<String>,
     /// DMs and group DMs: who is in it (loaded with the channel).
-    pub recipients: Vec<i64>,
+    pub recipients: Vec<UserId>,
 }
 
 impl Channel {
     pub fn is_dm(&self) -> bool {
-        self.guild_id == 0
+        self.guild_id == GuildId(0)
     }
 
     /// The channel whose overwrites decide who sees this one: a thread follows its
     /// parent.
-    pub fn perms_channel(&self) -> i64 {
+    pub fn perms_channel(&self) -> ChannelId {
         if self.kind == ChannelKind::Thread {
             self.parent_id.unwrap_or(self.id)
         } else {
@@ -57,17 +58,17 @@ impl Channel {
 
 #[derive(Debug, Clone, Default)]
 pub struct Message {
-    pub id: i64,
-    pub channel_id: i64,
-    pub author_id: i64,
+    pub id: MessageId,
+    pub channel_id: ChannelId,
+    pub author_id: UserId,
     pub content: String,
-    pub reply_to: Option<i64>,
+    pub reply_to: Option<MessageId>,
     pub edited_at: Option<i64>,
     pub created_at: i64,
     pub pinned_at: Option<i64>,
     pub mention_everyone: bool,
-    /// Resolved mentions: (`user` | `role` | `channel`, id).
-    pub mentions: Vec<(String, i64)>,
+    /// Resolved mentions.
+    pub mentions: Vec<Mention>,
     pub attachments: Vec<crate::store::attachments::Attachment>,
 }
 
@@ -75,9 +76,9 @@ pub struct Message {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cursor {
     Latest,
-    Before(i64),
-    After(i64),
-    Around(i64),
+    Before(MessageId),
+    After(MessageId),
+    Around(MessageId),
 }
 
 /// What permissions need to know about a member.
@@ -85,7 +86,7 @@ pub enum Cursor {
 pub struct Membership {
     pub is_owner: bool,
     pub everyone: Perms,
-    pub roles: Vec<(i64, Perms)>,
+    pub roles: Vec<(RoleId, Perms)>,
 }
 
 pub(crate) fn message_from(r: &sqlx::any::AnyRow) -> Result<Message, sqlx::Error> {
@@ -107,7 +108,9 @@ pub(crate) fn message_from(r: &sqlx::any::AnyRow) -> Result<Message, sqlx::Error
 fn channel_from(r: &sqlx::any::AnyRow) -> Result<Channel, sqlx::Error> {
     Ok(Channel {
         id: r.try_get("id")?,
-        guild_id: r.try_get::<Option<i64>, _>("guild_id")?.unwrap_or(0),
+        guild_id: r
+            .try_get::<Option<GuildId>, _>("guild_id")?
+            .unwrap_or(GuildId(0)),
         kind: {
             let k: String = r.try_get("kind")?;
             ChannelKind::parse(&k)
@@ -133,12 +136,12 @@ pub struct GuildAccess {
     pub everyone: Perms,
     pub channels: Vec<(Channel, Vec<Overwrite>)>,
     /// Each member's roles.
-    pub members: HashMap<i64, Vec<(i64, Perms)>>,
+    pub members: HashMap<UserId, Vec<(RoleId, Perms)>>,
 }
 
 impl GuildAccess {
     /// The member's standing; `None` if not a member.
-    pub fn member(&self, user_id: i64) -> Option<MemberPerms<'_>> {
+    pub fn member(&self, user_id: UserId) -> Option<MemberPerms<'_>> {
         self.members.get(&user_id).map(|roles| MemberPerms {
             user_id,
             is_owner: self.guild.owner_id == user_id,
@@ -148,7 +151,7 @@ impl GuildAccess {
     }
 
     /// The channels the member can view; `None` if not a member.
-    pub fn visible(&self, user_id: i64) -> Option<HashSet<i64>> {
+    pub fn visible(&self, user_id: UserId) -> Option<HashSet<ChannelId>> {
         let m = self.member(user_id)?;
         // A thread follows its parent channel's overwrites.
         let overwrites = |c: &Channel| {
@@ -175,9 +178,9 @@ fn overwrite_from(r: &sqlx::any::AnyRow) -> Result<Overwrite, sqlx::Error> {
     let kind: String = r.try_get("target_kind")?;
     Ok(Overwrite {
         target: if kind == "member" {
-            Target::Member(id)
+            Target::Member(UserId(id))
         } else {
-            Target::Role(id)
+            Target::Role(RoleId(id))
         },
         allow: Perms(r.try_get::<i64, _>("allow_bits")? as u64),
         deny: Perms(r.try_get::<i64, _>("deny_bits")? as u64),
@@ -213,7 +216,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO roles (id, guild_id, name, permissions, position) VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(g.id)
+        .bind(g.id.everyone_role())
         .bind(g.id)
         .bind("@everyone")
         .bind(everyone.0 as i64)
@@ -233,7 +236,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn guild(&self, id: i64) -> Result<Option<Guild>, StoreError> {
+    pub async fn guild(&self, id: GuildId) -> Result<Option<Guild>, StoreError> {
         let row = sqlx::query("SELECT id, name, owner_id, created_at FROM guilds WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -250,7 +253,7 @@ impl Store {
         .map_err(StoreError::Db)
     }
 
-    pub async fn rename_guild(&self, id: i64, name: &str) -> Result<(), StoreError> {
+    pub async fn rename_guild(&self, id: GuildId, name: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE guilds SET name = $1 WHERE id = $2")
             .bind(name)
             .bind(id)
@@ -259,7 +262,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_guild(&self, id: i64) -> Result<(), StoreError> {
+    pub async fn delete_guild(&self, id: GuildId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM guilds WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
@@ -269,13 +272,13 @@ impl Store {
 
     pub async fn membership(
         &self,
-        guild_id: i64,
-        user_id: i64,
+        guild_id: GuildId,
+        user_id: UserId,
     ) -> Result<Option<Membership>, StoreError> {
         let Some(g) = self.guild(guild_id).await? else {
             return Ok(None);
         };
-        let member: Option<i64> =
+        let member: Option<UserId> =
             sqlx::query_scalar("SELECT user_id FROM members WHERE guild_id = $1 AND user_id = $2")
                 .bind(guild_id)
                 .bind(user_id)
@@ -313,7 +316,7 @@ impl Store {
     }
 
     /// How many members a guild has.
-    pub async fn member_count(&self, guild_id: i64) -> Result<i64, StoreError> {
+    pub async fn member_count(&self, guild_id: GuildId) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE guild_id = $1")
                 .bind(guild_id)
@@ -323,7 +326,7 @@ impl Store {
     }
 
     /// The guilds the user is a member of.
-    pub async fn user_guilds(&self, user_id: i64) -> Result<Vec<i64>, StoreError> {
+    pub async fn user_guilds(&self, user_id: UserId) -> Result<Vec<GuildId>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT guild_id FROM members WHERE user_id = $1 ORDER BY guild_id")
                 .bind(user_id)
@@ -332,7 +335,7 @@ impl Store {
         )
     }
 
-    pub async fn guild_access(&self, guild_id: i64) -> Result<Option<GuildAccess>, StoreError> {
+    pub async fn guild_access(&self, guild_id: GuildId) -> Result<Option<GuildAccess>, StoreError> {
         let Some(guild) = self.guild(guild_id).await? else {
             return Ok(None);
         };
@@ -340,7 +343,7 @@ impl Store {
             .bind(guild_id)
             .fetch_one(&self.pool)
             .await?;
-        let mut overwrites: HashMap<i64, Vec<Overwrite>> = HashMap::new();
+        let mut overwrites: HashMap<ChannelId, Vec<Overwrite>> = HashMap::new();
         let rows = sqlx::query(
             "SELECT o.channel_id, o.target_kind, o.target_id, o.allow_bits, o.deny_bits \
              FROM overwrites o JOIN channels c ON c.id = o.channel_id WHERE c.guild_id = $1",
@@ -363,11 +366,12 @@ impl Store {
                 (c, ow)
             })
             .collect();
-        let mut members: HashMap<i64, Vec<(i64, Perms)>> = HashMap::new();
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT user_id FROM members WHERE guild_id = $1")
-            .bind(guild_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let mut members: HashMap<UserId, Vec<(RoleId, Perms)>> = HashMap::new();
+        let ids: Vec<UserId> =
+            sqlx::query_scalar("SELECT user_id FROM members WHERE guild_id = $1")
+                .bind(guild_id)
+                .fetch_all(&self.pool)
+                .await?;
         for id in ids {
             members.insert(id, Vec::new());
         }
@@ -379,8 +383,8 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         for r in &rows {
-            let user: i64 = r.try_get("user_id")?;
-            let role: (i64, Perms) = (
+            let user: UserId = r.try_get("user_id")?;
+            let role: (RoleId, Perms) = (
                 r.try_get("id")?,
                 Perms(r.try_get::<i64, _>("permissions")? as u64),
             );
@@ -394,7 +398,12 @@ impl Store {
         }))
     }
 
-    pub async fn add_member(&self, guild_id: i64, user_id: i64, at: i64) -> Result<(), StoreError> {
+    pub async fn add_member(
+        &self,
+        guild_id: GuildId,
+        user_id: UserId,
+        at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO members (guild_id, user_id, joined_at) VALUES ($1, $2, $3)")
             .bind(guild_id)
             .bind(user_id)
@@ -409,7 +418,7 @@ impl Store {
         insert_channel(&self.pool, c).await
     }
 
-    pub async fn channel(&self, id: i64) -> Result<Option<Channel>, StoreError> {
+    pub async fn channel(&self, id: ChannelId) -> Result<Option<Channel>, StoreError> {
         let row = sqlx::query(
             "SELECT id, guild_id, kind, name, parent_id, position, user_limit, owner_id, \
              starter_message_id, archived, dm_key FROM channels WHERE id = $1",
@@ -427,7 +436,7 @@ impl Store {
     }
 
     /// A DM's or group DM's members, in the order they were added.
-    pub async fn recipients(&self, channel_id: i64) -> Result<Vec<i64>, StoreError> {
+    pub async fn recipients(&self, channel_id: ChannelId) -> Result<Vec<UserId>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT user_id FROM dm_recipients WHERE channel_id = $1 ORDER BY added_at, user_id",
         )
@@ -436,7 +445,7 @@ impl Store {
         .await?)
     }
 
-    pub async fn channels(&self, guild_id: i64) -> Result<Vec<Channel>, StoreError> {
+    pub async fn channels(&self, guild_id: GuildId) -> Result<Vec<Channel>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, guild_id, kind, name, parent_id, position, user_limit, owner_id, \
              starter_message_id, archived, dm_key FROM channels WHERE guild_id = $1 \
@@ -448,7 +457,7 @@ impl Store {
         Ok(rows.iter().map(channel_from).collect::<Result<_, _>>()?)
     }
 
-    pub async fn overwrites(&self, channel_id: i64) -> Result<Vec<Overwrite>, StoreError> {
+    pub async fn overwrites(&self, channel_id: ChannelId) -> Result<Vec<Overwrite>, StoreError> {
         let rows = sqlx::query(
             "SELECT target_kind, target_id, allow_bits, deny_bits FROM overwrites \
              WHERE channel_id = $1",
@@ -502,7 +511,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn message(&self, channel_id: i64, id: i64) -> Result<Option<Message>, StoreError> {
+    pub async fn message(
+        &self,
+        channel_id: ChannelId,
+        id: MessageId,
+    ) -> Result<Option<Message>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             crate::message_columns!(),
@@ -538,7 +551,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_message(&self, id: i64) -> Result<(), StoreError> {
+    pub async fn delete_message(&self, id: MessageId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM messages WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
@@ -549,11 +562,11 @@ impl Store {
     /// A page of a channel's history, newest first.
     pub async fn history(
         &self,
-        channel_id: i64,
+        channel_id: ChannelId,
         cursor: Cursor,
         limit: i64,
     ) -> Result<Vec<Message>, StoreError> {
-        let older = |below: i64, n: i64| {
+        let older = |below: MessageId, n: i64| {
             sqlx::query(concat!(
                 "SELECT ",
                 crate::message_columns!(),
@@ -564,7 +577,7 @@ impl Store {
             .bind(n)
             .fetch_all(&self.pool)
         };
-        let newer = |above: i64, n: i64| {
+        let newer = |above: MessageId, n: i64| {
             sqlx::query(concat!(
                 "SELECT ",
                 crate::message_columns!(),
@@ -576,7 +589,7 @@ impl Store {
             .fetch_all(&self.pool)
         };
         let rows = match cursor {
-            Cursor::Latest => older(i64::MAX, limit).await?,
+            Cursor::Latest => older(MessageId(i64::MAX), limit).await?,
             Cursor::Before(id) => older(id, limit).await?,
             Cursor::After(id) => {
                 let mut r = newer(id, limit).await?;
@@ -585,7 +598,7 @@ impl Store {
             }
             Cursor::Around(id) => {
                 // The message itself and the newer half, then the older half.
-                let mut r = newer(id - 1, (limit + 1) / 2).await?;
+                let mut r = newer(MessageId(id.0 - 1), (limit + 1) / 2).await?;
                 r.reverse();
                 let take = limit - r.len() as i64;
                 r.extend(older(id, take).await?);
@@ -600,11 +613,11 @@ async fn insert_mentions(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     m: &Message,
 ) -> Result<(), StoreError> {
-    for (kind, target) in &m.mentions {
+    for mention in &m.mentions {
         sqlx::query("INSERT INTO mentions (message_id, kind, target_id) VALUES ($1, $2, $3)")
             .bind(m.id)
-            .bind(kind)
-            .bind(*target)
+            .bind(mention.kind())
+            .bind(mention.target_id())
             .execute(&mut **tx)
             .await?;
     }
@@ -621,7 +634,7 @@ where
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(c.id)
-    .bind((c.guild_id != 0).then_some(c.guild_id))
+    .bind((c.guild_id != GuildId(0)).then_some(c.guild_id))
     .bind(c.kind.as_str())
     .bind(&c.name)
     .bind(c.parent_id)
@@ -644,26 +657,26 @@ mod tests {
     #[test]
     fn threads_are_seen_by_whoever_sees_their_channel() {
         let guild = Guild {
-            id: 1,
+            id: GuildId(1),
             name: "g".into(),
-            owner_id: 9,
+            owner_id: UserId(9),
             created_at: 0,
         };
         let text = Channel {
-            id: 10,
-            guild_id: 1,
+            id: ChannelId(10),
+            guild_id: GuildId(1),
             kind: ChannelKind::Text,
             ..Channel::default()
         };
         let thread = Channel {
-            id: 11,
-            guild_id: 1,
+            id: ChannelId(11),
+            guild_id: GuildId(1),
             kind: ChannelKind::Thread,
-            parent_id: Some(10),
+            parent_id: Some(ChannelId(10)),
             ..Channel::default()
         };
         let hidden = vec![Overwrite {
-            target: Target::Role(1),
+            target: Target::Role(RoleId(1)),
             allow: Perms(0),
             deny: Perms::VIEW_CHANNEL,
         }];
@@ -671,13 +684,17 @@ mod tests {
             guild,
             everyone: Perms::DEFAULT_EVERYONE,
             channels: vec![(text.clone(), hidden), (thread.clone(), Vec::new())],
-            members: HashMap::from([(5, Vec::new()), (9, Vec::new())]),
+            members: HashMap::from([(UserId(5), Vec::new()), (UserId(9), Vec::new())]),
         };
         assert!(
-            access.visible(5).unwrap().is_empty(),
+            access.visible(UserId(5)).unwrap().is_empty(),
             "the thread follows its channel"
         );
-        assert_eq!(access.visible(9).unwrap().len(), 2, "the owner sees both");
-        assert!(access.visible(77).is_none(), "not a member");
+        assert_eq!(
+            access.visible(UserId(9)).unwrap().len(),
+            2,
+            "the owner sees both"
+        );
+        assert!(access.visible(UserId(77)).is_none(), "not a member");
     }
 }

@@ -3,22 +3,23 @@
 use sqlx::Row;
 
 use crate::model::perms::{Overwrite, Perms, Target};
+use crate::model::{ChannelId, GuildId, RoleId, UserId};
 use crate::store::guilds::Channel;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct Member {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub username: String,
     pub display_name: String,
     pub joined_at: i64,
-    pub roles: Vec<i64>,
+    pub roles: Vec<RoleId>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Role {
-    pub id: i64,
-    pub guild_id: i64,
+    pub id: RoleId,
+    pub guild_id: GuildId,
     pub name: String,
     pub permissions: Perms,
     pub position: i64,
@@ -26,7 +27,7 @@ pub struct Role {
 
 #[derive(Debug, Clone)]
 pub struct Ban {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub reason: Option<String>,
     pub created_at: i64,
 }
@@ -34,8 +35,8 @@ pub struct Ban {
 #[derive(Debug, Clone)]
 pub struct Invite {
     pub code: String,
-    pub guild_id: i64,
-    pub creator_id: i64,
+    pub guild_id: GuildId,
+    pub creator_id: UserId,
     pub uses: i64,
     pub max_uses: Option<i64>,
     pub expires_at: Option<i64>,
@@ -77,10 +78,10 @@ impl Store {
     /// username)`. With a guild, only its members.
     pub async fn users_named(
         &self,
-        guild_id: Option<i64>,
-        ids: &[i64],
+        guild_id: Option<GuildId>,
+        ids: &[UserId],
         usernames: &[String],
-    ) -> Result<Vec<(i64, String)>, StoreError> {
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
         if ids.is_empty() && usernames.is_empty() {
             return Ok(Vec::new());
         }
@@ -132,8 +133,8 @@ impl Store {
     /// A page of members ordered by user id, after `after`.
     pub async fn members(
         &self,
-        guild_id: i64,
-        after: i64,
+        guild_id: GuildId,
+        after: UserId,
         limit: i64,
     ) -> Result<Vec<Member>, StoreError> {
         let rows = sqlx::query(
@@ -148,7 +149,7 @@ impl Store {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let user_id: i64 = r.try_get("user_id")?;
+            let user_id: UserId = r.try_get("user_id")?;
             out.push(Member {
                 user_id,
                 username: r.try_get("username")?,
@@ -160,12 +161,20 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn member(&self, guild_id: i64, user_id: i64) -> Result<Option<Member>, StoreError> {
-        let page = self.members(guild_id, user_id - 1, 1).await?;
+    pub async fn member(
+        &self,
+        guild_id: GuildId,
+        user_id: UserId,
+    ) -> Result<Option<Member>, StoreError> {
+        let page = self.members(guild_id, UserId(user_id.0 - 1), 1).await?;
         Ok(page.into_iter().find(|m| m.user_id == user_id))
     }
 
-    async fn member_role_ids(&self, guild_id: i64, user_id: i64) -> Result<Vec<i64>, StoreError> {
+    async fn member_role_ids(
+        &self,
+        guild_id: GuildId,
+        user_id: UserId,
+    ) -> Result<Vec<RoleId>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT role_id FROM member_roles WHERE guild_id = $1 AND user_id = $2 \
              ORDER BY role_id",
@@ -177,7 +186,11 @@ impl Store {
     }
 
     /// Removes a member (leave or kick); false if they were not one.
-    pub async fn remove_member(&self, guild_id: i64, user_id: i64) -> Result<bool, StoreError> {
+    pub async fn remove_member(
+        &self,
+        guild_id: GuildId,
+        user_id: UserId,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM member_roles WHERE guild_id = $1 AND user_id = $2")
             .bind(guild_id)
@@ -196,8 +209,8 @@ impl Store {
     /// Bans a user, removing their membership, in one transaction.
     pub async fn ban(
         &self,
-        guild_id: i64,
-        user_id: i64,
+        guild_id: GuildId,
+        user_id: UserId,
         reason: Option<&str>,
         at: i64,
     ) -> Result<(), StoreError> {
@@ -231,7 +244,7 @@ impl Store {
     }
 
     /// Lifts a ban; false if there was none.
-    pub async fn unban(&self, guild_id: i64, user_id: i64) -> Result<bool, StoreError> {
+    pub async fn unban(&self, guild_id: GuildId, user_id: UserId) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM bans WHERE guild_id = $1 AND user_id = $2")
             .bind(guild_id)
             .bind(user_id)
@@ -240,7 +253,7 @@ impl Store {
         Ok(r.rows_affected() > 0)
     }
 
-    pub async fn is_banned(&self, guild_id: i64, user_id: i64) -> Result<bool, StoreError> {
+    pub async fn is_banned(&self, guild_id: GuildId, user_id: UserId) -> Result<bool, StoreError> {
         let r: Option<i64> =
             sqlx::query_scalar("SELECT user_id FROM bans WHERE guild_id = $1 AND user_id = $2")
                 .bind(guild_id)
@@ -250,7 +263,7 @@ impl Store {
         Ok(r.is_some())
     }
 
-    pub async fn bans(&self, guild_id: i64) -> Result<Vec<Ban>, StoreError> {
+    pub async fn bans(&self, guild_id: GuildId) -> Result<Vec<Ban>, StoreError> {
         let rows = sqlx::query(
             "SELECT user_id, reason, created_at FROM bans WHERE guild_id = $1 ORDER BY user_id",
         )
@@ -270,7 +283,7 @@ impl Store {
     }
 
     /// The guild's roles, `@everyone` (position 0) first.
-    pub async fn roles(&self, guild_id: i64) -> Result<Vec<Role>, StoreError> {
+    pub async fn roles(&self, guild_id: GuildId) -> Result<Vec<Role>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, guild_id, name, permissions, position FROM roles WHERE guild_id = $1 \
              ORDER BY position, id",
@@ -281,7 +294,7 @@ impl Store {
         Ok(rows.iter().map(role_from).collect::<Result<_, _>>()?)
     }
 
-    pub async fn role(&self, guild_id: i64, id: i64) -> Result<Option<Role>, StoreError> {
+    pub async fn role(&self, guild_id: GuildId, id: RoleId) -> Result<Option<Role>, StoreError> {
         let row = sqlx::query(
             "SELECT id, guild_id, name, permissions, position FROM roles \
              WHERE guild_id = $1 AND id = $2",
@@ -319,7 +332,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_role(&self, id: i64) -> Result<(), StoreError> {
+    pub async fn delete_role(&self, id: RoleId) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM overwrites WHERE target_kind = 'role' AND target_id = $1")
             .bind(id)
@@ -336,9 +349,9 @@ impl Store {
     /// Gives or takes a role; false if nothing changed.
     pub async fn set_member_role(
         &self,
-        guild_id: i64,
-        user_id: i64,
-        role_id: i64,
+        guild_id: GuildId,
+        user_id: UserId,
+        role_id: RoleId,
         on: bool,
     ) -> Result<bool, StoreError> {
         let r = if on {
@@ -362,13 +375,13 @@ impl Store {
     /// Sets (or, with `None`, removes) a channel's overwrite for a role or member.
     pub async fn set_overwrite(
         &self,
-        channel_id: i64,
+        channel_id: ChannelId,
         target: Target,
         bits: Option<(Perms, Perms)>,
     ) -> Result<(), StoreError> {
         let (kind, id) = match target {
-            Target::Role(id) => ("role", id),
-            Target::Member(id) => ("member", id),
+            Target::Role(id) => ("role", id.0),
+            Target::Member(id) => ("member", id.0),
         };
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -415,7 +428,7 @@ impl Store {
     }
 
     /// Deletes a channel with its threads; a category's children move to the top level.
-    pub async fn delete_channel(&self, id: i64) -> Result<(), StoreError> {
+    pub async fn delete_channel(&self, id: ChannelId) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM channels WHERE parent_id = $1 AND kind = 'thread'")
             .bind(id)
@@ -460,7 +473,7 @@ impl Store {
         Ok(row.map(|r| invite_from(&r)).transpose()?)
     }
 
-    pub async fn invites(&self, guild_id: i64) -> Result<Vec<Invite>, StoreError> {
+    pub async fn invites(&self, guild_id: GuildId) -> Result<Vec<Invite>, StoreError> {
         let rows = sqlx::query(
             "SELECT code, guild_id, creator_id, uses, max_uses, expires_at, created_at \
              FROM invites WHERE guild_id = $1 ORDER BY created_at",
@@ -484,8 +497,8 @@ impl Store {
         &self,
         code: &str,
         now: i64,
-    ) -> Result<Result<i64, InviteRefusal>, StoreError> {
-        let used: Option<i64> = sqlx::query_scalar(
+    ) -> Result<Result<GuildId, InviteRefusal>, StoreError> {
+        let used: Option<GuildId> = sqlx::query_scalar(
             "UPDATE invites SET uses = uses + 1 WHERE code = $1 \
              AND (expires_at IS NULL OR expires_at > $2) \
              AND (max_uses IS NULL OR uses < max_uses) RETURNING guild_id",
@@ -508,15 +521,15 @@ impl Store {
 /// Overwrites in API form.
 pub fn overwrite_target(kind: &str, id: i64) -> Option<Target> {
     match kind {
-        "role" => Some(Target::Role(id)),
-        "member" => Some(Target::Member(id)),
+        "role" => Some(Target::Role(RoleId(id))),
+        "member" => Some(Target::Member(UserId(id))),
         _ => None,
     }
 }
 
 pub fn overwrite_kind(o: &Overwrite) -> (&'static str, i64) {
     match o.target {
-        Target::Role(id) => ("role", id),
-        Target::Member(id) => ("member", id),
+        Target::Role(id) => ("role", id.0),
+        Target::Member(id) => ("member", id.0),
     }
 }

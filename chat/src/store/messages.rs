@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
+use crate::model::{ChannelId, Mention, MessageId, UserId};
 use crate::store::guilds::Message;
 use crate::store::{Store, StoreError};
 
@@ -24,10 +25,10 @@ impl Store {
     /// `viewer` sees them, keyed by message id.
     pub async fn message_extras(
         &self,
-        channel_id: i64,
+        channel_id: ChannelId,
         messages: &mut [Message],
-        viewer: i64,
-    ) -> Result<HashMap<i64, Vec<Reaction>>, StoreError> {
+        viewer: UserId,
+    ) -> Result<HashMap<MessageId, Vec<Reaction>>, StoreError> {
         let (Some(lo), Some(hi)) = (
             messages.iter().map(|m| m.id).min(),
             messages.iter().map(|m| m.id).max(),
@@ -45,14 +46,19 @@ impl Store {
         .bind(hi)
         .fetch_all(&self.pool)
         .await?;
-        let mut mentions: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
+        let mut mentions: HashMap<MessageId, Vec<Mention>> = HashMap::new();
         for r in &rows {
+            let kind: String = r.try_get("kind")?;
+            let mention = Mention::from_parts(&kind, r.try_get("target_id")?).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown mention kind {kind:?}").into())
+            })?;
             mentions
                 .entry(r.try_get("message_id")?)
                 .or_default()
-                .push((r.try_get("kind")?, r.try_get("target_id")?));
+                .push(mention);
         }
-        let mut files: HashMap<i64, Vec<crate::store::attachments::Attachment>> = HashMap::new();
+        let mut files: HashMap<MessageId, Vec<crate::store::attachments::Attachment>> =
+            HashMap::new();
         for a in self.attachments_between(channel_id, lo, hi).await? {
             if let Some(mid) = a.message_id {
                 files.entry(mid).or_default().push(a);
@@ -75,7 +81,7 @@ impl Store {
         .bind(viewer)
         .fetch_all(&self.pool)
         .await?;
-        let mut out: HashMap<i64, Vec<Reaction>> = HashMap::new();
+        let mut out: HashMap<MessageId, Vec<Reaction>> = HashMap::new();
         for r in &rows {
             out.entry(r.try_get("message_id")?)
                 .or_default()
@@ -89,7 +95,11 @@ impl Store {
     }
 
     /// Whether anyone has reacted to the message with this emoji.
-    pub async fn has_reaction(&self, message_id: i64, emoji: &str) -> Result<bool, StoreError> {
+    pub async fn has_reaction(
+        &self,
+        message_id: MessageId,
+        emoji: &str,
+    ) -> Result<bool, StoreError> {
         let r: Option<i64> = sqlx::query_scalar(
             "SELECT user_id FROM reactions WHERE message_id = $1 AND emoji = $2 LIMIT 1",
         )
@@ -101,7 +111,7 @@ impl Store {
     }
 
     /// Distinct emoji on a message.
-    pub async fn reaction_kinds(&self, message_id: i64) -> Result<i64, StoreError> {
+    pub async fn reaction_kinds(&self, message_id: MessageId) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(DISTINCT emoji) FROM reactions WHERE message_id = $1")
                 .bind(message_id)
@@ -113,9 +123,9 @@ impl Store {
     /// Adds a reaction; false if the user had already added it.
     pub async fn add_reaction(
         &self,
-        message_id: i64,
+        message_id: MessageId,
         emoji: &str,
-        user_id: i64,
+        user_id: UserId,
         at: i64,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
@@ -134,9 +144,9 @@ impl Store {
     /// Removes a reaction; false if there was none.
     pub async fn remove_reaction(
         &self,
-        message_id: i64,
+        message_id: MessageId,
         emoji: &str,
-        user_id: i64,
+        user_id: UserId,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "DELETE FROM reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3",
@@ -152,10 +162,10 @@ impl Store {
     /// Who reacted with this emoji, in the order they did, after user id `after`.
     pub async fn reaction_users(
         &self,
-        message_id: i64,
+        message_id: MessageId,
         emoji: &str,
         limit: i64,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<Vec<UserId>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT user_id FROM reactions WHERE message_id = $1 AND emoji = $2 \
              ORDER BY created_at, user_id LIMIT $3",
@@ -168,7 +178,11 @@ impl Store {
     }
 
     /// Pins or unpins a message.
-    pub async fn set_pinned(&self, message_id: i64, at: Option<i64>) -> Result<(), StoreError> {
+    pub async fn set_pinned(
+        &self,
+        message_id: MessageId,
+        at: Option<i64>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE messages SET pinned_at = $1 WHERE id = $2")
             .bind(at)
             .bind(message_id)
@@ -177,7 +191,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn pin_count(&self, channel_id: i64) -> Result<i64, StoreError> {
+    pub async fn pin_count(&self, channel_id: ChannelId) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM messages WHERE channel_id = $1 AND pinned_at IS NOT NULL",
         )
@@ -187,7 +201,7 @@ impl Store {
     }
 
     /// A channel's pinned messages, most recently pinned first.
-    pub async fn pins(&self, channel_id: i64) -> Result<Vec<Message>, StoreError> {
+    pub async fn pins(&self, channel_id: ChannelId) -> Result<Vec<Message>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             crate::message_columns!(),

@@ -14,6 +14,7 @@ pub mod messages;
 pub mod reads;
 pub mod search;
 
+use crate::model::UserId;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
@@ -91,7 +92,7 @@ macro_rules! user_columns {
 
 #[derive(Debug, Clone)]
 pub struct User {
-    pub id: i64,
+    pub id: UserId,
     pub username: String,
     pub display_name: String,
     pub avatar: Option<String>,
@@ -106,12 +107,12 @@ pub struct User {
 pub enum RefreshUse {
     /// Valid and now spent: issue the next one in the same family.
     Fresh {
-        user_id: i64,
+        user_id: UserId,
         family: String,
         expires_at: i64,
     },
     /// Spent before: someone replays it. The family must be revoked.
-    Replayed { user_id: i64, family: String },
+    Replayed { user_id: UserId, family: String },
 }
 
 #[derive(Debug, Clone)]
@@ -233,7 +234,7 @@ impl Store {
         Ok(row.map(|r| Self::user_from(&r)).transpose()?)
     }
 
-    pub async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
+    pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
@@ -245,7 +246,7 @@ impl Store {
         Ok(row.map(|r| Self::user_from(&r)).transpose()?)
     }
 
-    pub async fn set_password(&self, id: i64, hash: &str) -> Result<(), StoreError> {
+    pub async fn set_password(&self, id: UserId, hash: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
             .bind(id)
@@ -256,7 +257,7 @@ impl Store {
 
     pub async fn set_profile(
         &self,
-        id: i64,
+        id: UserId,
         display_name: &str,
         avatar: Option<&str>,
     ) -> Result<(), StoreError> {
@@ -269,7 +270,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_login_allowlist(&self, id: i64, entries: &[String]) -> Result<(), StoreError> {
+    pub async fn set_login_allowlist(
+        &self,
+        id: UserId,
+        entries: &[String],
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET login_allowlist = $1 WHERE id = $2")
             .bind(serde_json::to_string(entries).unwrap_or_else(|_| "[]".into()))
             .bind(id)
@@ -281,7 +286,7 @@ impl Store {
     pub async fn insert_refresh(
         &self,
         token_hash: &str,
-        user_id: i64,
+        user_id: UserId,
         family: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
@@ -332,7 +337,7 @@ impl Store {
     /// `until` (ms) so its access tokens stop working everywhere.
     pub async fn end_session(
         &self,
-        user_id: i64,
+        user_id: UserId,
         family: &str,
         until: i64,
     ) -> Result<(), StoreError> {
@@ -350,7 +355,7 @@ impl Store {
     /// by its refresh tokens, spent ones included, which stay until it ends.
     pub async fn end_user_sessions(
         &self,
-        user_id: i64,
+        user_id: UserId,
         until: i64,
     ) -> Result<Vec<String>, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -388,7 +393,7 @@ impl Store {
 
     pub async fn record_login_refusal(
         &self,
-        user_id: i64,
+        user_id: UserId,
         ip: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
@@ -405,7 +410,7 @@ impl Store {
     /// (ip, reason, at ms) of refused logins, newest first.
     pub async fn login_refusals(
         &self,
-        user_id: i64,
+        user_id: UserId,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT ip, reason, at FROM login_refusals WHERE user_id = $1 ORDER BY id DESC LIMIT 100",
@@ -422,7 +427,7 @@ impl Store {
 
 async fn record_ended(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    user_id: i64,
+    user_id: UserId,
     family: &str,
     until: i64,
 ) -> Result<(), StoreError> {

@@ -7,24 +7,27 @@
 
 use sqlx::Row;
 
+use crate::model::{ChannelId, GuildId, MessageId, UserId};
 use crate::store::{Store, StoreError};
 
 /// The id of the first message at or after `ms` (ms since the Unix epoch).
 /// Saturates past the year 2094, where 41 bits of milliseconds run out.
-pub fn id_at(ms: i64) -> i64 {
-    (ms - crate::ID_EPOCH_MS)
-        .max(0)
-        .checked_mul(1 << 22)
-        .unwrap_or(i64::MAX)
+pub fn id_at(ms: i64) -> MessageId {
+    MessageId(
+        (ms - crate::ID_EPOCH_MS)
+            .max(0)
+            .checked_mul(1 << 22)
+            .unwrap_or(i64::MAX),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelRead {
-    pub channel_id: i64,
-    pub guild_id: i64,
+    pub channel_id: ChannelId,
+    pub guild_id: GuildId,
     /// Whose channel settings apply when the channel has none: a thread's parent.
-    pub settings_channel: i64,
-    pub last_read_id: i64,
+    pub settings_channel: ChannelId,
+    pub last_read_id: MessageId,
     /// Messages by others after the last read one.
     pub unread: i64,
     /// Of those, the ones that mention the user (directly, by role, or @everyone/@here).
@@ -73,8 +76,8 @@ pub struct Setting {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxItem {
-    pub message_id: i64,
-    pub channel_id: i64,
+    pub message_id: MessageId,
+    pub channel_id: ChannelId,
     pub reason: String,
     pub read: bool,
 }
@@ -103,7 +106,7 @@ impl Store {
     /// Read state of every text channel and thread in the user's guilds (visibility is
     /// the caller's to apply), and of their DMs (`guild_id` 0), where every unread
     /// message counts as a mention.
-    pub async fn read_states(&self, user_id: i64) -> Result<Vec<ChannelRead>, StoreError> {
+    pub async fn read_states(&self, user_id: UserId) -> Result<Vec<ChannelRead>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT c.id AS channel_id, c.guild_id, \
              CASE WHEN c.kind = 'thread' THEN c.parent_id ELSE c.id END AS settings_channel, ",
@@ -137,7 +140,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let guild_id: i64 = r.try_get("guild_id")?;
+                let guild_id: GuildId = r.try_get("guild_id")?;
                 let unread: i64 = r.try_get("unread")?;
                 Ok(ChannelRead {
                     channel_id: r.try_get("channel_id")?,
@@ -145,7 +148,7 @@ impl Store {
                     settings_channel: r.try_get("settings_channel")?,
                     last_read_id: r.try_get("last_read")?,
                     unread,
-                    mentions: if guild_id == 0 {
+                    mentions: if guild_id == GuildId(0) {
                         unread
                     } else {
                         r.try_get("mentions")?
@@ -159,9 +162,9 @@ impl Store {
     /// Marks the channel read up to `message_id` (never backwards).
     pub async fn ack(
         &self,
-        user_id: i64,
-        channel_id: i64,
-        message_id: i64,
+        user_id: UserId,
+        channel_id: ChannelId,
+        message_id: MessageId,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO read_states (user_id, channel_id, last_read_id) VALUES ($1, $2, $3) \
@@ -180,9 +183,9 @@ impl Store {
     /// The user's stored read mark in a channel.
     pub async fn read_mark(
         &self,
-        user_id: i64,
-        channel_id: i64,
-    ) -> Result<Option<i64>, StoreError> {
+        user_id: UserId,
+        channel_id: ChannelId,
+    ) -> Result<Option<MessageId>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT last_read_id FROM read_states WHERE user_id = $1 AND channel_id = $2",
         )
@@ -193,7 +196,10 @@ impl Store {
     }
 
     /// Where each member of a DM has read it up to.
-    pub async fn dm_read_marks(&self, channel_id: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+    pub async fn dm_read_marks(
+        &self,
+        channel_id: ChannelId,
+    ) -> Result<Vec<(UserId, MessageId)>, StoreError> {
         let rows = sqlx::query(
             "SELECT d.user_id, COALESCE(r.last_read_id, (d.added_at - 1735689600000) * 4194304) \
              AS last_read FROM dm_recipients d LEFT JOIN read_states r \
@@ -211,9 +217,9 @@ impl Store {
     /// Where each member of the guild has read the channel up to.
     pub async fn read_marks(
         &self,
-        guild_id: i64,
-        channel_id: i64,
-    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        guild_id: GuildId,
+        channel_id: ChannelId,
+    ) -> Result<Vec<(UserId, MessageId)>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT mb.user_id, ",
             last_read!(),
@@ -230,7 +236,7 @@ impl Store {
             .map_err(StoreError::Db)
     }
 
-    pub async fn notification_settings(&self, user_id: i64) -> Result<Vec<Setting>, StoreError> {
+    pub async fn notification_settings(&self, user_id: UserId) -> Result<Vec<Setting>, StoreError> {
         let rows = sqlx::query(
             "SELECT scope_kind, scope_id, level, muted_until, keep_mentions \
              FROM notification_settings WHERE user_id = $1 ORDER BY scope_kind, scope_id",
@@ -248,10 +254,10 @@ impl Store {
     /// thread's channel; the channel itself otherwise), for notifying.
     pub async fn settings_for(
         &self,
-        guild_id: i64,
-        channel_id: i64,
-        parent_id: i64,
-    ) -> Result<Vec<(i64, Setting)>, StoreError> {
+        guild_id: GuildId,
+        channel_id: ChannelId,
+        parent_id: ChannelId,
+    ) -> Result<Vec<(UserId, Setting)>, StoreError> {
         let rows = sqlx::query(
             "SELECT user_id, scope_kind, scope_id, level, muted_until, keep_mentions \
              FROM notification_settings WHERE (scope_kind = 'guild' AND scope_id = $1) \
@@ -270,7 +276,7 @@ impl Store {
 
     pub async fn set_notification_setting(
         &self,
-        user_id: i64,
+        user_id: UserId,
         s: &Setting,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -302,9 +308,9 @@ impl Store {
     /// Puts a message in these users' inboxes.
     pub async fn add_to_inbox(
         &self,
-        users: &[i64],
-        message_id: i64,
-        channel_id: i64,
+        users: &[UserId],
+        message_id: MessageId,
+        channel_id: ChannelId,
         reason: &str,
     ) -> Result<(), StoreError> {
         if users.is_empty() {
@@ -330,8 +336,8 @@ impl Store {
     /// A page of the inbox, newest first, before `before`.
     pub async fn inbox(
         &self,
-        user_id: i64,
-        before: i64,
+        user_id: UserId,
+        before: MessageId,
         limit: i64,
         unread_only: bool,
     ) -> Result<Vec<InboxItem>, StoreError> {
@@ -362,8 +368,8 @@ impl Store {
     /// Marks one inbox item (or, with `None`, all) read; how many changed.
     pub async fn read_inbox(
         &self,
-        user_id: i64,
-        message_id: Option<i64>,
+        user_id: UserId,
+        message_id: Option<MessageId>,
         at: i64,
     ) -> Result<u64, StoreError> {
         let r = match message_id {

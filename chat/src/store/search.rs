@@ -1,5 +1,6 @@
 //! Search in the store: LIKE over lowercased messages, with its filters.
 
+use crate::model::{ChannelId, GuildId, MessageId, UserId};
 use crate::store::guilds::Message;
 use crate::store::{Store, StoreError};
 
@@ -23,15 +24,15 @@ fn like(term: &str) -> String {
 /// What a search is restricted to, resolved to ids (0: no restriction).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Filters {
-    pub guild_id: i64,
-    pub channel_id: i64,
-    pub author_id: i64,
-    pub mentions_id: i64,
+    pub guild_id: GuildId,
+    pub channel_id: ChannelId,
+    pub author_id: UserId,
+    pub mentions_id: UserId,
     pub has_attachment: bool,
     /// Only ids below this.
-    pub below: i64,
+    pub below: MessageId,
     /// Only ids at or above this.
-    pub from_id: i64,
+    pub from_id: MessageId,
 }
 
 impl Store {
