@@ -249,7 +249,7 @@ fn chat_config(
     // An S3-compatible bucket instead of the data directory, when one is configured.
     if let Ok(bucket) = std::env::var("PARLOR_S3_BUCKET") {
         let var = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok());
-        config.s3 = Some(parlor_chat::blobs::S3Config {
+        config.s3 = Some(parlor_chat::store::blobs::S3Config {
             endpoint: var(&["PARLOR_S3_ENDPOINT"])
                 .context("PARLOR_S3_ENDPOINT is needed with PARLOR_S3_BUCKET")?,
             bucket,
@@ -263,13 +263,13 @@ fn chat_config(
     }
     // A reverse proxy in front: its X-Forwarded-For names the client.
     if let Ok(v) = std::env::var("PARLOR_TRUSTED_PROXIES") {
-        config.trusted_proxies = parlor_chat::auth::Cidr::parse_list(&v)
+        config.trusted_proxies = parlor_chat::service::auth::Cidr::parse_list(&v)
             .map_err(|e| anyhow::anyhow!("PARLOR_TRUSTED_PROXIES: {e}"))?;
     }
     // Bots' webhooks on this machine or network, for development: internal addresses
     // outgoing requests may reach.
     if let Ok(v) = std::env::var("PARLOR_OUTGOING_ALLOW") {
-        config.outgoing.allow = parlor_chat::outgoing::OutgoingPolicy::parse_allow(&v)
+        config.outgoing.allow = parlor_chat::service::outgoing::OutgoingPolicy::parse_allow(&v)
             .map_err(|e| anyhow::anyhow!("PARLOR_OUTGOING_ALLOW: {e}"))?;
     }
     // Load tests lift the per-user and per-IP request limits.

@@ -55,8 +55,13 @@ struct Connection {
 
 enum Step {
     Continue,
+    /// Close with this code and reason.
     Close(CloseCode, &'static str),
+    /// The socket is gone (or the client closed it): no close frame.
+    Gone,
 }
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 impl Connection {
     fn new(state: AppState) -> Connection {
@@ -75,126 +80,144 @@ impl Connection {
     async fn run(mut self, socket: WebSocket) {
         let (mut sink, mut stream) = socket.split();
         self.state.metrics.connections.inc();
-        let hb = self.state.config.heartbeat_interval;
-        let hello = ServerFrame {
+        let mut shutdown = self.state.shutdown.subscribe();
+        let identify_by = tokio::time::Instant::now() + self.state.config.identify_timeout;
+        let mut step = match send_json(&mut sink, &self.hello()).await {
+            Ok(()) => Step::Continue,
+            Err(()) => Step::Gone,
+        };
+        while let Step::Continue = step {
+            if self.write_direct(&mut sink).await.is_err() {
+                break;
+            }
+            let session = self.session.clone();
+            let generation = self.generation;
+            let outgoing = async {
+                match &session {
+                    Some(s) => s.outbox.next(generation).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let identify_timeout = async {
+                match &session {
+                    Some(_) => std::future::pending().await,
+                    None => tokio::time::sleep_until(identify_by).await,
+                }
+            };
+            step = tokio::select! {
+                msg = stream.next() => self.on_message(msg).await,
+                next = outgoing => self.write(&mut sink, next).await,
+                _ = identify_timeout => Step::Close(CloseCode::NotIdentified, "identify timeout"),
+                _ = self.heartbeat.missed() => Step::Close(CloseCode::SessionTimeout, "no heartbeat"),
+                _ = shutdown.changed() => self.shut_down().await,
+            };
+        }
+        self.finish(&mut sink, step).await;
+        self.state.metrics.connections.dec();
+    }
+
+    fn hello(&self) -> ServerFrame {
+        let config = &self.state.config;
+        ServerFrame {
             seq: 0,
             id: None,
             msg: ServerMessage::Hello(Hello {
                 protocol: PROTOCOL_VERSION,
-                heartbeat_interval_ms: hb.as_millis() as u64,
-                resume_window_ms: self.state.config.resume_window.as_millis() as u64,
+                heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
+                resume_window_ms: config.resume_window.as_millis() as u64,
             }),
-        };
-        let mut shutdown = self.state.shutdown.subscribe();
-        let identify_by = tokio::time::Instant::now() + self.state.config.identify_timeout;
-        let close: Option<(CloseCode, &'static str)> = 'conn: {
-            if send_json(&mut sink, &hello).await.is_err() {
-                break 'conn None;
+        }
+    }
+
+    async fn on_message(&mut self, msg: Option<Result<Message, axum::Error>>) -> Step {
+        match msg {
+            Some(Ok(Message::Text(t))) => self.on_text(t.as_str()).await,
+            Some(Ok(Message::Binary(_))) => {
+                self.reply_error(None, "unsupported_frame", "frames must be JSON text");
+                Step::Continue
             }
-            loop {
-                for text in std::mem::take(&mut self.direct) {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
-                        break 'conn None;
-                    }
+            Some(Ok(Message::Close(_))) | None => {
+                // A clean close (tab closed, client left) ends the session now, unless
+                // the session has moved on to a newer connection.
+                if self
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.outbox.is_current(self.generation))
+                {
+                    self.end_session(CloseReason::Left).await;
                 }
-                let session = self.session.clone();
-                let generation = self.generation;
-                let outgoing = async {
-                    match &session {
-                        Some(s) => s.outbox.next(generation).await,
-                        None => std::future::pending().await,
+                Step::Gone
+            }
+            Some(Ok(_)) => Step::Continue,
+            Some(Err(e)) => {
+                debug!(error = %e, "websocket error");
+                Step::Gone
+            }
+        }
+    }
+
+    /// Writes what the session's outbox gave, or closes as it says.
+    async fn write(&self, sink: &mut Sink, next: Next) -> Step {
+        match next {
+            Next::Frames(frames) => {
+                for frame in frames {
+                    if sink
+                        .send(Message::Text(Utf8Bytes::from(&*frame)))
+                        .await
+                        .is_err()
+                    {
+                        return Step::Gone;
                     }
-                };
-                let identify_timeout = async {
-                    match &session {
-                        Some(_) => std::future::pending().await,
-                        None => tokio::time::sleep_until(identify_by).await,
-                    }
-                };
-                tokio::select! {
-                    msg = stream.next() => {
-                        let step = match msg {
-                            Some(Ok(Message::Text(t))) => self.on_text(t.as_str()).await,
-                            Some(Ok(Message::Binary(_))) => {
-                                self.reply_error(None, "unsupported_frame", "frames must be JSON text");
-                                Step::Continue
-                            }
-                            Some(Ok(Message::Close(_))) | None => {
-                                // A clean close (tab closed, client left) ends the session now,
-                                // unless the session has moved on to a newer connection.
-                                if self.session.as_ref().is_some_and(|s| s.outbox.is_current(self.generation)) {
-                                    self.end_session(CloseReason::Left).await;
-                                }
-                                break 'conn None;
-                            }
-                            Some(Ok(_)) => Step::Continue,
-                            Some(Err(e)) => {
-                                debug!(error = %e, "websocket error");
-                                break 'conn None;
-                            }
-                        };
-                        if let Step::Close(code, reason) = step {
-                            break 'conn Some((code, reason));
-                        }
-                    }
-                    next = outgoing => match next {
-                        Next::Frames(frames) => {
-                            for frame in frames {
-                                if sink.send(Message::Text(Utf8Bytes::from(&*frame))).await.is_err() {
-                                    break 'conn None;
-                                }
-                                self.state.metrics.frames_out.inc();
-                            }
-                        }
-                        Next::Idle => {}
-                        Next::Replaced => break 'conn Some((CloseCode::ResumedElsewhere, "resumed elsewhere")),
-                        Next::Overflowed => break 'conn Some((CloseCode::SessionTimeout, "too slow")),
-                        Next::Ended => break 'conn Some((CloseCode::GoingAway, "session ended")),
-                    },
-                    _ = identify_timeout => {
-                        break 'conn Some((CloseCode::NotIdentified, "identify timeout"));
-                    }
-                    _ = self.heartbeat.missed() => {
-                        break 'conn Some((CloseCode::SessionTimeout, "no heartbeat"));
-                    }
-                    _ = shutdown.changed() => {
-                        let msg = ServerMessage::Shutdown(Shutdown { reason: "server_shutdown".into() });
-                        match self.session.clone() {
-                            Some(s) => {
-                                s.emit(msg, None);
-                                // Written below, after the session is gone.
-                                if let Next::Frames(frames) = s.outbox.take(self.generation) {
-                                    self.direct.extend(frames.iter().map(|f| f.to_string()));
-                                }
-                            }
-                            None => self.direct_frame(None, msg),
-                        }
-                        self.end_session(CloseReason::ServerShutdown).await;
-                        break 'conn Some((CloseCode::GoingAway, "server shutting down"));
-                    }
+                    self.state.metrics.frames_out.inc();
+                }
+                Step::Continue
+            }
+            Next::Idle => Step::Continue,
+            Next::Replaced => Step::Close(CloseCode::ResumedElsewhere, "resumed elsewhere"),
+            Next::Overflowed => Step::Close(CloseCode::SessionTimeout, "too slow"),
+            Next::Ended => Step::Close(CloseCode::GoingAway, "session ended"),
+        }
+    }
+
+    /// Writes the frames sent outside a session.
+    async fn write_direct(&mut self, sink: &mut Sink) -> Result<(), ()> {
+        for text in std::mem::take(&mut self.direct) {
+            sink.send(Message::Text(text.into()))
+                .await
+                .map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    /// The server drains: tells the client, and leaves the room.
+    async fn shut_down(&mut self) -> Step {
+        let msg = ServerMessage::Shutdown(Shutdown {
+            reason: "server_shutdown".into(),
+        });
+        match self.session.clone() {
+            Some(s) => {
+                s.emit(msg, None);
+                // Written in `finish`, after the session is gone.
+                if let Next::Frames(frames) = s.outbox.take(self.generation) {
+                    self.direct.extend(frames.iter().map(|f| f.to_string()));
                 }
             }
-        };
-        // Flush what is already queued (for example an error explaining the close).
-        let mut pending: Vec<Arc<str>> = std::mem::take(&mut self.direct)
-            .into_iter()
-            .map(Arc::from)
-            .collect();
+            None => self.direct_frame(None, msg),
+        }
+        self.end_session(CloseReason::ServerShutdown).await;
+        Step::Close(CloseCode::GoingAway, "server shutting down")
+    }
+
+    /// Writes what is already queued (for example an error explaining the close), closes
+    /// with the code `step` names, and leaves the session for a resume.
+    async fn finish(&mut self, sink: &mut Sink, step: Step) {
         if let Some(s) = &self.session
             && let Next::Frames(frames) = s.outbox.take(self.generation)
         {
-            pending.extend(frames);
+            self.direct.extend(frames.iter().map(|f| f.to_string()));
         }
-        for frame in pending {
-            if sink
-                .send(Message::Text(Utf8Bytes::from(&*frame)))
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-        if let Some((code, reason)) = close {
+        let _ = self.write_direct(sink).await;
+        if let Step::Close(code, reason) = step {
             let _ = sink
                 .send(Message::Close(Some(CloseFrame {
                     code: code.code(),
@@ -205,7 +228,6 @@ impl Connection {
         if let Some(s) = &self.session {
             s.outbox.detach(self.generation);
         }
-        self.state.metrics.connections.dec();
     }
 
     fn rate_limited(&mut self) -> bool {
@@ -552,10 +574,7 @@ pub(crate) fn client_message(ev: RoomEvent) -> ServerMessage {
     }
 }
 
-async fn send_json(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    f: &ServerFrame,
-) -> Result<(), ()> {
+async fn send_json(sink: &mut Sink, f: &ServerFrame) -> Result<(), ()> {
     let t = serde_json::to_string(f).map_err(|_| ())?;
     sink.send(Message::Text(t.into())).await.map_err(|_| ())
 }
