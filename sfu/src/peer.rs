@@ -139,7 +139,6 @@ pub(crate) struct Peer {
     pub next_offer_id: u64,
     pub ice_restart: bool,
     pub addrs: Vec<SocketAddr>,
-    pub disconnected_since: Option<Instant>,
     /// Set when the session must go (error, dead transport); removed by the worker.
     pub closing: Option<CloseReason>,
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use parlor_proto::control::CloseReason;
 use parlor_proto::{Grants, MediaKind, ParticipantId, Quality, Source, TrackId};
 
 use super::codec::Codec;
@@ -93,6 +94,10 @@ pub struct Member {
     /// The egress bandwidth estimate layers were last chosen for, bits per second.
     bwe: Option<u64>,
     level: LevelMeter,
+    /// When the member's transport (ICE) went down, if it is down.
+    transport_down: Option<Instant>,
+    /// A close was decided; the runtime removes the member.
+    closing: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +259,11 @@ pub struct Forward {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Forward(Forward),
+    /// Remove a member, telling it why.
+    Close {
+        peer: PeerKey,
+        reason: CloseReason,
+    },
     /// Ask the publisher for a keyframe on a layer (PLI).
     KeyframeRequest {
         owner: PeerKey,
@@ -361,9 +371,23 @@ impl Room {
                 auto_subscribe,
                 bwe: None,
                 level: LevelMeter::default(),
+                transport_down: None,
+                closing: false,
             },
         );
         Ok(replaced)
+    }
+
+    /// The member's transport went down (`up` false) or came back. Down for longer than
+    /// [`DISCONNECT_GRACE`], it is closed with `media_timeout` at a [`Room::tick`].
+    pub fn transport(&mut self, key: PeerKey, up: bool, now: Instant) {
+        if let Some(m) = self.members.get_mut(&key) {
+            if up {
+                m.transport_down = None;
+            } else {
+                m.transport_down.get_or_insert(now);
+            }
+        }
     }
 
     /// Whether a member receives every track without asking (never without the
@@ -822,6 +846,15 @@ impl Room {
             return;
         }
         self.last_tick = Some(now);
+        for (k, m) in &mut self.members {
+            if !m.closing && transport_expired(m.transport_down, now) {
+                m.closing = true;
+                out.push(Action::Close {
+                    peer: *k,
+                    reason: CloseReason::MediaTimeout,
+                });
+            }
+        }
         let subs: Vec<(PeerKey, Option<u64>)> =
             self.members.keys().map(|k| (*k, self.budget(*k))).collect();
         for t in self.tracks.values_mut() {

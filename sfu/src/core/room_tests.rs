@@ -478,6 +478,35 @@ fn a_transport_down_longer_than_the_grace_expires() {
     ));
 }
 
+fn closes(out: &[Action]) -> Vec<(PeerKey, CloseReason)> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Close { peer, reason } => Some((*peer, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_member_whose_transport_stays_down_is_closed_once() {
+    let t0 = Instant::now();
+    let mut r = room_with(2);
+    let mut out = Vec::new();
+    r.transport(PeerKey(0), false, t0);
+    r.transport(PeerKey(1), false, t0);
+    // One comes back within the grace; a second "down" does not restart the clock.
+    r.transport(PeerKey(1), true, t0 + Duration::from_secs(5));
+    r.transport(PeerKey(0), false, t0 + Duration::from_secs(5));
+    r.tick(t0 + DISCONNECT_GRACE, &mut out);
+    assert!(closes(&out).is_empty(), "not before the grace has passed");
+    let late = t0 + DISCONNECT_GRACE + Duration::from_secs(1);
+    r.tick(late, &mut out);
+    assert_eq!(closes(&out), [(PeerKey(0), CloseReason::MediaTimeout)]);
+    out.clear();
+    r.tick(late + Duration::from_secs(1), &mut out);
+    assert!(closes(&out).is_empty(), "a close is decided once");
+}
+
 #[test]
 fn keyframe_requests_are_throttled_per_layer() {
     let t0 = Instant::now();

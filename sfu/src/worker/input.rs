@@ -167,24 +167,23 @@ impl Worker {
                 self.in_room(&room, |r, out| r.set_bandwidth(now, k, bps, out));
             }
             Event::IceConnectionStateChange(s) => {
-                let Some(p) = self.peers.get_mut(&k) else {
+                let Some(p) = self.peers.get(&k) else {
                     return;
                 };
                 debug!(peer = %p.identity, state = ?s, "ice state");
-                match s {
-                    IceConnectionState::Disconnected => {
-                        p.disconnected_since.get_or_insert(now);
-                    }
-                    IceConnectionState::Connected | IceConnectionState::Completed => {
-                        p.disconnected_since = None;
-                    }
-                    _ => {}
-                }
+                let up = match s {
+                    IceConnectionState::Disconnected => false,
+                    IceConnectionState::Connected | IceConnectionState::Completed => true,
+                    _ => return,
+                };
+                let room = p.room.clone();
+                self.in_room(&room, |r, _| r.transport(k, up, now));
             }
             Event::Connected => {
-                if let Some(p) = self.peers.get_mut(&k) {
-                    p.disconnected_since = None;
+                if let Some(p) = self.peers.get(&k) {
                     debug!(peer = %p.identity, "dtls connected");
+                    let room = p.room.clone();
+                    self.in_room(&room, |r, _| r.transport(k, true, now));
                 }
             }
             Event::MediaEgressStats(s) => {
@@ -258,7 +257,7 @@ impl Worker {
             .iter()
             .any(|a| matches!(a, Action::KeyframeRequest { .. }))
         {
-            self.keyframe_actions(&actions);
+            self.apply_actions(&actions);
         }
         self.actions = actions;
     }
@@ -326,21 +325,28 @@ impl Worker {
             .rooms
             .get_mut(room)
             .map(|r| f(&mut r.core, &mut actions));
-        self.keyframe_actions(&actions);
+        self.apply_actions(&actions);
         self.actions = actions;
         r
     }
 
-    /// Sends the keyframe requests among `actions` to their publishers.
-    pub(super) fn keyframe_actions(&mut self, actions: &[Action]) {
+    /// Carries out the core's decisions other than forwarding: keyframe requests to
+    /// publishers, and closes (the member is removed at the next periodic pass).
+    pub(super) fn apply_actions(&mut self, actions: &[Action]) {
         for a in actions {
-            let Action::KeyframeRequest {
-                owner,
-                track,
-                layer,
-            } = a
-            else {
-                continue;
+            let (owner, track, layer) = match a {
+                Action::KeyframeRequest {
+                    owner,
+                    track,
+                    layer,
+                } => (owner, track, layer),
+                Action::Close { peer, reason } => {
+                    if let Some(p) = self.peers.get_mut(peer) {
+                        p.closing.get_or_insert(*reason);
+                    }
+                    continue;
+                }
+                Action::Forward(_) => continue,
             };
             let Some(p) = self.peers.get_mut(owner) else {
                 continue;

@@ -136,7 +136,6 @@ impl Worker {
             next_offer_id: 1,
             ice_restart: false,
             addrs: Vec::new(),
-            disconnected_since: None,
             closing: None,
         }
     }

@@ -34,7 +34,6 @@ use crate::control::{
 use crate::core::codec::{self, Codec};
 use crate::core::{
     Action, CapsConfig, JoinError, PacketIn, PeerKey, PublishError, Room, SubscribeError, TrackKey,
-    transport_expired,
 };
 use crate::metrics::{Metrics, Tally};
 use crate::peer::{Out, OutState, Peer, Pending, Published};
@@ -234,7 +233,7 @@ impl Worker {
             };
             r.core.tick(now, &mut actions);
             let speakers = r.core.poll_speakers(now);
-            self.keyframe_actions(&actions);
+            self.apply_actions(&actions);
             if let Some(list) = speakers {
                 let speakers = list
                     .iter()
@@ -250,7 +249,7 @@ impl Worker {
         }
         self.actions = actions;
         for p in self.peers.values_mut() {
-            if transport_expired(p.disconnected_since, now) || !p.rtc.is_alive() {
+            if !p.rtc.is_alive() {
                 p.closing.get_or_insert(CloseReason::MediaTimeout);
             }
         }

@@ -140,7 +140,7 @@ impl Worker {
                 r.core.downtrack_ready(now, k, track, slot, &mut actions);
             }
         }
-        self.keyframe_actions(&actions);
+        self.apply_actions(&actions);
         self.actions = actions;
         Ok(Reply::Ok)
     }
@@ -215,7 +215,7 @@ impl Worker {
             let slot = p.add_out(out);
             r.core.downtrack_ready(now, k, track, slot, &mut actions);
         }
-        self.keyframe_actions(&actions);
+        self.apply_actions(&actions);
         self.actions = actions;
         self.mark_dirty(k);
         Ok(Reply::Answer {
