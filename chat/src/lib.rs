@@ -162,8 +162,9 @@ impl ChatState {
         self.channel_locks[i].lock().await
     }
 
-    pub fn dispatch(&self, audience: hub::Audience, ev: hub::Event) {
-        self.hub.publish(&audience, &ev);
+    /// Sends an event (a [`service::dispatch::Dispatch`], usually) to its audience.
+    pub fn dispatch(&self, audience: hub::Audience, ev: impl Into<hub::Event>) {
+        self.hub.publish(&audience, &ev.into());
     }
 }
 

@@ -14,6 +14,7 @@ pub use crate::routes::extract::{
     Authed, Body, Caller, ClientIp, MAX_BODY_BYTES, MaybeBody, Patch, UserAuthed, authenticate,
 };
 use crate::service::auth::{self, Cidr};
+pub use crate::service::views::UserView;
 use crate::store::{RefreshUse, User};
 use crate::{ChatState, now_ms};
 
@@ -40,30 +41,6 @@ fn limit_auth(state: &ChatState, ip: IpAddr) -> Result<(), ChatError> {
             .check(&ip)
             .map_err(|retry_after| ChatError::RateLimited { retry_after }),
         None => Ok(()),
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct UserView {
-    pub id: String,
-    pub username: String,
-    pub display_name: String,
-    pub avatar: Option<String>,
-    pub bot: bool,
-    pub created_at: i64,
-}
-
-impl From<&User> for UserView {
-    fn from(u: &User) -> UserView {
-        UserView {
-            // Ids are strings on the wire: JavaScript numbers lose 64-bit precision.
-            id: u.id.to_string(),
-            username: u.username.clone(),
-            display_name: u.display_name.clone(),
-            avatar: u.avatar.clone(),
-            bot: u.is_bot,
-            created_at: u.created_at,
-        }
     }
 }
 

@@ -20,13 +20,15 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::error::ChatError;
+use crate::model::ChannelKind;
 use crate::model::UserId;
 use crate::model::perms::Perms;
-use crate::model::{ChannelKind, EventKind};
 use crate::routes::api::{Authed, Body, UserAuthed};
 use crate::routes::guilds::{clean_name, in_channel, parse_id, require};
-use crate::service::hub::{Audience, Event};
-use crate::service::messages::MessageView;
+use crate::service::dispatch::Dispatch;
+use crate::service::hub::Audience;
+use crate::service::views::MessageView;
+use crate::service::views::{InteractionOption, InteractionUser, InteractionView};
 use crate::store::User;
 use crate::store::bots::{App, Command, CommandOption};
 use crate::store::guilds::{Channel, Message};
@@ -296,7 +298,7 @@ pub(crate) async fn invoke(
     c: &Channel,
     user: UserId,
     content: &str,
-) -> Result<Option<Value>, ChatError> {
+) -> Result<Option<InteractionView>, ChatError> {
     let Some(text) = content.strip_prefix('/') else {
         return Ok(None);
     };
@@ -338,27 +340,30 @@ pub(crate) async fn invoke(
         )
         .await?;
     let u = state.store.user(user).await?;
-    let interaction = json!({
-        "id": id.to_string(),
-        "token": token,
-        "application_id": app_id.to_string(),
-        "type": "command",
-        "command": cmd.name,
-        "options": options.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
-        "args": args.trim(),
-        "guild_id": c.guild_id.to_string(),
-        "channel_id": c.id.to_string(),
-        "user": {
-            "id": user.to_string(),
-            "username": u.as_ref().map(|u| u.username.clone()),
-            "display_name": u.as_ref().map(|u| u.display_name.clone()),
+    let interaction = InteractionView {
+        id: id.to_string(),
+        token: Some(token),
+        application_id: app_id.to_string(),
+        kind: "command",
+        command: cmd.name,
+        options: options
+            .into_iter()
+            .map(|(name, value)| InteractionOption { name, value })
+            .collect(),
+        args: args.trim().to_owned(),
+        guild_id: c.guild_id.to_string(),
+        channel_id: c.id.to_string(),
+        user: InteractionUser {
+            id: user.to_string(),
+            username: u.as_ref().map(|u| u.username.clone()),
+            display_name: u.as_ref().map(|u| u.display_name.clone()),
         },
-        "created_at": now,
-        "expires_at": now + INTERACTION_TTL_MS,
-    });
+        created_at: now,
+        expires_at: now + INTERACTION_TTL_MS,
+    };
     state.dispatch(
         Audience::Users(vec![bot]),
-        Event::new(EventKind::InteractionCreate, &interaction),
+        Dispatch::InteractionCreate(&interaction),
     );
     if let Some(app) = state.store.app(app_id).await?
         && let Some(url) = app.interactions_url.clone()
@@ -366,11 +371,10 @@ pub(crate) async fn invoke(
         tokio::spawn(deliver(state.clone(), app, url, interaction.clone()));
     }
     // The caller sees the interaction, not its token.
-    let mut public = interaction;
-    if let Some(o) = public.as_object_mut() {
-        o.remove("token");
-    }
-    Ok(Some(public))
+    Ok(Some(InteractionView {
+        token: None,
+        ..interaction
+    }))
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -390,8 +394,8 @@ pub fn sign_delivery(secret: &str, timestamp: i64, body: &str) -> String {
 
 /// POSTs an interaction to the bot's URL, signed. A 200 answer with `content` is the
 /// bot's reply.
-async fn deliver(state: ChatState, app: App, url: String, interaction: Value) {
-    let body = interaction.to_string();
+async fn deliver(state: ChatState, app: App, url: String, interaction: InteractionView) {
+    let body = serde_json::to_string(&interaction).unwrap_or_default();
     let ts = now_ms();
     let started = Instant::now();
     let sent = post_delivery(
@@ -413,12 +417,8 @@ async fn deliver(state: ChatState, app: App, url: String, interaction: Value) {
         }
         return;
     };
-    let (Some(id), Some(token)) = (
-        interaction["id"]
-            .as_str()
-            .and_then(|i| i.parse::<i64>().ok()),
-        interaction["token"].as_str(),
-    ) else {
+    let (Ok(id), Some(token)) = (interaction.id.parse::<i64>(), interaction.token.as_deref())
+    else {
         return;
     };
     if let Err(e) = answer(&state, id, token, &reply).await {

@@ -2,15 +2,16 @@
 
 use crate::ChatState;
 use crate::error::ChatError;
+use crate::model::ChannelKind;
 use crate::model::perms::{Perms, Target};
-use crate::model::{ChannelKind, EventKind};
 use crate::model::{RoleId, UserId};
 use crate::routes::api::{Authed, Body, Patch};
 use crate::routes::guilds::{
-    ChannelView, channel_audience, clean_name, in_channel, parse_id, refresh_guild, require,
+    channel_audience, clean_name, in_channel, parse_id, refresh_guild, require,
 };
 use crate::routes::members::parse_bits;
-use crate::service::hub::Event;
+use crate::service::dispatch::Dispatch;
+use crate::service::views::ChannelView;
 use crate::store::guilds::Channel;
 use crate::store::members::overwrite_target;
 use axum::extract::{Path, State};
@@ -126,10 +127,7 @@ async fn update_channel(
     }
     state.store.update_channel(&c).await?;
     let view = ChannelView::from(&c);
-    state.dispatch(
-        channel_audience(&c),
-        Event::new(EventKind::ChannelUpdate, &view),
-    );
+    state.dispatch(channel_audience(&c), Dispatch::ChannelUpdate(&view));
     Ok(Json(view))
 }
 
@@ -243,7 +241,7 @@ async fn overwrites_changed(state: &ChatState, c: &Channel) -> Result<(), ChatEr
     refresh_guild(state, c.guild_id).await?;
     state.dispatch(
         channel_audience(c),
-        Event::new(EventKind::ChannelUpdate, &ChannelView::from(c)),
+        Dispatch::ChannelUpdate(&ChannelView::from(c)),
     );
     Ok(())
 }

@@ -10,17 +10,16 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::error::ChatError;
+use crate::model::ChannelKind;
 use crate::model::perms::Perms;
 use crate::model::{ChannelId, UserId};
-use crate::model::{ChannelKind, EventKind};
 use crate::routes::api::{Authed, Body};
-use crate::routes::guilds::{
-    ChannelView, clean_name, in_channel, parse_id, refresh_guild, require,
-};
-use crate::service::hub::{Audience, Event};
+use crate::routes::guilds::{clean_name, in_channel, parse_id, refresh_guild, require};
+use crate::service::dispatch::Dispatch;
+use crate::service::hub::Audience;
+use crate::service::views::ChannelView;
 use crate::store::StoreError;
 use crate::store::guilds::Channel;
 use crate::{ChatState, now_ms};
@@ -122,7 +121,7 @@ async fn open_dm(
             let (c, view) = dm_view(&state, c.id).await?;
             state.dispatch(
                 Audience::Users(c.recipients.clone()),
-                Event::new(EventKind::ChannelCreate, &view),
+                Dispatch::ChannelCreate(&view),
             );
             Ok((StatusCode::CREATED, Json(view)))
         }
@@ -154,7 +153,7 @@ async fn open_dm(
             let (c, view) = dm_view(&state, c.id).await?;
             state.dispatch(
                 Audience::Users(c.recipients.clone()),
-                Event::new(EventKind::ChannelCreate, &view),
+                Dispatch::ChannelCreate(&view),
             );
             Ok((StatusCode::CREATED, Json(view)))
         }
@@ -216,13 +215,10 @@ async fn add_recipient(
         .await?
     {
         let (c, view) = dm_view(&state, c.id).await?;
-        state.dispatch(
-            Audience::Users(vec![other]),
-            Event::new(EventKind::ChannelCreate, &view),
-        );
+        state.dispatch(Audience::Users(vec![other]), Dispatch::ChannelCreate(&view));
         state.dispatch(
             Audience::Users(c.recipients.clone()),
-            Event::new(EventKind::ChannelUpdate, &view),
+            Dispatch::ChannelUpdate(&view),
         );
     }
     Ok(StatusCode::NO_CONTENT)
@@ -262,11 +258,14 @@ async fn remove_recipient(
     }
     state.dispatch(
         Audience::Users(vec![other]),
-        Event::new(EventKind::ChannelDelete, &json!({"id": c.id.to_string()})),
+        Dispatch::ChannelGone {
+            id: c.id,
+            guild_id: None,
+        },
     );
     state.dispatch(
         Audience::Users(c.recipients.clone()),
-        Event::new(EventKind::ChannelUpdate, &ChannelView::from(&c)),
+        Dispatch::ChannelUpdate(&ChannelView::from(&c)),
     );
     Ok(StatusCode::NO_CONTENT)
 }

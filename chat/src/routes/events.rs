@@ -8,16 +8,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ChatError;
+use crate::model::ChannelKind;
 use crate::model::UserId;
 use crate::model::perms::Perms;
-use crate::model::{ChannelKind, EventKind};
 use crate::routes::api::{Authed, Body, Patch};
 use crate::routes::guilds::{clean_name, in_channel, in_guild, parse_id, require};
-use crate::service::hub::{Audience, Event};
+use crate::service::dispatch::{Dispatch, EventInterest};
+use crate::service::hub::Audience;
+use crate::service::views::EventView;
 use crate::store::events::ScheduledEvent;
 use crate::store::reads::id_at;
 use crate::{ChatState, now_ms};
@@ -48,21 +50,6 @@ pub fn router(state: ChatState) -> Router {
             get(get_excluded).put(put_excluded),
         )
         .with_state(state)
-}
-
-#[derive(Debug, Serialize)]
-struct EventView {
-    id: String,
-    guild_id: String,
-    creator_id: String,
-    title: String,
-    description: String,
-    start_at: i64,
-    end_at: Option<i64>,
-    channel_id: Option<String>,
-    interested_count: usize,
-    /// Whether the caller is interested.
-    interested: bool,
 }
 
 async fn event_view(
@@ -194,7 +181,7 @@ async fn create_event(
     let view = event_view(&state, &e, user).await?;
     state.dispatch(
         Audience::Guild(gid),
-        Event::new(EventKind::GuildScheduledEventCreate, &view),
+        Dispatch::GuildScheduledEventCreate(&view),
     );
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -253,7 +240,7 @@ async fn update_event(
     let view = event_view(&state, &e, user).await?;
     state.dispatch(
         Audience::Guild(e.guild_id),
-        Event::new(EventKind::GuildScheduledEventUpdate, &view),
+        Dispatch::GuildScheduledEventUpdate(&view),
     );
     Ok(Json(view))
 }
@@ -270,10 +257,10 @@ async fn delete_event(
     state.store.delete_event(e.id).await?;
     state.dispatch(
         Audience::Guild(e.guild_id),
-        Event::new(
-            EventKind::GuildScheduledEventDelete,
-            &json!({"id": e.id.to_string(), "guild_id": e.guild_id.to_string()}),
-        ),
+        Dispatch::GuildScheduledEventDelete {
+            id: e.id,
+            guild_id: e.guild_id,
+        },
     );
     Ok(StatusCode::NO_CONTENT)
 }
@@ -287,20 +274,18 @@ async fn set_interest(
 ) -> Result<StatusCode, ChatError> {
     let (e, _) = the_event(&state, &guild, &event, user).await?;
     if state.store.set_interest(e.id, user, on).await? {
+        let interest = EventInterest {
+            event_id: e.id,
+            guild_id: e.guild_id,
+            user_id: user,
+        };
         state.dispatch(
             Audience::Guild(e.guild_id),
-            Event::new(
-                if on {
-                    EventKind::GuildScheduledEventUserAdd
-                } else {
-                    EventKind::GuildScheduledEventUserRemove
-                },
-                &json!({
-                    "event_id": e.id.to_string(),
-                    "guild_id": e.guild_id.to_string(),
-                    "user_id": user.to_string(),
-                }),
-            ),
+            if on {
+                Dispatch::GuildScheduledEventUserAdd(interest)
+            } else {
+                Dispatch::GuildScheduledEventUserRemove(interest)
+            },
         );
     }
     Ok(StatusCode::NO_CONTENT)

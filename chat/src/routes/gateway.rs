@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{Instrument, debug, info_span};
 
 use crate::error::ChatError;
-use crate::model::{ChannelId, EventKind, GuildId};
+use crate::model::{ChannelId, GuildId};
+use crate::service::dispatch::{Dispatch, Ready};
 use crate::service::hub::{Audience, Event, Next, ResumeError, Session};
 use crate::{ChatState, service::auth};
 use parlor_edge::{CloseCode, Heartbeat};
@@ -100,22 +101,6 @@ impl ClientFrame {
             )),
         }
     }
-}
-
-#[derive(Debug, Serialize)]
-struct Resumed<'a> {
-    session_id: &'a str,
-}
-
-#[derive(Debug, Serialize)]
-struct Ready<'a> {
-    session_id: &'a str,
-    user: crate::routes::api::UserView,
-    guilds: Vec<crate::routes::guilds::GuildView>,
-    /// DMs and group DMs.
-    private_channels: Vec<crate::routes::guilds::ChannelView>,
-    read_states: crate::routes::reads::ReadStates,
-    notification_settings: Vec<crate::routes::reads::SettingView>,
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
@@ -228,12 +213,9 @@ async fn run(state: ChatState, socket: WebSocket) {
                         // After the replayed events, in the same sequence.
                         state.hub.publish(
                             &Audience::Session(session_id.clone()),
-                            &Event::new(
-                                EventKind::Resumed,
-                                &Resumed {
-                                    session_id: &session_id,
-                                },
-                            ),
+                            &Event::from(Dispatch::Resumed {
+                                session_id: &session_id,
+                            }),
                         );
                         break Ok(s);
                     }
@@ -444,7 +426,7 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         .await
         .map_err(|e| internal(e.into()))?
         .iter()
-        .map(crate::routes::reads::SettingView::from)
+        .map(crate::service::views::SettingView::from)
         .collect();
     let session_id = auth::random_token();
     let (session, generation) = state
@@ -458,7 +440,7 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
     }
     let ready = Ready {
         session_id: &session_id,
-        user: crate::routes::api::UserView::from(&user),
+        user: crate::service::views::UserView::from(&user),
         guilds,
         private_channels,
         read_states,
@@ -466,7 +448,7 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
     };
     state.hub.publish(
         &Audience::Session(session.id.clone()),
-        &Event::new(EventKind::Ready, &ready),
+        &Event::from(Dispatch::Ready(&ready)),
     );
     if !was_online {
         crate::service::presence::presence(&state.hub, user_id, &guild_ids, "online");

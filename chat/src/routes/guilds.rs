@@ -4,17 +4,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::ChatError;
+use crate::model::ChannelKind;
 use crate::model::{ChannelId, GuildId, UserId};
-use crate::model::{ChannelKind, EventKind};
 use crate::routes::api::{Authed, Body};
 pub(crate) use crate::service::hub::channel_audience;
+use crate::service::views::{ChannelView, GuildView};
 use std::collections::HashSet;
 
 use crate::model::perms::{MemberPerms, Perms, channel_perms, guild_perms};
-use crate::service::hub::{Audience, Event};
+use crate::service::dispatch::Dispatch;
+use crate::service::hub::Audience;
 use crate::store::guilds::{Channel, Guild, GuildAccess, Membership};
 use crate::{ChatState, now_ms};
 
@@ -125,58 +127,6 @@ pub(crate) fn require(have: Perms, need: Perms) -> Result<(), ChatError> {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct ChannelView {
-    id: String,
-    /// Absent for DMs and group DMs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    guild_id: Option<String>,
-    kind: ChannelKind,
-    name: String,
-    parent_id: Option<String>,
-    position: i64,
-    user_limit: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    owner_id: Option<String>,
-    /// Threads: the message the thread started from, and whether it is archived.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    starter_message_id: Option<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    archived: bool,
-    /// DMs and group DMs: who is in it.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    recipients: Vec<String>,
-}
-
-impl From<&Channel> for ChannelView {
-    fn from(c: &Channel) -> ChannelView {
-        ChannelView {
-            id: c.id.to_string(),
-            guild_id: (!c.is_dm()).then(|| c.guild_id.to_string()),
-            kind: c.kind,
-            name: c.name.clone(),
-            parent_id: c.parent_id.map(|p| p.to_string()),
-            position: c.position,
-            user_limit: c.user_limit,
-            owner_id: c.owner_id.map(|o| o.to_string()),
-            starter_message_id: c.starter_message_id.map(|m| m.to_string()),
-            archived: c.archived,
-            recipients: c.recipients.iter().map(|r| r.to_string()).collect(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct GuildView {
-    id: String,
-    name: String,
-    owner_id: String,
-    /// The caller's permissions in the guild, as a decimal string of the bitfield.
-    permissions: String,
-    /// The channels the caller can see.
-    channels: Vec<ChannelView>,
-}
-
 /// The guild as the member sees it, with the ids of the channels they can view.
 fn guild_view(access: &GuildAccess, user: UserId) -> Option<(GuildView, HashSet<ChannelId>)> {
     let m = access.member(user)?;
@@ -229,14 +179,19 @@ pub(crate) async fn refresh_guild(state: &ChatState, guild_id: GuildId) -> Resul
             .set_visible(user, guild_id, Some(now.clone()))
             .unwrap_or_default();
         for (c, _) in &a.channels {
-            let kind = match (before.contains(&c.id), now.contains(&c.id)) {
-                (false, true) => EventKind::ChannelCreate,
-                (true, false) => EventKind::ChannelDelete,
+            let appeared = match (before.contains(&c.id), now.contains(&c.id)) {
+                (false, true) => true,
+                (true, false) => false,
                 _ => continue,
             };
+            let view = ChannelView::from(c);
             state.dispatch(
                 Audience::Users(vec![user]),
-                Event::new(kind, &ChannelView::from(c)),
+                if appeared {
+                    Dispatch::ChannelCreate(&view)
+                } else {
+                    Dispatch::ChannelDelete(&view)
+                },
             );
         }
         for gone in before
@@ -245,10 +200,10 @@ pub(crate) async fn refresh_guild(state: &ChatState, guild_id: GuildId) -> Resul
         {
             state.dispatch(
                 Audience::Users(vec![user]),
-                Event::new(
-                    EventKind::ChannelDelete,
-                    &serde_json::json!({"id": gone.to_string(), "guild_id": guild_id.to_string()}),
-                ),
+                Dispatch::ChannelGone {
+                    id: *gone,
+                    guild_id: Some(guild_id),
+                },
             );
         }
     }
@@ -329,10 +284,7 @@ async fn create_guild(
         .await?;
     let (view, visible) = guild_for(&state, g.id, user).await?;
     state.hub.set_visible(user, g.id, Some(visible));
-    state.dispatch(
-        Audience::Users(vec![user]),
-        Event::new(EventKind::GuildCreate, &view),
-    );
+    state.dispatch(Audience::Users(vec![user]), Dispatch::GuildCreate(&view));
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -358,10 +310,7 @@ async fn rename_guild(
     state.store.rename_guild(id, &name).await?;
     state.dispatch(
         Audience::Guild(id),
-        Event::new(
-            EventKind::GuildUpdate,
-            &serde_json::json!({"id": id.to_string(), "name": name}),
-        ),
+        Dispatch::GuildUpdate { id, name: &name },
     );
     Ok(Json(guild_for(&state, id, user).await?.0))
 }
@@ -385,13 +334,7 @@ async fn delete_guild(
     if let Some(blobs) = &state.blobs {
         blobs.delete_all(&files).await;
     }
-    state.dispatch(
-        Audience::Guild(id),
-        Event::new(
-            EventKind::GuildDelete,
-            &serde_json::json!({"id": id.to_string()}),
-        ),
-    );
+    state.dispatch(Audience::Guild(id), Dispatch::GuildDelete { id });
     refresh_guild(&state, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

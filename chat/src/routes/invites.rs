@@ -1,13 +1,13 @@
 //! Invites with an expiry and a use limit: create, list, preview, accept, revoke.
 
 use crate::error::ChatError;
-use crate::model::EventKind;
 use crate::model::UserId;
 use crate::model::perms::Perms;
 use crate::routes::api::{Authed, MaybeBody};
-use crate::routes::guilds::{GuildView, guild_for, in_guild, parse_id, require};
-use crate::routes::members::MemberView;
-use crate::service::hub::{Audience, Event};
+use crate::routes::guilds::{guild_for, in_guild, parse_id, require};
+use crate::service::dispatch::{Dispatch, GuildMember};
+use crate::service::hub::Audience;
+use crate::service::views::{GuildView, MemberView};
 use crate::store::members::{Invite, InviteRefusal};
 use crate::{ChatState, now_ms, service::auth};
 use axum::extract::{Path, State};
@@ -206,16 +206,14 @@ async fn accept_invite(
     }
     let (view, visible) = guild_for(&state, guild_id, user).await?;
     state.hub.set_visible(user, guild_id, Some(visible));
-    state.dispatch(
-        Audience::Users(vec![user]),
-        Event::new(EventKind::GuildCreate, &view),
-    );
+    state.dispatch(Audience::Users(vec![user]), Dispatch::GuildCreate(&view));
     if let Some(m) = state.store.member(guild_id, user).await? {
-        let mut ev = serde_json::to_value(MemberView::from(&m)).unwrap_or_default();
-        ev["guild_id"] = json!(guild_id.to_string());
         state.dispatch(
             Audience::Guild(guild_id),
-            Event::new(EventKind::GuildMemberAdd, &ev),
+            Dispatch::GuildMemberAdd(GuildMember {
+                guild_id,
+                member: &MemberView::from(&m),
+            }),
         );
     }
     Ok(Json(view))

@@ -6,19 +6,20 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ChatError;
-use crate::model::EventKind;
 use crate::model::perms::Perms;
 use crate::model::{GuildId, RoleId, UserId};
 use crate::routes::api::{Authed, Body, MaybeBody};
 use crate::routes::guilds::{
     clean_name, in_guild, parse_id, refresh_guild, require, unknown_guild,
 };
-use crate::service::hub::{Audience, Event};
-use crate::store::members::{Member, Role};
+use crate::service::dispatch::{Dispatch, GuildMember, GuildUser};
+use crate::service::hub::Audience;
+use crate::service::views::{MemberView, RoleView};
+use crate::store::members::Role;
 use crate::{ChatState, now_ms};
 
 pub fn router(state: ChatState) -> Router {
@@ -107,27 +108,6 @@ async fn top_position(
         .unwrap_or(0))
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct MemberView {
-    user: serde_json::Value,
-    roles: Vec<String>,
-    joined_at: i64,
-}
-
-impl From<&Member> for MemberView {
-    fn from(m: &Member) -> MemberView {
-        MemberView {
-            user: json!({
-                "id": m.user_id.to_string(),
-                "username": m.username,
-                "display_name": m.display_name,
-            }),
-            roles: m.roles.iter().map(|r| r.to_string()).collect(),
-            joined_at: m.joined_at,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 struct Page {
     after: Option<String>,
@@ -165,15 +145,12 @@ async fn member_gone(
 ) -> Result<(), ChatError> {
     state.dispatch(
         Audience::Users(vec![user_id]),
-        Event::new(EventKind::GuildDelete, &json!({"id": guild_id.to_string()})),
+        Dispatch::GuildDelete { id: guild_id },
     );
     refresh_guild(state, guild_id).await?;
     state.dispatch(
         Audience::Guild(guild_id),
-        Event::new(
-            EventKind::GuildMemberRemove,
-            &json!({"guild_id": guild_id.to_string(), "user_id": user_id.to_string()}),
-        ),
+        Dispatch::GuildMemberRemove(GuildUser { guild_id, user_id }),
     );
     Ok(())
 }
@@ -249,10 +226,10 @@ async fn ban(
     }
     state.dispatch(
         Audience::Guild(id),
-        Event::new(
-            EventKind::GuildBanAdd,
-            &json!({"guild_id": id.to_string(), "user_id": t.to_string()}),
-        ),
+        Dispatch::GuildBanAdd(GuildUser {
+            guild_id: id,
+            user_id: t,
+        }),
     );
     Ok(StatusCode::NO_CONTENT)
 }
@@ -275,10 +252,10 @@ async fn unban(
     }
     state.dispatch(
         Audience::Guild(id),
-        Event::new(
-            EventKind::GuildBanRemove,
-            &json!({"guild_id": id.to_string(), "user_id": t.to_string()}),
-        ),
+        Dispatch::GuildBanRemove(GuildUser {
+            guild_id: id,
+            user_id: t,
+        }),
     );
     Ok(StatusCode::NO_CONTENT)
 }
@@ -301,27 +278,6 @@ async fn list_bans(
             }))
             .collect::<Vec<_>>()
     )))
-}
-
-#[derive(Debug, Serialize)]
-struct RoleView {
-    id: String,
-    guild_id: String,
-    name: String,
-    permissions: String,
-    position: i64,
-}
-
-impl From<&Role> for RoleView {
-    fn from(r: &Role) -> RoleView {
-        RoleView {
-            id: r.id.to_string(),
-            guild_id: r.guild_id.to_string(),
-            name: r.name.clone(),
-            permissions: r.permissions.0.to_string(),
-            position: r.position,
-        }
-    }
 }
 
 async fn list_roles(
@@ -408,10 +364,7 @@ async fn create_role(
     };
     state.store.create_role(&role).await?;
     let view = RoleView::from(&role);
-    state.dispatch(
-        Audience::Guild(id),
-        Event::new(EventKind::GuildRoleCreate, &view),
-    );
+    state.dispatch(Audience::Guild(id), Dispatch::GuildRoleCreate(&view));
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -488,10 +441,7 @@ async fn update_role(
     state.store.update_role(&r).await?;
     refresh_guild(&state, id).await?;
     let view = RoleView::from(&r);
-    state.dispatch(
-        Audience::Guild(id),
-        Event::new(EventKind::GuildRoleUpdate, &view),
-    );
+    state.dispatch(Audience::Guild(id), Dispatch::GuildRoleUpdate(&view));
     Ok(Json(view))
 }
 
@@ -511,10 +461,10 @@ async fn delete_role(
     refresh_guild(&state, id).await?;
     state.dispatch(
         Audience::Guild(id),
-        Event::new(
-            EventKind::GuildRoleDelete,
-            &json!({"guild_id": id.to_string(), "role_id": r.id.to_string()}),
-        ),
+        Dispatch::GuildRoleDelete {
+            guild_id: id,
+            role_id: r.id,
+        },
     );
     Ok(StatusCode::NO_CONTENT)
 }
@@ -547,11 +497,12 @@ async fn member_role(
             .member(id, t)
             .await?
             .ok_or_else(unknown_member)?;
-        let mut ev = serde_json::to_value(MemberView::from(&m)).unwrap_or_default();
-        ev["guild_id"] = json!(id.to_string());
         state.dispatch(
             Audience::Guild(id),
-            Event::new(EventKind::GuildMemberUpdate, &ev),
+            Dispatch::GuildMemberUpdate(GuildMember {
+                guild_id: id,
+                member: &MemberView::from(&m),
+            }),
         );
     }
     Ok(StatusCode::NO_CONTENT)

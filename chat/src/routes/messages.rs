@@ -8,14 +8,15 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::error::ChatError;
+use crate::model::ChannelKind;
 use crate::model::perms::Perms;
-use crate::model::{ChannelKind, EventKind};
 use crate::model::{Mention, MessageId, UserId};
 use crate::routes::api::{Authed, Body};
 use crate::routes::attachments::MAX_PER_MESSAGE;
 use crate::routes::guilds::{channel_audience, in_channel, parse_id, require, send_permission};
-use crate::service::hub::Event;
-use crate::service::messages::{MessageView, check_content, create};
+use crate::service::dispatch::{Dispatch, ReactionChange};
+use crate::service::messages::{check_content, create};
+use crate::service::views::{ChannelView, MessageView};
 use crate::store::guilds::{Channel, Cursor, Message};
 use crate::store::messages::MAX_PINS;
 use crate::{ChatState, now_ms, routes::reads, service::mentions};
@@ -263,10 +264,7 @@ async fn send_message(
         state.store.update_channel(&open).await?;
         state.dispatch(
             channel_audience(&open),
-            Event::new(
-                EventKind::ChannelUpdate,
-                &crate::routes::guilds::ChannelView::from(&open),
-            ),
+            Dispatch::ChannelUpdate(&ChannelView::from(&open)),
         );
     }
     // The message is stored and sent: a failure here must not make the client retry it.
@@ -372,10 +370,7 @@ async fn edit_message(
     let r = reactions.get(&m.id).map_or(&[][..], |r| r);
     state.dispatch(
         channel_audience(&c),
-        Event::new(
-            EventKind::MessageUpdate,
-            &MessageView::new(&state, &m, r, false),
-        ),
+        Dispatch::MessageUpdate(&MessageView::new(&state, &m, r, false)),
     );
     Ok(Json(MessageView::new(&state, &m, r, true)))
 }
@@ -402,10 +397,10 @@ async fn delete_message(
     }
     state.dispatch(
         channel_audience(&c),
-        Event::new(
-            EventKind::MessageDelete,
-            &serde_json::json!({"id": m.id.to_string(), "channel_id": c.id.to_string()}),
-        ),
+        Dispatch::MessageDelete {
+            id: m.id,
+            channel_id: c.id,
+        },
     );
     Ok(StatusCode::NO_CONTENT)
 }
@@ -424,15 +419,12 @@ async fn typing(
     let now = now_ms();
     state.dispatch(
         channel_audience(&c),
-        Event::new(
-            EventKind::TypingStart,
-            &serde_json::json!({
-                "channel_id": c.id.to_string(),
-                "user_id": user.to_string(),
-                "timestamp": now,
-                "expires_at": now + TYPING_MS,
-            }),
-        ),
+        Dispatch::TypingStart {
+            channel_id: c.id,
+            user_id: user,
+            timestamp: now,
+            expires_at: now + TYPING_MS,
+        },
     );
     Ok(StatusCode::NO_CONTENT)
 }
@@ -455,13 +447,18 @@ fn check_emoji(e: &str) -> Result<(), ChatError> {
 /// Distinct emoji per message.
 pub const MAX_REACTION_KINDS: i64 = 20;
 
-fn reaction_event(c: &Channel, m: &Message, user: UserId, emoji: &str) -> serde_json::Value {
-    serde_json::json!({
-        "channel_id": c.id.to_string(),
-        "message_id": m.id.to_string(),
-        "user_id": user.to_string(),
-        "emoji": emoji,
-    })
+fn reaction_event<'a>(
+    c: &Channel,
+    m: &Message,
+    user: UserId,
+    emoji: &'a str,
+) -> ReactionChange<'a> {
+    ReactionChange {
+        channel_id: c.id,
+        message_id: m.id,
+        user_id: user,
+        emoji,
+    }
 }
 
 /// `PUT .../reactions/{emoji}/@me`.
@@ -496,10 +493,7 @@ async fn add_reaction(
     {
         state.dispatch(
             channel_audience(&c),
-            Event::new(
-                EventKind::MessageReactionAdd,
-                &reaction_event(&c, &m, user, &emoji),
-            ),
+            Dispatch::MessageReactionAdd(reaction_event(&c, &m, user, &emoji)),
         );
     }
     Ok(StatusCode::NO_CONTENT)
@@ -525,10 +519,7 @@ async fn remove_reaction(
     if state.store.remove_reaction(m.id, &emoji, target).await? {
         state.dispatch(
             channel_audience(&c),
-            Event::new(
-                EventKind::MessageReactionRemove,
-                &reaction_event(&c, &m, target, &emoji),
-            ),
+            Dispatch::MessageReactionRemove(reaction_event(&c, &m, target, &emoji)),
         );
     }
     Ok(StatusCode::NO_CONTENT)
@@ -605,14 +596,11 @@ async fn set_pin(
     state.store.set_pinned(m.id, on.then(now_ms)).await?;
     state.dispatch(
         channel_audience(&c),
-        Event::new(
-            EventKind::ChannelPinsUpdate,
-            &serde_json::json!({
-                "channel_id": c.id.to_string(),
-                "message_id": m.id.to_string(),
-                "pinned": on,
-            }),
-        ),
+        Dispatch::ChannelPinsUpdate {
+            channel_id: c.id,
+            message_id: m.id,
+            pinned: on,
+        },
     );
     Ok(StatusCode::NO_CONTENT)
 }

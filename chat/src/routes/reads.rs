@@ -7,16 +7,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ChatError;
-use crate::model::EventKind;
 use crate::model::{ChannelId, GuildId, Mention, MessageId, RoleId, UserId};
 use crate::routes::api::{Authed, Body, Patch};
 use crate::routes::guilds::{channel_audience, in_channel, in_guild, parse_id};
-use crate::service::hub::{Audience, Event};
-use crate::service::messages::MessageView;
+use crate::service::dispatch::{Dispatch, ReadMark};
+use crate::service::hub::Audience;
+use crate::service::views::MessageView;
+use crate::service::views::SettingView;
+use crate::service::views::{ChannelReadView, GuildReadView, ReadStates};
 use crate::store::guilds::{Channel, GuildAccess, Message};
 use crate::store::reads::{ChannelRead, Level, Setting};
 use crate::{ChatState, now_ms};
@@ -144,31 +146,6 @@ impl Settings {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct ChannelReadView {
-    channel_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    guild_id: Option<String>,
-    last_read_id: String,
-    unread_count: i64,
-    mention_count: i64,
-    muted: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct GuildReadView {
-    guild_id: String,
-    unread: bool,
-    mention_count: i64,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct ReadStates {
-    pub channels: Vec<ChannelReadView>,
-    /// Per guild (DMs are not in a guild).
-    pub guilds: Vec<GuildReadView>,
-}
-
 /// The user's read states with badges as their settings show them, over the channels
 /// they can see.
 pub(crate) async fn read_states_of(
@@ -274,25 +251,19 @@ async fn ack(
     })?;
     state.store.ack(user, cid, mid).await?;
     // Acks never move backwards: tell everyone where the mark really is.
-    let mark = state.store.read_mark(user, cid).await?.unwrap_or(mid);
-    let ev = json!({
-        "channel_id": cid.to_string(),
-        "user_id": user.to_string(),
-        "last_read_id": mark.to_string(),
-    });
+    let last_read_id = state.store.read_mark(user, cid).await?.unwrap_or(mid);
+    let mark = ReadMark {
+        channel_id: cid,
+        user_id: user,
+        last_read_id,
+    };
     // The user's other sessions clear their badges.
-    state.dispatch(
-        Audience::Users(vec![user]),
-        Event::new(EventKind::MessageAck, &ev),
-    );
+    state.dispatch(Audience::Users(vec![user]), Dispatch::MessageAck(mark));
     // In DMs and small channels, others update how many have read each message.
     let small =
         c.is_dm() || state.store.member_count(c.guild_id).await? <= READ_RECEIPT_MEMBERS as i64;
     if small {
-        state.dispatch(
-            channel_audience(&c),
-            Event::new(EventKind::ChannelRead, &ev),
-        );
+        state.dispatch(channel_audience(&c), Dispatch::ChannelRead(mark));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -415,14 +386,11 @@ pub(crate) async fn notify(
     for (u, reason) in notified {
         state.dispatch(
             Audience::Users(vec![u]),
-            Event::new(
-                EventKind::NotificationCreate,
-                &json!({
-                    "reason": reason,
-                    "guild_id": c.guild_id.to_string(),
-                    "message": view,
-                }),
-            ),
+            Dispatch::NotificationCreate {
+                reason,
+                guild_id: Some(c.guild_id),
+                message: view,
+            },
         );
     }
     Ok(())
@@ -461,10 +429,11 @@ async fn notify_dm(
         }
         state.dispatch(
             Audience::Users(vec![u]),
-            Event::new(
-                EventKind::NotificationCreate,
-                &json!({"reason": reason, "message": view}),
-            ),
+            Dispatch::NotificationCreate {
+                reason,
+                guild_id: None,
+                message: view,
+            },
         );
     }
     Ok(())
@@ -498,31 +467,6 @@ fn mentioned_users(access: &GuildAccess, _c: &Channel, m: &Message) -> HashSet<U
         }
     }
     out
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct SettingView {
-    scope: String,
-    id: String,
-    level: Option<&'static str>,
-    /// When a timed mute ends (ms); null when not muted or muted until turned back on.
-    muted_until: Option<i64>,
-    /// Muted until turned back on (a time that far out has no exact JavaScript number).
-    muted_forever: bool,
-    keep_mentions: bool,
-}
-
-impl From<&Setting> for SettingView {
-    fn from(s: &Setting) -> SettingView {
-        SettingView {
-            scope: s.scope.clone(),
-            id: s.scope_id.to_string(),
-            level: s.level.map(Level::as_str),
-            muted_until: s.muted_until.filter(|u| *u != i64::MAX),
-            muted_forever: s.muted_until == Some(i64::MAX),
-            keep_mentions: s.keep_mentions,
-        }
-    }
 }
 
 async fn list_settings(
@@ -623,7 +567,7 @@ async fn put_setting(
     let view = SettingView::from(&s);
     state.dispatch(
         Audience::Users(vec![user]),
-        Event::new(EventKind::NotificationSettingsUpdate, &view),
+        Dispatch::NotificationSettingsUpdate(&view),
     );
     Ok(Json(view))
 }

@@ -18,7 +18,7 @@ use crate::error::ChatError;
 use crate::model::{ChannelId, GuildId, MessageId, UserId};
 use crate::routes::api::Authed;
 use crate::routes::guilds::{in_channel, in_guild, parse_id};
-use crate::service::messages::MessageView;
+use crate::service::views::MessageView;
 use crate::store::fold;
 use crate::store::guilds::Message;
 use crate::store::reads::id_at;

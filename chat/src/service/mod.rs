@@ -1,12 +1,15 @@
 //! Domain operations over the store: sending a message, presence, sign-in sessions and
-//! the tokens behind them, the event hub, and the policy for outgoing requests. Services
+//! the tokens behind them, the event hub and the dispatches it carries, the views
+//! that REST answers and events carry, and the policy for outgoing requests. Services
 //! use the store and the model, never the routes.
 
 pub mod attachments;
 pub mod auth;
+pub mod dispatch;
 pub mod hub;
 pub mod mentions;
 pub mod messages;
 pub mod outgoing;
 pub mod presence;
 pub mod sessions;
+pub mod views;

@@ -1,19 +1,14 @@
 //! Presence of chat users: a user is online while any of their sessions lives; their
 //! guilds hear when that changes.
 
-use serde_json::json;
-
 use crate::ChatState;
-use crate::model::EventKind;
 use crate::model::{GuildId, UserId};
+use crate::service::dispatch::Dispatch;
 use crate::service::hub::{Audience, Event, Hub};
 
 /// Tells the guilds the user came online or went offline.
 pub(crate) fn presence(hub: &Hub, user_id: UserId, guilds: &[GuildId], status: &str) {
-    let ev = Event::new(
-        EventKind::PresenceUpdate,
-        &json!({"user_id": user_id.to_string(), "status": status}),
-    );
+    let ev = Event::from(Dispatch::PresenceUpdate { user_id, status });
     for g in guilds {
         hub.publish(&Audience::Guild(*g), &ev);
     }
