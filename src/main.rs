@@ -3,6 +3,7 @@
 //! `parlor serve` (the default) runs the SFU, signaling and the web app in one process on
 //! one HTTP port; `parlor token` mints a room token with the same key.
 
+mod cluster;
 mod web;
 
 /// mimalloc hands freed memory back to the system: glibc's arenas keep it, so bursts
@@ -52,6 +53,10 @@ enum Command {
     Token(TokenArgs),
     /// Run the chat service alone (accounts and chat REST under /api/v1).
     Chat(ChatArgs),
+    /// Run one SFU node of a cluster (NATS for control, Redis for the registry).
+    Sfu(cluster::SfuArgs),
+    /// Run one signaling node of a cluster, driving SFU nodes over NATS.
+    Signaling(cluster::SignalingArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -191,6 +196,8 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Token(t)) => token(t),
         Some(Command::Serve(s)) => serve(s),
         Some(Command::Chat(c)) => chat(c),
+        Some(Command::Sfu(a)) => cluster::sfu(a),
+        Some(Command::Signaling(a)) => cluster::signaling(a),
         None => match Cli::parse_from(["parlor", "serve"]).command {
             Some(Command::Serve(s)) => serve(s),
             _ => unreachable!("`parlor serve` parses as serve"),
@@ -221,7 +228,7 @@ fn secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The room-token key.
-fn token_key(data_dir: &Path) -> anyhow::Result<TokenKey> {
+pub(crate) fn token_key(data_dir: &Path) -> anyhow::Result<TokenKey> {
     Ok(TokenKey::new(&secret(data_dir)?))
 }
 
@@ -371,6 +378,7 @@ async fn serve_async(s: ServeArgs) -> anyhow::Result<()> {
             max_video_publishers: s.max_video_publishers,
             max_screen_shares: s.max_screen_shares,
         },
+        node: parlor_sfu::LOCAL_NODE.into(),
     };
     let sfu = Arc::new(
         Sfu::start(&sfu_config, parlor_sfu::Metrics::new(&registry)?)
@@ -413,7 +421,7 @@ async fn serve_async(s: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -50,6 +50,8 @@ pub struct Config {
     pub public_ip: Option<IpAddr>,
     /// Caps for rooms that do not set their own.
     pub caps: CapsConfig,
+    /// This node's name in participant handles ([`LOCAL_NODE`] in one process).
+    pub node: String,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             media_port: 7880,
             public_ip: None,
             caps: CapsConfig::default(),
+            node: LOCAL_NODE.into(),
         }
     }
 }
@@ -91,6 +94,7 @@ struct WorkerHandle {
 /// The in-process SFU: a set of worker threads.
 pub struct Sfu {
     workers: Vec<WorkerHandle>,
+    node: String,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -184,7 +188,10 @@ impl Sfu {
                 thread: Mutex::new(Some(thread)),
             });
         }
-        Ok(Sfu { workers })
+        Ok(Sfu {
+            workers,
+            node: config.node.clone(),
+        })
     }
 
     /// The advertised media address of each worker.
@@ -195,7 +202,7 @@ impl Sfu {
     /// The worker a room lives on.
     /// The worker that holds a participant, and its key there: its room's worker.
     fn worker_of(&self, who: &ParticipantHandle) -> Option<(&WorkerHandle, core::PeerKey)> {
-        if who.node != LOCAL_NODE {
+        if who.node != self.node {
             return None;
         }
         let key = core::PeerKey(u32::try_from(who.key).ok()?);
@@ -235,7 +242,8 @@ impl SfuControl for Sfu {
         w.tx.send(Command::Join(req, events, tx))
             .await
             .map_err(|_| SfuError::Unavailable)?;
-        let joined = rx.await.map_err(|_| SfuError::Unavailable)??;
+        let mut joined: Joined = rx.await.map_err(|_| SfuError::Unavailable)??;
+        joined.handle.node.clone_from(&self.node);
         Ok((joined, stream))
     }
 

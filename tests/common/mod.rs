@@ -77,6 +77,7 @@ impl TestServer {
                     media_port: 0,
                     public_ip: None,
                     caps,
+                    node: parlor_sfu::LOCAL_NODE.into(),
                 },
                 parlor_sfu::Metrics::new(&registry).unwrap(),
             )
@@ -262,7 +263,12 @@ impl Drop for Client {
 impl Client {
     /// Connects, identifies and joins.
     pub async fn join(server: &TestServer, token: &str) -> anyhow::Result<Client> {
-        let c = Client::connect(server, token).await?;
+        Client::join_at(server.http, token).await
+    }
+
+    /// Connects to the signaling node at `http`, identifies and joins.
+    pub async fn join_at(http: SocketAddr, token: &str) -> anyhow::Result<Client> {
+        let c = Client::connect_at(http, token).await?;
         let r = c.request("join", json!({})).await?;
         if r.msg_op() != "joined" {
             bail!("join failed: {}", r.to_json());
@@ -272,7 +278,12 @@ impl Client {
 
     /// Connects and identifies, without joining.
     pub async fn connect(server: &TestServer, token: &str) -> anyhow::Result<Client> {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
+        Client::connect_at(server.http, token).await
+    }
+
+    /// Connects to the signaling node at `http` and identifies, without joining.
+    pub async fn connect_at(http: SocketAddr, token: &str) -> anyhow::Result<Client> {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
             .await
             .context("ws connect")?;
         let (mut sink, mut stream) = ws.split();

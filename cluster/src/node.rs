@@ -1,0 +1,259 @@
+//! An SFU node in a cluster: serves its SFU's control interface on NATS and keeps its
+//! entry in the registry alive.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tracing::{debug, info, warn};
+
+use parlor_proto::RoomId;
+use parlor_proto::control::{RoomEvent, RoomEvents, SfuControl, SfuError};
+
+use crate::registry::{NodeInfo, Registry};
+use crate::wire::{Answer, Call, Routed, control_subject, encode};
+
+/// Reads a counter of forwarded packets (the SFU's metric), for the load it announces.
+pub type Counter = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+/// Serves one SFU on NATS for the cluster.
+pub struct NodeServer {
+    nats: async_nats::Client,
+    registry: Registry,
+    sfu: Arc<dyn SfuControl>,
+    info: Mutex<NodeInfo>,
+    /// Participants per open room, to release a room's placement when it empties.
+    rooms: Mutex<HashMap<RoomId, u32>>,
+    draining: AtomicBool,
+    forwarded: Option<Counter>,
+}
+
+impl std::fmt::Debug for NodeServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeServer")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Held for a map update, never across an await.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl NodeServer {
+    pub fn new(
+        nats: async_nats::Client,
+        registry: Registry,
+        info: NodeInfo,
+        sfu: Arc<dyn SfuControl>,
+        forwarded: Option<Counter>,
+    ) -> Arc<NodeServer> {
+        Arc::new(NodeServer {
+            nats,
+            registry,
+            sfu,
+            info: Mutex::new(info),
+            rooms: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+            forwarded,
+        })
+    }
+
+    pub fn id(&self) -> String {
+        lock(&self.info).id.clone()
+    }
+
+    /// Participants on this node now.
+    pub fn participants(&self) -> u32 {
+        lock(&self.rooms).values().sum()
+    }
+
+    /// Answers control calls and heartbeats until `stop` resolves; then withdraws from
+    /// the registry.
+    pub async fn run(
+        self: Arc<Self>,
+        heartbeat: Duration,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), async_nats::SubscribeError> {
+        let subject = control_subject(self.registry.cluster(), &self.id());
+        let mut calls = self.nats.subscribe(subject).await?;
+        let beat = tokio::spawn(self.clone().heartbeats(heartbeat));
+        info!(node = %self.id(), "SFU node serving control calls");
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                msg = calls.next() => {
+                    let Some(msg) = msg else { break };
+                    tokio::spawn(self.clone().answer(msg));
+                }
+                () = &mut stop => break,
+            }
+        }
+        beat.abort();
+        if let Err(e) = self.registry.withdraw(&self.id()).await {
+            warn!(error = %e, "could not withdraw from the registry");
+        }
+        Ok(())
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Takes no new rooms from now on (announced at the next heartbeat); calls for the
+    /// participants already here are still served.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        lock(&self.info).draining = true;
+    }
+
+    /// Carries out a call and answers it, if it came with a reply subject (a `leave`
+    /// for a slow consumer is sent without one).
+    async fn answer(self: Arc<Self>, msg: async_nats::Message) {
+        let answer = match serde_json::from_slice::<Call>(&msg.payload) {
+            Ok(call) => self.call(call).await,
+            Err(e) => Answer::Error(SfuError::BadRequest(format!("malformed call: {e}"))),
+        };
+        let Some(reply) = msg.reply else {
+            return;
+        };
+        if let Err(e) = self.nats.publish(reply, encode(&answer).into()).await {
+            debug!(error = %e, "could not answer a control call");
+        }
+    }
+
+    async fn call(self: &Arc<Self>, call: Call) -> Answer {
+        let result = match call {
+            Call::Join {
+                req,
+                events_to,
+                route,
+            } => {
+                if self.draining.load(Ordering::Relaxed) {
+                    return Answer::Error(SfuError::Unavailable);
+                }
+                let room = req.room.clone();
+                self.sfu.join(req).await.map(|(joined, events)| {
+                    *lock(&self.rooms).entry(room.clone()).or_default() += 1;
+                    tokio::spawn(self.clone().forward(events, events_to, route, room));
+                    Answer::Joined(joined)
+                })
+            }
+            Call::Request { who, req } => self.sfu.request(&who, req).await.map(Answer::Reply),
+            Call::Leave { who, reason } => {
+                self.sfu.leave(&who, reason).await;
+                Ok(Answer::Done)
+            }
+            Call::SetCaps { room, caps } => {
+                self.sfu.set_caps(&room, caps).await.map(Answer::Status)
+            }
+            Call::RoomStatus { room } => self.sfu.room_status(&room).await.map(Answer::Status),
+            Call::CheckOffer { sdp } => self.sfu.check_offer(&sdp).await.map(|()| Answer::Done),
+        };
+        result.unwrap_or_else(Answer::Error)
+    }
+
+    /// Publishes a participant's events to its signaling node until it leaves; the room's
+    /// placement is released when its last participant has gone.
+    async fn forward(
+        self: Arc<Self>,
+        mut events: RoomEvents,
+        to: String,
+        route: u64,
+        room: RoomId,
+    ) {
+        while let Some(event) = events.recv().await {
+            let closed = matches!(event, RoomEvent::Closed(_));
+            let routed = Routed { route, event };
+            if let Err(e) = self.nats.publish(to.clone(), encode(&routed).into()).await {
+                debug!(error = %e, "could not publish a room event");
+            }
+            if closed {
+                break;
+            }
+        }
+        let empty = {
+            let mut rooms = lock(&self.rooms);
+            let n = rooms.entry(room.clone()).or_default();
+            *n = n.saturating_sub(1);
+            let empty = *n == 0;
+            if empty {
+                rooms.remove(&room);
+            }
+            empty
+        };
+        if empty && let Err(e) = self.registry.release(room.as_str(), &self.id()).await {
+            warn!(error = %e, room = %room, "could not release the room's placement");
+        }
+    }
+
+    /// Refreshes the registry entry with the load measured since the last beat.
+    async fn heartbeats(self: Arc<Self>, every: Duration) {
+        let mut cpu = CpuClock::new();
+        let mut last_forwarded = self.forwarded.as_ref().map_or(0.0, |f| f());
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let info = {
+                let rooms = lock(&self.rooms);
+                let mut info = lock(&self.info);
+                info.load.participants = rooms.values().sum();
+                info.load.rooms = rooms.len() as u32;
+                info.load.cpu = cpu.share();
+                if let Some(f) = &self.forwarded {
+                    let now = f();
+                    info.load.forwarded_pps = (now - last_forwarded) / every.as_secs_f64();
+                    last_forwarded = now;
+                }
+                info.clone()
+            };
+            if let Err(e) = self.registry.heartbeat(&info).await {
+                warn!(error = %e, "heartbeat to the registry failed");
+            }
+        }
+    }
+}
+
+/// This process's CPU time, as a share of one core since the last reading.
+struct CpuClock {
+    at: Instant,
+    cpu: Duration,
+}
+
+impl CpuClock {
+    fn new() -> CpuClock {
+        CpuClock {
+            at: Instant::now(),
+            cpu: process_cpu(),
+        }
+    }
+
+    fn share(&mut self) -> f64 {
+        let (now, cpu) = (Instant::now(), process_cpu());
+        let wall = now.saturating_duration_since(self.at).as_secs_f64();
+        let used = cpu.saturating_sub(self.cpu).as_secs_f64();
+        self.at = now;
+        self.cpu = cpu;
+        if wall > 0.0 { used / wall } else { 0.0 }
+    }
+}
+
+/// User and system time of this process, from `/proc/self/stat` (zero elsewhere).
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15, the 12th and 13th after the name; in clock
+    // ticks of 1/100 s on Linux.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}

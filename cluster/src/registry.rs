@@ -1,0 +1,291 @@
+//! The cluster's shared state in Redis: which SFU nodes are alive and how loaded they are,
+//! and which node hosts each room.
+//!
+//! Keys, under the cluster's name (`parlor` by default, so that several clusters can
+//! share one Redis):
+//! - `<cluster>:nodes`: the set of node ids ever announced (pruned as their entries lapse);
+//! - `<cluster>:node:<id>`: the node's [`NodeInfo`] as JSON, set by its heartbeat with a
+//!   TTL, so a node that dies drops out within the TTL;
+//! - `<cluster>:room:<room>`: the id of the node hosting the room. Set once, atomically, by
+//!   whoever places the room first; replaced (atomically) only when that node is gone;
+//!   deleted by the node when the room empties.
+
+use std::time::Duration;
+
+use rand::seq::IndexedRandom;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+/// What an SFU node announces about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: String,
+    /// A label such as `eu-west`; rooms are placed within the region a join asks for.
+    pub region: String,
+    /// The media addresses its ICE candidates carry.
+    pub media: Vec<String>,
+    /// Participants it is meant to hold.
+    pub capacity: u32,
+    pub load: NodeLoad,
+    /// Draining for a restart: it takes no new rooms.
+    pub draining: bool,
+}
+
+/// A node's load, measured over its last heartbeat interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    pub participants: u32,
+    pub rooms: u32,
+    /// Share of one core the process used.
+    pub cpu: f64,
+    /// RTP packets forwarded per second.
+    pub forwarded_pps: f64,
+    pub tracks: u32,
+}
+
+impl NodeInfo {
+    /// How full the node is, 0 (idle) to 1 (at capacity): the larger of its participant
+    /// share and its CPU over the cores it may use.
+    pub fn score(&self) -> f64 {
+        let seats = f64::from(self.load.participants) / f64::from(self.capacity.max(1));
+        seats.max(self.load.cpu)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("no SFU node is available")]
+    NoNodes,
+}
+
+/// Sets the room's node to `ARGV[2]` if it is still `ARGV[1]` (`""`: unset); returns
+/// the room's node afterwards.
+const PLACE: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if (cur == false and ARGV[1] == '') or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return ARGV[2]
+end
+return cur
+";
+
+/// Deletes the room's placement if it is still `ARGV[1]`.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// The registry, over one multiplexed connection that reconnects by itself.
+#[derive(Clone)]
+pub struct Registry {
+    redis: ConnectionManager,
+    ttl: Duration,
+    cluster: String,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("cluster", &self.cluster)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl Registry {
+    /// Connects to Redis, for the cluster named `cluster`. A node entry lives `ttl` past
+    /// its last heartbeat.
+    pub async fn connect(
+        url: &str,
+        ttl: Duration,
+        cluster: &str,
+    ) -> Result<Registry, RegistryError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let redis = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Registry {
+            redis,
+            ttl,
+            cluster: cluster.to_owned(),
+        })
+    }
+
+    /// The cluster's name: the prefix of its keys and NATS subjects.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}:nodes", self.cluster)
+    }
+
+    fn node_key(&self, id: &str) -> String {
+        format!("{}:node:{id}", self.cluster)
+    }
+
+    fn room_key(&self, room: &str) -> String {
+        format!("{}:room:{room}", self.cluster)
+    }
+
+    /// Announces a node, or refreshes its entry.
+    pub async fn heartbeat(&self, info: &NodeInfo) -> Result<(), RegistryError> {
+        let mut c = self.redis.clone();
+        let json = serde_json::to_string(info).unwrap_or_default();
+        redis::pipe()
+            .set_ex(self.node_key(&info.id), json, self.ttl.as_secs().max(1))
+            .ignore()
+            .sadd(self.nodes_key(), &info.id)
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a node out at once (a clean stop), rather than waiting for its TTL.
+    pub async fn withdraw(&self, id: &str) -> Result<(), RegistryError> {
+        let mut c = self.redis.clone();
+        redis::pipe()
+            .del(self.node_key(id))
+            .ignore()
+            .srem(self.nodes_key(), id)
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// The nodes alive now.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, RegistryError> {
+        let mut c = self.redis.clone();
+        let ids: Vec<String> = c.smembers(self.nodes_key()).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.node_key(id)).collect();
+        let entries: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut c).await?;
+        let mut out = Vec::new();
+        for (id, entry) in ids.iter().zip(entries) {
+            match entry.and_then(|e| serde_json::from_str::<NodeInfo>(&e).ok()) {
+                Some(info) => out.push(info),
+                // Its heartbeat lapsed: forget it.
+                None => {
+                    let _: Result<(), _> = c.srem(self.nodes_key(), id).await;
+                }
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// The node hosting `room`, if it is placed.
+    pub async fn placement(&self, room: &str) -> Result<Option<String>, RegistryError> {
+        let mut c = self.redis.clone();
+        Ok(c.get(self.room_key(room)).await?)
+    }
+
+    /// The node that hosts `room`: where it is already, if that node is alive, else a new
+    /// placement: of two live nodes picked at random (within `region` when any node is
+    /// there), the less loaded. Joins placing the same room at once on different signaling
+    /// nodes all get the same answer.
+    pub async fn place(&self, room: &str, region: Option<&str>) -> Result<String, RegistryError> {
+        let script = redis::Script::new(PLACE);
+        for _ in 0..4 {
+            let current = self.placement(room).await?;
+            let live = self.nodes().await?;
+            if let Some(cur) = &current
+                && live.iter().any(|n| &n.id == cur)
+            {
+                return Ok(cur.clone());
+            }
+            let choice = choose(&live, region).ok_or(RegistryError::NoNodes)?;
+            let mut c = self.redis.clone();
+            let placed: String = script
+                .key(self.room_key(room))
+                .arg(current.as_deref().unwrap_or(""))
+                .arg(&choice)
+                .invoke_async(&mut c)
+                .await?;
+            if placed == choice || live.iter().any(|n| n.id == placed) {
+                return Ok(placed);
+            }
+        }
+        Err(RegistryError::NoNodes)
+    }
+
+    /// Forgets the room's placement, if `node` still holds it (the room emptied there).
+    pub async fn release(&self, room: &str, node: &str) -> Result<(), RegistryError> {
+        let mut c = self.redis.clone();
+        redis::Script::new(RELEASE)
+            .key(self.room_key(room))
+            .arg(node)
+            .invoke_async::<i64>(&mut c)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Two random choices among the nodes taking rooms, within the region if any node is
+/// there; the less loaded wins.
+pub fn choose(nodes: &[NodeInfo], region: Option<&str>) -> Option<String> {
+    let open: Vec<&NodeInfo> = nodes.iter().filter(|n| !n.draining).collect();
+    let local: Vec<&NodeInfo> = match region {
+        Some(r) if open.iter().any(|n| n.region == r) => {
+            open.iter().copied().filter(|n| n.region == r).collect()
+        }
+        _ => open,
+    };
+    let mut rng = rand::rng();
+    let picks: Vec<&&NodeInfo> = local.choose_multiple(&mut rng, 2).collect();
+    picks
+        .into_iter()
+        .min_by(|a, b| a.score().total_cmp(&b.score()))
+        .map(|n| n.id.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, region: &str, participants: u32) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            region: region.into(),
+            media: Vec::new(),
+            capacity: 100,
+            load: NodeLoad {
+                participants,
+                ..NodeLoad::default()
+            },
+            draining: false,
+        }
+    }
+
+    #[test]
+    fn of_two_nodes_the_less_loaded_is_chosen() {
+        let nodes = [node("a", "eu", 90), node("b", "eu", 10)];
+        for _ in 0..20 {
+            assert_eq!(choose(&nodes, None).as_deref(), Some("b"));
+        }
+    }
+
+    #[test]
+    fn the_region_is_kept_when_it_has_a_node_and_draining_nodes_take_nothing() {
+        let mut nodes = vec![node("eu1", "eu", 90), node("us1", "us", 0)];
+        for _ in 0..20 {
+            assert_eq!(choose(&nodes, Some("eu")).as_deref(), Some("eu1"));
+            assert_eq!(choose(&nodes, Some("ap")).as_deref(), Some("us1"));
+        }
+        nodes[0].draining = true;
+        assert_eq!(choose(&nodes, Some("eu")).as_deref(), Some("us1"));
+        nodes[1].draining = true;
+        assert_eq!(choose(&nodes, None), None);
+    }
+}
