@@ -17,8 +17,10 @@ use parlor_cluster::{ClusterSfu, NodeInfo, NodeLoad, NodeServer, Registry, valid
 use parlor_sfu::{CapsConfig, Sfu};
 
 /// How long a node's registry entry outlives its last heartbeat, and how often it beats.
-const NODE_TTL: Duration = Duration::from_secs(3);
-const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node that dies drops out of placement within `NODE_TTL`, and its participants are
+/// told to move within one more `parlor_cluster::client::WATCH`.
+const NODE_TTL: Duration = Duration::from_millis(1200);
+const HEARTBEAT: Duration = Duration::from_millis(300);
 
 /// Where the cluster's engines are, and this node's place in it.
 #[derive(clap::Args, Debug)]
@@ -181,7 +183,7 @@ async fn sfu_async(a: SfuArgs) -> anyhow::Result<()> {
     let draining = server.clone();
     let stop = async move {
         crate::shutdown_signal().await;
-        draining.drain();
+        draining.drain().await;
         let deadline = tokio::time::Instant::now() + grace;
         while draining.participants() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -20,6 +20,9 @@ use parlor_proto::{RoomCaps, RoomId};
 use crate::registry::{Registry, RegistryError};
 use crate::wire::{Answer, Call, Routed, control_subject, encode, events_subject};
 
+/// How often signaling checks that the SFU nodes of its participants are alive.
+pub const WATCH: Duration = Duration::from_millis(300);
+
 /// One participant's event stream on this signaling node.
 struct Route {
     events: mpsc::Sender<RoomEvent>,
@@ -78,7 +81,8 @@ impl ClusterSfu {
             region: None,
         };
         let cluster = sfu.registry.cluster().to_owned();
-        tokio::spawn(fan_out(events, routes, nats, cluster));
+        tokio::spawn(fan_out(events, routes.clone(), nats, cluster));
+        tokio::spawn(watch(sfu.registry.clone(), routes));
         Ok(sfu)
     }
 
@@ -182,6 +186,7 @@ impl SfuControl for ClusterSfu {
     }
 
     async fn leave(&self, who: &ParticipantHandle, reason: CloseReason) {
+        lock(&self.routes).retain(|_, r| r.handle.as_ref() != Some(who));
         let call = Call::Leave {
             who: who.clone(),
             reason,
@@ -268,6 +273,32 @@ async fn fan_out(
             let _ = nats
                 .publish(control_subject(&cluster, &who.node), encode(&call).into())
                 .await;
+        }
+    }
+}
+
+/// Tells the participants on an SFU node that has died (its registry entry lapsed) to
+/// move: they get `Closed(Moved)`, join again, and the room is placed on a live node.
+async fn watch(registry: Registry, routes: Routes) {
+    let mut tick = tokio::time::interval(WATCH);
+    loop {
+        tick.tick().await;
+        let live: Vec<String> = match registry.nodes().await {
+            Ok(nodes) => nodes.into_iter().map(|n| n.id).collect(),
+            // Without the registry nothing can be told apart from a dead node.
+            Err(_) => continue,
+        };
+        let mut map = lock(&routes);
+        let lost: Vec<u64> = map
+            .iter()
+            .filter(|(_, r)| r.handle.as_ref().is_some_and(|h| !live.contains(&h.node)))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in lost {
+            if let Some(r) = map.remove(&k) {
+                warn!(node = ?r.handle.map(|h| h.node), "SFU node lost; moving its participant");
+                let _ = r.events.try_send(RoomEvent::Closed(CloseReason::Moved));
+            }
         }
     }
 }

@@ -10,13 +10,22 @@ use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
 use parlor_proto::RoomId;
-use parlor_proto::control::{RoomEvent, RoomEvents, SfuControl, SfuError};
+use parlor_proto::control::{
+    CloseReason, ParticipantHandle, RoomEvent, RoomEvents, SfuControl, SfuError,
+};
 
 use crate::registry::{NodeInfo, Registry};
 use crate::wire::{Answer, Call, Routed, control_subject, encode};
 
 /// Reads a counter of forwarded packets (the SFU's metric), for the load it announces.
 pub type Counter = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+#[derive(Debug, Clone)]
+struct Member {
+    handle: ParticipantHandle,
+    events_to: String,
+    route: u64,
+}
 
 /// Serves one SFU on NATS for the cluster.
 pub struct NodeServer {
@@ -26,6 +35,8 @@ pub struct NodeServer {
     info: Mutex<NodeInfo>,
     /// Participants per open room, to release a room's placement when it empties.
     rooms: Mutex<HashMap<RoomId, u32>>,
+    /// Each participant here, and where its events go, to move them when draining.
+    members: Mutex<HashMap<u64, Member>>,
     draining: AtomicBool,
     forwarded: Option<Counter>,
 }
@@ -57,6 +68,7 @@ impl NodeServer {
             sfu,
             info: Mutex::new(info),
             rooms: Mutex::new(HashMap::new()),
+            members: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             forwarded,
         })
@@ -103,11 +115,30 @@ impl NodeServer {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Takes no new rooms from now on (announced at the next heartbeat); calls for the
-    /// participants already here are still served.
-    pub fn drain(&self) {
+    /// Takes no new rooms from now on, announces it at once, and tells every participant
+    /// here to move (`moved`): they join again and land on other nodes.
+    pub async fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
-        lock(&self.info).draining = true;
+        let info = {
+            let mut info = lock(&self.info);
+            info.draining = true;
+            info.clone()
+        };
+        if let Err(e) = self.registry.heartbeat(&info).await {
+            warn!(error = %e, "could not announce the drain");
+        }
+        let members: Vec<Member> = lock(&self.members).values().cloned().collect();
+        info!(node = %info.id, participants = members.len(), "draining: moving participants");
+        for m in members {
+            let moved = Routed {
+                route: m.route,
+                event: RoomEvent::Closed(CloseReason::Moved),
+            };
+            if let Err(e) = self.nats.publish(m.events_to, encode(&moved).into()).await {
+                debug!(error = %e, "could not tell a participant to move");
+            }
+            self.sfu.leave(&m.handle, CloseReason::Moved).await;
+        }
     }
 
     /// Carries out a call and answers it, if it came with a reply subject (a `leave`
@@ -138,7 +169,16 @@ impl NodeServer {
                 let room = req.room.clone();
                 self.sfu.join(req).await.map(|(joined, events)| {
                     *lock(&self.rooms).entry(room.clone()).or_default() += 1;
-                    tokio::spawn(self.clone().forward(events, events_to, route, room));
+                    let key = joined.handle.key;
+                    lock(&self.members).insert(
+                        key,
+                        Member {
+                            handle: joined.handle.clone(),
+                            events_to: events_to.clone(),
+                            route,
+                        },
+                    );
+                    tokio::spawn(self.clone().forward(events, events_to, route, key, room));
                     Answer::Joined(joined)
                 })
             }
@@ -163,6 +203,7 @@ impl NodeServer {
         mut events: RoomEvents,
         to: String,
         route: u64,
+        key: u64,
         room: RoomId,
     ) {
         while let Some(event) = events.recv().await {
@@ -175,6 +216,7 @@ impl NodeServer {
                 break;
             }
         }
+        lock(&self.members).remove(&key);
         let empty = {
             let mut rooms = lock(&self.rooms);
             let n = rooms.entry(room.clone()).or_default();

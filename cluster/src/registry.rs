@@ -139,7 +139,11 @@ impl Registry {
         let mut c = self.redis.clone();
         let json = serde_json::to_string(info).unwrap_or_default();
         redis::pipe()
-            .set_ex(self.node_key(&info.id), json, self.ttl.as_secs().max(1))
+            .pset_ex(
+                self.node_key(&info.id),
+                json,
+                self.ttl.as_millis().max(1) as u64,
+            )
             .ignore()
             .sadd(self.nodes_key(), &info.id)
             .ignore()
@@ -191,7 +195,8 @@ impl Registry {
         Ok(c.get(self.room_key(room)).await?)
     }
 
-    /// The node that hosts `room`: where it is already, if that node is alive, else a new
+    /// The node that hosts `room`: where it is already, if that node is alive and not
+    /// draining, else a new
     /// placement: of two live nodes picked at random (within `region` when any node is
     /// there), the less loaded. Joins placing the same room at once on different signaling
     /// nodes all get the same answer.
@@ -200,8 +205,9 @@ impl Registry {
         for _ in 0..4 {
             let current = self.placement(room).await?;
             let live = self.nodes().await?;
+            // A draining node keeps its participants until they move, but takes no room.
             if let Some(cur) = &current
-                && live.iter().any(|n| &n.id == cur)
+                && live.iter().any(|n| &n.id == cur && !n.draining)
             {
                 return Ok(cur.clone());
             }
@@ -213,7 +219,7 @@ impl Registry {
                 .arg(&choice)
                 .invoke_async(&mut c)
                 .await?;
-            if placed == choice || live.iter().any(|n| n.id == placed) {
+            if placed == choice || live.iter().any(|n| n.id == placed && !n.draining) {
                 return Ok(placed);
             }
         }

@@ -148,6 +148,9 @@ pub enum CloseReason {
     WhipFailed,
     /// A WHEP viewer's offer was refused after it had joined.
     WhepFailed,
+    /// Its SFU node died or is draining: join again, and the room is placed on a live
+    /// node.
+    Moved,
 }
 
 impl CloseReason {
@@ -163,6 +166,7 @@ impl CloseReason {
             CloseReason::ServerShutdown => "server_shutdown",
             CloseReason::WhipFailed => "whip_failed",
             CloseReason::WhepFailed => "whep_failed",
+            CloseReason::Moved => "moved",
         }
     }
 }
@@ -298,6 +302,7 @@ mod tests {
             CloseReason::ServerShutdown,
             CloseReason::WhipFailed,
             CloseReason::WhepFailed,
+            CloseReason::Moved,
         ] {
             assert_eq!(
                 serde_json::to_value(r).unwrap_or_default(),

@@ -9,8 +9,11 @@ import { render } from "./tiles.js";
 
 /** @typedef {import("./state.js").Call} Call */
 
-/** Unsolicited errors that mean the server removed us from the room (protocol §5.8). */
-const REMOVED_CODES = new Set(["replaced", "media_timeout", "media_error", "slow_consumer"]);
+/**
+ * Unsolicited errors that mean the server removed us from the room (protocol §5.8);
+ * `moved`: the room's SFU node died or is draining, and joining again lands on another.
+ */
+const REMOVED_CODES = new Set(["replaced", "media_timeout", "media_error", "slow_consumer", "moved"]);
 
 /**
  * A server frame that is not a reply to a request.

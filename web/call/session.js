@@ -330,7 +330,7 @@ async function restartSession(call, reason) {
 }
 
 /**
- * The server removed us from the room (media_timeout, media_error, slow_consumer) but the
+ * The server removed us from the room (media_timeout, media_error, slow_consumer, moved) but the
  * session lives on: joins again on it with a new peer connection and publishes again.
  * @param {Call} call
  * @param {{code: string}} error the server's `error` frame's `d`
