@@ -301,7 +301,7 @@ async fn a_killed_sfu_node_moves_its_call_to_another() -> anyhow::Result<()> {
 async fn a_draining_sfu_node_hands_its_call_over_and_exits() -> anyhow::Result<()> {
     let cluster = cluster_name();
     let reg = registry(&cluster).await;
-    let mut nodes = vec![
+    let mut nodes = [
         sfu(&cluster, "sfu-g", "127.0.0.14", 1000),
         sfu(&cluster, "sfu-h", "127.0.0.15", 1000),
     ];
