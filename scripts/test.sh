@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Parlor test. Installs what the tests need first (idempotent): Chromium from
-# Debian for the browser tests, playwright-core from npm, Postgres (started if down), and
-# an S3 server from PyPI for the attachment store's S3 backend.
+# Debian for the browser tests, playwright-core from npm, Postgres, Redis and NATS
+# (started if down), and an S3 server from PyPI for the attachment store's S3 backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +51,36 @@ ensure_postgres
 if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname = 'test'" | grep -q 1; then
   psql -h 127.0.0.1 -U postgres -d postgres -c "create database test"
 fi
+
+# The cluster tests run SFU and signaling processes against the real Redis (127.0.0.1:6379)
+# and NATS (127.0.0.1:4222). Start each if it is down; install it if the machine has none.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {
+  for _ in $(seq 1 30); do port_open "$1" && return 0; sleep 0.5; done
+  echo "nothing listens on 127.0.0.1:$1" >&2
+  return 1
+}
+ensure_redis() {
+  port_open 6379 && return
+  command -v redis-server >/dev/null || { $SUDO apt-get update -q; $SUDO apt-get install -y -q redis-server; }
+  echo "==> starting redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_port 6379
+}
+ensure_nats() {
+  port_open 4222 && return
+  command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] \
+    || { $SUDO apt-get update -q; $SUDO apt-get install -y -q nats-server; }
+  echo "==> starting nats-server"
+  mkdir -p /var/lib/nats-server
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+  wait_port 4222
+}
+ensure_redis
+ensure_nats
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
