@@ -12,10 +12,11 @@ from collections import defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CRATES = {"proto": "proto/src", "edge": "edge/src", "sfu": "sfu/src",
-          "signaling": "signaling/src", "chat": "chat/src", "parlor": "src", "bench": "bench/src"}
+          "signaling": "signaling/src", "chat": "chat/src", "cluster": "cluster/src", "parlor": "src",
+          "bench": "bench/src"}
 
 
-def files(exts, dirs=("proto", "edge", "sfu", "signaling", "chat", "src", "bench", "web")):
+def files(exts, dirs=("proto", "edge", "sfu", "signaling", "chat", "cluster", "src", "bench", "web")):
     for d in dirs:
         for base, _, names in os.walk(os.path.join(ROOT, d)):
             if "/tests" in base[len(ROOT):] or "node_modules" in base:
