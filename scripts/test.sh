@@ -82,6 +82,9 @@ ensure_nats() {
 ensure_redis
 ensure_nats
 
+echo "==> deployment files (Kubernetes manifests, Dockerfile)"
+bash scripts/check-deploy.sh
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
