@@ -68,6 +68,16 @@ struct ChatArgs {
     /// `postgres://...` at scale; defaults to SQLite in the data directory.
     #[arg(long, env = "PARLOR_DATABASE_URL")]
     database_url: Option<String>,
+    /// Several chat nodes on one Postgres: the Redis that carries their live events to
+    /// each other (`docs/deploy.md`). Unset: this is the only chat node.
+    #[arg(long, env = "PARLOR_REDIS_URL")]
+    redis_url: Option<String>,
+    /// The cluster's name, the prefix of its Redis keys.
+    #[arg(long, env = "PARLOR_CLUSTER", default_value = "parlor")]
+    cluster: String,
+    /// This chat node's name; a random one by default.
+    #[arg(long, env = "PARLOR_NODE_ID")]
+    node_id: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -290,7 +300,15 @@ fn chat_config(
 fn chat(c: ChatArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let state = parlor_chat::ChatState::open(chat_config(&c.data_dir, c.database_url)?)
+        let mut config = chat_config(&c.data_dir, c.database_url)?;
+        config.bus = c
+            .redis_url
+            .map(|redis_url| parlor_chat::service::bus::BusConfig {
+                redis_url,
+                cluster: c.cluster,
+                node: c.node_id.unwrap_or_else(parlor_signaling::random_id),
+            });
+        let state = parlor_chat::ChatState::open(config)
             .await
             .context("opening the chat store")?;
         let listener = tokio::net::TcpListener::bind(c.listen)

@@ -328,3 +328,290 @@ async fn a_draining_sfu_node_hands_its_call_over_and_exits() -> anyhow::Result<(
     eprintln!("drain: media again on the other node after {moved:?}");
     Ok(())
 }
+
+/// A chat node: `parlor chat` on the shared Postgres database and Redis.
+fn chat(cluster: &str, id: &str, ip: &str, database_url: &str) -> Node {
+    let dir = std::env::temp_dir().join(format!("{cluster}-{id}"));
+    start(
+        cluster,
+        id,
+        &[
+            "chat",
+            "--listen",
+            &format!("{ip}:0"),
+            "--database-url",
+            database_url,
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+    )
+}
+
+/// A fresh Postgres database for one test.
+async fn database(name: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .expect("Postgres at 127.0.0.1:5432");
+    // The name is made by the test from hex digits.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    format!("postgres://postgres@127.0.0.1:5432/{name}")
+}
+
+struct Api {
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        node: &Node,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let mut r = self
+            .http
+            .request(method, format!("http://{}{path}", node.http.unwrap()))
+            .json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    async fn post(
+        &self,
+        node: &Node,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let (st, b) = self
+            .call(reqwest::Method::POST, node, path, token, body)
+            .await;
+        assert!((200..300).contains(&st), "POST {path}: {st} {b}");
+        b
+    }
+
+    async fn get(&self, node: &Node, path: &str, token: &str) -> serde_json::Value {
+        let (st, b) = self
+            .call(
+                reqwest::Method::GET,
+                node,
+                path,
+                Some(token),
+                serde_json::Value::Null,
+            )
+            .await;
+        assert_eq!(st, 200, "GET {path}: {b}");
+        b
+    }
+
+    /// Registers a user; their access token.
+    async fn register(&self, node: &Node, name: &str) -> String {
+        let b = self
+            .post(
+                node,
+                "/api/v1/auth/register",
+                None,
+                serde_json::json!({"username": name, "password": "password 123"}),
+            )
+            .await;
+        b["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+type Gateway =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the chat gateway on a node and identifies; the socket and the ready frame.
+async fn gateway(node: &Node, token: &str) -> (Gateway, serde_json::Value) {
+    use futures_util::SinkExt;
+    let url = format!("ws://{}/api/v1/gateway", node.http.unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let _hello = next_json(&mut ws).await;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        serde_json::json!({"op": "identify", "d": {"token": token}}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let ready = dispatch(&mut ws, "ready").await;
+    (ws, ready)
+}
+
+async fn next_json(ws: &mut Gateway) -> serde_json::Value {
+    use futures_util::StreamExt;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("the socket is open")
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+/// The next dispatch of this type, skipping others.
+async fn dispatch(ws: &mut Gateway, kind: &str) -> serde_json::Value {
+    loop {
+        let f = next_json(ws).await;
+        if f["op"] == "dispatch" && f["t"] == kind {
+            return f;
+        }
+    }
+}
+
+/// Two chat processes on one Postgres database, started together (the migrations run
+/// once), with Redis between them: messages and typing posted on one reach sockets on
+/// the other; writers on both nodes at once get distinct, ordered ids; and a client whose
+/// node is killed catches up on the other without losing a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_nodes_share_events_through_redis_and_lose_nothing() -> anyhow::Result<()> {
+    let cluster = cluster_name();
+    let url = database(&format!("parlor_{cluster}")).await;
+    let (u1, u2, c) = (url.clone(), url.clone(), cluster.clone());
+    let first = std::thread::spawn(move || chat(&c, "chat-1", "127.0.0.18", &u1));
+    let second = chat(&cluster, "chat-2", "127.0.0.19", &u2);
+    let first = first.join().unwrap();
+    let mut nodes = vec![first, second];
+    let api = Api {
+        http: reqwest::Client::new(),
+    };
+
+    let alice = api.register(&nodes[0], "alice").await;
+    let bob = api.register(&nodes[1], "bob").await;
+    let g = api
+        .post(
+            &nodes[0],
+            "/api/v1/guilds",
+            Some(&alice),
+            serde_json::json!({"name": "g"}),
+        )
+        .await;
+    let gid = g["id"].as_str().unwrap();
+    let general = g["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "general")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut alice_ws, _) = gateway(&nodes[0], &alice).await;
+    let (mut bob_ws, _) = gateway(&nodes[1], &bob).await;
+    // Bob joins through node 2; alice's socket on node 1 hears of it.
+    let inv = api
+        .post(
+            &nodes[0],
+            &format!("/api/v1/guilds/{gid}/invites"),
+            Some(&alice),
+            serde_json::json!({}),
+        )
+        .await;
+    let code = inv["code"].as_str().unwrap();
+    api.post(
+        &nodes[1],
+        &format!("/api/v1/invites/{code}"),
+        Some(&bob),
+        serde_json::json!({}),
+    )
+    .await;
+    dispatch(&mut alice_ws, "guild_member_add").await;
+    dispatch(&mut bob_ws, "guild_create").await;
+
+    // A message posted on node 1 reaches bob's socket on node 2, and typing crosses too.
+    let msgs = format!("/api/v1/channels/{general}/messages");
+    api.post(
+        &nodes[0],
+        &msgs,
+        Some(&alice),
+        serde_json::json!({"content": "안녕 from node 1"}),
+    )
+    .await;
+    let m = dispatch(&mut bob_ws, "message_create").await;
+    assert_eq!(m["d"]["content"], "안녕 from node 1");
+    api.post(
+        &nodes[1],
+        &format!("/api/v1/channels/{general}/typing"),
+        Some(&bob),
+        serde_json::json!({}),
+    )
+    .await;
+    let t = dispatch(&mut alice_ws, "typing_start").await;
+    assert_eq!(t["d"]["channel_id"], general.as_str());
+
+    // Writers on both nodes at once: every id distinct, every message stored.
+    let mut writers = Vec::new();
+    for (i, (node, token)) in [(0, &alice), (1, &bob)].into_iter().enumerate() {
+        let http = nodes[node].http.unwrap();
+        let (token, path) = (token.clone(), msgs.clone());
+        writers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut ids = Vec::new();
+            for n in 0..25 {
+                let r = client
+                    .post(format!("http://{http}{path}"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({"content": format!("w{i}-{n}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 201);
+                let b: serde_json::Value = r.json().await.unwrap();
+                ids.push(b["id"].as_str().unwrap().parse::<i64>().unwrap());
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for w in writers {
+        ids.extend(w.await?);
+    }
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "ids from two nodes collided");
+    let stored = api.get(&nodes[1], &format!("{msgs}?limit=100"), &bob).await;
+    assert_eq!(stored.as_array().unwrap().len(), 51);
+
+    // Node 2 dies; bob's last message seen is `m`. He comes back on node 1: his session
+    // cannot be resumed there, so he identifies and catches up by id, losing nothing.
+    let last_seen = m["d"]["id"].as_str().unwrap().to_owned();
+    drop(bob_ws);
+    drop(nodes.remove(1));
+    api.post(
+        &nodes[0],
+        &msgs,
+        Some(&alice),
+        serde_json::json!({"content": "while bob was away"}),
+    )
+    .await;
+    let (_bob_ws, _) = gateway(&nodes[0], &bob).await;
+    let missed = api
+        .get(
+            &nodes[0],
+            &format!("{msgs}?after={last_seen}&limit=100"),
+            &bob,
+        )
+        .await;
+    let contents: Vec<&str> = missed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents.len(), 51, "{contents:?}");
+    assert!(contents.contains(&"while bob was away"));
+    Ok(())
+}

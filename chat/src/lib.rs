@@ -61,6 +61,9 @@ pub struct Config {
     pub trusted_proxies: Vec<auth::Cidr>,
     /// Which addresses requests to user-named URLs (bot webhooks) may reach.
     pub outgoing: outgoing::OutgoingPolicy,
+    /// Several chat nodes: the Redis that carries their events to each other. `None`:
+    /// this process is the only chat node.
+    pub bus: Option<service::bus::BusConfig>,
 }
 
 impl Config {
@@ -82,6 +85,7 @@ impl Config {
             auth_rate: Some((20.0, 20.0 / 60.0)),
             trusted_proxies: Vec::new(),
             outgoing: outgoing::OutgoingPolicy::default(),
+            bus: None,
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct ChatState {
     pub blobs: Option<Arc<blobs::Blobs>>,
     /// For requests to URLs users name: only to addresses `config.outgoing` permits.
     pub outgoing: reqwest::Client,
+    /// The other chat nodes, when there are any.
+    pub bus: Option<Arc<service::bus::Bus>>,
     /// Serializes id, insert and dispatch per channel (striped), so events leave in id
     /// order and a client catching up by id misses nothing.
     channel_locks: Arc<[tokio::sync::Mutex<()>]>,
@@ -135,14 +141,26 @@ impl ChatState {
             tokio::spawn(sweep_uploads(Arc::downgrade(b), store.clone()));
         }
         let outgoing = config.outgoing.client(Duration::from_secs(5));
-        Ok(ChatState {
+        let (bus, id_node) = match &config.bus {
+            Some(b) => {
+                let bus = service::bus::Bus::start(b)
+                    .await
+                    .map_err(|e| store::StoreError::Files(format!("chat bus: {e}")))?;
+                let node = service::bus::claim_id_node(b)
+                    .await
+                    .map_err(|e| store::StoreError::Files(format!("chat bus: {e}")))?;
+                (Some(bus), node)
+            }
+            None => (None, 0),
+        };
+        let state = ChatState {
             store,
             keys: auth::AccessKeys::new(&config.secret),
             ended,
             auth_limit: parlor_edge::KeyedLimit::maybe(config.auth_rate),
             user_limit: parlor_edge::KeyedLimit::maybe(config.user_rate),
             config: Arc::new(config),
-            ids: Arc::new(IdGen::default()),
+            ids: Arc::new(IdGen::new(id_node)),
             invite_limit: Arc::new(parlor_edge::KeyedLimit::new(10.0, 10.0 / 60.0)),
             // Bursts of 30, then 5 a second.
             webhook_limit: Arc::new(parlor_edge::KeyedLimit::new(30.0, 5.0)),
@@ -150,7 +168,12 @@ impl ChatState {
             blobs,
             outgoing,
             channel_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
-        })
+            bus,
+        };
+        if let Some(b) = state.config.bus.clone() {
+            tokio::spawn(service::bus::subscribe(state.clone(), b));
+        }
+        Ok(state)
     }
 
     /// Holds the channel's write order (see `channel_locks`).
@@ -162,9 +185,64 @@ impl ChatState {
         self.channel_locks[i].lock().await
     }
 
-    /// Sends an event (a [`service::dispatch::Dispatch`], usually) to its audience.
+    /// Sends an event (a [`service::dispatch::Dispatch`], usually) to its audience, on
+    /// every chat node.
     pub fn dispatch(&self, audience: hub::Audience, ev: impl Into<hub::Event>) {
-        self.hub.publish(&audience, &ev.into());
+        let ev = ev.into();
+        self.hub.publish(&audience, &ev);
+        if let Some(bus) = &self.bus
+            && !matches!(audience, hub::Audience::Session(_))
+        {
+            bus.send(service::bus::BusMsg::Dispatch {
+                audience,
+                kind: ev.kind,
+                data: ev.data.to_string(),
+            });
+        }
+    }
+
+    /// The user's sessions, on every node, now see these channels of the guild (`None`:
+    /// no longer in it).
+    pub fn set_visible(
+        &self,
+        user: model::UserId,
+        guild: model::GuildId,
+        channels: Option<std::collections::HashSet<model::ChannelId>>,
+    ) {
+        self.hub.set_visible(user, guild, channels.clone());
+        if let Some(bus) = &self.bus {
+            bus.send(service::bus::BusMsg::Visible {
+                user,
+                guild,
+                channels,
+            });
+        }
+    }
+
+    /// Sign-in sessions ended: their tokens stop and their sockets close, on every node.
+    pub async fn sessions_ended(&self, user: model::UserId, sessions: &[String], until: i64) {
+        self.sessions_ended_here(user, sessions, until).await;
+        if let Some(bus) = &self.bus {
+            bus.send(service::bus::BusMsg::Ended {
+                user,
+                sessions: sessions.to_vec(),
+                until,
+            });
+        }
+    }
+
+    /// Sign-in sessions ended, on this node only (another node said so).
+    pub async fn sessions_ended_here(&self, user: model::UserId, sessions: &[String], until: i64) {
+        service::sessions::ended_here(self, user, sessions, until).await;
+    }
+
+    /// Recomputes what the guild's connected members may see, on every node.
+    pub async fn refresh_guild(&self, guild: model::GuildId) -> Result<(), ChatError> {
+        service::visibility::refresh_guild(self, guild).await?;
+        if let Some(bus) = &self.bus {
+            bus.send(service::bus::BusMsg::Refresh { guild });
+        }
+        Ok(())
     }
 }
 
@@ -264,20 +342,46 @@ pub fn now_ms() -> i64 {
 /// Milliseconds since 2025-01-01, the epoch of Parlor ids.
 pub(crate) const ID_EPOCH_MS: i64 = 1_735_689_600_000;
 
-/// Time-ordered ids, like snowflakes: 41 bits of milliseconds, 22 bits of sequence.
-/// Later ids compare greater, so they double as pagination cursors.
-#[derive(Debug, Default)]
+/// Time-ordered ids, like snowflakes: 41 bits of milliseconds, 10 of node, 12 of
+/// sequence. Later ids compare greater, so they double as pagination cursors.
+#[derive(Debug)]
 pub struct IdGen {
     last: AtomicU64,
+    /// This node's bits: ten, so up to 1,024 chat nodes make ids that never collide.
+    node: u64,
 }
 
+/// Bits of an id: 41 of milliseconds since the epoch, 10 of node, 12 of sequence.
+const ID_NODE_BITS: u64 = 10;
+const ID_SEQ_BITS: u64 = 12;
+
 impl IdGen {
-    /// A new id, as whichever id type it is for (`MessageId`, `ChannelId`, ..., `i64`).
+    /// Ids for node `node` (taken modulo 1,024); a lone node is 0.
+    pub fn new(node: u16) -> IdGen {
+        IdGen {
+            last: AtomicU64::new(0),
+            node: u64::from(node) % (1 << ID_NODE_BITS),
+        }
+    }
+
+    /// A new id, as whichever id type it is for (`MessageId`, `ChannelId`, ..., `i64`):
+    /// time-ordered, and increasing on this node even if the clock steps back.
     pub fn next<T: From<i64>>(&self) -> T {
-        let now = ((now_ms() - ID_EPOCH_MS).max(0) as u64) << 22;
+        let shift = ID_NODE_BITS + ID_SEQ_BITS;
+        let seq_mask = (1u64 << ID_SEQ_BITS) - 1;
+        let now = ((now_ms() - ID_EPOCH_MS).max(0) as u64) << shift;
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
-            let next = now.max(prev + 1);
+            let prev_ms = prev >> shift << shift;
+            let (ms, seq) = if now > prev_ms {
+                (now, 0)
+            } else if prev & seq_mask < seq_mask {
+                (prev_ms, (prev & seq_mask) + 1)
+            } else {
+                // 4,096 ids in one millisecond: borrow the next one.
+                (prev_ms + (1 << shift), 0)
+            };
+            let next = ms | (self.node << ID_SEQ_BITS) | seq;
             match self
                 .last
                 .compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed)
@@ -286,6 +390,12 @@ impl IdGen {
                 Err(p) => prev = p,
             }
         }
+    }
+}
+
+impl Default for IdGen {
+    fn default() -> IdGen {
+        IdGen::new(0)
     }
 }
 
@@ -299,5 +409,17 @@ mod tests {
         let ids: Vec<i64> = (0..10_000).map(|_| g.next()).collect();
         assert!(ids.windows(2).all(|w| w[1] > w[0]));
         assert!(ids[0] > 0);
+    }
+
+    #[test]
+    fn two_nodes_never_make_the_same_id() {
+        let (a, b) = (IdGen::new(1), IdGen::new(2));
+        let mut ids: Vec<i64> = (0..20_000)
+            .flat_map(|_| [a.next::<i64>(), b.next::<i64>()])
+            .collect();
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
     }
 }

@@ -56,7 +56,7 @@ impl ChannelKind {
 }
 
 /// The type of a dispatch on the chat WebSocket (`"t"`): every event the server sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventKind {
     Ready,
     Resumed,

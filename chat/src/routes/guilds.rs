@@ -161,53 +161,9 @@ pub(crate) async fn guild_for(
 }
 
 /// After a change to channels, roles, overwrites or members: recomputes what each
-/// connected member of the guild can see, so events keep reaching exactly those who may
-/// read them. A member who can now see a channel gets `channel_create`; one who no
-/// longer can gets `channel_delete`.
+/// connected member of the guild can see, on every chat node.
 pub(crate) async fn refresh_guild(state: &ChatState, guild_id: GuildId) -> Result<(), ChatError> {
-    let access = state.store.guild_access(guild_id).await?;
-    for user in state.hub.users_in_guild(guild_id) {
-        let visible = access.as_ref().and_then(|a| a.visible(user));
-        let Some(a) = access.as_ref().filter(|_| visible.is_some()) else {
-            // No longer a member (or no guild): `guild_delete` says it all.
-            state.hub.set_visible(user, guild_id, None);
-            continue;
-        };
-        let now = visible.unwrap_or_default();
-        let before = state
-            .hub
-            .set_visible(user, guild_id, Some(now.clone()))
-            .unwrap_or_default();
-        for (c, _) in &a.channels {
-            let appeared = match (before.contains(&c.id), now.contains(&c.id)) {
-                (false, true) => true,
-                (true, false) => false,
-                _ => continue,
-            };
-            let view = ChannelView::from(c);
-            state.dispatch(
-                Audience::Users(vec![user]),
-                if appeared {
-                    Dispatch::ChannelCreate(&view)
-                } else {
-                    Dispatch::ChannelDelete(&view)
-                },
-            );
-        }
-        for gone in before
-            .iter()
-            .filter(|id| !a.channels.iter().any(|(c, _)| c.id == **id))
-        {
-            state.dispatch(
-                Audience::Users(vec![user]),
-                Dispatch::ChannelGone {
-                    id: *gone,
-                    guild_id: Some(guild_id),
-                },
-            );
-        }
-    }
-    Ok(())
+    state.refresh_guild(guild_id).await
 }
 
 pub(crate) fn clean_name(n: &str, max: usize, code: &'static str) -> Result<String, ChatError> {
@@ -283,7 +239,7 @@ async fn create_guild(
         .create_guild(&g, Perms::DEFAULT_EVERYONE, &channels)
         .await?;
     let (view, visible) = guild_for(&state, g.id, user).await?;
-    state.hub.set_visible(user, g.id, Some(visible));
+    state.set_visible(user, g.id, Some(visible));
     state.dispatch(Audience::Users(vec![user]), Dispatch::GuildCreate(&view));
     Ok((StatusCode::CREATED, Json(view)))
 }

@@ -205,7 +205,7 @@ async fn accept_invite(
         Err(e) => return Err(e.into()),
     }
     let (view, visible) = guild_for(&state, guild_id, user).await?;
-    state.hub.set_visible(user, guild_id, Some(visible));
+    state.set_visible(user, guild_id, Some(visible));
     state.dispatch(Audience::Users(vec![user]), Dispatch::GuildCreate(&view));
     if let Some(m) = state.store.member(guild_id, user).await? {
         state.dispatch(

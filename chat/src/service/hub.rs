@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use parlor_edge::{Outbox, OutboxLimits};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{ChannelId, EventKind, GuildId, UserId};
 use crate::store::guilds::Channel;
@@ -25,7 +25,7 @@ use crate::store::guilds::Channel;
 pub use parlor_edge::{Next, ResumeError};
 
 /// Who receives an event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Audience {
     /// Members of the guild who can view the channel.
     Channel {
@@ -68,6 +68,15 @@ impl Event {
             data: serde_json::to_string(data)
                 .unwrap_or_else(|_| "null".into())
                 .into(),
+            ephemeral: kind.is_ephemeral(),
+        }
+    }
+
+    /// An event whose `d` is already JSON (from another node).
+    pub fn raw(kind: EventKind, data: Arc<str>) -> Event {
+        Event {
+            kind,
+            data,
             ephemeral: kind.is_ephemeral(),
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod attachments;
 pub mod auth;
+pub mod bus;
 pub mod dispatch;
 pub mod hub;
 pub mod mentions;
@@ -13,3 +14,4 @@ pub mod outgoing;
 pub mod presence;
 pub mod sessions;
 pub mod views;
+pub mod visibility;

@@ -85,6 +85,16 @@ pub async fn end_all(state: &ChatState, user_id: UserId) -> Result<(), ChatError
 }
 
 async fn ended(state: &ChatState, user_id: UserId, sessions: &[String], until: i64) {
+    state.sessions_ended(user_id, sessions, until).await;
+}
+
+/// Ends sessions on this node: their tokens stop here, their sockets here close.
+pub(crate) async fn ended_here(
+    state: &ChatState,
+    user_id: UserId,
+    sessions: &[String],
+    until: i64,
+) {
     state.ended.add(sessions, until);
     if close_gateways(&state.hub, user_id, sessions) > 0 {
         crate::service::presence::went_offline(state, user_id).await;

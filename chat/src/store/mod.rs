@@ -53,6 +53,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// The advisory lock key that serialises migrations across processes (\"parlor\" in ASCII).
+const MIGRATION_LOCK: i64 = 0x70_61_72_6c_6f_72;
+
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_accounts.sql")),
     (2, include_str!("../../migrations/0002_guilds.sql")),
@@ -154,7 +157,30 @@ impl Store {
         Ok(store)
     }
 
+    /// Applies the migrations not yet applied. On Postgres, where several chat processes
+    /// may start together, one at a time: each holds an advisory lock while it checks and
+    /// applies, so every migration runs exactly once.
     async fn migrate(&self) -> Result<(), StoreError> {
+        let mut lock = None;
+        if self.backend == Backend::Postgres {
+            let mut conn = self.pool.acquire().await?;
+            sqlx::query("SELECT CAST(pg_advisory_lock($1) AS TEXT)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
+            lock = Some(conn);
+        }
+        let result = self.apply_migrations().await;
+        if let Some(mut conn) = lock {
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        result
+    }
+
+    async fn apply_migrations(&self) -> Result<(), StoreError> {
         self.pool
             .execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, \
