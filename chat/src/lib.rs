@@ -393,6 +393,19 @@ impl IdGen {
     }
 }
 
+impl IdGen {
+    /// A new id above `floor` (an id another node made), in a later millisecond than
+    /// `floor`'s if need be; ids from this node stay above it from then on.
+    pub fn after<T: From<i64>>(&self, floor: impl Into<i64>) -> T {
+        let shift = ID_NODE_BITS + ID_SEQ_BITS;
+        let floor = floor.into() as u64;
+        // The last id of `floor`'s millisecond: the next one is in the millisecond after.
+        let past = (floor >> shift << shift) | ((1 << shift) - 1);
+        self.last.fetch_max(past, Ordering::Relaxed);
+        self.next()
+    }
+}
+
 impl Default for IdGen {
     fn default() -> IdGen {
         IdGen::new(0)
@@ -409,6 +422,16 @@ mod tests {
         let ids: Vec<i64> = (0..10_000).map(|_| g.next()).collect();
         assert!(ids.windows(2).all(|w| w[1] > w[0]));
         assert!(ids[0] > 0);
+    }
+
+    #[test]
+    fn an_id_after_another_nodes_is_above_it() {
+        let behind = IdGen::new(1);
+        // An id from a node whose clock runs 5 s ahead, with the highest node bits.
+        let ahead = ((now_ms() - ID_EPOCH_MS + 5_000) << 22) | (1023 << 12) | 7;
+        let id: i64 = behind.after(ahead);
+        assert!(id > ahead);
+        assert!(behind.next::<i64>() > id, "and later ids stay above");
     }
 
     #[test]

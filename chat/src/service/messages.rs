@@ -32,13 +32,16 @@ pub(crate) async fn create(
     draft: Message,
 ) -> Result<(Message, MessageView), crate::store::StoreError> {
     let _order = state.lock_channel(c.id).await;
-    let m = Message {
+    let mut m = Message {
         id: state.ids.next(),
         channel_id: c.id,
         created_at: now_ms(),
         ..draft
     };
-    state.store.insert_message(&m).await?;
+    state
+        .store
+        .insert_message(&mut m, |last| state.ids.after(last))
+        .await?;
     let view = MessageView::new(state, &m, &[], false);
     state.dispatch(channel_audience(c), Dispatch::MessageCreate(&view));
     Ok((m, view))

@@ -472,8 +472,31 @@ impl Store {
     }
 
     /// Stores a message with its mentions, in one transaction.
-    pub async fn insert_message(&self, m: &Message) -> Result<(), StoreError> {
+    /// Stores a message. Its id must be above every id already in its channel, so that a
+    /// client catching up by id never skips one: on Postgres, where several chat nodes
+    /// write, the channel's row is locked for the transaction and, if another node's
+    /// message got there first with a later id, `later` gives this one an id after it
+    /// (`m.id` is updated). One process alone (SQLite) orders by its channel lock.
+    pub async fn insert_message(
+        &self,
+        m: &mut Message,
+        later: impl Fn(MessageId) -> MessageId,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        if self.backend == crate::store::Backend::Postgres {
+            sqlx::query("SELECT id FROM channels WHERE id = $1 FOR UPDATE")
+                .bind(m.channel_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let last: Option<MessageId> =
+                sqlx::query_scalar("SELECT MAX(id) FROM messages WHERE channel_id = $1")
+                    .bind(m.channel_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if let Some(last) = last.filter(|last| *last >= m.id) {
+                m.id = later(last);
+            }
+        }
         sqlx::query(
             "INSERT INTO messages (id, channel_id, author_id, content, reply_to, edited_at, \
              created_at, mention_everyone, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
