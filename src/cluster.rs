@@ -1,7 +1,7 @@
 //! `parlor sfu` and `parlor signaling`: one service per process, meeting through NATS
 //! (the SFU control interface) and Redis (the node registry and room placement).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use axum::routing::get;
 use prometheus::{Encoder, TextEncoder};
 
 use parlor_cluster::{ClusterSfu, NodeInfo, NodeLoad, NodeServer, Registry, valid_node_id};
-use parlor_sfu::{CapsConfig, Sfu};
+use parlor_sfu::Sfu;
 
 /// How long a node's registry entry outlives its last heartbeat, and how often it beats.
 /// A node that dies drops out of placement within `NODE_TTL`, and its participants are
@@ -53,29 +53,14 @@ pub struct SfuArgs {
     /// HTTP address for /metrics, /healthz and /readyz.
     #[arg(long, env = "PARLOR_LISTEN", default_value = "127.0.0.1:8090")]
     listen: SocketAddr,
-    /// First UDP port for media; worker i uses PORT+i. 0 picks free ports.
-    #[arg(long, env = "PARLOR_MEDIA_PORT", default_value_t = 7880)]
-    media_port: u16,
-    /// Address announced to browsers for media (the node's public address).
-    #[arg(long, env = "PARLOR_PUBLIC_IP")]
-    public_ip: Option<IpAddr>,
-    #[arg(long, env = "PARLOR_MEDIA_BIND", default_value = "0.0.0.0")]
-    media_bind: IpAddr,
-    /// SFU worker threads; 0 means one per core.
-    #[arg(long, env = "PARLOR_WORKERS", default_value_t = 0)]
-    workers: usize,
+    #[command(flatten)]
+    media: crate::MediaArgs,
     /// Participants this node is meant to hold; placement prefers emptier nodes.
     #[arg(long, env = "PARLOR_CAPACITY", default_value_t = 1000)]
     capacity: u32,
     /// On SIGTERM: how long to wait for the node's rooms to empty before stopping.
     #[arg(long, env = "PARLOR_DRAIN_GRACE", default_value = "20s")]
     drain_grace: humantime::Duration,
-    #[arg(long, env = "PARLOR_MAX_PARTICIPANTS", default_value_t = 100)]
-    max_participants: u32,
-    #[arg(long, env = "PARLOR_MAX_VIDEO_PUBLISHERS", default_value_t = 25)]
-    max_video_publishers: u32,
-    #[arg(long, env = "PARLOR_MAX_SCREEN_SHARES", default_value_t = 1)]
-    max_screen_shares: u32,
 }
 
 #[derive(clap::Args, Debug)]
@@ -124,18 +109,7 @@ async fn sfu_async(a: SfuArgs) -> anyhow::Result<()> {
     let metrics = prometheus::Registry::new();
     let sfu = Arc::new(
         Sfu::start(
-            &parlor_sfu::Config {
-                workers: a.workers,
-                bind_ip: a.media_bind,
-                media_port: a.media_port,
-                public_ip: a.public_ip,
-                caps: CapsConfig {
-                    max_participants: a.max_participants,
-                    max_video_publishers: a.max_video_publishers,
-                    max_screen_shares: a.max_screen_shares,
-                },
-                node: a.cluster.node_id.clone(),
-            },
+            &a.media.sfu_config(&a.cluster.node_id),
             parlor_sfu::Metrics::new(&metrics)?,
         )
         .context("starting the SFU (is the media port free? try --media-port 0)")?,

@@ -88,6 +88,19 @@ struct ServeArgs {
     /// Where the token key (and later, chat data) is kept.
     #[arg(long, env = "PARLOR_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    media: MediaArgs,
+    /// Hand out guest tokens to the page (`--guest-tokens=false` for production).
+    #[arg(long, env = "PARLOR_GUEST_TOKENS", default_value_t = true, action = ArgAction::Set)]
+    guest_tokens: bool,
+    /// The chat store: `postgres://...` at scale; defaults to SQLite in the data directory.
+    #[arg(long, env = "PARLOR_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+/// The SFU's media sockets, workers and default room caps (`parlor serve`, `parlor sfu`).
+#[derive(clap::Args, Debug)]
+pub(crate) struct MediaArgs {
     /// First UDP port for media; worker i uses PORT+i. 0 picks free ports.
     #[arg(long, env = "PARLOR_MEDIA_PORT", default_value_t = 7880)]
     media_port: u16,
@@ -101,9 +114,6 @@ struct ServeArgs {
     /// SFU worker threads; 0 means one per core.
     #[arg(long, env = "PARLOR_WORKERS", default_value_t = 0)]
     workers: usize,
-    /// Hand out guest tokens to the page (`--guest-tokens=false` for production).
-    #[arg(long, env = "PARLOR_GUEST_TOKENS", default_value_t = true, action = ArgAction::Set)]
-    guest_tokens: bool,
     /// Default participant cap per room.
     #[arg(long, env = "PARLOR_MAX_PARTICIPANTS", default_value_t = 100)]
     max_participants: u32,
@@ -113,9 +123,24 @@ struct ServeArgs {
     /// Default cap on concurrent screen shares per room.
     #[arg(long, env = "PARLOR_MAX_SCREEN_SHARES", default_value_t = 1)]
     max_screen_shares: u32,
-    /// The chat store: `postgres://...` at scale; defaults to SQLite in the data directory.
-    #[arg(long, env = "PARLOR_DATABASE_URL")]
-    database_url: Option<String>,
+}
+
+impl MediaArgs {
+    /// The SFU's configuration, for the node named `node` in participant handles.
+    pub(crate) fn sfu_config(&self, node: &str) -> parlor_sfu::Config {
+        parlor_sfu::Config {
+            workers: self.workers,
+            bind_ip: self.media_bind,
+            media_port: self.media_port,
+            public_ip: self.public_ip,
+            caps: CapsConfig {
+                max_participants: self.max_participants,
+                max_video_publishers: self.max_video_publishers,
+                max_screen_shares: self.max_screen_shares,
+            },
+            node: node.to_owned(),
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -386,18 +411,7 @@ fn serve(s: ServeArgs) -> anyhow::Result<()> {
 async fn serve_async(s: ServeArgs) -> anyhow::Result<()> {
     let key = token_key(&s.data_dir)?;
     let registry = prometheus::Registry::new();
-    let sfu_config = parlor_sfu::Config {
-        workers: s.workers,
-        bind_ip: s.media_bind,
-        media_port: s.media_port,
-        public_ip: s.public_ip,
-        caps: CapsConfig {
-            max_participants: s.max_participants,
-            max_video_publishers: s.max_video_publishers,
-            max_screen_shares: s.max_screen_shares,
-        },
-        node: parlor_sfu::LOCAL_NODE.into(),
-    };
+    let sfu_config = s.media.sfu_config(parlor_sfu::LOCAL_NODE);
     let sfu = Arc::new(
         Sfu::start(&sfu_config, parlor_sfu::Metrics::new(&registry)?)
             .context("starting the SFU (is the media port free? try --media-port 0)")?,
