@@ -53,11 +53,16 @@ impl Drop for Node {
 
 /// Starts `parlor <args>` and waits for the line that says it runs.
 fn start(cluster: &str, id: &str, args: &[&str]) -> Node {
+    start_on(REDIS, cluster, id, args)
+}
+
+/// Starts `parlor <args>` against the Redis at `redis`.
+fn start_on(redis: &str, cluster: &str, id: &str, args: &[&str]) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_parlor"))
         .args(args)
         .args(["--node-id", id, "--cluster", cluster])
         .env("PARLOR_NATS_URL", NATS)
-        .env("PARLOR_REDIS_URL", REDIS)
+        .env("PARLOR_REDIS_URL", redis)
         .env(
             "PARLOR_TOKEN_SECRET",
             std::str::from_utf8(TEST_SECRET).unwrap(),
@@ -347,6 +352,19 @@ fn chat(cluster: &str, id: &str, ip: &str, database_url: &str) -> Node {
     )
 }
 
+/// The id of a new guild's `general` channel.
+fn general_of(guild: &serde_json::Value) -> String {
+    guild["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "general")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// A fresh Postgres database for one test.
 async fn database(name: &str) -> String {
     sqlx::any::install_default_drivers();
@@ -499,15 +517,7 @@ async fn chat_nodes_share_events_through_redis_and_lose_nothing() -> anyhow::Res
         )
         .await;
     let gid = g["id"].as_str().unwrap();
-    let general = g["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "general")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let general = general_of(&g);
     let (mut alice_ws, _) = gateway(&nodes[0], &alice).await;
     let (mut bob_ws, _) = gateway(&nodes[1], &bob).await;
     // Bob joins through node 2; alice's socket on node 1 hears of it.
@@ -613,5 +623,161 @@ async fn chat_nodes_share_events_through_redis_and_lose_nothing() -> anyhow::Res
         .collect();
     assert_eq!(contents.len(), 51, "{contents:?}");
     assert!(contents.contains(&"while bob was away"));
+    Ok(())
+}
+
+/// A Redis server of the test's own, on a port of its own, so it can be stopped.
+fn private_redis(port: u16) -> Node {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Node { child, http: None };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server did not start on {port}");
+}
+
+/// Redis stops and comes back, empty, while SFU, signaling and chat nodes run:
+/// - new joins fail with `unavailable` meanwhile, and chat still stores messages;
+/// - once Redis is back, the SFU node is in the registry again, joins succeed, and chat
+///   events cross nodes again, without restarting anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_ride_out_a_redis_restart() -> anyhow::Result<()> {
+    let port = 20_000 + (rand::random::<u16>() % 20_000);
+    let redis_url = format!("redis://127.0.0.1:{port}");
+    let cluster = cluster_name();
+    let mut redis = private_redis(port);
+    let ip = "127.0.0.20";
+    let _sfu = start_on(
+        &redis_url,
+        &cluster,
+        "sfu-r",
+        &[
+            "sfu",
+            "--listen",
+            &format!("{ip}:0"),
+            "--media-bind",
+            ip,
+            "--media-port",
+            "0",
+            "--workers",
+            "1",
+        ],
+    );
+    let sig = start_on(
+        &redis_url,
+        &cluster,
+        "sig-r",
+        &["signaling", "--listen", "127.0.0.21:0"],
+    );
+    let url = database(&format!("parlor_{cluster}")).await;
+    let chat_node = |id: &str, ip: &str| {
+        let dir = std::env::temp_dir().join(format!("{cluster}-{id}"));
+        start_on(
+            &redis_url,
+            &cluster,
+            id,
+            &[
+                "chat",
+                "--listen",
+                &format!("{ip}:0"),
+                "--database-url",
+                &url,
+                "--data-dir",
+                dir.to_str().unwrap(),
+            ],
+        )
+    };
+    let c1 = chat_node("chat-r1", "127.0.0.22");
+    let c2 = chat_node("chat-r2", "127.0.0.23");
+    let reg = Registry::connect(&redis_url, Duration::from_secs(3), &cluster).await?;
+    wait_nodes(&reg, &["sfu-r"]).await;
+    let http = sig.http.unwrap();
+    assert_eq!(
+        raw_join_addr(http, &token("before", "a", None)).await.0,
+        "joined"
+    );
+
+    let api = Api {
+        http: reqwest::Client::new(),
+    };
+    let alice = api.register(&c1, "alice").await;
+    let g = api
+        .post(
+            &c1,
+            "/api/v1/guilds",
+            Some(&alice),
+            serde_json::json!({"name": "g"}),
+        )
+        .await;
+    let msgs = format!("/api/v1/channels/{}/messages", general_of(&g));
+    let (mut ws2, _) = gateway(&c2, &alice).await;
+
+    // Redis goes away.
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    let (op, code) = raw_join_addr(http, &token("during", "b", None)).await;
+    assert_eq!((op.as_str(), code.as_str()), ("error", "unavailable"));
+    let (st, _) = api
+        .call(
+            reqwest::Method::POST,
+            &c1,
+            &msgs,
+            Some(&alice),
+            serde_json::json!({"content": "stored anyway"}),
+        )
+        .await;
+    assert_eq!(st, 201, "chat stores messages while Redis is away");
+
+    // Redis comes back, empty: the SFU node announces itself again, joins work again, and
+    // chat events cross nodes again.
+    let _redis = private_redis(port);
+    let mut joined = false;
+    for _ in 0..100 {
+        if raw_join_addr(http, &token("after", "c", None)).await.0 == "joined" {
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(joined, "joins work again once Redis is back");
+    let mut crossed = false;
+    for n in 0..30 {
+        api.post(
+            &c1,
+            &msgs,
+            Some(&alice),
+            serde_json::json!({"content": format!("after {n}")}),
+        )
+        .await;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline {
+            use futures_util::StreamExt;
+            let Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) =
+                tokio::time::timeout(Duration::from_millis(100), ws2.next()).await
+            else {
+                continue;
+            };
+            let f: serde_json::Value = serde_json::from_str(t.as_str())?;
+            if f["t"] == "message_create"
+                && f["d"]["content"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("after"))
+            {
+                crossed = true;
+            }
+        }
+        if crossed {
+            break;
+        }
+    }
+    assert!(crossed, "chat events cross nodes again once Redis is back");
     Ok(())
 }
