@@ -628,19 +628,23 @@ async fn chat_nodes_share_events_through_redis_and_lose_nothing() -> anyhow::Res
 
 /// A Redis server of the test's own, on a port of its own, so it can be stopped.
 fn private_redis(port: u16) -> Node {
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed");
+    let node = Node {
+        child: Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed"),
+        http: None,
+    };
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     for _ in 0..100 {
         if std::net::TcpStream::connect(addr).is_ok() {
-            return Node { child, http: None };
+            return node;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Dropping `node` stops the process.
     panic!("redis-server did not start on {port}");
 }
 
