@@ -595,6 +595,28 @@ async fn chat_nodes_share_events_through_redis_and_lose_nothing() -> anyhow::Res
     let stored = api.get(&nodes[1], &format!("{msgs}?limit=100"), &bob).await;
     assert_eq!(stored.as_array().unwrap().len(), 51);
 
+    // Each node reports itself ready (its database answers) and counts what it did.
+    for node in &nodes {
+        let base = format!("http://{}", node.http.unwrap());
+        let ready = api.http.get(format!("{base}/readyz")).send().await?;
+        assert_eq!(ready.status().as_u16(), 200);
+    }
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    let m2 = api
+        .http
+        .get(format!("http://{}/metrics", nodes[1].http.unwrap()))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert_eq!(metric(&m2, "parlor_chat_messages_total"), 25.0, "{m2}");
+    assert!(metric(&m2, "parlor_chat_bus_received_total") > 0.0, "{m2}");
+    assert_eq!(metric(&m2, "parlor_chat_gateway_sessions"), 1.0, "{m2}");
+
     // Node 2 dies; bob's last message seen is `m`. He comes back on node 1: his session
     // cannot be resumed there, so he identifies and catches up by id, losing nothing.
     let last_seen = m["d"]["id"].as_str().unwrap().to_owned();

@@ -112,6 +112,7 @@ pub struct ChatState {
     pub outgoing: reqwest::Client,
     /// The other chat nodes, when there are any.
     pub bus: Option<Arc<service::bus::Bus>>,
+    pub metrics: Arc<service::metrics::ChatMetrics>,
     /// Serializes id, insert and dispatch per channel (striped), so events leave in id
     /// order and a client catching up by id misses nothing.
     channel_locks: Arc<[tokio::sync::Mutex<()>]>,
@@ -169,6 +170,7 @@ impl ChatState {
             outgoing,
             channel_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             bus,
+            metrics: Arc::default(),
         };
         if let Some(b) = state.config.bus.clone() {
             tokio::spawn(service::bus::subscribe(state.clone(), b));
@@ -193,6 +195,7 @@ impl ChatState {
         if let Some(bus) = &self.bus
             && !matches!(audience, hub::Audience::Session(_))
         {
+            self.metrics.bus_out.inc();
             bus.send(service::bus::BusMsg::Dispatch {
                 audience,
                 kind: ev.kind,
@@ -317,7 +320,8 @@ async fn openapi() -> impl axum::response::IntoResponse {
     )
 }
 
-/// Serves the chat routes alone (`parlor chat`) until `shutdown` resolves.
+/// Serves chat alone (`parlor chat`) until `shutdown` resolves: its routes, and `/healthz`,
+/// `/readyz`, `/metrics`.
 pub async fn run(
     listener: TcpListener,
     state: ChatState,
@@ -325,7 +329,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     axum::serve(
         listener,
-        parlor_edge::with_request_spans(router(state))
+        parlor_edge::with_request_spans(router(state.clone()).merge(routes::ops::router(state)))
             .into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)

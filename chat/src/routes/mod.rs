@@ -13,6 +13,7 @@ pub mod guilds;
 pub mod invites;
 pub mod members;
 pub mod messages;
+pub mod ops;
 pub mod reads;
 pub mod search;
 pub mod voice;

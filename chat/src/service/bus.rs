@@ -155,6 +155,7 @@ async fn listen(state: &ChatState, config: &BusConfig, channel: &str) -> redis::
             continue;
         };
         if env.from != config.node {
+            state.metrics.bus_in.inc();
             apply(state, env.msg).await;
         }
     }

@@ -42,6 +42,7 @@ pub(crate) async fn create(
         .store
         .insert_message(&mut m, |last| state.ids.after(last))
         .await?;
+    state.metrics.messages.inc();
     let view = MessageView::new(state, &m, &[], false);
     state.dispatch(channel_audience(c), Dispatch::MessageCreate(&view));
     Ok((m, view))

@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod hub;
 pub mod mentions;
 pub mod messages;
+pub mod metrics;
 pub mod outgoing;
 pub mod presence;
 pub mod sessions;

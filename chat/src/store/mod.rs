@@ -212,6 +212,12 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn create_user(&self, u: &User) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO users (id, username, display_name, password_hash, avatar, is_bot, \
