@@ -807,3 +807,51 @@ async fn nodes_ride_out_a_redis_restart() -> anyhow::Result<()> {
     assert!(crossed, "chat events cross nodes again once Redis is back");
     Ok(())
 }
+
+/// The connection registry in Redis says who is in which room through which signaling
+/// node: entries come with joins, go with leaves, and a signaling node that dies takes
+/// its participants out within the TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_knows_who_is_connected_where() -> anyhow::Result<()> {
+    let cluster = cluster_name();
+    let reg = registry(&cluster).await;
+    let _s = sfu(&cluster, "sfu-w", "127.0.0.24", 1000);
+    let sig1 = signaling(&cluster, "sig-w1", "127.0.0.25");
+    let mut sig2 = signaling(&cluster, "sig-w2", "127.0.0.26");
+    wait_nodes(&reg, &["sfu-w"]).await;
+    let ann = Client::join_at(sig1.http.unwrap(), &token("where", "ann", None)).await?;
+    let ben = Client::join_at(sig2.http.unwrap(), &token("where", "ben", None)).await?;
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        reg.room_connections("where").await?,
+        [pair("ann", "sig-w1"), pair("ben", "sig-w2")]
+    );
+    assert_eq!(
+        reg.user_connections("ben").await?,
+        [pair("where", "sig-w2")]
+    );
+
+    // A leave takes the entry out at once.
+    ann.request("leave", serde_json::json!({})).await?;
+    let mut left = false;
+    for _ in 0..20 {
+        if reg.room_connections("where").await? == [pair("ben", "sig-w2")] {
+            left = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left, "{:?}", reg.room_connections("where").await?);
+
+    // Ben's signaling node dies: his entry expires within the TTL.
+    let _ = sig2.child.kill();
+    let _ = sig2.child.wait();
+    let killed = Instant::now();
+    while !reg.room_connections("where").await?.is_empty() {
+        assert!(killed.elapsed() < Duration::from_secs(10), "still listed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("connections: gone {:?} after the kill", killed.elapsed());
+    drop(ben);
+    Ok(())
+}

@@ -22,6 +22,9 @@ use crate::wire::{Answer, Call, Routed, control_subject, encode, events_subject}
 
 /// How often signaling checks that the SFU nodes of its participants are alive.
 pub const WATCH: Duration = Duration::from_millis(300);
+/// How long a participant's entry in the connection registry outlives its node's last
+/// refresh (refreshed every `CONNECTIONS_TTL / 3`).
+pub const CONNECTIONS_TTL: Duration = Duration::from_secs(3);
 
 /// One participant's event stream on this signaling node.
 struct Route {
@@ -41,7 +44,8 @@ fn lock(routes: &Routes) -> std::sync::MutexGuard<'_, HashMap<u64, Route>> {
 pub struct ClusterSfu {
     nats: async_nats::Client,
     registry: Registry,
-    /// This signaling node's event subject.
+    /// This signaling node's id, and its event subject.
+    node: String,
     inbox: String,
     routes: Routes,
     next_route: AtomicU64,
@@ -74,6 +78,7 @@ impl ClusterSfu {
         let sfu = ClusterSfu {
             nats: nats.clone(),
             registry,
+            node: node.to_owned(),
             inbox,
             routes: routes.clone(),
             next_route: AtomicU64::new(1),
@@ -82,7 +87,12 @@ impl ClusterSfu {
         };
         let cluster = sfu.registry.cluster().to_owned();
         tokio::spawn(fan_out(events, routes.clone(), nats, cluster));
-        tokio::spawn(watch(sfu.registry.clone(), routes));
+        tokio::spawn(watch(sfu.registry.clone(), routes.clone()));
+        tokio::spawn(refresh_connections(
+            sfu.registry.clone(),
+            routes,
+            node.to_owned(),
+        ));
         Ok(sfu)
     }
 
@@ -112,6 +122,17 @@ impl ClusterSfu {
                 Err(SfuError::Unavailable)
             }
         }
+    }
+
+    /// Takes a participant out of the connection registry at once.
+    fn forget(&self, who: &ParticipantHandle) {
+        let (registry, node) = (self.registry.clone(), self.node.clone());
+        let (room, identity) = (who.room.to_string(), who.identity.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = registry.disconnected(&node, &room, &identity).await {
+                debug!(error = %e, "connection registry: remove failed");
+            }
+        });
     }
 
     async fn place(&self, room: &RoomId) -> Result<String, SfuError> {
@@ -162,6 +183,17 @@ impl SfuControl for ClusterSfu {
                 if let Some(r) = lock(&self.routes).get_mut(&route) {
                     r.handle = Some(joined.handle.clone());
                 }
+                let entry = vec![(
+                    joined.handle.room.to_string(),
+                    joined.handle.identity.to_string(),
+                )];
+                if let Err(e) = self
+                    .registry
+                    .connected(&self.node, &entry, CONNECTIONS_TTL)
+                    .await
+                {
+                    debug!(error = %e, "connection registry: add failed");
+                }
                 Ok((joined, events))
             }
             other => {
@@ -187,6 +219,7 @@ impl SfuControl for ClusterSfu {
 
     async fn leave(&self, who: &ParticipantHandle, reason: CloseReason) {
         lock(&self.routes).retain(|_, r| r.handle.as_ref() != Some(who));
+        self.forget(who);
         let call = Call::Leave {
             who: who.clone(),
             reason,
@@ -300,5 +333,29 @@ async fn watch(registry: Registry, routes: Routes) {
                 let _ = r.events.try_send(RoomEvent::Closed(CloseReason::Moved));
             }
         }
+    }
+}
+
+/// Keeps this node's participants in the connection registry (who is in which room,
+/// through which signaling node): refreshed every third of the TTL, so a node that dies
+/// takes its participants out within the TTL. Entries of participants who have gone
+/// are removed when they go (`leave`) or expire.
+async fn refresh_connections(registry: Registry, routes: Routes, node: String) {
+    let mut tick = tokio::time::interval(CONNECTIONS_TTL / 3);
+    let mut last: Vec<(String, String)> = Vec::new();
+    loop {
+        tick.tick().await;
+        let now: Vec<(String, String)> = lock(&routes)
+            .values()
+            .filter_map(|r| r.handle.as_ref())
+            .map(|h| (h.room.to_string(), h.identity.to_string()))
+            .collect();
+        for (room, identity) in last.iter().filter(|e| !now.contains(e)) {
+            let _ = registry.disconnected(&node, room, identity).await;
+        }
+        if let Err(e) = registry.connected(&node, &now, CONNECTIONS_TTL).await {
+            debug!(error = %e, "connection registry: refresh failed");
+        }
+        last = now;
     }
 }

@@ -6,7 +6,11 @@
 //! - `<cluster>:nodes`: the set of node ids ever announced (pruned as their entries lapse);
 //! - `<cluster>:node:<id>`: the node's [`NodeInfo`] as JSON, set by its heartbeat with a
 //!   TTL, so a node that dies drops out within the TTL;
-//! - `<cluster>:room:<room>`: the id of the node hosting the room. Set once, atomically, by
+//! - `<cluster>:room:<room>`: the id of the node hosting the room.
+//! - `<cluster>:conn:room:<room>` and `<cluster>:conn:user:<identity>`: who is connected
+//!   where, as sorted sets whose scores are expiry times (ms). Signaling nodes refresh
+//!   their participants' entries every second; a node that dies leaves entries that
+//!   expire within the TTL, and readers skip expired ones. Set once, atomically, by
 //!   whoever places the room first; replaced (atomically) only when that node is gone;
 //!   deleted by the node when the room empties.
 
@@ -226,6 +230,88 @@ impl Registry {
         Err(RegistryError::NoNodes)
     }
 
+    /// Records that these participants are in these rooms through signaling node `node`,
+    /// until `ttl` from now unless refreshed.
+    pub async fn connected(
+        &self,
+        node: &str,
+        entries: &[(String, String)],
+        ttl: Duration,
+    ) -> Result<(), RegistryError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let until = now_ms() + ttl.as_millis() as i64;
+        let mut pipe = redis::pipe();
+        for (room, identity) in entries {
+            let (rk, uk) = (self.conn_room_key(room), self.conn_user_key(identity));
+            pipe.zadd(&rk, format!("{identity}|{node}"), until).ignore();
+            pipe.pexpire(&rk, ttl.as_millis() as i64).ignore();
+            pipe.zadd(&uk, format!("{room}|{node}"), until).ignore();
+            pipe.pexpire(&uk, ttl.as_millis() as i64).ignore();
+        }
+        let mut c = self.redis.clone();
+        pipe.query_async::<()>(&mut c).await?;
+        Ok(())
+    }
+
+    /// A participant left a room it was in through `node`.
+    pub async fn disconnected(
+        &self,
+        node: &str,
+        room: &str,
+        identity: &str,
+    ) -> Result<(), RegistryError> {
+        let mut c = self.redis.clone();
+        redis::pipe()
+            .zrem(self.conn_room_key(room), format!("{identity}|{node}"))
+            .ignore()
+            .zrem(self.conn_user_key(identity), format!("{room}|{node}"))
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// Who is in `room` now, and through which signaling node: (identity, node).
+    pub async fn room_connections(
+        &self,
+        room: &str,
+    ) -> Result<Vec<(String, String)>, RegistryError> {
+        self.live_pairs(self.conn_room_key(room)).await
+    }
+
+    /// Which rooms `identity` is in now, and through which signaling node: (room, node).
+    pub async fn user_connections(
+        &self,
+        identity: &str,
+    ) -> Result<Vec<(String, String)>, RegistryError> {
+        self.live_pairs(self.conn_user_key(identity)).await
+    }
+
+    /// The unexpired members of a sorted set of `a|b` pairs, expired ones removed.
+    async fn live_pairs(&self, key: String) -> Result<Vec<(String, String)>, RegistryError> {
+        let mut c = self.redis.clone();
+        let now = now_ms();
+        let _: i64 = c.zrembyscore(&key, "-inf", now).await?;
+        let members: Vec<String> = c.zrangebyscore(&key, now, "+inf").await?;
+        let mut out: Vec<(String, String)> = members
+            .iter()
+            .filter_map(|m| m.rsplit_once('|'))
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn conn_room_key(&self, room: &str) -> String {
+        format!("{}:conn:room:{room}", self.cluster)
+    }
+
+    fn conn_user_key(&self, identity: &str) -> String {
+        format!("{}:conn:user:{identity}", self.cluster)
+    }
+
     /// Forgets the room's placement, if `node` still holds it (the room emptied there).
     pub async fn release(&self, room: &str, node: &str) -> Result<(), RegistryError> {
         let mut c = self.redis.clone();
@@ -236,6 +322,12 @@ impl Registry {
             .await?;
         Ok(())
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Two random choices among the nodes taking rooms, within the region if any node is
