@@ -2,7 +2,9 @@
 //!
 //! `parlor-bench forward` starts the server (one SFU worker), connects one publisher and N
 //! subscribers over `/ws` and real UDP, and reports the server's CPU time per forwarded
-//! packet, read from `/proc` and `/metrics`.
+//! packet, read from `/proc` and `/metrics`. With `--cluster` it starts one `parlor sfu`
+//! node and two `parlor signaling` nodes instead (publisher and subscribers on different
+//! signaling nodes) and measures the SFU node's process alone.
 //!
 //! The load clients use str0m in RTP mode: they are cheap enough that 50 of them share a
 //! core with the server. The interoperability tests use webrtc-rs instead.
@@ -51,6 +53,12 @@ enum Command {
         /// Video bitrate of the publisher, kbit/s (1200-byte packets).
         #[arg(long, default_value_t = 1200)]
         video_kbps: u64,
+        /// Run against a cluster on this machine instead of `parlor serve`: one
+        /// `parlor sfu` node and two `parlor signaling` nodes (the publisher on one, the
+        /// subscribers on the other), through the NATS and Redis at their default
+        /// addresses.
+        #[arg(long)]
+        cluster: bool,
     },
     /// Chat messages persisted per second: concurrent writers post for a while.
     ChatWrite {
@@ -115,8 +123,155 @@ fn main() -> anyhow::Result<()> {
             subscribers,
             seconds,
             video_kbps,
-        } => rt.block_on(forward(&parlor, subscribers, seconds, video_kbps)),
+            cluster,
+        } => rt.block_on(forward(&parlor, subscribers, seconds, video_kbps, cluster)),
     }
+}
+
+/// The server processes a forward bench runs against, stopped when dropped.
+struct Deployment {
+    _children: Vec<tokio::process::Child>,
+    /// The process that forwards media, whose CPU time is measured.
+    sfu_pid: u32,
+    /// Where the SFU's counters are (`/metrics`).
+    metrics: String,
+    /// The signaling nodes of the publisher and of the subscribers: base URL and address.
+    publisher: (String, SocketAddr),
+    subscribers: (String, SocketAddr),
+    what: &'static str,
+}
+
+/// Starts `parlor <args>` and returns it with the first line of its output that contains
+/// `marker`.
+async fn start(
+    parlor: &str,
+    args: &[String],
+    envs: &[(&str, &str)],
+    marker: &str,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let mut child = tokio::process::Command::new(parlor)
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {parlor}"))?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = loop {
+        let line = lines
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow!("{parlor} {} exited", args.join(" ")))?;
+        if line.contains(marker) {
+            break line;
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, line))
+}
+
+/// The `http://ADDR` a started node printed.
+fn printed_http(line: &str) -> anyhow::Result<(String, SocketAddr)> {
+    let i = line
+        .find("http://")
+        .ok_or_else(|| anyhow!("no address in {line:?}"))?;
+    let base = line[i..].trim().to_owned();
+    let addr = base.trim_start_matches("http://").parse()?;
+    Ok((base, addr))
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+/// `parlor serve` with one SFU worker.
+async fn serve(parlor: &str, data: &std::path::Path) -> anyhow::Result<Deployment> {
+    let mut a = args(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--media-port",
+        "0",
+        "--workers",
+        "1",
+    ]);
+    a.extend(["--data-dir".into(), data.display().to_string()]);
+    let (child, line) = start(parlor, &a, &[], "http://").await?;
+    let pid = child.id().ok_or_else(|| anyhow!("server exited"))?;
+    let (base, http) = printed_http(&line)?;
+    Ok(Deployment {
+        _children: vec![child],
+        sfu_pid: pid,
+        metrics: base.clone(),
+        publisher: (base.clone(), http),
+        subscribers: (base, http),
+        what: "parlor serve",
+    })
+}
+
+/// One `parlor sfu` node (one worker) and two `parlor signaling` nodes, meeting through
+/// NATS and Redis at their default addresses, under a cluster name of their own.
+async fn cluster(parlor: &str) -> anyhow::Result<Deployment> {
+    let name = format!("bench{}", std::process::id());
+    let secret = format!("bench-secret-{}-{}", std::process::id(), rand_suffix());
+    let env = [
+        ("PARLOR_CLUSTER", name.as_str()),
+        ("PARLOR_TOKEN_SECRET", secret.as_str()),
+    ];
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let sfu = args(&[
+        "sfu",
+        "--node-id",
+        "bench-sfu",
+        "--media-bind",
+        "127.0.0.1",
+        "--media-port",
+        "0",
+        "--workers",
+        "1",
+        "--listen",
+        &format!("127.0.0.1:{metrics_port}"),
+    ]);
+    let (sfu, _) = start(parlor, &sfu, &env, " is running").await?;
+    let pid = sfu.id().ok_or_else(|| anyhow!("SFU node exited"))?;
+    let mut children = vec![sfu];
+    let mut nodes = Vec::new();
+    for id in ["bench-sig1", "bench-sig2"] {
+        let a = args(&[
+            "signaling",
+            "--node-id",
+            id,
+            "--listen",
+            "127.0.0.1:0",
+            "--guest-tokens=true",
+        ]);
+        let (child, line) = start(parlor, &a, &env, "http://").await?;
+        nodes.push(printed_http(&line)?);
+        children.push(child);
+    }
+    // The SFU node's first heartbeats reach the registry.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let subscribers = nodes.pop().ok_or_else(|| anyhow!("no signaling node"))?;
+    let publisher = nodes.pop().ok_or_else(|| anyhow!("no signaling node"))?;
+    Ok(Deployment {
+        _children: children,
+        sfu_pid: pid,
+        metrics: format!("http://127.0.0.1:{metrics_port}"),
+        publisher,
+        subscribers,
+        what: "cluster: 1 SFU node, 2 signaling nodes, NATS and Redis",
+    })
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
 }
 
 async fn forward(
@@ -124,46 +279,24 @@ async fn forward(
     subscribers: usize,
     seconds: u64,
     video_kbps: u64,
+    in_cluster: bool,
 ) -> anyhow::Result<()> {
     let data = std::env::temp_dir().join(format!("parlor-bench-{}", std::process::id()));
-    let mut child = tokio::process::Command::new(parlor)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--media-port",
-            "0",
-            "--workers",
-            "1",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {parlor}"))?;
-    let pid = child.id().ok_or_else(|| anyhow!("server exited"))?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next_line()
-            .await?
-            .ok_or_else(|| anyhow!("server exited"))?;
-        if let Some(i) = line.find("http://") {
-            break line[i..].trim().to_owned();
-        }
+    let d = if in_cluster {
+        cluster(parlor).await?
+    } else {
+        serve(parlor, &data).await?
     };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let http: SocketAddr = base.trim_start_matches("http://").parse()?;
+    let pid = d.sfu_pid;
     let room = "bench";
 
     let received = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
+    let (sub_base, sub_http) = d.subscribers.clone();
     for i in 0..subscribers {
-        let token = guest_token(&base, room, &format!("sub{i}")).await?;
+        let token = guest_token(&sub_base, room, &format!("sub{i}")).await?;
         let received = received.clone();
+        let http = sub_http;
         clients.push(tokio::spawn(async move {
             if let Err(e) = run_client(http, token, None, received).await {
                 eprintln!("subscriber {i}: {e:#}");
@@ -171,10 +304,12 @@ async fn forward(
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let token = guest_token(&base, room, "publisher").await?;
+    let (pub_base, pub_http) = d.publisher.clone();
+    let token = guest_token(&pub_base, room, "publisher").await?;
     let sent = Arc::new(AtomicU64::new(0));
     {
         let sent = sent.clone();
+        let http = pub_http;
         clients.push(tokio::spawn(async move {
             if let Err(e) = run_client(http, token, Some((video_kbps, sent)), Arc::default()).await
             {
@@ -184,6 +319,7 @@ async fn forward(
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
 
+    let base = d.metrics.clone();
     let cpu0 = cpu_seconds(pid)?;
     let fwd0 = metric(&base, "parlor_sfu_rtp_forwarded_total").await?;
     let rx0 = received.load(Ordering::Relaxed);
@@ -203,6 +339,7 @@ async fn forward(
         bail!("nothing was forwarded");
     }
     let report = json!({
+        "deployment": d.what,
         "subscribers": subscribers,
         "window_s": elapsed,
         "publisher_packets_per_s": sent as f64 / elapsed,
@@ -215,7 +352,7 @@ async fn forward(
         "packets_per_send_syscall": out / syscalls.max(1.0),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
-    drop(child);
+    drop(d);
     let _ = std::fs::remove_dir_all(&data);
     for c in clients {
         c.abort();
