@@ -648,6 +648,196 @@ async fn chat_nodes_share_events_through_redis_and_lose_nothing() -> anyhow::Res
     Ok(())
 }
 
+/// Sends a client frame.
+async fn send_json(ws: &mut Gateway, v: serde_json::Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(v.to_string()))
+        .await
+        .unwrap();
+}
+
+/// A chat node is killed under a client: the client resumes its session on the other
+/// node with the last sequence number and stream position it saw, and gets exactly what
+/// it missed (what the dead node had sent it unread, and what happened while it was
+/// away), numbered on from there, then live events; no `ready`, no repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_session_resumes_on_another_node_after_its_node_is_killed() -> anyhow::Result<()> {
+    let cluster = cluster_name();
+    let url = database(&format!("parlor_{cluster}")).await;
+    let mut nodes = vec![
+        chat(&cluster, "chat-1", "127.0.0.29", &url),
+        chat(&cluster, "chat-2", "127.0.0.30", &url),
+    ];
+    let api = Api {
+        http: reqwest::Client::new(),
+    };
+    let alice = api.register(&nodes[0], "alice").await;
+    let bob = api.register(&nodes[1], "bob").await;
+    let carol = api.register(&nodes[0], "carol").await;
+    let g = api
+        .post(
+            &nodes[0],
+            "/api/v1/guilds",
+            Some(&alice),
+            serde_json::json!({"name": "g"}),
+        )
+        .await;
+    let gid = g["id"].as_str().unwrap();
+    let general = general_of(&g);
+    let inv = api
+        .post(
+            &nodes[0],
+            &format!("/api/v1/guilds/{gid}/invites"),
+            Some(&alice),
+            serde_json::json!({}),
+        )
+        .await;
+    api.post(
+        &nodes[1],
+        &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
+        Some(&bob),
+        serde_json::json!({}),
+    )
+    .await;
+
+    // Bob on node 2 receives three messages posted on node 1, each with its position.
+    let (mut bob_ws, ready) = gateway(&nodes[1], &bob).await;
+    let session_id = ready["d"]["session_id"].as_str().unwrap().to_owned();
+    assert!(ready["p"].is_string(), "ready carries a position: {ready}");
+    let msgs = format!("/api/v1/channels/{general}/messages");
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let m = api
+            .post(
+                &nodes[0],
+                &msgs,
+                Some(&alice),
+                serde_json::json!({"content": format!("m{n}")}),
+            )
+            .await;
+        ids.push(m["id"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    for _ in 1..=3 {
+        seen.push(dispatch(&mut bob_ws, "message_create").await);
+    }
+    let contents: Vec<&str> = seen
+        .iter()
+        .map(|f| f["d"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["m1", "m2", "m3"]);
+    // The client has handled m1 only when node 2 dies (m2 and m3 sit unread).
+    let (seq, position) = (
+        seen[0]["s"].as_u64().unwrap(),
+        seen[0]["p"].as_str().unwrap().to_owned(),
+    );
+    assert_ne!(seen[1]["p"], seen[0]["p"]);
+    drop(bob_ws);
+    drop(nodes.remove(1));
+
+    // While bob is away: a message, an edit of m1, and typing (ephemeral, not replayed).
+    api.post(
+        &nodes[0],
+        &msgs,
+        Some(&alice),
+        serde_json::json!({"content": "while bob was away"}),
+    )
+    .await;
+    let (st, _) = api
+        .call(
+            reqwest::Method::PATCH,
+            &nodes[0],
+            &format!("{msgs}/{}", ids[0]),
+            Some(&alice),
+            serde_json::json!({"content": "m1 (edited)"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    api.post(
+        &nodes[0],
+        &format!("/api/v1/channels/{general}/typing"),
+        Some(&alice),
+        serde_json::json!({}),
+    )
+    .await;
+
+    // Another user cannot take bob's session.
+    let url = format!("ws://{}/api/v1/gateway", nodes[0].http.unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await?;
+    let _hello = next_json(&mut ws).await;
+    let resume = |token: &str| {
+        serde_json::json!({"op": "resume", "d": {
+            "token": token, "session_id": session_id, "seq": seq, "position": position,
+        }})
+    };
+    send_json(&mut ws, resume(&carol)).await;
+    let refused = next_json(&mut ws).await;
+    assert_eq!(refused["op"], "invalid_session", "{refused}");
+    assert_eq!(refused["d"]["code"], "session_invalid");
+
+    // Bob resumes on node 1.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await?;
+    let _hello = next_json(&mut ws).await;
+    send_json(&mut ws, resume(&bob)).await;
+    let mut replayed = Vec::new();
+    loop {
+        let f = next_json(&mut ws).await;
+        assert_eq!(f["op"], "dispatch", "{f}");
+        assert_ne!(f["t"], "ready", "{f}");
+        if f["t"] == "resumed" {
+            assert_eq!(f["s"].as_u64(), Some(seq + replayed.len() as u64 + 1));
+            break;
+        }
+        replayed.push(f);
+    }
+    let got: Vec<(String, String)> = replayed
+        .iter()
+        .map(|f| {
+            (
+                f["t"].as_str().unwrap().to_owned(),
+                f["d"]["content"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("message_create".into(), "m2".into()),
+            ("message_create".into(), "m3".into()),
+            ("message_create".into(), "while bob was away".into()),
+            ("message_update".into(), "m1 (edited)".into()),
+        ],
+        "{replayed:?}"
+    );
+    for (i, f) in replayed.iter().enumerate() {
+        assert_eq!(f["s"].as_u64(), Some(seq + 1 + i as u64), "{f}");
+        assert!(f["p"].is_string(), "{f}");
+    }
+    // Live again, numbered on.
+    api.post(
+        &nodes[0],
+        &msgs,
+        Some(&alice),
+        serde_json::json!({"content": "welcome back"}),
+    )
+    .await;
+    let live = dispatch(&mut ws, "message_create").await;
+    assert_eq!(live["d"]["content"], "welcome back");
+    assert_eq!(live["s"].as_u64(), Some(seq + replayed.len() as u64 + 2));
+    let metrics = api
+        .http
+        .get(format!("http://{}/metrics", nodes[0].http.unwrap()))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("parlor_chat_sessions_taken_over_total 1"),
+        "{metrics}"
+    );
+    Ok(())
+}
+
 /// A Redis server of the test's own, on a port of its own, so it can be stopped.
 fn private_redis(port: u16) -> Node {
     let node = Node {

@@ -144,7 +144,8 @@ impl ChatState {
         let outgoing = config.outgoing.client(Duration::from_secs(5));
         let (bus, id_node) = match &config.bus {
             Some(b) => {
-                let bus = service::bus::Bus::start(b)
+                let retention = config.hub.session_timeout;
+                let bus = service::bus::Bus::start(b, hub.clone(), retention)
                     .await
                     .map_err(|e| store::StoreError::Files(format!("chat bus: {e}")))?;
                 let node = service::bus::claim_id_node(b)
@@ -191,16 +192,12 @@ impl ChatState {
     /// every chat node.
     pub fn dispatch(&self, audience: hub::Audience, ev: impl Into<hub::Event>) {
         let ev = ev.into();
-        self.hub.publish(&audience, &ev);
-        if let Some(bus) = &self.bus
-            && !matches!(audience, hub::Audience::Session(_))
-        {
-            self.metrics.bus_out.inc();
-            bus.send(service::bus::BusMsg::Dispatch {
-                audience,
-                kind: ev.kind,
-                data: ev.data.to_string(),
-            });
+        match &self.bus {
+            Some(bus) if !matches!(audience, hub::Audience::Session(_)) => {
+                self.metrics.bus_out.inc();
+                bus.dispatch(audience, ev);
+            }
+            _ => self.hub.publish(&audience, &ev),
         }
     }
 

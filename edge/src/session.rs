@@ -150,6 +150,23 @@ impl Outbox {
         }
     }
 
+    /// A session taken over from a process that is gone, attached to its first
+    /// connection here: its client has every frame up to `after`, so numbering goes on
+    /// from there and nothing below can be resumed.
+    pub fn continuing(limits: OutboxLimits, after: u64) -> Outbox {
+        Outbox {
+            limits,
+            state: Mutex::new(State {
+                attached: true,
+                generation: 1,
+                seq: after,
+                floor: after,
+                ..State::default()
+            }),
+            wake: Notify::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Held for queue operations only, never across an await.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -274,6 +291,17 @@ impl Outbox {
             s.attached = false;
             s.detached_at = Some(Instant::now());
         }
+    }
+
+    /// The session went on elsewhere: the connection writing it stops with
+    /// [`Next::Replaced`].
+    pub fn replace(&self) {
+        let mut s = self.lock();
+        s.generation += 1;
+        s.attached = false;
+        drop(s);
+        self.wake.notify_waiters();
+        self.wake.notify_one();
     }
 
     /// Ends the session: the connection writing it stops with [`Next::Ended`].
@@ -426,6 +454,22 @@ mod tests {
         assert!(matches!(o.take(1), Next::Ended));
         assert_eq!(o.resume(0), Err(ResumeError::Invalid));
         assert_eq!(push(&o, false, "m"), None);
+    }
+
+    #[test]
+    fn a_continued_session_numbers_on_from_where_its_client_was() {
+        let o = Outbox::continuing(
+            OutboxLimits {
+                replay: 8,
+                shed_after: 8,
+                number_ephemeral: true,
+            },
+            41,
+        );
+        assert_eq!(push(&o, false, "a"), Some(42));
+        assert_eq!(texts(o.take(1)), ["a42"]);
+        assert_eq!(o.resume(40).unwrap_err(), ResumeError::TooOld);
+        assert_eq!(o.resume(41).unwrap().1, 1);
     }
 
     #[test]

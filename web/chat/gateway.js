@@ -41,6 +41,8 @@ export class Gateway {
     this.sessionId = null;
     /** The `s` of the last event processed. */
     this.seq = 0;
+    /** @type {string | null} The `p` (cluster stream position) of the last event that had one. */
+    this.position = null;
     this.heartbeat = new Heartbeat();
     /** @type {ReturnType<typeof setTimeout> | null} */
     this.retryTimer = null;
@@ -72,6 +74,7 @@ export class Gateway {
     }
     this.sessionId = null;
     this.seq = 0;
+    this.position = null;
     this.#setState("idle");
   }
 
@@ -142,7 +145,11 @@ export class Gateway {
         this.#startHeartbeat(ws, frame.d?.heartbeat_interval_ms);
         if (this.sessionId) {
           this.#setState("resuming");
-          sendFrame(ws, { op: "resume", d: { token, session_id: this.sessionId, seq: this.seq } });
+          // `position` lets another chat node of a cluster take the session over.
+          sendFrame(ws, {
+            op: "resume",
+            d: { token, session_id: this.sessionId, seq: this.seq, position: this.position },
+          });
         } else {
           this.#identify(ws, token);
         }
@@ -156,6 +163,7 @@ export class Gateway {
         this.stats.invalidSessions += 1;
         this.sessionId = null;
         this.seq = 0;
+        this.position = null;
         this.#identify(ws, token);
         break;
       case "dispatch":
@@ -184,6 +192,7 @@ export class Gateway {
     if (frame.t === "ready") {
       this.sessionId = frame.d.session_id;
       this.seq = frame.s ?? 1;
+      this.position = frame.p ?? null;
       const catchUp = this.hadReady;
       this.hadReady = true;
       this.attempt = 0;
@@ -197,6 +206,7 @@ export class Gateway {
         return;
       }
       this.seq = frame.s;
+      if (typeof frame.p === "string") this.position = frame.p;
     }
     if (frame.t === "resumed") {
       this.stats.resumes += 1;

@@ -55,6 +55,7 @@ enum ClientFrame {
         token: String,
         session_id: String,
         seq: u64,
+        position: Option<String>,
     },
     Heartbeat,
 }
@@ -76,6 +77,9 @@ struct ResumeData {
     token: String,
     session_id: String,
     seq: u64,
+    /// The last `p` the client saw: lets another node of a cluster take the session over.
+    #[serde(default)]
+    position: Option<String>,
 }
 
 impl ClientFrame {
@@ -93,6 +97,7 @@ impl ClientFrame {
                     token: d.token,
                     session_id: d.session_id,
                     seq: d.seq,
+                    position: d.position,
                 })
             }
             "heartbeat" => Ok(ClientFrame::Heartbeat),
@@ -199,16 +204,15 @@ async fn run(state: ChatState, socket: WebSocket) {
                 token,
                 session_id,
                 seq,
+                position,
             }) => {
-                let Ok(crate::routes::api::Caller { user_id: user, .. }) =
-                    token_user(&state, &token).await
-                else {
+                let Ok(caller) = token_user(&state, &token).await else {
                     break Err(End::Close(
                         CloseCode::AuthenticationFailed,
                         "the access token is not valid",
                     ));
                 };
-                match state.hub.resume(&session_id, user, seq) {
+                match resume(&state, caller, &session_id, seq, position.as_deref()).await {
                     Ok(s) => {
                         // After the replayed events, in the same sequence.
                         state.hub.publish(
@@ -377,6 +381,39 @@ async fn token_user(
     }
 }
 
+/// Attaches to the session here, or takes it over from another node of the cluster
+/// (one that died, or that the client left) when the client says the last stream
+/// position it saw.
+async fn resume(
+    state: &ChatState,
+    caller: crate::routes::api::Caller,
+    session_id: &str,
+    seq: u64,
+    position: Option<&str>,
+) -> Result<(Arc<Session>, u64), ResumeError> {
+    let local = state.hub.resume(session_id, caller.user_id, seq);
+    let (Err(ResumeError::Invalid), Some(bus), Some(position)) = (&local, &state.bus, position)
+    else {
+        return local;
+    };
+    if state.hub.has(session_id) {
+        return local;
+    }
+    let visible = crate::service::visibility::visible_to(state, caller.user_id)
+        .await
+        .map_err(|_| ResumeError::Invalid)?;
+    let session = state.hub.detached_session(
+        session_id.to_owned(),
+        caller.user_id,
+        caller.session,
+        visible,
+        Some(seq),
+    );
+    bus.adopt(session.clone(), caller.user_id, position).await?;
+    state.metrics.resumed_elsewhere.inc();
+    Ok((session, 1))
+}
+
 /// Checks the token, opens a session and queues ready.
 async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64), End> {
     let Ok(crate::routes::api::Caller {
@@ -429,6 +466,13 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         .map(crate::service::views::SettingView::from)
         .collect();
     let session_id = auth::random_token();
+    let position = match &state.bus {
+        Some(bus) => {
+            bus.record_session(&session_id, user_id).await;
+            bus.position()
+        }
+        None => None,
+    };
     let (session, generation) = state
         .hub
         .open(session_id.clone(), user_id, auth.clone(), visible);
@@ -446,10 +490,11 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         read_states,
         notification_settings,
     };
-    state.hub.publish(
-        &Audience::Session(session.id.clone()),
-        &Event::from(Dispatch::Ready(&ready)),
-    );
+    let mut ev = Event::from(Dispatch::Ready(&ready));
+    ev.position = position;
+    state
+        .hub
+        .publish(&Audience::Session(session.id.clone()), &ev);
     if !was_online {
         crate::service::presence::presence(&state.hub, user_id, &guild_ids, "online");
     }

@@ -59,6 +59,9 @@ pub struct Event {
     pub data: Arc<str>,
     /// Typing and presence: dropped first for slow consumers, never replayed.
     pub ephemeral: bool,
+    /// Its entry in the cluster's event stream (`p` in the frame), when it came through
+    /// one: a client resuming on another node says the last it saw.
+    pub position: Option<Arc<str>>,
 }
 
 impl Event {
@@ -69,24 +72,34 @@ impl Event {
                 .unwrap_or_else(|_| "null".into())
                 .into(),
             ephemeral: kind.is_ephemeral(),
+            position: None,
         }
     }
 
     /// An event whose `d` is already JSON (from another node).
-    pub fn raw(kind: EventKind, data: Arc<str>) -> Event {
+    pub fn raw(kind: EventKind, data: Arc<str>, position: Option<Arc<str>>) -> Event {
         Event {
             kind,
             data,
             ephemeral: kind.is_ephemeral(),
+            position,
         }
     }
 
     fn frame(&self, seq: u64) -> String {
-        format!(
-            "{{\"op\":\"dispatch\",\"t\":\"{}\",\"s\":{seq},\"d\":{}}}",
-            self.kind.as_str(),
-            self.data
-        )
+        // Positions are stream ids (`<ms>-<n>`): nothing in them needs escaping.
+        match &self.position {
+            Some(p) => format!(
+                "{{\"op\":\"dispatch\",\"t\":\"{}\",\"s\":{seq},\"p\":\"{p}\",\"d\":{}}}",
+                self.kind.as_str(),
+                self.data
+            ),
+            None => format!(
+                "{{\"op\":\"dispatch\",\"t\":\"{}\",\"s\":{seq},\"d\":{}}}",
+                self.kind.as_str(),
+                self.data
+            ),
+        }
     }
 }
 
@@ -194,25 +207,71 @@ impl Hub {
         auth: Option<String>,
         visible: HashMap<GuildId, HashSet<ChannelId>>,
     ) -> (Arc<Session>, u64) {
-        let guilds: Vec<GuildId> = visible.keys().copied().collect();
-        let session = Arc::new(Session {
-            id: id.clone(),
+        let session = self.detached_session(id, user_id, auth, visible, None);
+        self.register(session.clone());
+        (session, 1)
+    }
+
+    fn outbox_limits(&self) -> OutboxLimits {
+        OutboxLimits {
+            replay: self.limits.replay,
+            shed_after: self.limits.shed_after,
+            number_ephemeral: true,
+        }
+    }
+
+    /// A session not yet registered: it receives nothing until [`Hub::register`]. With
+    /// `after`, it goes on from a session of another node whose client has every frame up
+    /// to that number. Its connection has generation 1.
+    pub fn detached_session(
+        &self,
+        id: String,
+        user_id: UserId,
+        auth: Option<String>,
+        visible: HashMap<GuildId, HashSet<ChannelId>>,
+        after: Option<u64>,
+    ) -> Arc<Session> {
+        let limits = self.outbox_limits();
+        Arc::new(Session {
+            id,
             user_id,
             auth,
             visible: Mutex::new(visible),
-            outbox: Outbox::new(OutboxLimits {
-                replay: self.limits.replay,
-                shed_after: self.limits.shed_after,
-                number_ephemeral: true,
-            }),
-        });
+            outbox: match after {
+                Some(seq) => Outbox::continuing(limits, seq),
+                None => Outbox::new(limits),
+            },
+        })
+    }
+
+    /// Whether a session is registered here.
+    pub fn has(&self, id: &str) -> bool {
+        read(&self.reg).sessions.contains_key(id)
+    }
+
+    /// Routes events to a session from now on.
+    pub fn register(&self, session: Arc<Session>) {
+        let id = session.id.clone();
+        let user_id = session.user_id;
+        let guilds = session.guilds();
         let mut reg = write(&self.reg);
         for g in guilds {
             reg.by_guild.entry(g).or_default().insert(id.clone());
         }
         reg.by_user.entry(user_id).or_default().insert(id.clone());
-        reg.sessions.insert(id, session.clone());
-        (session, 1)
+        if let Some(old) = reg.sessions.insert(id, session) {
+            old.outbox.end();
+        }
+    }
+
+    /// The session moved to another node: its connection here, if any, is told so
+    /// ([`Next::Replaced`]) and it is forgotten.
+    pub fn moved_away(&self, id: &str) {
+        let mut reg = write(&self.reg);
+        if let Some(s) = reg.sessions.get(id).cloned() {
+            drop_session(&mut reg, id);
+            s.outbox.replace();
+        }
     }
 
     /// Attaches a new connection to a detached (or dying) session, to write every event
@@ -308,6 +367,35 @@ impl Hub {
 
     pub fn session_count(&self) -> usize {
         read(&self.reg).sessions.len()
+    }
+
+    /// Sends an event to one unregistered session, if it is in the audience.
+    pub fn publish_to(session: &Session, audience: &Audience, ev: &Event) {
+        match audience {
+            Audience::Channel {
+                guild_id,
+                channel_id,
+            } => {
+                if lock(&session.visible).contains_key(guild_id) {
+                    session.push(ev, Some((*guild_id, *channel_id)));
+                }
+            }
+            Audience::Guild(g) => {
+                if lock(&session.visible).contains_key(g) {
+                    session.push(ev, None);
+                }
+            }
+            Audience::Users(users) => {
+                if users.contains(&session.user_id) {
+                    session.push(ev, None);
+                }
+            }
+            Audience::Session(id) => {
+                if *id == session.id {
+                    session.push(ev, None);
+                }
+            }
+        }
     }
 
     /// Sends an event to its audience.

@@ -12,6 +12,8 @@ pub struct ChatMetrics {
     /// Messages sent to and received from other chat nodes on the bus.
     pub bus_out: IntCounter,
     pub bus_in: IntCounter,
+    /// Gateway sessions this node took over from another (`resume` with a position).
+    pub resumed_elsewhere: IntCounter,
 }
 
 impl ChatMetrics {
@@ -40,6 +42,10 @@ impl ChatMetrics {
             bus_in: counter(
                 "parlor_chat_bus_received_total",
                 "Messages received from the other chat nodes",
+            ),
+            resumed_elsewhere: counter(
+                "parlor_chat_sessions_taken_over_total",
+                "Gateway sessions resumed here that another chat node held",
             ),
             registry,
         }

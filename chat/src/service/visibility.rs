@@ -3,10 +3,31 @@
 
 use crate::ChatState;
 use crate::error::ChatError;
-use crate::model::GuildId;
+use std::collections::{HashMap, HashSet};
+
+use crate::model::{ChannelId, GuildId, UserId};
 use crate::service::dispatch::Dispatch;
 use crate::service::hub::Audience;
 use crate::service::views::ChannelView;
+
+/// The channels a user may read now, per guild the user is in.
+pub async fn visible_to(
+    state: &ChatState,
+    user: UserId,
+) -> Result<HashMap<GuildId, HashSet<ChannelId>>, ChatError> {
+    let mut out = HashMap::new();
+    for g in state.store.user_guilds(user).await? {
+        if let Some(v) = state
+            .store
+            .guild_access(g)
+            .await?
+            .and_then(|a| a.visible(user))
+        {
+            out.insert(g, v);
+        }
+    }
+    Ok(out)
+}
 
 /// After a change to channels, roles, overwrites or members: recomputes what each
 /// connected member of the guild can see, so events keep reaching exactly those who may
