@@ -860,6 +860,219 @@ fn private_redis(port: u16) -> Node {
     panic!("redis-server did not start on {port}");
 }
 
+/// A Postgres server of the test's own (`initdb` in a temporary directory, as the
+/// `postgres` user when the tests run as root), stopped and started with `pg_ctl`.
+struct PrivatePostgres {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    fn run(&self, tool: &str, args: &[&str]) -> bool {
+        let exe = self.bin.join(tool);
+        // Postgres refuses to run as root.
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut cmd = if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        cmd.args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn new(port: u16) -> PrivatePostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("Postgres is installed under /usr/lib/postgresql")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .find(|b| b.join("pg_ctl").exists())
+            .expect("pg_ctl under /usr/lib/postgresql/*/bin");
+        let dir = std::env::temp_dir().join(format!("parlor-pg-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = Command::new("chown")
+            .args(["postgres:postgres", dir.to_str().unwrap()])
+            .status();
+        let pg = PrivatePostgres { dir, bin, port };
+        let data = pg.dir.join("data");
+        assert!(
+            pg.run(
+                "initdb",
+                &[
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres"
+                ]
+            ),
+            "initdb"
+        );
+        pg.start();
+        pg
+    }
+
+    fn start(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("log");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        assert!(
+            self.run(
+                "pg_ctl",
+                &[
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-l",
+                    log.to_str().unwrap(),
+                    "-o",
+                    &opts,
+                    "-w",
+                    "start"
+                ]
+            ),
+            "pg_ctl start"
+        );
+    }
+
+    fn stop(&self) {
+        let data = self.dir.join("data");
+        self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Postgres stops and comes back under a chat node: meanwhile requests that need it fail
+/// fast with 503 `database_unavailable` and `/readyz` says 503 (while `/healthz` stays
+/// 200, so the node is not restarted); once it is back, the same process stores and
+/// delivers messages again, and nothing stored before is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_rides_out_a_postgres_restart() -> anyhow::Result<()> {
+    let port = 20_000 + (rand::random::<u16>() % 20_000);
+    let pg = PrivatePostgres::new(port);
+    let cluster = cluster_name();
+    let node = chat(&cluster, "chat-pg", "127.0.0.31", &pg.url());
+    let base = format!("http://{}", node.http.unwrap());
+    let api = Api {
+        http: reqwest::Client::new(),
+    };
+    let alice = api.register(&node, "alice").await;
+    let g = api
+        .post(
+            &node,
+            "/api/v1/guilds",
+            Some(&alice),
+            serde_json::json!({"name": "g"}),
+        )
+        .await;
+    let msgs = format!("/api/v1/channels/{}/messages", general_of(&g));
+    api.post(
+        &node,
+        &msgs,
+        Some(&alice),
+        serde_json::json!({"content": "before"}),
+    )
+    .await;
+    let (mut ws, _) = gateway(&node, &alice).await;
+
+    pg.stop();
+    let t = Instant::now();
+    let (st, body) = api
+        .call(
+            reqwest::Method::POST,
+            &node,
+            &msgs,
+            Some(&alice),
+            serde_json::json!({"content": "lost to the outage"}),
+        )
+        .await;
+    assert_eq!(st, 503, "{body}");
+    assert_eq!(body["code"], "database_unavailable", "{body}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let status = |path: &'static str| {
+        let (http, base) = (api.http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status("/readyz").await, 503);
+    assert_eq!(status("/healthz").await, 200);
+
+    pg.start();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (st, body) = api
+            .call(
+                reqwest::Method::POST,
+                &node,
+                &msgs,
+                Some(&alice),
+                serde_json::json!({"content": "after"}),
+            )
+            .await;
+        if st == 201 {
+            break;
+        }
+        assert_eq!(body["code"], "database_unavailable", "{st} {body}");
+        assert!(Instant::now() < deadline, "chat did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status("/readyz").await, 200);
+    let live = dispatch(&mut ws, "message_create").await;
+    assert_eq!(live["d"]["content"], "after");
+    let stored = api.get(&node, &format!("{msgs}?limit=10"), &alice).await;
+    let contents: Vec<&str> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["after", "before"]);
+    Ok(())
+}
+
 /// Redis stops and comes back, empty, while SFU, signaling and chat nodes run:
 /// - new joins fail with `unavailable` meanwhile, and chat still stores messages;
 /// - once Redis is back, the SFU node is in the registry again, joins succeed, and chat

@@ -53,6 +53,11 @@ impl From<StoreError> for ChatError {
             StoreError::Conflict => {
                 ChatError::new(StatusCode::CONFLICT, "conflict", "already exists")
             }
+            e if e.is_unavailable() => ChatError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is not answering; try again shortly",
+            ),
             StoreError::Db(e) => ChatError::Internal(e.to_string()),
             StoreError::Files(e) => ChatError::Internal(e),
         }

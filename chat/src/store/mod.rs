@@ -15,6 +15,8 @@ pub mod reads;
 pub mod search;
 
 use crate::model::UserId;
+use std::time::Duration;
+
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
@@ -37,6 +39,27 @@ impl StoreError {
             return StoreError::Conflict;
         }
         StoreError::Db(e)
+    }
+
+    /// Whether the database could not be reached (down, restarting, or every connection
+    /// busy for too long), as opposed to refusing the request: worth retrying shortly.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Db(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // Class 08: connection exceptions; 57P01-57P03: the server is shutting down
+            // or starting.
+            sqlx::Error::Database(d) => d
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+            _ => false,
+        }
     }
 }
 
@@ -136,6 +159,13 @@ impl Store {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            // A Postgres that is down fails requests in seconds (503), not after the
+            // default 30 s; SQLite's writers may queue longer.
+            .acquire_timeout(Duration::from_secs(if backend == Backend::Sqlite {
+                30
+            } else {
+                3
+            }))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
