@@ -188,6 +188,7 @@ async fn signaling_async(a: SignalingArgs) -> anyhow::Result<()> {
     let metrics = prometheus::Registry::new();
     let mut config = parlor_signaling::Config::new(key);
     config.guest_tokens = a.guest_tokens;
+    config.drain_reason = parlor_proto::control::CloseReason::Moved;
     let state = parlor_signaling::AppState::new(
         config,
         Arc::new(sfu),

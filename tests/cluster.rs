@@ -1259,20 +1259,123 @@ async fn redis_knows_who_is_connected_where() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Both chat nodes restarted in turn (SIGTERM, then started again) while a client keeps
-/// posting, each post going to whichever node is up: every message the server
-/// acknowledged is stored exactly once, and the channel's history holds them in the order
-/// they were acknowledged.
+/// A gateway client of one user that reads every `message_create` until one says
+/// `the end`, resuming its session on whichever chat node answers whenever its
+/// connection drops (`addrs` is kept current by the test). Returns the contents in the
+/// order received and how many times it resumed on another node.
+async fn resuming_reader(
+    addrs: std::sync::Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+    token: String,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> (Vec<String>, u32) {
+    let mut ready = Some(ready);
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = |i: usize| format!("ws://{}/api/v1/gateway", addrs.lock().unwrap()[i % 2]);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url(0)).await.unwrap();
+    let _hello = next_json(&mut ws).await;
+    send_json(
+        &mut ws,
+        serde_json::json!({"op": "identify", "d": {"token": token}}),
+    )
+    .await;
+    let (mut node, mut resumes) = (0usize, 0u32);
+    let (mut session, mut seq, mut position) = (String::new(), 0u64, String::new());
+    let mut got = Vec::new();
+    let mut beat = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        let frame = tokio::select! {
+            f = tokio::time::timeout(Duration::from_secs(5), ws.next()) => f,
+            _ = beat.tick() => {
+                let _ = ws.send(Message::text(r#"{"op":"heartbeat"}"#)).await;
+                continue;
+            }
+        };
+        let text = match frame {
+            Ok(Some(Ok(Message::Text(t)))) => t.to_string(),
+            Ok(Some(Ok(_))) => continue,
+            // Closed, failed or silent: resume on the other node (or this one restarted).
+            _ => {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                ws = loop {
+                    assert!(Instant::now() < deadline, "no chat node took the session");
+                    node += 1;
+                    let Ok((mut w, _)) = tokio_tungstenite::connect_async(url(node)).await else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    let _hello = next_json(&mut w).await;
+                    send_json(
+                        &mut w,
+                        serde_json::json!({"op": "resume", "d": {
+                            "token": token, "session_id": session, "seq": seq,
+                            "position": position,
+                        }}),
+                    )
+                    .await;
+                    break w;
+                };
+                resumes += 1;
+                continue;
+            }
+        };
+        let f: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_ne!(f["op"], "invalid_session", "the resume was refused: {f}");
+        if f["op"] != "dispatch" {
+            continue;
+        }
+        if f["t"] == "ready" {
+            session = f["d"]["session_id"].as_str().unwrap().to_owned();
+            if let Some(r) = ready.take() {
+                let _ = r.send(());
+            }
+        }
+        let s = f["s"].as_u64().unwrap();
+        assert!(s > seq, "frame {s} after {seq}: {f}");
+        seq = s;
+        if let Some(p) = f["p"].as_str() {
+            position = p.to_owned();
+        }
+        if f["t"] == "message_create" {
+            let content = f["d"]["content"].as_str().unwrap().to_owned();
+            if content == "the end" {
+                return (got, resumes);
+            }
+            got.push(content);
+        }
+    }
+}
+
+/// Every node of a cluster restarted in turn (SIGTERM, wait for the exit, start a new
+/// process) during a call and a chat conversation: both signaling nodes, both SFU nodes,
+/// both chat nodes.
+/// - The call: each time, the participants of the stopping node are told to move, join
+///   again through the other node, and media flows between them again.
+/// - The conversation: a client keeps posting to whichever chat node is up; every
+///   acknowledged message is stored exactly once, in acknowledgement order; and a reader
+///   on the gateway, resuming its one session across nodes, receives every stored
+///   message exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rolling_restart_of_chat_nodes_drops_no_message() -> anyhow::Result<()> {
+async fn a_rolling_restart_of_every_node_drops_nothing() -> anyhow::Result<()> {
     use std::sync::{Arc, Mutex};
     let cluster = cluster_name();
+    let reg = registry(&cluster).await;
     let url = database(&format!("parlor_{cluster}")).await;
     let ips = ["127.0.0.27", "127.0.0.28"];
     let mut nodes: Vec<Node> = Vec::new();
     for (i, ip) in ips.iter().enumerate() {
         nodes.push(chat(&cluster, &format!("chat-k{i}"), ip, &url));
     }
+    let sfu_ips = ["127.0.0.32", "127.0.0.33"];
+    let mut sfus: Vec<Node> = (0..2)
+        .map(|i| sfu(&cluster, &format!("sfu-k{i}"), sfu_ips[i], 1000))
+        .collect();
+    let sig_ips = ["127.0.0.34", "127.0.0.35"];
+    let mut sigs: Vec<Node> = (0..2)
+        .map(|i| signaling(&cluster, &format!("sig-k{i}"), sig_ips[i]))
+        .collect();
+    wait_nodes(&reg, &["sfu-k0", "sfu-k1"]).await;
+
     let api = Api {
         http: reqwest::Client::new(),
     };
@@ -1289,6 +1392,9 @@ async fn a_rolling_restart_of_chat_nodes_drops_no_message() -> anyhow::Result<()
     let addrs: Arc<Mutex<Vec<SocketAddr>>> =
         Arc::new(Mutex::new(nodes.iter().map(|n| n.http.unwrap()).collect()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ready, reading) = tokio::sync::oneshot::channel();
+    let reader = tokio::spawn(resuming_reader(addrs.clone(), alice.clone(), ready));
+    reading.await?;
 
     let writer = {
         let (addrs, stop, token, path) = (addrs.clone(), stop.clone(), alice.clone(), msgs.clone());
@@ -1317,10 +1423,62 @@ async fn a_rolling_restart_of_chat_nodes_drops_no_message() -> anyhow::Result<()
                     // Not acknowledged (the node is going or gone): not counted.
                     _ => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             acked
         })
     };
+
+    // The call: alice publishes through signaling node 0, bob receives through node 1.
+    let room = "everything";
+    let (mut a, mut b) = call(room, &sigs[0], &sigs[1]).await?;
+    let mut on = [0usize, 1usize]; // the signaling node of alice and of bob
+    for i in 0..2 {
+        sigs[i].terminate();
+        let other = 1 - i;
+        if on[0] == i {
+            let e = a.wait_event("shutdown").await?;
+            assert_eq!(e.to_json()["d"]["reason"], "moved", "{}", e.to_json());
+            a = Client::join_at(sigs[other].http.unwrap(), &token(room, "alice", None)).await?;
+            let r = a.publish(&["microphone", "camera"]).await?;
+            assert_eq!(r.msg_op(), "answer", "{}", r.to_json());
+            on[0] = other;
+        }
+        if on[1] == i {
+            let e = b.wait_event("shutdown").await?;
+            assert_eq!(e.to_json()["d"]["reason"], "moved", "{}", e.to_json());
+            b = Client::join_at(sigs[other].http.unwrap(), &token(room, "bob", None)).await?;
+            on[1] = other;
+        }
+        let before = packets_from(&b.counts(), "alice");
+        b.wait_media("bob receives alice again after a signaling restart", |t| {
+            packets_from(t, "alice") > before + 20
+        })
+        .await?;
+        assert!(
+            sigs[i].exits_within(Duration::from_secs(15)),
+            "signaling node {i} stops on SIGTERM"
+        );
+        let (c, ip) = (cluster.clone(), sig_ips[i]);
+        sigs[i] =
+            tokio::task::spawn_blocking(move || signaling(&c, &format!("sig-k{i}"), ip)).await?;
+    }
+    for _ in 0..2 {
+        let host = reg.placement(room).await?.expect("the call is placed");
+        let i = if host == "sfu-k0" { 0 } else { 1 };
+        sfus[i].terminate();
+        told_to_move(&mut a).await?;
+        told_to_move(&mut b).await?;
+        (a, b) = call(room, &sigs[0], &sigs[1]).await?;
+        assert!(
+            sfus[i].exits_within(Duration::from_secs(15)),
+            "SFU node {i} stops on SIGTERM"
+        );
+        let (c, ip) = (cluster.clone(), sfu_ips[i]);
+        sfus[i] =
+            tokio::task::spawn_blocking(move || sfu(&c, &format!("sfu-k{i}"), ip, 1000)).await?;
+        wait_nodes(&reg, &["sfu-k0", "sfu-k1"]).await;
+    }
 
     for (i, ip) in ips.iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -1343,6 +1501,14 @@ async fn a_rolling_restart_of_chat_nodes_drops_no_message() -> anyhow::Result<()
         "the client kept posting: {} acknowledged",
         acked.len()
     );
+    api.post(
+        &nodes[0],
+        &msgs,
+        Some(&alice),
+        serde_json::json!({"content": "the end"}),
+    )
+    .await;
+    let (received, resumes) = tokio::time::timeout(Duration::from_secs(30), reader).await??;
 
     // The whole history, oldest first, through the restarted nodes.
     let mut history: Vec<(String, String)> = Vec::new();
@@ -1372,6 +1538,7 @@ async fn a_rolling_restart_of_chat_nodes_drops_no_message() -> anyhow::Result<()
         after = items.last().unwrap().0.clone();
         history.extend(items);
     }
+    history.retain(|(_, c)| c != "the end");
     // Each acknowledged message is there, once, and in the order acknowledged. (A post
     // whose node went down after storing it but before answering may be stored without
     // having been acknowledged; that is not a loss.)
@@ -1390,10 +1557,19 @@ async fn a_rolling_restart_of_chat_nodes_drops_no_message() -> anyhow::Result<()
     contents.sort_unstable();
     contents.dedup();
     assert_eq!(contents.len(), total, "a message is stored twice");
+    // The reader got every stored message once, across its resumes.
+    let mut got = received.clone();
+    got.sort_unstable();
+    let n = got.len();
+    got.dedup();
+    assert_eq!(got.len(), n, "the reader got a message twice: {received:?}");
+    assert_eq!(got, contents, "the reader's messages are the stored ones");
+    assert!(resumes >= 2, "the reader resumed across nodes ({resumes})");
     eprintln!(
-        "rolling restart: {} acknowledged, {} stored",
+        "rolling restart: {} acknowledged, {} stored, {} received by a reader that resumed {resumes} times",
         acked.len(),
-        history.len()
+        history.len(),
+        received.len()
     );
     Ok(())
 }

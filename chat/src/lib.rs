@@ -324,13 +324,19 @@ pub async fn run(
     state: ChatState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let bus = state.bus.clone();
     axum::serve(
         listener,
         parlor_edge::with_request_spans(router(state.clone()).merge(routes::ops::router(state)))
             .into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await?;
+    // Requests are done: their events go out before the process does.
+    if let Some(bus) = bus {
+        let _ = tokio::time::timeout(Duration::from_secs(5), bus.flush()).await;
+    }
+    Ok(())
 }
 
 pub fn now_ms() -> i64 {

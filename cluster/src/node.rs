@@ -167,8 +167,23 @@ impl NodeServer {
                     return Answer::Error(SfuError::Unavailable);
                 }
                 let room = req.room.clone();
-                self.sfu.join(req).await.map(|(joined, events)| {
-                    *lock(&self.rooms).entry(room.clone()).or_default() += 1;
+                // Counted from now, so that the room's placement is not released while
+                // this join is on its way.
+                *lock(&self.rooms).entry(room.clone()).or_default() += 1;
+                let joined = self.sfu.join(req).await;
+                if joined.is_err() {
+                    let mut rooms = lock(&self.rooms);
+                    let n = rooms.entry(room.clone()).or_default();
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        rooms.remove(&room);
+                    }
+                }
+                let moved = match &joined {
+                    Ok(_) => self.placed_elsewhere(&room).await,
+                    Err(_) => false,
+                };
+                joined.map(|(joined, events)| {
                     let key = joined.handle.key;
                     lock(&self.members).insert(
                         key,
@@ -179,6 +194,10 @@ impl NodeServer {
                         },
                     );
                     tokio::spawn(self.clone().forward(events, events_to, route, key, room));
+                    if moved {
+                        let (sfu, handle) = (self.sfu.clone(), joined.handle.clone());
+                        tokio::spawn(async move { sfu.leave(&handle, CloseReason::Moved).await });
+                    }
                     Answer::Joined(joined)
                 })
             }
@@ -194,6 +213,24 @@ impl NodeServer {
             Call::CheckOffer { sdp } => self.sfu.check_offer(&sdp).await.map(|()| Answer::Done),
         };
         result.unwrap_or_else(Answer::Error)
+    }
+
+    /// After a join here: whether the room has meanwhile been placed on another node (its
+    /// placement was released here as the room emptied, and another join placed it
+    /// anew). The participant is then told to move, so the room does not split. If the
+    /// placement is gone, this node claims it back.
+    async fn placed_elsewhere(&self, room: &RoomId) -> bool {
+        match self.registry.claim(room.as_str(), &self.id()).await {
+            Ok(owner) if owner != self.id() => {
+                warn!(room = %room, %owner, "the room is placed on another node; moving the participant");
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                warn!(error = %e, room = %room, "could not confirm the room's placement");
+                false
+            }
+        }
     }
 
     /// Publishes a participant's events to its signaling node until it leaves; the room's

@@ -230,6 +230,17 @@ impl Registry {
         Err(RegistryError::NoNodes)
     }
 
+    /// Places `room` on `node` unless it is placed already; the node it is on now.
+    pub async fn claim(&self, room: &str, node: &str) -> Result<String, RegistryError> {
+        let mut c = self.redis.clone();
+        Ok(redis::Script::new(PLACE)
+            .key(self.room_key(room))
+            .arg("")
+            .arg(node)
+            .invoke_async(&mut c)
+            .await?)
+    }
+
     /// Records that these participants are in these rooms through signaling node `node`,
     /// until `ttl` from now unless refreshed.
     pub async fn connected(

@@ -191,8 +191,9 @@ impl Connection {
 
     /// The server drains: tells the client, and leaves the room.
     async fn shut_down(&mut self) -> Step {
+        let reason = self.state.config.drain_reason;
         let msg = ServerMessage::Shutdown(Shutdown {
-            reason: "server_shutdown".into(),
+            reason: reason.as_str().into(),
         });
         match self.session.clone() {
             Some(s) => {
@@ -204,7 +205,7 @@ impl Connection {
             }
             None => self.direct_frame(None, msg),
         }
-        self.end_session(CloseReason::ServerShutdown).await;
+        self.end_session(reason).await;
         Step::Close(CloseCode::GoingAway, "server shutting down")
     }
 

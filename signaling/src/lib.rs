@@ -45,6 +45,10 @@ pub struct Config {
     pub resume_window: Duration,
     /// How long a new connection may take to identify.
     pub identify_timeout: Duration,
+    /// What clients are told when this node stops: `server_shutdown` for a lone server,
+    /// `moved` on a cluster, where joining again through the same address lands on
+    /// another signaling node.
+    pub drain_reason: CloseReason,
 }
 
 impl Config {
@@ -56,6 +60,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(10),
             resume_window: Duration::from_secs(60),
             identify_timeout: Duration::from_secs(10),
+            drain_reason: CloseReason::ServerShutdown,
         }
     }
 }
@@ -194,9 +199,15 @@ pub async fn run(
         })
         .await;
     reaper.abort();
+    // Upgraded WebSockets outlive the server: give each a moment to tell its client why it
+    // closes (`shutdown`), or the process would exit under them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while state.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for s in state.sessions.all() {
         if let Some(h) = s.set_handle(None) {
-            state.sfu.leave(&h, CloseReason::ServerShutdown).await;
+            state.sfu.leave(&h, state.config.drain_reason).await;
         }
     }
     result

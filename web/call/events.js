@@ -3,7 +3,7 @@
 // server offers, and the server ending or disturbing our membership.
 
 import { ParlorError } from "../shared/errors.js";
-import { addParticipant, fail, forgetRemoteTrack, rejoinRoom, removeParticipant, teardown } from "./session.js";
+import { addParticipant, fail, forgetRemoteTrack, rejoinRoom, removeParticipant, restartSession, teardown } from "./session.js";
 import { setState, showError } from "./state.js";
 import { render } from "./tiles.js";
 
@@ -58,7 +58,10 @@ export function onEvent(call, frame) {
       setState(call, "left");
       break;
     case "shutdown":
-      fail(call, new ParlorError("shutdown", `The server is shutting down${d.reason ? ` (${d.reason})` : ""}. Try joining again in a moment.`));
+      // On a cluster, a draining signaling node says `moved`: the same address reaches
+      // another node, so start a new session there at once.
+      if (d.reason === "moved") restartSession(call, new ParlorError("moved", "The signaling node is restarting."));
+      else fail(call, new ParlorError("shutdown", `The server is shutting down${d.reason ? ` (${d.reason})` : ""}. Try joining again in a moment.`));
       break;
     case "error":
       if (d.code === "replaced") {

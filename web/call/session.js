@@ -302,7 +302,7 @@ export function teardown(call, { keepDevices = false, keepSignal = false } = {})
  * @param {Call} call
  * @param {any} reason
  */
-async function restartSession(call, reason) {
+export async function restartSession(call, reason) {
   if (call.state !== "joined" || call.restarting) return;
   call.restarting = true;
   console.warn("parlor: session lost, joining again:", reason?.message);

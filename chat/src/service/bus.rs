@@ -87,10 +87,15 @@ const BATCH: usize = 512;
 /// adopted.
 const BLOCK_MS: u64 = 100;
 
-/// Something to append, and, for a dispatch, what to deliver here if Redis is away.
-struct Outgoing {
-    envelope: Envelope,
-    local: Option<(Audience, Event)>,
+/// What the appending task does next.
+enum Outgoing {
+    /// Appends an entry; for a dispatch, with what to deliver here if Redis is away.
+    Entry {
+        envelope: Envelope,
+        local: Option<(Audience, Event)>,
+    },
+    /// Says when everything sent before has been appended (or given up on).
+    Flush(oneshot::Sender<()>),
 }
 
 /// A session resumed here that another node held, waiting for the stream after `from`.
@@ -179,7 +184,7 @@ impl Bus {
 
     /// Sends a message to the other nodes, after those sent before it.
     pub fn send(&self, msg: BusMsg) {
-        let _ = self.out.send(Outgoing {
+        let _ = self.out.send(Outgoing::Entry {
             envelope: self.envelope(msg),
             local: None,
         });
@@ -193,10 +198,19 @@ impl Bus {
             kind: ev.kind,
             data: ev.data.to_string(),
         };
-        let _ = self.out.send(Outgoing {
+        let _ = self.out.send(Outgoing::Entry {
             envelope: self.envelope(msg),
             local: Some((audience, ev)),
         });
+    }
+
+    /// Waits until everything sent so far is in the stream (or given up on), so that a
+    /// node stopping cleanly takes no event with it: a message it stored is dispatched.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.out.send(Outgoing::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// The last stream entry handed out to this node's sessions: a session opened now
@@ -271,11 +285,14 @@ async fn append(
     hub: Arc<Hub>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
 ) {
-    while let Some(Outgoing {
-        mut envelope,
-        mut local,
-    }) = rx.recv().await
-    {
+    while let Some(next) = rx.recv().await {
+        let (mut envelope, mut local) = match next {
+            Outgoing::Entry { envelope, local } => (envelope, local),
+            Outgoing::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
         for attempt in 0..5u32 {
             let Ok(text) = serde_json::to_string(&envelope) else {
                 break;
