@@ -125,7 +125,15 @@ async fn sfu_async(a: SfuArgs) -> anyhow::Result<()> {
     };
     let gathered = metrics.clone();
     let forwarded = Arc::new(move || metric_sum(&gathered, "parlor_sfu_rtp_forwarded_total"));
-    let server = NodeServer::new(nats, registry, info, sfu.clone(), Some(forwarded));
+    let cascade: Arc<dyn parlor_sfu::Cascade> = sfu.clone();
+    let server = NodeServer::new(
+        nats,
+        registry,
+        info,
+        sfu.clone(),
+        Some(cascade),
+        Some(forwarded),
+    );
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;
@@ -146,9 +154,10 @@ async fn sfu_async(a: SfuArgs) -> anyhow::Result<()> {
                 }
             }),
         );
+    let ops_addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, ops).await });
     println!(
-        "Parlor SFU node {} is running; media (UDP): {}",
+        "Parlor SFU node {} is running; media (UDP): {}; metrics and probes at http://{ops_addr}",
         a.cluster.node_id,
         media.join(", ")
     );

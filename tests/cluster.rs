@@ -114,6 +114,42 @@ fn signaling(cluster: &str, id: &str, ip: &str) -> Node {
     start(cluster, id, &["signaling", "--listen", &format!("{ip}:0")])
 }
 
+/// An SFU node of a region.
+fn sfu_in(cluster: &str, id: &str, ip: &str, region: &str) -> Node {
+    start(
+        cluster,
+        id,
+        &[
+            "sfu",
+            "--listen",
+            &format!("{ip}:0"),
+            "--media-bind",
+            ip,
+            "--media-port",
+            "0",
+            "--workers",
+            "1",
+            "--region",
+            region,
+        ],
+    )
+}
+
+/// A signaling node of a region: its participants go to SFU nodes of that region.
+fn signaling_in(cluster: &str, id: &str, ip: &str, region: &str) -> Node {
+    start(
+        cluster,
+        id,
+        &[
+            "signaling",
+            "--listen",
+            &format!("{ip}:0"),
+            "--region",
+            region,
+        ],
+    )
+}
+
 fn cluster_name() -> String {
     format!("t{:08x}", rand::random::<u32>())
 }
@@ -331,6 +367,133 @@ async fn a_draining_sfu_node_hands_its_call_over_and_exits() -> anyhow::Result<(
     );
     wait_nodes(&reg, &[other]).await;
     eprintln!("drain: media again on the other node after {moved:?}");
+    Ok(())
+}
+
+/// The median and 95th percentile of how much later each audio packet reached `far`
+/// than `near`, in microseconds (negative: earlier), matched by the frame number the test
+/// publisher writes in it.
+fn added_latency(near: &common::Received, far: &common::Received) -> (i64, i64) {
+    let first: std::collections::HashMap<u64, Instant> = near.stamps.iter().copied().collect();
+    let mut d: Vec<i64> = far
+        .stamps
+        .iter()
+        .filter_map(|(n, t)| {
+            let s = first.get(n)?;
+            Some(if t >= s {
+                t.duration_since(*s).as_micros() as i64
+            } else {
+                -(s.duration_since(*t).as_micros() as i64)
+            })
+        })
+        .collect();
+    assert!(d.len() > 50, "only {} packets matched", d.len());
+    d.sort_unstable();
+    (d[d.len() / 2], d[d.len() * 95 / 100])
+}
+
+/// The value of a gauge on a node's `/metrics`, summed over its series.
+async fn gauge(node: &Node, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", node.http.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A room spans two SFU nodes of two regions. Alice publishes through a west signaling
+/// node and is placed on the west SFU node; bob comes through an east signaling node and
+/// is placed on the east SFU node, which pipes the room's media with the west node. Bob
+/// receives alice's audio and video once relayed, with continuous sequence numbers, and
+/// alice receives bob through the pipe the other way; each sees the other as a
+/// participant. When bob leaves, the east node ends its pipes and leaves the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spans_two_regions_through_a_pipe() -> anyhow::Result<()> {
+    let cluster = cluster_name();
+    let reg = registry(&cluster).await;
+    let west = sfu_in(&cluster, "sfu-west", "127.0.0.36", "west");
+    let east = sfu_in(&cluster, "sfu-east", "127.0.0.37", "east");
+    let sig_west = signaling_in(&cluster, "sig-west", "127.0.0.38", "west");
+    let sig_east = signaling_in(&cluster, "sig-east", "127.0.0.39", "east");
+    wait_nodes(&reg, &["sfu-east", "sfu-west"]).await;
+
+    let mut alice = Client::join_at(sig_west.http.unwrap(), &token("span", "alice", None)).await?;
+    assert_eq!(reg.placement("span").await?.as_deref(), Some("sfu-west"));
+    let r = alice.publish(&["microphone", "camera"]).await?;
+    assert_eq!(r.msg_op(), "answer", "{}", r.to_json());
+    let carol = Client::join_at(sig_west.http.unwrap(), &token("span", "carol", None)).await?;
+    let mut bob = Client::join_at(sig_east.http.unwrap(), &token("span", "bob", None)).await?;
+    assert_eq!(
+        reg.edge("span", "east").await?.as_deref(),
+        Some("sfu-east"),
+        "bob's region has its own node for the room"
+    );
+    let enough = |t: &Table| {
+        let alice: Vec<&common::Received> = t.values().filter(|r| r.owner == "alice").collect();
+        alice.len() == 2 && alice.iter().all(|r| r.packets > 150)
+    };
+    carol
+        .wait_media("carol, on alice's node, receives her", enough)
+        .await?;
+    bob.wait_media("bob, on the other node, receives alice", enough)
+        .await?;
+    // Connected where the regions say: alice and carol west, bob east.
+    assert_eq!(gauge(&west, "parlor_sfu_participants").await, 2.0);
+    assert_eq!(gauge(&east, "parlor_sfu_participants").await, 1.0);
+    for (id, r) in bob.counts().iter().filter(|(_, r)| r.owner == "alice") {
+        assert!(
+            r.seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "track {id} reached bob with a gap or a repeat: {:?}",
+            r.seqs
+        );
+    }
+    let audio = |c: &Client| {
+        c.counts()
+            .into_values()
+            .find(|r| r.owner == "alice" && !r.stamps.is_empty())
+            .unwrap()
+    };
+    let (p50, p95) = added_latency(&audio(&carol), &audio(&bob));
+    eprintln!(
+        "cascading: the other node's subscriber got each packet {p50} µs later than one on the \
+         publisher's node at the median, {p95} µs at p95"
+    );
+
+    // The other way: bob publishes on the east node; alice, on the west node, receives.
+    let r = bob.publish(&["microphone"]).await?;
+    assert_eq!(r.msg_op(), "answer", "{}", r.to_json());
+    alice
+        .wait_media("alice receives bob through the pipe back", |t| {
+            packets_from(t, "bob") > 50
+        })
+        .await?;
+    loop {
+        let e = alice.wait_event("participant_joined").await?.to_json();
+        if e["d"]["participant"]["identity"] == "bob" {
+            break;
+        }
+    }
+
+    // Bob leaves: alice hears it, and the east node leaves the room.
+    let r = bob.request("leave", serde_json::json!({})).await?;
+    assert_ne!(r.msg_op(), "error", "{}", r.to_json());
+    loop {
+        let e = alice.wait_event("participant_left").await?.to_json();
+        if e["d"]["identity"] == "bob" {
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while reg.edge("span", "east").await?.is_some() {
+        assert!(Instant::now() < deadline, "the east node keeps the room");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((alice, carol));
     Ok(())
 }
 

@@ -142,6 +142,14 @@ impl ClusterSfu {
             .map_err(unavailable)
     }
 
+    /// The node a participant of this signaling node's region joins a room on.
+    async fn place_member(&self, room: &RoomId) -> Result<String, SfuError> {
+        self.registry
+            .place_member(room.as_str(), self.region.as_deref())
+            .await
+            .map_err(unavailable)
+    }
+
     /// Any node taking rooms, for calls that concern no room.
     async fn any_node(&self) -> Result<String, SfuError> {
         let nodes = self.registry.nodes().await.map_err(unavailable)?;
@@ -162,7 +170,7 @@ fn unexpected(a: Answer) -> SfuError {
 #[async_trait]
 impl SfuControl for ClusterSfu {
     async fn join(&self, req: JoinRequest) -> Result<(Joined, RoomEvents), SfuError> {
-        let node = self.place(&req.room).await?;
+        let node = self.place_member(&req.room).await?;
         // The route exists before the call: events may arrive before the answer.
         let route = self.next_route.fetch_add(1, Ordering::Relaxed);
         let (tx, events) = RoomEvents::channel();

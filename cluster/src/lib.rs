@@ -10,9 +10,13 @@
 //!   its address, region, capacity and load, kept by heartbeat under a TTL; and which node
 //!   hosts each room, decided once and atomically (two random choices, the less loaded),
 //!   and released when the room empties.
+//! - **Rooms that span nodes** ([`cascade`]): a participant whose region has a node goes
+//!   there even when the room is placed elsewhere, and the room's nodes pipe each other
+//!   their participants' tracks as RTP, once per pair, set up over NATS.
 //!
 //! Everything that crosses is the control interface's plain data, as JSON ([`wire`]).
 
+mod cascade;
 pub mod client;
 pub mod node;
 pub mod registry;

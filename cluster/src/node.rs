@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use parlor_proto::RoomId;
 use parlor_proto::control::{
-    CloseReason, ParticipantHandle, RoomEvent, RoomEvents, SfuControl, SfuError,
+    Cascade, CloseReason, ParticipantHandle, RoomEvent, RoomEvents, SfuControl, SfuError,
 };
 
 use crate::registry::{NodeInfo, Registry};
@@ -29,9 +29,14 @@ struct Member {
 
 /// Serves one SFU on NATS for the cluster.
 pub struct NodeServer {
-    nats: async_nats::Client,
-    registry: Registry,
+    pub(crate) nats: async_nats::Client,
+    pub(crate) registry: Registry,
     sfu: Arc<dyn SfuControl>,
+    /// The media plane's side of rooms that span nodes; `None`: rooms stay on one node.
+    pub(crate) cascade: Option<Arc<dyn Cascade>>,
+    /// Per room, the other nodes this one pipes media with, and the address their pipe
+    /// comes from (once set up).
+    links: Mutex<HashMap<RoomId, HashMap<String, Option<std::net::SocketAddr>>>>,
     info: Mutex<NodeInfo>,
     /// Participants per open room, to release a room's placement when it empties.
     rooms: Mutex<HashMap<RoomId, u32>>,
@@ -60,12 +65,15 @@ impl NodeServer {
         registry: Registry,
         info: NodeInfo,
         sfu: Arc<dyn SfuControl>,
+        cascade: Option<Arc<dyn Cascade>>,
         forwarded: Option<Counter>,
     ) -> Arc<NodeServer> {
         Arc::new(NodeServer {
             nats,
             registry,
             sfu,
+            cascade,
+            links: Mutex::new(HashMap::new()),
             info: Mutex::new(info),
             rooms: Mutex::new(HashMap::new()),
             members: Mutex::new(HashMap::new()),
@@ -76,6 +84,17 @@ impl NodeServer {
 
     pub fn id(&self) -> String {
         lock(&self.info).id.clone()
+    }
+
+    pub(crate) fn region(&self) -> String {
+        lock(&self.info).region.clone()
+    }
+
+    pub(crate) fn links(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<RoomId, HashMap<String, Option<std::net::SocketAddr>>>>
+    {
+        lock(&self.links)
     }
 
     /// Participants on this node now.
@@ -93,6 +112,7 @@ impl NodeServer {
         let subject = control_subject(self.registry.cluster(), &self.id());
         let mut calls = self.nats.subscribe(subject).await?;
         let beat = tokio::spawn(self.clone().heartbeats(heartbeat));
+        let mirror = tokio::spawn(self.clone().mirror_events());
         info!(node = %self.id(), "SFU node serving control calls");
         tokio::pin!(stop);
         loop {
@@ -105,6 +125,7 @@ impl NodeServer {
             }
         }
         beat.abort();
+        mirror.abort();
         if let Err(e) = self.registry.withdraw(&self.id()).await {
             warn!(error = %e, "could not withdraw from the registry");
         }
@@ -193,7 +214,13 @@ impl NodeServer {
                             route,
                         },
                     );
-                    tokio::spawn(self.clone().forward(events, events_to, route, key, room));
+                    tokio::spawn(
+                        self.clone()
+                            .forward(events, events_to, route, key, room.clone()),
+                    );
+                    if !moved {
+                        tokio::spawn(self.clone().link(room));
+                    }
                     if moved {
                         let (sfu, handle) = (self.sfu.clone(), joined.handle.clone());
                         tokio::spawn(async move { sfu.leave(&handle, CloseReason::Moved).await });
@@ -211,6 +238,15 @@ impl NodeServer {
             }
             Call::RoomStatus { room } => self.sfu.room_status(&room).await.map(Answer::Status),
             Call::CheckOffer { sdp } => self.sfu.check_offer(&sdp).await.map(|()| Answer::Done),
+            Call::Pipe {
+                room,
+                to,
+                from_node,
+            } => self.pipe_to(room, to, from_node).await,
+            Call::Unpipe { room, peer } => {
+                self.unpipe_from(&room, peer).await;
+                Ok(Answer::Done)
+            }
         };
         result.unwrap_or_else(Answer::Error)
     }
@@ -220,8 +256,16 @@ impl NodeServer {
     /// anew). The participant is then told to move, so the room does not split. If the
     /// placement is gone, this node claims it back.
     async fn placed_elsewhere(&self, room: &RoomId) -> bool {
-        match self.registry.claim(room.as_str(), &self.id()).await {
-            Ok(owner) if owner != self.id() => {
+        let me = self.id();
+        match self.registry.claim(room.as_str(), &me).await {
+            Ok(owner) if owner != me => {
+                // The room's node for this region, when the room spans nodes.
+                if self.cascade.is_some()
+                    && let Ok(Some(edge)) = self.registry.edge(room.as_str(), &self.region()).await
+                    && edge == me
+                {
+                    return false;
+                }
                 warn!(room = %room, %owner, "the room is placed on another node; moving the participant");
                 true
             }
@@ -264,6 +308,9 @@ impl NodeServer {
             }
             empty
         };
+        if empty {
+            self.clone().unlink(room.clone()).await;
+        }
         if empty && let Err(e) = self.registry.release(room.as_str(), &self.id()).await {
             warn!(error = %e, room = %room, "could not release the room's placement");
         }

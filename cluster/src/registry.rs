@@ -230,6 +230,88 @@ impl Registry {
         Err(RegistryError::NoNodes)
     }
 
+    /// The node a participant joining from `region` goes to. Usually the room's node
+    /// ([`Registry::place`]); but when the room is on a node of another region and a node
+    /// of `region` is up, the room spans nodes: the participant goes to the room's node in
+    /// its region (chosen once, like a placement), which pipes media with the others.
+    pub async fn place_member(
+        &self,
+        room: &str,
+        region: Option<&str>,
+    ) -> Result<String, RegistryError> {
+        let primary = self.place(room, region).await?;
+        let Some(region) = region else {
+            return Ok(primary);
+        };
+        let live = self.nodes().await?;
+        let open_here = |id: &str| {
+            live.iter()
+                .any(|n| n.id == id && n.region == region && !n.draining)
+        };
+        if open_here(&primary) || !live.iter().any(|n| n.region == region && !n.draining) {
+            return Ok(primary);
+        }
+        let key = format!("{}:edge:{region}", self.room_key(room));
+        let script = redis::Script::new(PLACE);
+        for _ in 0..4 {
+            let mut c = self.redis.clone();
+            let current: Option<String> = c.get(&key).await?;
+            if let Some(cur) = &current
+                && open_here(cur)
+            {
+                return Ok(cur.clone());
+            }
+            let choice = choose(&live, Some(region)).ok_or(RegistryError::NoNodes)?;
+            let placed: String = script
+                .key(&key)
+                .arg(current.as_deref().unwrap_or(""))
+                .arg(&choice)
+                .invoke_async(&mut c)
+                .await?;
+            if placed == choice || open_here(&placed) {
+                return Ok(placed);
+            }
+        }
+        Ok(primary)
+    }
+
+    /// The node holding `room` for participants of `region`, when the room spans nodes.
+    pub async fn edge(&self, room: &str, region: &str) -> Result<Option<String>, RegistryError> {
+        let mut c = self.redis.clone();
+        Ok(c.get(format!("{}:edge:{region}", self.room_key(room)))
+            .await?)
+    }
+
+    /// Records that `node` holds participants of `room`; the other nodes that do, which
+    /// it pipes media with.
+    pub async fn link_room(&self, room: &str, node: &str) -> Result<Vec<String>, RegistryError> {
+        let key = format!("{}:nodes", self.room_key(room));
+        let mut c = self.redis.clone();
+        let _: () = c.sadd(&key, node).await?;
+        let all: Vec<String> = c.smembers(&key).await?;
+        Ok(all.into_iter().filter(|n| n != node).collect())
+    }
+
+    /// `node` holds no participant of `room` any more: it leaves the room's node set and
+    /// gives up the room's placement in its region, if it had it.
+    pub async fn unlink_room(
+        &self,
+        room: &str,
+        node: &str,
+        region: &str,
+    ) -> Result<(), RegistryError> {
+        let mut c = self.redis.clone();
+        let _: () = c
+            .srem(format!("{}:nodes", self.room_key(room)), node)
+            .await?;
+        redis::Script::new(RELEASE)
+            .key(format!("{}:edge:{region}", self.room_key(room)))
+            .arg(node)
+            .invoke_async::<i64>(&mut c)
+            .await?;
+        Ok(())
+    }
+
     /// Places `room` on `node` unless it is placed already; the node it is on now.
     pub async fn claim(&self, room: &str, node: &str) -> Result<String, RegistryError> {
         let mut c = self.redis.clone();

@@ -1,7 +1,11 @@
 //! What crosses NATS between signaling and SFU nodes: the calls of the control interface,
 //! their answers and the participants' room events, as JSON.
 
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
+
+use parlor_proto::signal::ParticipantInfo;
 
 use parlor_proto::control::{
     CloseReason, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent, RoomStatus,
@@ -17,6 +21,19 @@ pub fn control_subject(cluster: &str, node: &str) -> String {
 /// The subject a signaling node of `cluster` receives its participants' room events on.
 pub fn events_subject(cluster: &str, node: &str) -> String {
     format!("{cluster}.signal.{node}.events")
+}
+
+/// The subject an SFU node of `cluster` receives the events of other nodes' pipes on.
+pub fn pipe_subject(cluster: &str, node: &str) -> String {
+    format!("{cluster}.sfu.{node}.pipe")
+}
+
+/// An event of a pipe out of `from`, for the receiving node's mirror of the room.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipeEvent {
+    pub room: RoomId,
+    pub from: SocketAddr,
+    pub event: RoomEvent,
 }
 
 /// A call of the control interface.
@@ -47,6 +64,18 @@ pub enum Call {
     CheckOffer {
         sdp: String,
     },
+    /// Between SFU nodes: send this room's local tracks to `to` (the caller's pipe
+    /// address), and its events to `from_node`'s pipe subject.
+    Pipe {
+        room: RoomId,
+        to: SocketAddr,
+        from_node: String,
+    },
+    /// Between SFU nodes: end the pipes with `peer` for this room, both ways.
+    Unpipe {
+        room: RoomId,
+        peer: SocketAddr,
+    },
 }
 
 /// The answer to a [`Call`].
@@ -56,6 +85,11 @@ pub enum Answer {
     Joined(Joined),
     Reply(Reply),
     Status(RoomStatus),
+    /// A pipe out: the room's local participants, and the address its RTP comes from.
+    Piped {
+        participants: Vec<ParticipantInfo>,
+        from: SocketAddr,
+    },
     Done,
     Error(SfuError),
 }

@@ -286,6 +286,39 @@ pub trait SfuControl: Send + Sync + std::fmt::Debug + 'static {
     async fn check_offer(&self, sdp: &str) -> Result<(), SfuError>;
 }
 
+/// Rooms that span SFU nodes, as an SFU node's media plane serves them to the cluster
+/// layer. A pipe carries one room's tracks from one node to another as RTP over UDP,
+/// each track once; the receiving node mirrors the sending node's participants and fans
+/// their tracks out to its own subscribers.
+#[async_trait]
+pub trait Cascade: Send + Sync + std::fmt::Debug + 'static {
+    /// Where this node receives a room's pipes (the room's media socket).
+    fn pipe_addr(&self, room: &RoomId) -> Option<std::net::SocketAddr>;
+    /// Starts sending a room's local tracks to `to`, another node's [`Cascade::pipe_addr`]:
+    /// now and as they are published. Returns the room's local participants and the
+    /// events about them from here on (joins, leaves, tracks, mutes).
+    async fn pipe_out(
+        &self,
+        room: &RoomId,
+        to: std::net::SocketAddr,
+    ) -> Result<(Vec<ParticipantInfo>, RoomEvents), SfuError>;
+    /// Mirrors the participants another node's pipe out of `from` reported, and takes
+    /// RTP from `from` for their tracks.
+    async fn pipe_in(
+        &self,
+        room: &RoomId,
+        from: std::net::SocketAddr,
+        participants: Vec<ParticipantInfo>,
+    ) -> Result<(), SfuError>;
+    /// Applies an event of the pipe out of `from` to the mirror.
+    async fn mirror(&self, room: &RoomId, from: std::net::SocketAddr, event: RoomEvent);
+    /// Ends the pipes between this node and `peer` for a room, both ways: the mirrored
+    /// participants leave, and nothing more is sent there.
+    async fn unpipe(&self, room: &RoomId, peer: std::net::SocketAddr);
+    /// Participants connected to this node in the room (neither mirrored nor pipes).
+    async fn local_members(&self, room: &RoomId) -> u32;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

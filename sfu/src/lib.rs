@@ -25,9 +25,10 @@ use parlor_proto::{RoomCaps, RoomId};
 
 /// The control interface this SFU serves ([`parlor_proto::control`]).
 pub use parlor_proto::control::{
-    self, CloseReason, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent,
+    self, Cascade, CloseReason, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent,
     RoomEvents, RoomStatus, SfuControl, SfuError,
 };
+use parlor_proto::signal::ParticipantInfo;
 
 /// The node name in the handles of an in-process SFU.
 pub const LOCAL_NODE: &str = "local";
@@ -282,5 +283,62 @@ impl SfuControl for Sfu {
 
     async fn check_offer(&self, sdp: &str) -> Result<(), SfuError> {
         check_offer(sdp)
+    }
+}
+
+#[async_trait]
+impl Cascade for Sfu {
+    fn pipe_addr(&self, room: &RoomId) -> Option<SocketAddr> {
+        self.workers.get(self.worker_for(room)).map(|w| w.addr)
+    }
+
+    async fn pipe_out(
+        &self,
+        room: &RoomId,
+        to: SocketAddr,
+    ) -> Result<(Vec<ParticipantInfo>, RoomEvents), SfuError> {
+        let w = &self.workers[self.worker_for(room)];
+        let (events, stream) = RoomEvents::channel();
+        let (tx, rx) = oneshot::channel();
+        w.tx.send(Command::PipeOut(room.clone(), to, events, tx))
+            .await
+            .map_err(|_| SfuError::Unavailable)?;
+        let people = rx.await.map_err(|_| SfuError::Unavailable)?;
+        Ok((people, stream))
+    }
+
+    async fn pipe_in(
+        &self,
+        room: &RoomId,
+        from: SocketAddr,
+        participants: Vec<ParticipantInfo>,
+    ) -> Result<(), SfuError> {
+        let w = &self.workers[self.worker_for(room)];
+        w.tx.send(Command::PipeIn(room.clone(), from, participants))
+            .await
+            .map_err(|_| SfuError::Unavailable)
+    }
+
+    async fn mirror(&self, room: &RoomId, from: SocketAddr, event: RoomEvent) {
+        let w = &self.workers[self.worker_for(room)];
+        let _ = w.tx.send(Command::Mirror(room.clone(), from, event)).await;
+    }
+
+    async fn unpipe(&self, room: &RoomId, peer: SocketAddr) {
+        let w = &self.workers[self.worker_for(room)];
+        let _ = w.tx.send(Command::Unpipe(room.clone(), peer)).await;
+    }
+
+    async fn local_members(&self, room: &RoomId) -> u32 {
+        let w = &self.workers[self.worker_for(room)];
+        let (tx, rx) = oneshot::channel();
+        if w.tx
+            .send(Command::LocalMembers(room.clone(), tx))
+            .await
+            .is_err()
+        {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
     }
 }

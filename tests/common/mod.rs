@@ -175,6 +175,8 @@ pub struct Received {
     pub kind: Option<RtpCodecKind>,
     pub packets: u64,
     pub seqs: Vec<u16>,
+    /// For audio from [`spawn_pump`]: each packet's frame number and when it arrived.
+    pub stamps: Vec<(u64, Instant)>,
     pub ended: bool,
 }
 
@@ -225,6 +227,11 @@ impl PeerConnectionEventHandler for Handler {
                         let r = g.entry(id.clone()).or_default();
                         r.packets += 1;
                         r.seqs.push(p.header.sequence_number);
+                        if kind == RtpCodecKind::Audio && p.payload.len() >= 9 {
+                            let mut n = [0u8; 8];
+                            n.copy_from_slice(&p.payload[1..9]);
+                            r.stamps.push((u64::from_be_bytes(n), Instant::now()));
+                        }
                     }
                     TrackRemoteEvent::OnEnded => break,
                     _ => {}
@@ -775,7 +782,10 @@ async fn pump(track: Arc<TrackLocalStaticRTP>, video: bool) {
                 })
                 .collect()
         } else {
-            vec![Bytes::from(vec![0xfcu8; 80])]
+            // The frame's number after the TOC byte: receivers match packets by it.
+            let mut p = vec![0xfcu8; 80];
+            p[1..9].copy_from_slice(&frame.to_be_bytes());
+            vec![Bytes::from(p)]
         };
         let n = packets.len();
         for (i, payload) in packets.into_iter().enumerate() {

@@ -13,6 +13,6 @@ mod speakers;
 
 pub use room::{
     Action, CapsConfig, DISCONNECT_GRACE, DownState, Forward, JoinError, KEYFRAME_REQUEST_INTERVAL,
-    LAYER_TIMEOUT, MAX_LAYERS, Member, Occupancy, PacketIn, PeerKey, PublishError, Room,
+    LAYER_TIMEOUT, MAX_LAYERS, Member, Occupancy, Origin, PacketIn, PeerKey, PublishError, Room,
     SPEAKERS_INTERVAL, SubscribeError, Track, TrackKey, transport_expired,
 };

@@ -98,6 +98,21 @@ pub struct Member {
     transport_down: Option<Instant>,
     /// A close was decided; the runtime removes the member.
     closing: bool,
+    /// Where the member is: here, on another node (mirrored through a pipe), or a pipe
+    /// carrying this node's tracks to another node.
+    pub origin: Origin,
+}
+
+/// Where a member of a room that spans SFU nodes is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A participant connected to this node.
+    Local,
+    /// A participant of another node, whose tracks arrive through a pipe.
+    Remote,
+    /// A pipe to another node: it receives every track of this node's own participants,
+    /// never a remote one's, so media crosses each pair of nodes at most once.
+    Pipe,
 }
 
 #[derive(Debug, Clone)]
@@ -354,9 +369,14 @@ impl Room {
         if self.members.contains_key(&key) {
             return Err(JoinError::AlreadyJoined);
         }
-        let replaced = self.find_member(&identity);
-        let others = self.members.len() - usize::from(replaced.is_some());
-        if others as u32 >= self.caps.max_participants {
+        // Only a session here is replaced; a mirror of another node's goes with its pipe.
+        let replaced = self
+            .members
+            .iter()
+            .find(|(_, m)| m.identity == identity && m.origin == Origin::Local)
+            .map(|(k, _)| *k);
+        let others = self.participants() - u32::from(replaced.is_some());
+        if others >= self.caps.max_participants {
             return Err(JoinError::RoomFull(self.caps.max_participants));
         }
         let auto_subscribe = !hidden && grants.subscribe;
@@ -373,9 +393,82 @@ impl Room {
                 level: LevelMeter::default(),
                 transport_down: None,
                 closing: false,
+                origin: Origin::Local,
             },
         );
         Ok(replaced)
+    }
+
+    /// Marks a member as remote or as a pipe ([`Origin`]). A pipe receives every local
+    /// track; a remote member is admitted whatever the caps (its node admitted it).
+    pub fn set_origin(&mut self, key: PeerKey, origin: Origin) {
+        if let Some(m) = self.members.get_mut(&key) {
+            m.origin = origin;
+            if origin == Origin::Pipe {
+                m.auto_subscribe = true;
+            }
+        }
+    }
+
+    /// Adds a pipe to another node ([`Origin::Pipe`]): hidden, outside the caps, and
+    /// subscribed to every local track.
+    pub fn admit_pipe(&mut self, key: PeerKey, identity: ParticipantId) {
+        self.members.insert(
+            key,
+            Member {
+                identity,
+                name: String::new(),
+                grants: Grants {
+                    publish: Vec::new(),
+                    subscribe: true,
+                    admin: false,
+                },
+                hidden: true,
+                tracks: Vec::new(),
+                auto_subscribe: true,
+                bwe: None,
+                level: LevelMeter::default(),
+                transport_down: None,
+                closing: false,
+                origin: Origin::Pipe,
+            },
+        );
+    }
+
+    /// Adds a participant of another node, beyond the caps (its own node counted it).
+    pub fn admit_remote(&mut self, key: PeerKey, identity: ParticipantId, name: String) {
+        self.members.insert(
+            key,
+            Member {
+                identity,
+                name,
+                grants: Grants {
+                    subscribe: false,
+                    ..Grants::default()
+                },
+                hidden: false,
+                tracks: Vec::new(),
+                auto_subscribe: false,
+                bwe: None,
+                level: LevelMeter::default(),
+                transport_down: None,
+                closing: false,
+                origin: Origin::Remote,
+            },
+        );
+    }
+
+    /// Whether a pipe member may carry a track: only tracks of this node's participants.
+    fn pipe_carries(&self, sub: PeerKey, track: &Track) -> bool {
+        let is_pipe = self
+            .members
+            .get(&sub)
+            .is_some_and(|m| m.origin == Origin::Pipe);
+        !is_pipe
+            || self
+                .members
+                .get(&track.owner)
+                .is_some_and(|m| m.origin == Origin::Local)
     }
 
     /// The member's transport went down (`up` false) or came back. Down for longer than
@@ -406,7 +499,7 @@ impl Room {
         let mut t: Vec<TrackKey> = self
             .tracks
             .values()
-            .filter(|t| t.owner != key)
+            .filter(|t| t.owner != key && self.pipe_carries(key, t))
             .map(|t| t.key)
             .collect();
         t.sort_unstable();
@@ -415,13 +508,14 @@ impl Room {
 
     /// The members that subscribe by themselves to a track just published.
     pub fn auto_subscribers(&self, track: TrackKey) -> Vec<PeerKey> {
-        let Some(owner) = self.tracks.get(&track).map(|t| t.owner) else {
+        let Some(t) = self.tracks.get(&track) else {
             return Vec::new();
         };
+        let owner = t.owner;
         let mut m: Vec<PeerKey> = self
             .members
             .iter()
-            .filter(|(k, m)| **k != owner && m.auto_subscribe)
+            .filter(|(k, m)| **k != owner && m.auto_subscribe && self.pipe_carries(**k, t))
             .map(|(k, _)| *k)
             .collect();
         m.sort_unstable();
@@ -452,10 +546,18 @@ impl Room {
             .count() as u32
     }
 
+    /// Participants, here and mirrored from other nodes; pipes are not participants.
+    fn participants(&self) -> u32 {
+        self.members
+            .values()
+            .filter(|m| m.origin != Origin::Pipe)
+            .count() as u32
+    }
+
     /// How full the room is, counted as the caps count.
     pub fn occupancy(&self) -> Occupancy {
         Occupancy {
-            participants: self.members.len() as u32,
+            participants: self.participants(),
             video_publishers: self.video_publishers(None),
             screen_shares: self.screen_shares(),
         }
@@ -482,6 +584,34 @@ impl Room {
             .iter()
             .filter_map(|t| self.tracks.remove(t))
             .collect()
+    }
+
+    /// Publishes a remote member's track (its node checked grants and caps), one layer.
+    pub fn publish_remote(
+        &mut self,
+        owner: PeerKey,
+        source: Source,
+        muted: bool,
+    ) -> Option<TrackKey> {
+        let key = TrackKey(self.next_track);
+        let m = self.members.get_mut(&owner)?;
+        self.next_track += 1;
+        m.tracks.push(key);
+        self.tracks.insert(
+            key,
+            Track {
+                key,
+                id: TrackId::from_serial(key.0 as u64),
+                owner,
+                source,
+                muted,
+                rids: Vec::new(),
+                codec: None,
+                layers: vec![Layer::new()],
+                downtracks: Vec::new(),
+            },
+        );
+        Some(key)
     }
 
     /// Publishes a track after checking the member's grants and the room's caps.

@@ -42,6 +42,10 @@ impl Worker {
     ) {
         self.tally.packets_in += 1;
         self.tally.bytes_in += data.len() as u64;
+        if self.is_pipe_peer(source) {
+            self.pipe_datagram(now, source, data);
+            return;
+        }
         let Ok(contents) = DatagramRecv::try_from(data) else {
             self.tally.dropped_unknown += 1;
             return;
@@ -252,7 +256,23 @@ impl Worker {
             },
             &mut actions,
         );
-        self.write_forwards(now, codec, &pkt, &actions);
+        let ext = ExtensionValues {
+            audio_level: pkt.header.ext_vals.audio_level,
+            voice_activity: pkt.header.ext_vals.voice_activity,
+            video_orientation: pkt.header.ext_vals.video_orientation,
+            ..Default::default()
+        };
+        self.write_forwards(
+            now,
+            Packet {
+                codec,
+                track,
+                payload: &pkt.payload,
+                marker: pkt.header.marker,
+                ext,
+            },
+            &actions,
+        );
         if actions
             .iter()
             .any(|a| matches!(a, Action::KeyframeRequest { .. }))
@@ -262,19 +282,17 @@ impl Worker {
         self.actions = actions;
     }
 
-    /// Writes each forward the core decided into its subscriber's `Rtc`: the payload is
-    /// shared, not copied, and each touched subscriber is polled once per batch.
-    fn write_forwards(&mut self, now: Instant, codec: Codec, pkt: &RtpPacket, actions: &[Action]) {
-        let ext = ExtensionValues {
-            audio_level: pkt.header.ext_vals.audio_level,
-            voice_activity: pkt.header.ext_vals.voice_activity,
-            video_orientation: pkt.header.ext_vals.video_orientation,
-            ..Default::default()
-        };
+    /// Writes each forward the core decided into its subscriber's `Rtc` (or down a pipe to
+    /// another node); each touched subscriber is polled once per batch.
+    pub(super) fn write_forwards(&mut self, now: Instant, p: Packet<'_>, actions: &[Action]) {
+        let codec = p.codec;
         let video = codec.is_video();
         for a in actions {
             let Action::Forward(f) = a else { continue };
             let Some(s) = self.peers.get_mut(&f.sub) else {
+                if self.is_pipe(f.sub) {
+                    self.pipe_forward(f.sub, f, &p);
+                }
                 continue;
             };
             let Some(Some(out)) = s.outs.get_mut(f.slot as usize) else {
@@ -298,10 +316,10 @@ impl Worker {
                 continue;
             };
             tx.write_rtp(
-                RtpWrite::new(pt, f.seq.into(), f.ts, now, pkt.payload.clone())
-                    .marker(pkt.header.marker)
+                RtpWrite::new(pt, f.seq.into(), f.ts, now, p.payload.to_vec())
+                    .marker(p.marker)
                     .nackable(video)
-                    .ext_vals(ext.clone()),
+                    .ext_vals(p.ext.clone()),
             );
             out.written += 1;
             self.tally.forwarded += 1;
@@ -349,6 +367,8 @@ impl Worker {
                 Action::Forward(_) => continue,
             };
             let Some(p) = self.peers.get_mut(owner) else {
+                // A remote track: ask its node through the pipe.
+                self.pipe_keyframe_request(*track);
                 continue;
             };
             let Some(pubd) = p.published_track(*track) else {

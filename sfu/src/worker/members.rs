@@ -286,6 +286,10 @@ impl Worker {
     }
 
     pub(super) fn subscribe(&mut self, k: PeerKey, track: TrackKey) -> Result<(), SfuError> {
+        if self.is_pipe(k) {
+            self.pipe_subscribe(k, track);
+            return Ok(());
+        }
         let room = self
             .peers
             .get(&k)
@@ -311,10 +315,10 @@ impl Worker {
             return Err(SfuError::UnknownTrack);
         };
         let (id, kind, owner) = (t.id.clone(), t.kind(), t.owner);
-        let owner_identity = self
-            .peers
-            .get(&owner)
-            .map(|p| p.identity.clone())
+        let owner_identity = r
+            .core
+            .member(owner)
+            .map(|m| m.identity.clone())
             .ok_or(SfuError::UnknownTrack)?;
         if let Some(p) = self.peers.get_mut(&k) {
             p.add_out(Out::new(track, id, owner_identity, kind));
@@ -343,7 +347,11 @@ impl Worker {
                 s.stop_out(slot);
             }
         }
-        let owner = self.peers.get(&t.owner).map(|p| p.identity.clone());
+        let owner = self
+            .rooms
+            .get(room)
+            .and_then(|r| r.core.member(t.owner))
+            .map(|m| m.identity.clone());
         if let Some(owner) = owner {
             self.broadcast(
                 room,
@@ -393,14 +401,13 @@ impl Worker {
         if empty {
             self.rooms.remove(&room);
         } else if !p.hidden {
-            self.broadcast(
-                &room,
-                Some(k),
-                RoomEvent::ParticipantLeft {
-                    identity: p.identity.clone(),
-                    reason,
-                },
-            );
+            let left = RoomEvent::ParticipantLeft {
+                identity: p.identity.clone(),
+                reason,
+            };
+            // Gone from the core already, so `broadcast` cannot tell it was local.
+            self.tell_all_pipes(&room, &left);
+            self.broadcast(&room, Some(k), left);
         }
         info!(room = %room, identity = %p.identity, reason = reason.as_str(), "left");
     }
@@ -408,7 +415,7 @@ impl Worker {
     pub(super) fn track_info(&self, room: &RoomId, t: TrackKey) -> Option<TrackInfo> {
         let r = self.rooms.get(room)?;
         let t = r.core.track(t)?;
-        let owner = self.peers.get(&t.owner)?;
+        let owner = r.core.member(t.owner)?;
         Some(TrackInfo {
             track_id: t.id.clone(),
             participant: owner.identity.clone(),
@@ -445,7 +452,11 @@ impl Worker {
     }
 
     /// Sends a room event to every visible participant except `except`.
+    /// Events about a participant of this node also go down the room's pipes.
     pub(super) fn broadcast(&mut self, room: &RoomId, except: Option<PeerKey>, msg: RoomEvent) {
+        if let Some(subject) = except {
+            self.tell_pipes(room, subject, &msg);
+        }
         let Some(r) = self.rooms.get(room) else {
             return;
         };

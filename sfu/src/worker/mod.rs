@@ -5,6 +5,7 @@
 //! `Rtc`s; let the core decide what to forward; write the forwards into the subscribers'
 //! `Rtc`s; poll every touched `Rtc` once; send everything in one flush.
 
+mod cascade;
 mod input;
 mod members;
 mod negotiation;
@@ -25,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use parlor_proto::signal::{MidTrack, ParticipantInfo, PublishTrack, Speaker, TrackInfo};
-use parlor_proto::{MediaKind, RoomCaps, RoomId, Source, TrackId};
+use parlor_proto::{MediaKind, ParticipantId, RoomCaps, RoomId, Source, TrackId};
 
 use crate::control::{
     CloseReason, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent, RoomStatus,
@@ -33,7 +34,8 @@ use crate::control::{
 };
 use crate::core::codec::{self, Codec};
 use crate::core::{
-    Action, CapsConfig, JoinError, PacketIn, PeerKey, PublishError, Room, SubscribeError, TrackKey,
+    Action, CapsConfig, Forward, JoinError, PacketIn, PeerKey, PublishError, Room, SubscribeError,
+    TrackKey,
 };
 use crate::metrics::{Metrics, Tally};
 use crate::peer::{Out, OutState, Peer, Pending, Published};
@@ -54,7 +56,32 @@ pub(crate) enum Command {
     Leave(PeerKey, CloseReason),
     /// Set (Some) or read (None) a room's caps.
     SetCaps(RoomId, Option<RoomCaps>, oneshot::Sender<RoomStatus>),
+    /// A pipe of a room's local tracks to another node's address ([`cascade`]); replies
+    /// with the room's local participants.
+    PipeOut(
+        RoomId,
+        SocketAddr,
+        mpsc::Sender<RoomEvent>,
+        oneshot::Sender<Vec<ParticipantInfo>>,
+    ),
+    /// Mirrors another node's participants, whose media comes from that address.
+    PipeIn(RoomId, SocketAddr, Vec<ParticipantInfo>),
+    /// An event of another node's pipe.
+    Mirror(RoomId, SocketAddr, RoomEvent),
+    /// Ends the pipes with another node's address for a room.
+    Unpipe(RoomId, SocketAddr),
+    /// How many participants of a room are connected here.
+    LocalMembers(RoomId, oneshot::Sender<u32>),
     Shutdown(oneshot::Sender<()>),
+}
+
+/// One packet on its way to subscribers: what every forward of it shares.
+pub(super) struct Packet<'a> {
+    pub codec: Codec,
+    pub track: TrackKey,
+    pub payload: &'a [u8],
+    pub marker: bool,
+    pub ext: ExtensionValues,
 }
 
 pub(crate) struct WorkerConfig {
@@ -102,6 +129,8 @@ pub(crate) struct Worker {
     /// Set by whatever can change a peer's m-lines (commands, removals); checked once per
     /// loop turn, so the packet path never scans for negotiations.
     negotiate_due: bool,
+    /// Pipes to and from other SFU nodes, for rooms that span them.
+    pipes: cascade::Pipes,
 }
 
 impl Worker {
@@ -131,6 +160,7 @@ impl Worker {
             next_metrics: now + METRICS_INTERVAL,
             shutting_down: false,
             negotiate_due: false,
+            pipes: cascade::Pipes::default(),
         }
     }
 
@@ -238,8 +268,9 @@ impl Worker {
                 let speakers = list
                     .iter()
                     .filter_map(|(k, level)| {
-                        self.peers.get(k).map(|p| Speaker {
-                            identity: p.identity.clone(),
+                        let r = self.rooms.get(&id)?;
+                        r.core.member(*k).map(|m| Speaker {
+                            identity: m.identity.clone(),
                             level: *level,
                         })
                     })
@@ -329,6 +360,15 @@ impl Worker {
                     }
                 }
                 let _ = reply.send(self.room_status(&room));
+            }
+            Command::PipeOut(room, to, events, reply) => {
+                let _ = reply.send(self.pipe_out(&room, to, events));
+            }
+            Command::PipeIn(room, from, people) => self.pipe_in(&room, from, people),
+            Command::Mirror(room, from, event) => self.mirror(&room, from, event),
+            Command::Unpipe(room, peer) => self.unpipe(&room, peer),
+            Command::LocalMembers(room, reply) => {
+                let _ = reply.send(self.local_members(&room));
             }
             Command::Shutdown(_) => {}
         }

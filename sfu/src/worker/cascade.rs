@@ -1,0 +1,771 @@
+//! Rooms that span SFU nodes: pipes between this worker and the workers of other nodes.
+//!
+//! A pipe out is a member of the room ([`Origin::Pipe`]) that subscribes to every track of
+//! this node's own participants, one layer each, and sends the forwarded packets as plain
+//! RTP (RFC 3550) to the other node's socket for the room. Its downtracks are ordinary:
+//! the core picks the layer and rewrites sequence numbers, so the stream a pipe carries
+//! is continuous. Keyframe requests come back as RTCP PLI (RFC 4585) on the same
+//! addresses.
+//!
+//! A pipe in mirrors the other node's participants as [`Origin::Remote`] members and
+//! publishes their tracks here; their packets enter the core like a publisher's, so local
+//! subscribers get them with one extra hop. Each track's pipe SSRC is a hash of the room
+//! and the sending node's track id, so both ends name it without asking.
+
+use super::*;
+
+use crate::core::Origin;
+
+/// Payload types on a pipe, one per codec.
+const PT_OPUS: u8 = 111;
+const PT_VP8: u8 = 96;
+const PT_VP9: u8 = 98;
+const PT_H264: u8 = 102;
+/// The one-byte header extension id carrying the audio level (RFC 6464) on a pipe.
+const EXT_AUDIO_LEVEL: u8 = 1;
+
+fn pt_of(c: Codec) -> u8 {
+    match c {
+        Codec::Opus => PT_OPUS,
+        Codec::Vp8 => PT_VP8,
+        Codec::Vp9 => PT_VP9,
+        Codec::H264 => PT_H264,
+    }
+}
+
+fn codec_of(pt: u8) -> Option<Codec> {
+    match pt {
+        PT_OPUS => Some(Codec::Opus),
+        PT_VP8 => Some(Codec::Vp8),
+        PT_VP9 => Some(Codec::Vp9),
+        PT_H264 => Some(Codec::H264),
+        _ => None,
+    }
+}
+
+/// The SSRC a track has on a pipe: FNV-1a of the room and the sending node's track id.
+pub(super) fn pipe_ssrc(room: &RoomId, track: &TrackId) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in room
+        .as_str()
+        .bytes()
+        .chain([b'/'])
+        .chain(track.as_str().bytes())
+    {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// Whether a datagram is RTCP rather than RTP (RFC 5761: packet types 192–223).
+fn is_rtcp(data: &[u8]) -> bool {
+    data.len() >= 8 && (192..=223).contains(&data[1])
+}
+
+/// An RTP packet as a pipe carries it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct PipePacket<'a> {
+    pub pt: u8,
+    pub marker: bool,
+    pub seq: u16,
+    pub ts: u32,
+    pub ssrc: u32,
+    pub audio_level: Option<i8>,
+    pub payload: &'a [u8],
+}
+
+impl PipePacket<'_> {
+    pub(super) fn write(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let ext = self.audio_level.is_some();
+        out.push(0x80 | if ext { 0x10 } else { 0 });
+        out.push(u8::from(self.marker) << 7 | self.pt);
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.ts.to_be_bytes());
+        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        if let Some(level) = self.audio_level {
+            // RFC 8285 one-byte header: one 4-byte word holding one element.
+            out.extend_from_slice(&[0xBE, 0xDE, 0, 1]);
+            out.extend_from_slice(&[EXT_AUDIO_LEVEL << 4, level.unsigned_abs() & 0x7f, 0, 0]);
+        }
+        out.extend_from_slice(self.payload);
+    }
+
+    pub(super) fn parse(data: &[u8]) -> Option<PipePacket<'_>> {
+        if data.len() < 12 || data[0] >> 6 != 2 {
+            return None;
+        }
+        let padding = data[0] & 0x20 != 0;
+        let has_ext = data[0] & 0x10 != 0;
+        let cc = usize::from(data[0] & 0x0f);
+        let mut at = 12 + 4 * cc;
+        let mut audio_level = None;
+        if has_ext {
+            let head = data.get(at..at + 4)?;
+            let words = usize::from(u16::from_be_bytes([head[2], head[3]]));
+            let body = data.get(at + 4..at + 4 + 4 * words)?;
+            if head[..2] == [0xBE, 0xDE] {
+                let mut i = 0;
+                while i < body.len() {
+                    let id = body[i] >> 4;
+                    let len = usize::from(body[i] & 0x0f) + 1;
+                    if id == 0 {
+                        i += 1;
+                        continue;
+                    }
+                    if id == 15 {
+                        break;
+                    }
+                    if id == EXT_AUDIO_LEVEL && len >= 1 {
+                        audio_level = body.get(i + 1).map(|b| -((b & 0x7f) as i8));
+                    }
+                    i += 1 + len;
+                }
+            }
+            at += 4 + 4 * words;
+        }
+        let mut end = data.len();
+        if padding {
+            end = end.checked_sub(usize::from(*data.last()?))?;
+        }
+        Some(PipePacket {
+            pt: data[1] & 0x7f,
+            marker: data[1] & 0x80 != 0,
+            seq: u16::from_be_bytes([data[2], data[3]]),
+            ts: u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+            ssrc: u32::from_be_bytes([data[8], data[9], data[10], data[11]]),
+            audio_level,
+            payload: data.get(at..end)?,
+        })
+    }
+}
+
+/// An RTCP PLI (RFC 4585 §6.3.1) for `media_ssrc`.
+pub(super) fn pli(media_ssrc: u32) -> [u8; 12] {
+    let mut p = [0u8; 12];
+    p[0] = 0x81; // V=2, FMT=1
+    p[1] = 206; // payload-specific feedback
+    p[3] = 2; // length: 3 words - 1
+    p[8..12].copy_from_slice(&media_ssrc.to_be_bytes());
+    p
+}
+
+/// The media SSRCs of the PLIs in an RTCP compound packet.
+pub(super) fn plis(data: &[u8]) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 4 <= data.len() {
+        let words = usize::from(u16::from_be_bytes([data[at + 2], data[at + 3]]));
+        let len = 4 * (words + 1);
+        if data[at] >> 6 != 2 || at + len > data.len() {
+            break;
+        }
+        if data[at + 1] == 206 && data[at] & 0x1f == 1 && len >= 12 {
+            out.push(u32::from_be_bytes([
+                data[at + 8],
+                data[at + 9],
+                data[at + 10],
+                data[at + 11],
+            ]));
+        }
+        at += len;
+    }
+    out
+}
+
+/// A pipe carrying a room's local tracks to another node.
+pub(super) struct PipeOut {
+    pub room: RoomId,
+    pub to: SocketAddr,
+    pub events: mpsc::Sender<RoomEvent>,
+    /// The pipe SSRC of each track it carries.
+    pub ssrcs: HashMap<TrackKey, u32>,
+}
+
+/// Another node's participants of a room, mirrored here from its pipe.
+pub(super) struct PipeIn {
+    /// Mirrored member of each remote identity.
+    pub members: HashMap<ParticipantId, PeerKey>,
+    /// The local track of each remote track id.
+    pub tracks: HashMap<TrackId, TrackKey>,
+}
+
+/// A remote track arriving on a pipe.
+pub(super) struct PipeTrack {
+    pub room: RoomId,
+    pub track: TrackKey,
+    pub owner: PeerKey,
+    /// The last extended sequence number, or none before the first packet.
+    pub last_seq: Option<u64>,
+}
+
+/// Pipes of this worker.
+#[derive(Default)]
+pub(super) struct Pipes {
+    pub out: HashMap<PeerKey, PipeOut>,
+    /// Pipe out and track of each (other node, pipe SSRC), for its PLIs.
+    pub out_ssrcs: HashMap<(SocketAddr, u32), (PeerKey, TrackKey)>,
+    /// Mirrors, per (other node, room).
+    pub inbound: HashMap<(SocketAddr, RoomId), PipeIn>,
+    /// Remote tracks per (other node, pipe SSRC).
+    pub in_tracks: HashMap<(SocketAddr, u32), PipeTrack>,
+    /// The other node and pipe SSRC of each remote track, for keyframe requests.
+    pub in_by_track: HashMap<TrackKey, (SocketAddr, u32)>,
+    /// How many pipes (either way) each other node's address has here.
+    pub peers: HashMap<SocketAddr, usize>,
+    /// Scratch buffer for writing pipe packets.
+    pub buf: Vec<u8>,
+}
+
+/// Extends a 16-bit sequence number after `last`.
+fn extend_seq(last: Option<u64>, seq: u16) -> u64 {
+    match last {
+        None => u64::from(seq) + (1 << 16),
+        Some(last) => {
+            let delta = i64::from(seq.wrapping_sub(last as u16) as i16);
+            (last as i64 + delta).max(0) as u64
+        }
+    }
+}
+
+impl Worker {
+    /// Whether a datagram comes from another node's pipe (RTP or RTCP).
+    pub(super) fn is_pipe_peer(&self, source: SocketAddr) -> bool {
+        self.pipes.peers.contains_key(&source)
+    }
+
+    /// A datagram from another node: RTP of a remote track, or PLIs for a pipe out.
+    pub(super) fn pipe_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        if is_rtcp(data) {
+            for ssrc in plis(data) {
+                let Some(&(pipe, track)) = self.pipes.out_ssrcs.get(&(source, ssrc)) else {
+                    continue;
+                };
+                self.tally.plis_rx += 1;
+                let Some(room) = self.pipes.out.get(&pipe).map(|p| p.room.clone()) else {
+                    continue;
+                };
+                self.in_room(&room, |r, out| {
+                    r.subscriber_keyframe_request(now, pipe, track, out)
+                });
+            }
+            return;
+        }
+        let Some(pkt) = PipePacket::parse(data) else {
+            self.tally.dropped_unknown += 1;
+            return;
+        };
+        let (Some(codec), Some(pt)) = (
+            codec_of(pkt.pt),
+            self.pipes.in_tracks.get_mut(&(source, pkt.ssrc)),
+        ) else {
+            self.tally.dropped_unknown += 1;
+            return;
+        };
+        let seq = extend_seq(pt.last_seq, pkt.seq);
+        pt.last_seq = Some(pt.last_seq.map_or(seq, |l| l.max(seq)));
+        let (room, track, owner) = (pt.room.clone(), pt.track, pt.owner);
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        if r.core.track(track).is_some_and(|t| t.codec.is_none()) {
+            r.core.set_codec(track, codec);
+        }
+        if let Some(level) = pkt.audio_level {
+            r.core.on_audio_level(now, owner, level.unsigned_abs());
+        }
+        let mut actions = std::mem::take(&mut self.actions);
+        actions.clear();
+        r.core.on_rtp(
+            now,
+            track,
+            0,
+            PacketIn {
+                seq,
+                ts: pkt.ts,
+                keyframe: codec::is_keyframe_start(codec, pkt.payload),
+                len: pkt.payload.len(),
+            },
+            &mut actions,
+        );
+        let ext = ExtensionValues {
+            audio_level: pkt.audio_level,
+            ..Default::default()
+        };
+        self.write_forwards(
+            now,
+            Packet {
+                codec,
+                track,
+                payload: pkt.payload,
+                marker: pkt.marker,
+                ext,
+            },
+            &actions,
+        );
+        if actions
+            .iter()
+            .any(|a| matches!(a, Action::KeyframeRequest { .. }))
+        {
+            self.apply_actions(&actions);
+        }
+        self.actions = actions;
+    }
+
+    /// Sends one forwarded packet down a pipe.
+    pub(super) fn pipe_forward(&mut self, pipe: PeerKey, f: &Forward, p: &Packet<'_>) {
+        let Some(out) = self.pipes.out.get(&pipe) else {
+            return;
+        };
+        let Some(&ssrc) = out.ssrcs.get(&p.track) else {
+            return;
+        };
+        let to = out.to;
+        let mut buf = std::mem::take(&mut self.pipes.buf);
+        PipePacket {
+            pt: pt_of(p.codec),
+            marker: p.marker,
+            seq: f.seq as u16,
+            ts: f.ts,
+            ssrc,
+            audio_level: p.ext.audio_level,
+            payload: p.payload,
+        }
+        .write(&mut buf);
+        let src = self.advertised[0].ip();
+        self.udp.queue(to, src, &buf);
+        self.pipes.buf = buf;
+        self.tally.forwarded += 1;
+    }
+
+    /// Asks the node a remote track comes from for a keyframe. False if it is not remote.
+    pub(super) fn pipe_keyframe_request(&mut self, track: TrackKey) -> bool {
+        let Some(&(from, ssrc)) = self.pipes.in_by_track.get(&track) else {
+            return false;
+        };
+        let src = self.advertised[0].ip();
+        self.udp.queue(from, src, &pli(ssrc));
+        self.tally.plis_tx += 1;
+        true
+    }
+
+    fn room_entry(&mut self, room: &RoomId) -> &mut RoomEntry {
+        let caps = self.default_caps.with(self.preset_caps.get(room).copied());
+        let base = self.next_track_base;
+        let entry = self.rooms.entry(room.clone()).or_insert_with(|| RoomEntry {
+            core: Room::new(caps, base),
+            peers: Vec::new(),
+        });
+        if entry.core.is_empty() {
+            self.next_track_base += 1_000_000;
+        }
+        entry
+    }
+
+    /// Starts a pipe out of a room to `to`; the room's local participants.
+    pub(super) fn pipe_out(
+        &mut self,
+        room: &RoomId,
+        to: SocketAddr,
+        events: mpsc::Sender<RoomEvent>,
+    ) -> Vec<ParticipantInfo> {
+        let key = PeerKey(self.next_peer);
+        self.next_peer += 1;
+        let identity = ParticipantId::parse(&format!("pipe:{to}"))
+            .unwrap_or_else(|| ParticipantId::parse("pipe").unwrap_or_else(|| unreachable!()));
+        let r = self.room_entry(room);
+        r.core.admit_pipe(key, identity);
+        self.pipes.out.insert(
+            key,
+            PipeOut {
+                room: room.clone(),
+                to,
+                events,
+                ssrcs: HashMap::new(),
+            },
+        );
+        *self.pipes.peers.entry(to).or_default() += 1;
+        let tracks = self
+            .rooms
+            .get(room)
+            .map(|r| r.core.auto_subscriptions(key))
+            .unwrap_or_default();
+        for t in tracks {
+            self.pipe_subscribe(key, t);
+        }
+        info!(room = %room, %to, worker = self.index, "pipe out");
+        self.local_participants(room)
+    }
+
+    /// The room's participants connected here.
+    fn local_participants(&self, room: &RoomId) -> Vec<ParticipantInfo> {
+        let Some(r) = self.rooms.get(room) else {
+            return Vec::new();
+        };
+        r.core
+            .members()
+            .filter(|(_, m)| m.origin == Origin::Local && !m.hidden)
+            .filter_map(|(k, _)| self.participant_info(room, k))
+            .collect()
+    }
+
+    /// Subscribes a pipe out to a track: forwarding starts at once (at a keyframe).
+    pub(super) fn pipe_subscribe(&mut self, pipe: PeerKey, track: TrackKey) {
+        let Some(room) = self.pipes.out.get(&pipe).map(|p| p.room.clone()) else {
+            return;
+        };
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        if !matches!(r.core.subscribe(pipe, track), Ok(true)) {
+            return;
+        }
+        let Some(id) = r.core.track(track).map(|t| t.id.clone()) else {
+            return;
+        };
+        let ssrc = pipe_ssrc(&room, &id);
+        if let Some(p) = self.pipes.out.get_mut(&pipe) {
+            p.ssrcs.insert(track, ssrc);
+            self.pipes.out_ssrcs.insert((p.to, ssrc), (pipe, track));
+        }
+        let now = Instant::now();
+        self.in_room(&room, |r, out| r.downtrack_ready(now, pipe, track, 0, out));
+    }
+
+    /// Whether a member is a pipe out.
+    pub(super) fn is_pipe(&self, k: PeerKey) -> bool {
+        self.pipes.out.contains_key(&k)
+    }
+
+    /// Sends an event about a local participant down the room's pipes.
+    pub(super) fn tell_pipes(&self, room: &RoomId, subject: PeerKey, msg: &RoomEvent) {
+        let local = self
+            .rooms
+            .get(room)
+            .and_then(|r| r.core.member(subject))
+            .is_some_and(|m| m.origin == Origin::Local && !m.hidden);
+        if !local || msg.is_ephemeral() {
+            return;
+        }
+        for p in self.pipes.out.values().filter(|p| &p.room == room) {
+            let _ = p.events.try_send(msg.clone());
+        }
+    }
+
+    /// Sends an event down every pipe of the room.
+    pub(super) fn tell_all_pipes(&self, room: &RoomId, msg: &RoomEvent) {
+        for p in self.pipes.out.values().filter(|p| &p.room == room) {
+            let _ = p.events.try_send(msg.clone());
+        }
+    }
+
+    /// Mirrors another node's participants of a room, whose tracks come from `from`.
+    pub(super) fn pipe_in(
+        &mut self,
+        room: &RoomId,
+        from: SocketAddr,
+        people: Vec<ParticipantInfo>,
+    ) {
+        if !self.pipes.inbound.contains_key(&(from, room.clone())) {
+            self.room_entry(room);
+            self.pipes.inbound.insert(
+                (from, room.clone()),
+                PipeIn {
+                    members: HashMap::new(),
+                    tracks: HashMap::new(),
+                },
+            );
+            *self.pipes.peers.entry(from).or_default() += 1;
+            info!(room = %room, %from, worker = self.index, "pipe in");
+        }
+        for p in people {
+            self.mirror(room, from, RoomEvent::ParticipantJoined(p));
+        }
+    }
+
+    /// Applies an event of another node's pipe to its mirror here.
+    pub(super) fn mirror(&mut self, room: &RoomId, from: SocketAddr, event: RoomEvent) {
+        if !self.pipes.inbound.contains_key(&(from, room.clone())) {
+            return;
+        }
+        match event {
+            RoomEvent::ParticipantJoined(info) => self.mirror_join(room, from, info),
+            RoomEvent::ParticipantLeft { identity, reason } => {
+                let key = self
+                    .pipes
+                    .inbound
+                    .get_mut(&(from, room.clone()))
+                    .and_then(|p| p.members.remove(&identity));
+                if let Some(k) = key {
+                    self.remove_mirrored(room, k, reason);
+                }
+            }
+            RoomEvent::TrackPublished(info) => {
+                let owner = self
+                    .pipes
+                    .inbound
+                    .get(&(from, room.clone()))
+                    .and_then(|p| p.members.get(&info.participant).copied());
+                if let Some(owner) = owner {
+                    self.mirror_track(room, from, owner, info);
+                }
+            }
+            RoomEvent::TrackUnpublished { track_id, .. } => {
+                let track = self
+                    .pipes
+                    .inbound
+                    .get_mut(&(from, room.clone()))
+                    .and_then(|p| p.tracks.remove(&track_id));
+                if let Some(t) = track {
+                    self.forget_remote_track(t);
+                    self.unpublish(room, t);
+                }
+            }
+            RoomEvent::TrackMuted {
+                track_id,
+                participant,
+                muted,
+            } => {
+                let Some(t) = self
+                    .pipes
+                    .inbound
+                    .get(&(from, room.clone()))
+                    .and_then(|p| p.tracks.get(&track_id).copied())
+                else {
+                    return;
+                };
+                let Some(r) = self.rooms.get_mut(room) else {
+                    return;
+                };
+                let Some(owner) = r.core.track(t).map(|t| t.owner) else {
+                    return;
+                };
+                if r.core.set_muted(t, muted) {
+                    let Some(id) = r.core.track(t).map(|t| t.id.clone()) else {
+                        return;
+                    };
+                    self.broadcast(
+                        room,
+                        Some(owner),
+                        RoomEvent::TrackMuted {
+                            track_id: id,
+                            participant,
+                            muted,
+                        },
+                    );
+                }
+            }
+            // Speakers are measured here, from the audio levels the pipe carries; offers
+            // and closes are between a node and its own clients.
+            _ => {}
+        }
+    }
+
+    fn mirror_join(&mut self, room: &RoomId, from: SocketAddr, info: ParticipantInfo) {
+        let pipe = (from, room.clone());
+        if self
+            .pipes
+            .inbound
+            .get(&pipe)
+            .is_some_and(|p| p.members.contains_key(&info.identity))
+        {
+            return;
+        }
+        let key = PeerKey(self.next_peer);
+        self.next_peer += 1;
+        let r = self.room_entry(room);
+        r.core
+            .admit_remote(key, info.identity.clone(), info.name.clone());
+        if let Some(p) = self.pipes.inbound.get_mut(&pipe) {
+            p.members.insert(info.identity.clone(), key);
+        }
+        if let Some(me) = self.participant_info(room, key) {
+            self.broadcast(room, Some(key), RoomEvent::ParticipantJoined(me));
+        }
+        for t in info.tracks {
+            self.mirror_track(room, from, key, t);
+        }
+    }
+
+    fn mirror_track(&mut self, room: &RoomId, from: SocketAddr, owner: PeerKey, info: TrackInfo) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let Some(track) = r.core.publish_remote(owner, info.source, info.muted) else {
+            return;
+        };
+        let ssrc = pipe_ssrc(room, &info.track_id);
+        if let Some(p) = self.pipes.inbound.get_mut(&(from, room.clone())) {
+            p.tracks.insert(info.track_id.clone(), track);
+        }
+        self.pipes.in_tracks.insert(
+            (from, ssrc),
+            PipeTrack {
+                room: room.clone(),
+                track,
+                owner,
+                last_seq: None,
+            },
+        );
+        self.pipes.in_by_track.insert(track, (from, ssrc));
+        if let Some(local) = self.track_info(room, track) {
+            self.announce_track(room, owner, track, local);
+        }
+    }
+
+    fn forget_remote_track(&mut self, track: TrackKey) {
+        if let Some(k) = self.pipes.in_by_track.remove(&track) {
+            self.pipes.in_tracks.remove(&k);
+        }
+    }
+
+    /// Removes a mirrored participant with its tracks, and tells the room.
+    fn remove_mirrored(&mut self, room: &RoomId, k: PeerKey, reason: CloseReason) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let Some(identity) = r.core.member(k).map(|m| m.identity.clone()) else {
+            return;
+        };
+        let gone = r.core.remove(k);
+        for t in &gone {
+            self.forget_remote_track(t.key);
+            for d in &t.downtracks {
+                if let Some(s) = self.peers.get_mut(&d.sub)
+                    && let Some(slot) = s.out_for_track(t.key)
+                {
+                    s.stop_out(slot);
+                }
+            }
+        }
+        self.negotiate_due = true;
+        self.broadcast(
+            room,
+            Some(k),
+            RoomEvent::ParticipantLeft { identity, reason },
+        );
+        self.drop_room_if_empty(room);
+    }
+
+    fn drop_room_if_empty(&mut self, room: &RoomId) {
+        if self.rooms.get(room).is_some_and(|r| r.core.is_empty()) {
+            self.rooms.remove(room);
+        }
+    }
+
+    /// Ends the pipes between this worker and `peer` for a room, both ways.
+    pub(super) fn unpipe(&mut self, room: &RoomId, peer: SocketAddr) {
+        let outs: Vec<PeerKey> = self
+            .pipes
+            .out
+            .iter()
+            .filter(|(_, p)| &p.room == room && p.to == peer)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in outs {
+            if let Some(p) = self.pipes.out.remove(&k) {
+                for ssrc in p.ssrcs.values() {
+                    self.pipes.out_ssrcs.remove(&(peer, *ssrc));
+                }
+                self.release_peer(peer);
+            }
+            if let Some(r) = self.rooms.get_mut(room) {
+                r.core.remove(k);
+            }
+        }
+        if let Some(p) = self.pipes.inbound.remove(&(peer, room.clone())) {
+            self.release_peer(peer);
+            for k in p.members.into_values() {
+                self.remove_mirrored(room, k, CloseReason::Moved);
+            }
+        }
+        self.drop_room_if_empty(room);
+        info!(room = %room, %peer, worker = self.index, "unpiped");
+    }
+
+    fn release_peer(&mut self, peer: SocketAddr) {
+        if let Some(n) = self.pipes.peers.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.pipes.peers.remove(&peer);
+            }
+        }
+    }
+
+    /// How many participants of a room are connected here.
+    pub(super) fn local_members(&self, room: &RoomId) -> u32 {
+        self.rooms.get(room).map_or(0, |r| {
+            r.core
+                .members()
+                .filter(|(_, m)| m.origin == Origin::Local)
+                .count() as u32
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipe_packets_read_back_as_written() {
+        let p = PipePacket {
+            pt: PT_OPUS,
+            marker: true,
+            seq: 65_535,
+            ts: 0xdead_beef,
+            ssrc: 42,
+            audio_level: Some(-30),
+            payload: b"opus",
+        };
+        let mut buf = Vec::new();
+        p.write(&mut buf);
+        assert_eq!(PipePacket::parse(&buf), Some(p));
+        assert!(!is_rtcp(&buf));
+        let plain = PipePacket {
+            pt: PT_VP8,
+            marker: false,
+            seq: 7,
+            ts: 9,
+            ssrc: 1,
+            audio_level: None,
+            payload: &[1, 2, 3],
+        };
+        plain.write(&mut buf);
+        assert_eq!(buf.len(), 15);
+        assert_eq!(PipePacket::parse(&buf), Some(plain));
+        assert_eq!(PipePacket::parse(&buf[..11]), None);
+    }
+
+    #[test]
+    fn a_pli_names_its_media_ssrc() {
+        let p = pli(0x0102_0304);
+        assert!(is_rtcp(&p));
+        let mut compound = p.to_vec();
+        compound.extend_from_slice(&pli(7));
+        assert_eq!(plis(&compound), [0x0102_0304, 7]);
+    }
+
+    #[test]
+    fn sequence_numbers_extend_across_the_wrap() {
+        let a = extend_seq(None, 65_534);
+        let b = extend_seq(Some(a), 65_535);
+        let c = extend_seq(Some(b), 0);
+        let d = extend_seq(Some(c), 1);
+        assert_eq!((b - a, c - b, d - c), (1, 1, 1));
+        // A late packet from before the wrap.
+        assert_eq!(extend_seq(Some(d), 65_535), b);
+    }
+
+    #[test]
+    fn both_ends_name_a_track_alike() {
+        let room = RoomId::parse("r").unwrap_or_else(|| unreachable!());
+        let t = TrackId::from_serial(5);
+        assert_eq!(pipe_ssrc(&room, &t), pipe_ssrc(&room, &t));
+        assert_ne!(
+            pipe_ssrc(&room, &t),
+            pipe_ssrc(&RoomId::parse("s").unwrap_or_else(|| unreachable!()), &t)
+        );
+    }
+}
