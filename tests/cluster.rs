@@ -479,21 +479,32 @@ async fn a_room_spans_two_regions_through_a_pipe() -> anyhow::Result<()> {
         }
     }
 
-    // Bob leaves: alice hears it, and the east node leaves the room.
+    // Carol leaves: bob, on the other node, hears it.
+    let r = carol.request("leave", serde_json::json!({})).await?;
+    assert_ne!(r.msg_op(), "error", "{}", r.to_json());
+    let e = bob.wait_event("participant_left").await?.to_json();
+    assert_eq!(e["d"]["identity"], "carol", "{e}");
+
+    // The west node dies without ending its pipes: the east node notices it gone from
+    // the registry, and bob sees alice leave.
+    let killed = Instant::now();
+    drop(west);
+    let e = bob.wait_event("participant_left").await?.to_json();
+    assert_eq!(e["d"]["identity"], "alice", "{e}");
+    eprintln!(
+        "cascading: the far node dropped the dead node's participants after {:?}",
+        killed.elapsed()
+    );
+
+    // Bob leaves: the east node leaves the room.
     let r = bob.request("leave", serde_json::json!({})).await?;
     assert_ne!(r.msg_op(), "error", "{}", r.to_json());
-    loop {
-        let e = alice.wait_event("participant_left").await?.to_json();
-        if e["d"]["identity"] == "bob" {
-            break;
-        }
-    }
     let deadline = Instant::now() + Duration::from_secs(5);
     while reg.edge("span", "east").await?.is_some() {
         assert!(Instant::now() < deadline, "the east node keeps the room");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    drop((alice, carol));
+    drop((alice, carol, east));
     Ok(())
 }
 

@@ -166,6 +166,42 @@ impl NodeServer {
         }
     }
 
+    /// Ends the pipes with nodes that have left the registry (died without ending them):
+    /// their mirrored participants leave the rooms here.
+    pub(crate) async fn drop_dead_pipes(&self) {
+        let Some(cascade) = self.cascade.clone() else {
+            return;
+        };
+        if self.links().is_empty() {
+            return;
+        }
+        let Ok(live) = self.registry.nodes().await else {
+            return;
+        };
+        let dead: Vec<(RoomId, String, Option<SocketAddr>)> = self
+            .links()
+            .iter()
+            .flat_map(|(room, peers)| {
+                peers
+                    .iter()
+                    .filter(|(node, _)| !live.iter().any(|n| &n.id == *node))
+                    .map(|(node, addr)| (room.clone(), node.clone(), *addr))
+            })
+            .collect();
+        for (room, node, addr) in dead {
+            warn!(room = %room, %node, "a node of the room is gone; ending its pipes");
+            if let Some(addr) = addr {
+                cascade.unpipe(&room, addr).await;
+            }
+            if let Some(peers) = self.links().get_mut(&room) {
+                peers.remove(&node);
+            }
+            if let Err(e) = self.registry.unlink_room(room.as_str(), &node, "").await {
+                debug!(error = %e, "could not take a dead node out of a room");
+            }
+        }
+    }
+
     /// The room's last participant here has left: ends its pipes with every other node
     /// and leaves the room's node set.
     pub(crate) async fn unlink(self: Arc<Self>, room: RoomId) {

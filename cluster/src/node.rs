@@ -339,6 +339,7 @@ impl NodeServer {
             if let Err(e) = self.registry.heartbeat(&info).await {
                 warn!(error = %e, "heartbeat to the registry failed");
             }
+            self.drop_dead_pipes().await;
         }
     }
 }

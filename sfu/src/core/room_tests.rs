@@ -585,3 +585,89 @@ fn leaving_removes_tracks_and_subscriptions() {
     assert!(r.track(b).unwrap().downtracks.is_empty());
     assert_eq!(r.len(), 1);
 }
+
+#[test]
+fn a_pipe_carries_local_tracks_only_and_never_counts_as_a_participant() {
+    let mut r = Room::new(
+        CapsConfig {
+            max_participants: 3,
+            ..CapsConfig::default()
+        },
+        0,
+    );
+    r.admit(
+        PeerKey(1),
+        pid("local"),
+        "L".into(),
+        Grants::default(),
+        false,
+    )
+    .unwrap();
+    r.admit_remote(PeerKey(2), pid("remote"), "R".into());
+    r.admit_pipe(PeerKey(3), pid("pipe:east"));
+    let local = r
+        .publish(PeerKey(1), Source::Microphone, vec![], false)
+        .unwrap();
+    let remote = r.publish_remote(PeerKey(2), Source::Camera, false).unwrap();
+
+    // The pipe gets the local track, now and when published; never the mirrored one,
+    // which would send it back where it came from.
+    assert_eq!(r.auto_subscriptions(PeerKey(3)), [local]);
+    assert!(r.auto_subscribers(local).contains(&PeerKey(3)));
+    assert!(!r.auto_subscribers(remote).contains(&PeerKey(3)));
+    // A local subscriber gets both.
+    r.admit(
+        PeerKey(4),
+        pid("viewer"),
+        "V".into(),
+        Grants::default(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(r.auto_subscriptions(PeerKey(4)), [local, remote]);
+
+    // The mirrored participant counts against the cap, the pipe does not: with three
+    // participants (local, remote, viewer) the room is full.
+    assert_eq!(r.occupancy().participants, 3);
+    assert_eq!(
+        r.admit(
+            PeerKey(5),
+            pid("late"),
+            "X".into(),
+            Grants::default(),
+            false
+        ),
+        Err(JoinError::RoomFull(3))
+    );
+    // A newcomer with a mirrored participant's identity does not replace the mirror.
+    r.remove(PeerKey(4));
+    assert_eq!(
+        r.admit(
+            PeerKey(6),
+            pid("remote"),
+            "R2".into(),
+            Grants::default(),
+            false
+        ),
+        Ok(None)
+    );
+}
+
+#[test]
+fn a_remote_track_is_forwarded_like_a_local_one() {
+    let mut r = room_with(1);
+    r.admit_remote(PeerKey(9), pid("far"), "F".into());
+    let t = r
+        .publish_remote(PeerKey(9), Source::Microphone, false)
+        .unwrap();
+    r.subscribe(PeerKey(0), t).unwrap();
+    let now = Instant::now();
+    let mut out = Vec::new();
+    r.downtrack_ready(now, PeerKey(0), t, 0, &mut out);
+    out.clear();
+    r.on_rtp(now, t, 0, pkt(70_000, 960, true), &mut out);
+    r.on_rtp(now, t, 0, pkt(70_001, 1920, true), &mut out);
+    let f = forwards(&out);
+    assert_eq!(f.len(), 2);
+    assert_eq!(f[1].seq, f[0].seq + 1);
+}
