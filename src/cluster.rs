@@ -55,7 +55,8 @@ pub struct SfuArgs {
     listen: SocketAddr,
     #[command(flatten)]
     media: crate::MediaArgs,
-    /// Participants this node is meant to hold; placement prefers emptier nodes.
+    /// Participants this node is meant to hold. Placement prefers emptier nodes, and a
+    /// room whose node holds this many spreads to other nodes of the region.
     #[arg(long, env = "PARLOR_CAPACITY", default_value_t = 1000)]
     capacity: u32,
     /// On SIGTERM: how long to wait for the node's rooms to empty before stopping.

@@ -508,6 +508,68 @@ async fn a_room_spans_two_regions_through_a_pipe() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A stage: one speaker and six listeners in a room, on SFU nodes meant to hold three
+/// participants each. The room spreads over the region's three nodes as they fill, none
+/// above its capacity, and every listener hears the speaker, on whichever node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_spreads_its_listeners_over_the_nodes_of_a_region() -> anyhow::Result<()> {
+    let cluster = cluster_name();
+    let reg = registry(&cluster).await;
+    let ids = ["sfu-s1", "sfu-s2", "sfu-s3"];
+    let _nodes: Vec<Node> = ids
+        .iter()
+        .zip(["127.0.0.40", "127.0.0.41", "127.0.0.42"])
+        .map(|(id, ip)| sfu(&cluster, id, ip, 3))
+        .collect();
+    let sig = signaling(&cluster, "sig-s", "127.0.0.43");
+    wait_nodes(&reg, &ids).await;
+    let total = || async {
+        reg.nodes()
+            .await
+            .unwrap()
+            .iter()
+            .map(|n| n.load.participants)
+            .sum::<u32>()
+    };
+
+    let mut speaker = Client::join_at(sig.http.unwrap(), &token("stage", "speaker", None)).await?;
+    let r = speaker.publish(&["microphone"]).await?;
+    assert_eq!(r.msg_op(), "answer", "{}", r.to_json());
+    let mut listeners = Vec::new();
+    for i in 0..6u32 {
+        let t = token("stage", &format!("listener-{i}"), None);
+        listeners.push(Client::join_at(sig.http.unwrap(), &t).await?);
+        // Placement reads the load the nodes announce: let it count this one.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while total().await != i + 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the registry never counted listener {i}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for l in &listeners {
+        l.wait_media("a listener hears the speaker", |t| {
+            packets_from(t, "speaker") > 30
+        })
+        .await?;
+    }
+    let mut loads: Vec<u32> = reg
+        .nodes()
+        .await?
+        .iter()
+        .map(|n| n.load.participants)
+        .collect();
+    loads.sort_unstable();
+    assert_eq!(
+        loads,
+        [1, 3, 3],
+        "seven participants over three nodes of three"
+    );
+    Ok(())
+}
+
 /// A chat node: `parlor chat` on the shared Postgres database and Redis.
 fn chat(cluster: &str, id: &str, ip: &str, database_url: &str) -> Node {
     let dir = std::env::temp_dir().join(format!("{cluster}-{id}"));

@@ -251,21 +251,17 @@ impl NodeServer {
         result.unwrap_or_else(Answer::Error)
     }
 
-    /// After a join here: whether the room has meanwhile been placed on another node (its
-    /// placement was released here as the room emptied, and another join placed it
-    /// anew). The participant is then told to move, so the room does not split. If the
-    /// placement is gone, this node claims it back.
+    /// After a join here: claims the room's placement if it is gone (it was released here
+    /// as the room emptied, with this join on its way). Whether the participant must move:
+    /// when the room has meanwhile been placed on another node and this node cannot pipe
+    /// media with it, so the room would split; with pipes, it spans both nodes instead.
     async fn placed_elsewhere(&self, room: &RoomId) -> bool {
         let me = self.id();
         match self.registry.claim(room.as_str(), &me).await {
+            // With pipes between nodes a room may span several: this node pipes with the
+            // others, and nobody moves.
+            Ok(_) if self.cascade.is_some() => false,
             Ok(owner) if owner != me => {
-                // The room's node for this region, when the room spans nodes.
-                if self.cascade.is_some()
-                    && let Ok(Some(edge)) = self.registry.edge(room.as_str(), &self.region()).await
-                    && edge == me
-                {
-                    return false;
-                }
                 warn!(room = %room, %owner, "the room is placed on another node; moving the participant");
                 true
             }

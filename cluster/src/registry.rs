@@ -231,26 +231,65 @@ impl Registry {
     }
 
     /// The node a participant joining from `region` goes to. Usually the room's node
-    /// ([`Registry::place`]); but when the room is on a node of another region and a node
-    /// of `region` is up, the room spans nodes: the participant goes to the room's node in
-    /// its region (chosen once, like a placement), which pipes media with the others.
+    /// ([`Registry::place`]). The room spans nodes, which pipe media with each other, when
+    /// - it is on a node of another region and `region` has a node up: the participant
+    ///   goes to the room's node in its region (chosen once, like a placement);
+    /// - or its node in the region is full (as many participants as its capacity): the
+    ///   participant goes to the least loaded of the room's other nodes there with room
+    ///   to spare, or else to a new node of the region. So a stage with a thousand
+    ///   listeners spreads them over the region's nodes.
     pub async fn place_member(
         &self,
         room: &str,
         region: Option<&str>,
     ) -> Result<String, RegistryError> {
         let primary = self.place(room, region).await?;
-        let Some(region) = region else {
-            return Ok(primary);
-        };
         let live = self.nodes().await?;
+        let up = |n: &&NodeInfo| !n.draining;
+        let spare = |n: &NodeInfo| n.load.participants < n.capacity;
+        let region = match region {
+            Some(r) if live.iter().filter(up).any(|n| n.region == r) => r.to_owned(),
+            _ => match live.iter().find(|n| n.id == primary) {
+                Some(p) => p.region.clone(),
+                None => return Ok(primary),
+            },
+        };
+        let home = match live.iter().find(|n| n.id == primary) {
+            Some(p) if p.region == region => primary.clone(),
+            _ => self.regional(room, &region, &live).await?,
+        };
+        if live.iter().find(|n| n.id == home).is_none_or(spare) {
+            return Ok(home);
+        }
+        let mut c = self.redis.clone();
+        let members: Vec<String> = c.smembers(format!("{}:nodes", self.room_key(room))).await?;
+        let in_region = live
+            .iter()
+            .filter(up)
+            .filter(|n| n.region == region && spare(n) && n.id != home);
+        if let Some(n) = in_region
+            .clone()
+            .filter(|n| members.contains(&n.id))
+            .min_by(|a, b| a.score().total_cmp(&b.score()))
+        {
+            return Ok(n.id.clone());
+        }
+        let fresh: Vec<NodeInfo> = in_region.cloned().collect();
+        Ok(choose(&fresh, Some(&region)).unwrap_or(home))
+    }
+
+    /// The room's node in `region` when its own node is elsewhere: chosen once, like a
+    /// placement, so every participant of the region lands on it.
+    async fn regional(
+        &self,
+        room: &str,
+        region: &str,
+        live: &[NodeInfo],
+    ) -> Result<String, RegistryError> {
         let open_here = |id: &str| {
             live.iter()
                 .any(|n| n.id == id && n.region == region && !n.draining)
         };
-        if open_here(&primary) || !live.iter().any(|n| n.region == region && !n.draining) {
-            return Ok(primary);
-        }
         let key = format!("{}:edge:{region}", self.room_key(room));
         let script = redis::Script::new(PLACE);
         for _ in 0..4 {
@@ -261,7 +300,7 @@ impl Registry {
             {
                 return Ok(cur.clone());
             }
-            let choice = choose(&live, Some(region)).ok_or(RegistryError::NoNodes)?;
+            let choice = choose(live, Some(region)).ok_or(RegistryError::NoNodes)?;
             let placed: String = script
                 .key(&key)
                 .arg(current.as_deref().unwrap_or(""))
@@ -272,7 +311,7 @@ impl Registry {
                 return Ok(placed);
             }
         }
-        Ok(primary)
+        Err(RegistryError::NoNodes)
     }
 
     /// The node holding `room` for participants of `region`, when the room spans nodes.
