@@ -59,6 +59,11 @@ enum Command {
         /// addresses.
         #[arg(long)]
         cluster: bool,
+        /// With `--cluster`: two SFU nodes in two regions, the publisher's signaling node
+        /// in one and the subscribers' in the other, so the room spans both through a pipe.
+        /// The subscribers' node is measured as the SFU; the publisher's as the origin.
+        #[arg(long, requires = "cluster")]
+        span: bool,
     },
     /// Chat messages persisted per second: concurrent writers post for a while.
     ChatWrite {
@@ -123,8 +128,16 @@ fn main() -> anyhow::Result<()> {
             subscribers,
             seconds,
             video_kbps,
-            cluster,
-        } => rt.block_on(forward(&parlor, subscribers, seconds, video_kbps, cluster)),
+            cluster: in_cluster,
+            span,
+        } => {
+            let layout = match (in_cluster, span) {
+                (false, _) => Layout::Serve,
+                (true, false) => Layout::Cluster,
+                (true, true) => Layout::Span,
+            };
+            rt.block_on(forward(&parlor, subscribers, seconds, video_kbps, layout))
+        }
     }
 }
 
@@ -139,6 +152,17 @@ struct Deployment {
     publisher: (String, SocketAddr),
     subscribers: (String, SocketAddr),
     what: &'static str,
+    /// When the room spans nodes: the publisher's SFU node (pid, `/metrics` base), which
+    /// pipes the tracks to the measured one.
+    origin: Option<(u32, String)>,
+}
+
+/// What `forward` runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Serve,
+    Cluster,
+    Span,
 }
 
 /// Starts `parlor <args>` and returns it with the first line of its output that contains
@@ -208,25 +232,26 @@ async fn serve(parlor: &str, data: &std::path::Path) -> anyhow::Result<Deploymen
         publisher: (base.clone(), http),
         subscribers: (base, http),
         what: "parlor serve",
+        origin: None,
     })
 }
 
-/// One `parlor sfu` node (one worker) and two `parlor signaling` nodes, meeting through
-/// NATS and Redis at their default addresses, under a cluster name of their own.
-async fn cluster(parlor: &str) -> anyhow::Result<Deployment> {
-    let name = format!("bench{}", std::process::id());
-    let secret = format!("bench-secret-{}-{}", std::process::id(), rand_suffix());
-    let env = [
-        ("PARLOR_CLUSTER", name.as_str()),
-        ("PARLOR_TOKEN_SECRET", secret.as_str()),
-    ];
+/// One `parlor sfu` node (one worker) with its `/metrics` address, in a region.
+async fn sfu_node(
+    parlor: &str,
+    env: &[(&str, &str)],
+    id: &str,
+    region: &str,
+) -> anyhow::Result<(tokio::process::Child, u32, String)> {
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let sfu = args(&[
+    let a = args(&[
         "sfu",
         "--node-id",
-        "bench-sfu",
+        id,
+        "--region",
+        region,
         "--media-bind",
         "127.0.0.1",
         "--media-port",
@@ -236,15 +261,43 @@ async fn cluster(parlor: &str) -> anyhow::Result<Deployment> {
         "--listen",
         &format!("127.0.0.1:{metrics_port}"),
     ]);
-    let (sfu, _) = start(parlor, &sfu, &env, " is running").await?;
-    let pid = sfu.id().ok_or_else(|| anyhow!("SFU node exited"))?;
+    let (child, _) = start(parlor, &a, env, " is running").await?;
+    let pid = child.id().ok_or_else(|| anyhow!("SFU node {id} exited"))?;
+    Ok((child, pid, format!("http://127.0.0.1:{metrics_port}")))
+}
+
+/// One `parlor sfu` node (one worker) and two `parlor signaling` nodes, meeting through
+/// NATS and Redis at their default addresses, under a cluster name of their own. With
+/// `span`, a second SFU node in another region, and the signaling nodes one per region.
+async fn cluster(parlor: &str, span: bool) -> anyhow::Result<Deployment> {
+    let name = format!("bench{}", std::process::id());
+    let secret = format!("bench-secret-{}-{}", std::process::id(), rand_suffix());
+    let env = [
+        ("PARLOR_CLUSTER", name.as_str()),
+        ("PARLOR_TOKEN_SECRET", secret.as_str()),
+    ];
+    let (sfu, pid, metrics) = sfu_node(parlor, &env, "bench-sfu", "east").await?;
     let mut children = vec![sfu];
+    let origin = if span {
+        let (west, west_pid, west_metrics) = sfu_node(parlor, &env, "bench-west", "west").await?;
+        children.push(west);
+        Some((west_pid, west_metrics))
+    } else {
+        None
+    };
     let mut nodes = Vec::new();
-    for id in ["bench-sig1", "bench-sig2"] {
+    let regions = if span {
+        ["west", "east"]
+    } else {
+        ["east", "east"]
+    };
+    for (id, region) in ["bench-sig1", "bench-sig2"].into_iter().zip(regions) {
         let a = args(&[
             "signaling",
             "--node-id",
             id,
+            "--region",
+            region,
             "--listen",
             "127.0.0.1:0",
             "--guest-tokens=true",
@@ -260,10 +313,15 @@ async fn cluster(parlor: &str) -> anyhow::Result<Deployment> {
     Ok(Deployment {
         _children: children,
         sfu_pid: pid,
-        metrics: format!("http://127.0.0.1:{metrics_port}"),
+        metrics,
         publisher,
         subscribers,
-        what: "cluster: 1 SFU node, 2 signaling nodes, NATS and Redis",
+        what: if span {
+            "cluster, room spanning 2 SFU nodes: publisher on one, subscribers on the other"
+        } else {
+            "cluster: 1 SFU node, 2 signaling nodes, NATS and Redis"
+        },
+        origin,
     })
 }
 
@@ -279,13 +337,13 @@ async fn forward(
     subscribers: usize,
     seconds: u64,
     video_kbps: u64,
-    in_cluster: bool,
+    layout: Layout,
 ) -> anyhow::Result<()> {
     let data = std::env::temp_dir().join(format!("parlor-bench-{}", std::process::id()));
-    let d = if in_cluster {
-        cluster(parlor).await?
-    } else {
-        serve(parlor, &data).await?
+    let d = match layout {
+        Layout::Serve => serve(parlor, &data).await?,
+        Layout::Cluster => cluster(parlor, false).await?,
+        Layout::Span => cluster(parlor, true).await?,
     };
     let pid = d.sfu_pid;
     let room = "bench";
@@ -320,6 +378,13 @@ async fn forward(
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let base = d.metrics.clone();
+    let origin0 = match &d.origin {
+        Some((p, m)) => Some((
+            cpu_seconds(*p)?,
+            metric(m, "parlor_sfu_rtp_forwarded_total").await?,
+        )),
+        None => None,
+    };
     let cpu0 = cpu_seconds(pid)?;
     let fwd0 = metric(&base, "parlor_sfu_rtp_forwarded_total").await?;
     let rx0 = received.load(Ordering::Relaxed);
@@ -333,6 +398,19 @@ async fn forward(
     let forwarded = metric(&base, "parlor_sfu_rtp_forwarded_total").await? - fwd0;
     let rx = received.load(Ordering::Relaxed) - rx0;
     let sent = sent.load(Ordering::Relaxed) - sent0;
+    let origin = match (&d.origin, origin0) {
+        (Some((p, m)), Some((cpu0, fwd0))) => {
+            let cpu = cpu_seconds(*p)? - cpu0;
+            let piped = metric(m, "parlor_sfu_rtp_forwarded_total").await? - fwd0;
+            json!({
+                "origin_cpu_s": cpu,
+                "origin_piped_packets_per_s": piped / elapsed,
+                "origin_cpu_us_per_piped_packet": cpu * 1e6 / piped.max(1.0),
+                "origin_cpu_share_of_one_core": cpu / elapsed,
+            })
+        }
+        _ => Value::Null,
+    };
     let syscalls = metric(&base, "parlor_sfu_send_syscalls_total").await?;
     let out = metric(&base, "parlor_sfu_packets_out_total").await?;
     if forwarded <= 0.0 {
@@ -350,6 +428,7 @@ async fn forward(
         "server_cpu_us_per_forwarded_packet": cpu * 1e6 / forwarded,
         "server_cpu_share_of_one_core": cpu / elapsed,
         "packets_per_send_syscall": out / syscalls.max(1.0),
+        "origin": origin,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     drop(d);
