@@ -4,7 +4,8 @@
 //! subscribers over `/ws` and real UDP, and reports the server's CPU time per forwarded
 //! packet, read from `/proc` and `/metrics`. With `--cluster` it starts one `parlor sfu`
 //! node and two `parlor signaling` nodes instead (publisher and subscribers on different
-//! signaling nodes) and measures the SFU node's process alone.
+//! signaling nodes) and measures the SFU node's process alone; with `--cluster --span`, two
+//! SFU nodes in two regions that the room spans through a pipe.
 //!
 //! The load clients use str0m in RTP mode: they are cheap enough that 50 of them share a
 //! core with the server. The interoperability tests use webrtc-rs instead.
