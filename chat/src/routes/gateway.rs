@@ -178,81 +178,7 @@ async fn run(state: ChatState, socket: WebSocket) {
         return;
     }
     let mut bucket = parlor_edge::FrameLimit::new(RATE_BURST, RATE_PER_SEC);
-    // Until identify or resume succeeds.
-    let identify_deadline = tokio::time::Instant::now() + IDENTIFY_TIMEOUT;
-    let attached: Result<(Arc<Session>, u64), End> = loop {
-        let msg = tokio::select! {
-            m = stream.next() => m,
-            _ = tokio::time::sleep_until(identify_deadline) => {
-                break Err(End::Close(CloseCode::NotIdentified, "identify in time"));
-            }
-        };
-        let text = match frame_text(msg) {
-            Ok(Some(t)) => t,
-            Ok(None) => continue,
-            Err(end) => break Err(end),
-        };
-        if !bucket.take() {
-            break Err(End::Close(CloseCode::RateLimited, "too many frames"));
-        }
-        match ClientFrame::parse(&text) {
-            Ok(ClientFrame::Identify { token }) => match identify(&state, &token).await {
-                Ok(s) => break Ok(s),
-                Err(end) => break Err(end),
-            },
-            Ok(ClientFrame::Resume {
-                token,
-                session_id,
-                seq,
-                position,
-            }) => {
-                let Ok(caller) = token_user(&state, &token).await else {
-                    break Err(End::Close(
-                        CloseCode::AuthenticationFailed,
-                        "the access token is not valid",
-                    ));
-                };
-                match resume(&state, caller, &session_id, seq, position.as_deref()).await {
-                    Ok(s) => {
-                        // After the replayed events, in the same sequence.
-                        state.hub.publish(
-                            &Audience::Session(session_id.clone()),
-                            &Event::from(Dispatch::Resumed {
-                                session_id: &session_id,
-                            }),
-                        );
-                        break Ok(s);
-                    }
-                    Err(e) => {
-                        let code = match e {
-                            ResumeError::Invalid => "session_invalid",
-                            ResumeError::TooOld => "resume_too_old",
-                        };
-                        // The client identifies afresh and catches up with `after=`.
-                        let f = ServerOp::InvalidSession {
-                            resumable: false,
-                            code,
-                        };
-                        if send(&mut sink, f.text()).await.is_err() {
-                            break Err(End::Gone);
-                        }
-                    }
-                }
-            }
-            Ok(ClientFrame::Heartbeat) => {
-                if send(&mut sink, ServerOp::HeartbeatAck.text())
-                    .await
-                    .is_err()
-                {
-                    break Err(End::Gone);
-                }
-            }
-            Err(e) => {
-                let _ = send(&mut sink, error_frame("invalid_frame", &e)).await;
-                break Err(End::Close(CloseCode::DecodeError, "invalid frame"));
-            }
-        }
-    };
+    let attached = attach(&state, &mut sink, &mut stream, &mut bucket).await;
     let (session, generation) = match attached {
         Ok(s) => s,
         Err(End::Close(code, reason)) => return close_with(&mut sink, code, reason).await,
@@ -281,6 +207,88 @@ async fn run(state: ChatState, socket: WebSocket) {
             close_with(&mut sink, code, reason).await;
         }
         End::Gone => state.hub.detach(&session, generation),
+    }
+}
+
+/// Reads frames until identify or resume succeeds (the session and the generation of this
+/// connection), or the connection must end.
+async fn attach(
+    state: &ChatState,
+    sink: &mut Sink,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    bucket: &mut parlor_edge::FrameLimit,
+) -> Result<(Arc<Session>, u64), End> {
+    // Until identify or resume succeeds.
+    let identify_deadline = tokio::time::Instant::now() + IDENTIFY_TIMEOUT;
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = tokio::time::sleep_until(identify_deadline) => {
+                break Err(End::Close(CloseCode::NotIdentified, "identify in time"));
+            }
+        };
+        let text = match frame_text(msg) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(end) => break Err(end),
+        };
+        if !bucket.take() {
+            break Err(End::Close(CloseCode::RateLimited, "too many frames"));
+        }
+        match ClientFrame::parse(&text) {
+            Ok(ClientFrame::Identify { token }) => match identify(state, &token).await {
+                Ok(s) => break Ok(s),
+                Err(end) => break Err(end),
+            },
+            Ok(ClientFrame::Resume {
+                token,
+                session_id,
+                seq,
+                position,
+            }) => {
+                let Ok(caller) = token_user(state, &token).await else {
+                    break Err(End::Close(
+                        CloseCode::AuthenticationFailed,
+                        "the access token is not valid",
+                    ));
+                };
+                match resume(state, caller, &session_id, seq, position.as_deref()).await {
+                    Ok(s) => {
+                        // After the replayed events, in the same sequence.
+                        state.hub.publish(
+                            &Audience::Session(session_id.clone()),
+                            &Event::from(Dispatch::Resumed {
+                                session_id: &session_id,
+                            }),
+                        );
+                        break Ok(s);
+                    }
+                    Err(e) => {
+                        let code = match e {
+                            ResumeError::Invalid => "session_invalid",
+                            ResumeError::TooOld => "resume_too_old",
+                        };
+                        // The client identifies afresh and catches up with `after=`.
+                        let f = ServerOp::InvalidSession {
+                            resumable: false,
+                            code,
+                        };
+                        if send(sink, f.text()).await.is_err() {
+                            break Err(End::Gone);
+                        }
+                    }
+                }
+            }
+            Ok(ClientFrame::Heartbeat) => {
+                if send(sink, ServerOp::HeartbeatAck.text()).await.is_err() {
+                    break Err(End::Gone);
+                }
+            }
+            Err(e) => {
+                let _ = send(sink, error_frame("invalid_frame", &e)).await;
+                break Err(End::Close(CloseCode::DecodeError, "invalid frame"));
+            }
+        }
     }
 }
 
@@ -322,6 +330,7 @@ async fn pump(
 ) -> End {
     let hb = state.config.heartbeat_interval;
     let mut heartbeat = Heartbeat::new(hb + hb / 2);
+    let mut recorded = tokio::time::Instant::now();
     loop {
         tokio::select! {
             next = session.outbox.next(generation) => match next {
@@ -352,6 +361,14 @@ async fn pump(
                 match ClientFrame::parse(&text) {
                     Ok(ClientFrame::Heartbeat) => {
                         heartbeat.beat();
+                        if let Some(bus) = &state.bus
+                            && recorded.elapsed() > crate::service::bus::SESSION_RECORD_TTL / 4
+                        {
+                            // Keeps the session one another node may take over.
+                            recorded = tokio::time::Instant::now();
+                            let (bus, id, user) = (bus.clone(), session.id.clone(), session.user_id);
+                            tokio::spawn(async move { bus.record_session(&id, user).await });
+                        }
                         if send(sink, ServerOp::HeartbeatAck.text()).await.is_err() {
                             return End::Gone;
                         }

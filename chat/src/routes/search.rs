@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 use crate::ChatState;
 use crate::error::ChatError;
@@ -20,7 +21,7 @@ use crate::routes::api::Authed;
 use crate::routes::guilds::{in_channel, in_guild, parse_id};
 use crate::service::views::MessageView;
 use crate::store::fold;
-use crate::store::guilds::Message;
+use crate::store::guilds::{GuildAccess, Message};
 use crate::store::reads::id_at;
 use crate::store::search::Filters;
 
@@ -180,10 +181,6 @@ async fn run(
             .map_err(|_| ChatError::bad_request("invalid_cursor", "before is a message id"))?,
         None => MessageId(i64::MAX),
     };
-    let empty = SearchPage {
-        messages: Vec::new(),
-        next_before: None,
-    };
     // A DM's search covers the DM; a guild's, the channels the caller can see.
     let access = if guild_id == GuildId(0) {
         None
@@ -192,18 +189,11 @@ async fn run(
             ChatError::new(StatusCode::NOT_FOUND, "unknown_guild", "no such guild")
         })?)
     };
-    let visible: std::collections::HashSet<ChannelId> = match &access {
+    let visible: HashSet<ChannelId> = match &access {
         Some(a) => a.visible(user).unwrap_or_default(),
         None => channel_id.into_iter().collect(),
     };
-    let member_named = |name: &str| {
-        let name = name.to_owned();
-        async move {
-            let u = state.store.user_by_username(&name).await?;
-            Ok::<_, ChatError>(u.map(|u| u.id))
-        }
-    };
-    let mut f = Filters {
+    let base = Filters {
         guild_id,
         channel_id: channel_id.unwrap_or(ChannelId(0)),
         below: below.min(q.before_ms.map_or(MessageId(i64::MAX), id_at)),
@@ -211,58 +201,13 @@ async fn run(
         has_attachment: q.has_attachment,
         ..Filters::default()
     };
-    if let Some(name) = &q.from {
-        match member_named(name).await? {
-            Some(id) => f.author_id = id,
-            None => return Ok(empty),
-        }
-    }
-    if let Some(name) = &q.mentions {
-        match member_named(name).await? {
-            Some(id) => f.mentions_id = id,
-            None => return Ok(empty),
-        }
-    }
-    if let Some(ch) = &q.in_channel {
-        let found = access.as_ref().and_then(|a| {
-            a.channels
-                .iter()
-                .find(|(c, _)| c.name == *ch || c.id.to_string() == *ch)
-                .map(|(c, _)| c.id)
+    let Some(mut f) = narrow(state, &q, access.as_ref(), &visible, base).await? else {
+        return Ok(SearchPage {
+            messages: Vec::new(),
+            next_before: None,
         });
-        match found {
-            Some(id)
-                if visible.contains(&id)
-                    && (f.channel_id == ChannelId(0) || f.channel_id == id) =>
-            {
-                f.channel_id = id
-            }
-            _ => return Ok(empty),
-        }
-    }
-    // Pages from channels the caller cannot see are skipped; keep reading until the
-    // page is full or the history ends.
-    let mut out: Vec<Message> = Vec::new();
-    let mut exhausted = false;
-    let mut rounds = 0;
-    while (out.len() as i64) < limit && rounds < 20 {
-        rounds += 1;
-        let want = limit - out.len() as i64;
-        let batch = state.store.search(&f, &q.terms, want).await?;
-        if (batch.len() as i64) < want {
-            exhausted = true;
-        }
-        let Some(last) = batch.last() else { break };
-        f.below = last.id;
-        out.extend(
-            batch
-                .into_iter()
-                .filter(|m| visible.contains(&m.channel_id)),
-        );
-        if exhausted {
-            break;
-        }
-    }
+    };
+    let (mut out, exhausted) = visible_matches(state, &mut f, &q.terms, &visible, limit).await?;
     // Not exhausted: older matches may remain, even if this page found none visible.
     let next_before = (!exhausted).then(|| f.below.to_string());
     let mut messages = Vec::with_capacity(out.len());
@@ -282,6 +227,89 @@ async fn run(
         messages,
         next_before,
     })
+}
+
+/// The query's `from:`, `mentions:` and `in:` as filters; `None` when one of them names
+/// nobody or nothing the caller can see, so nothing can match.
+async fn narrow(
+    state: &ChatState,
+    q: &ParsedQuery,
+    access: Option<&GuildAccess>,
+    visible: &HashSet<ChannelId>,
+    mut f: Filters,
+) -> Result<Option<Filters>, ChatError> {
+    let member_named = |name: &str| {
+        let name = name.to_owned();
+        async move {
+            let u = state.store.user_by_username(&name).await?;
+            Ok::<_, ChatError>(u.map(|u| u.id))
+        }
+    };
+    if let Some(name) = &q.from {
+        match member_named(name).await? {
+            Some(id) => f.author_id = id,
+            None => return Ok(None),
+        }
+    }
+    if let Some(name) = &q.mentions {
+        match member_named(name).await? {
+            Some(id) => f.mentions_id = id,
+            None => return Ok(None),
+        }
+    }
+    if let Some(ch) = &q.in_channel {
+        let found = access.and_then(|a| {
+            a.channels
+                .iter()
+                .find(|(c, _)| c.name == *ch || c.id.to_string() == *ch)
+                .map(|(c, _)| c.id)
+        });
+        match found {
+            Some(id)
+                if visible.contains(&id)
+                    && (f.channel_id == ChannelId(0) || f.channel_id == id) =>
+            {
+                f.channel_id = id
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(f))
+}
+
+/// Up to `limit` matches in channels the caller can see, newest first, and whether the
+/// history is exhausted. Pages from channels the caller cannot see are skipped; it keeps
+/// reading until the page is full or the history ends (at most 20 reads). `f.below` ends
+/// as the cursor for the next page.
+async fn visible_matches(
+    state: &ChatState,
+    f: &mut Filters,
+    terms: &[String],
+    visible: &HashSet<ChannelId>,
+    limit: i64,
+) -> Result<(Vec<Message>, bool), ChatError> {
+    let mut out: Vec<Message> = Vec::new();
+    let mut exhausted = false;
+    let mut rounds = 0;
+    while (out.len() as i64) < limit && rounds < 20 {
+        rounds += 1;
+        let want = limit - out.len() as i64;
+        let batch = state.store.search(f, terms, want).await?;
+        if (batch.len() as i64) < want {
+            exhausted = true;
+        }
+        let Some(last) = batch.last() else { break };
+        f.below = last.id;
+        out.extend(
+            batch
+                .into_iter()
+                .filter(|m| visible.contains(&m.channel_id)),
+        );
+        if exhausted {
+            break;
+        }
+    }
+    Ok((out, exhausted))
 }
 
 async fn search_guild(

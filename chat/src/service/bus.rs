@@ -135,7 +135,7 @@ fn session_key(cluster: &str, id: &str) -> String {
 }
 
 /// How long a session's record lives without being refreshed: its connection's
-/// heartbeats refresh it well before.
+/// heartbeats refresh it every quarter of this.
 pub const SESSION_RECORD_TTL: Duration = Duration::from_secs(3600);
 
 /// A stream id, `<ms>-<n>`, as numbers that order like the ids.
