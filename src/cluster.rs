@@ -190,6 +190,7 @@ pub fn signaling(a: SignalingArgs) -> anyhow::Result<()> {
 async fn signaling_async(a: SignalingArgs) -> anyhow::Result<()> {
     let key = crate::token_key(&a.data_dir)?;
     let (nats, registry) = a.cluster.connect().await?;
+    let records = registry.clone();
     let mut sfu = ClusterSfu::connect(nats, registry, &a.cluster.node_id)
         .await
         .context("subscribing to this node's events")?;
@@ -199,11 +200,12 @@ async fn signaling_async(a: SignalingArgs) -> anyhow::Result<()> {
     let mut config = parlor_signaling::Config::new(key);
     config.guest_tokens = a.guest_tokens;
     config.drain_reason = parlor_proto::control::CloseReason::Moved;
-    let state = parlor_signaling::AppState::new(
+    let mut state = parlor_signaling::AppState::new(
         config,
         Arc::new(sfu),
         parlor_signaling::Metrics::new(&metrics)?,
     );
+    state.records = Some(Arc::new(records));
     let app = parlor_signaling::router(state.clone())
         .merge(parlor_signaling::ops::router(metrics, state.clone()))
         .merge(crate::web::router())

@@ -570,6 +570,65 @@ async fn a_stage_spreads_its_listeners_over_the_nodes_of_a_region() -> anyhow::R
     Ok(())
 }
 
+/// `kill -9` of a signaling node under a call: alice's client resumes its session on the
+/// other signaling node with the last `seq` and `ev` it saw. Her participant is never
+/// replaced (bob keeps receiving the same two tracks from her), and the events the SFU
+/// sent her while she had no signaling node (bob's new track and the offer for it) are
+/// replayed after `resumed`, so she answers and receives bob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signaling_session_resumes_on_another_node_after_its_node_dies() -> anyhow::Result<()> {
+    let cluster = cluster_name();
+    let reg = registry(&cluster).await;
+    let _sfu = sfu(&cluster, "sfu-t", "127.0.0.44", 1000);
+    let sig1 = signaling(&cluster, "sig-t1", "127.0.0.45");
+    let sig2 = signaling(&cluster, "sig-t2", "127.0.0.46");
+    wait_nodes(&reg, &["sfu-t"]).await;
+    let (mut alice, mut bob) = call("takeover", &sig1, &sig2).await?;
+
+    let killed = Instant::now();
+    drop(sig1);
+    // Meanwhile bob publishes: alice's node is gone, so her events go nowhere for now.
+    let r = bob.publish(&["microphone"]).await?;
+    assert_eq!(r.msg_op(), "answer", "{}", r.to_json());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let seq = alice.last_seq();
+    let resumed = alice.resume_at(sig2.http.unwrap()).await?;
+    assert_eq!(resumed.msg_op(), "resumed", "{}", resumed.to_json());
+    // Unnumbered, like every `resumed`: it carries the client's last number.
+    assert_eq!(resumed.seq, seq);
+    let t = alice.wait_event("track_published").await?.to_json();
+    assert_eq!(t["d"]["track"]["participant"], "bob", "{t}");
+    assert!(t["ev"].is_u64(), "a room event carries its number: {t}");
+    assert_eq!(
+        t["seq"],
+        seq + 1,
+        "numbering goes on from the client's: {t}"
+    );
+    alice
+        .wait_media("alice receives bob's new track after the takeover", |t| {
+            packets_from(t, "bob") > 20
+        })
+        .await?;
+    eprintln!(
+        "signaling takeover: alice receives bob's new track {:?} after her node was killed",
+        killed.elapsed()
+    );
+
+    // Alice was never replaced: bob still gets her first two tracks, and no others.
+    let before = packets_from(&bob.counts(), "alice");
+    bob.wait_media("bob keeps receiving alice", |t| {
+        packets_from(t, "alice") > before + 50
+    })
+    .await?;
+    let tracks = bob.counts().values().filter(|r| r.owner == "alice").count();
+    assert_eq!(tracks, 2, "alice kept her participant and tracks");
+    let taken = gauge(&sig2, "parlor_signaling_sessions_taken_over_total").await;
+    assert_eq!(taken, 1.0);
+    drop((alice, bob));
+    Ok(())
+}
+
 /// A chat node: `parlor chat` on the shared Postgres database and Redis.
 fn chat(cluster: &str, id: &str, ip: &str, database_url: &str) -> Node {
     let dir = std::env::temp_dir().join(format!("{cluster}-{id}"));

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use parlor_proto::control::{
-    CloseReason, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent, RoomEvents,
-    RoomStatus, SfuControl, SfuError,
+    CloseReason, EventSender, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent,
+    RoomEvents, RoomStatus, SfuControl, SfuError,
 };
 use parlor_proto::{RoomCaps, RoomId};
 
@@ -28,7 +27,7 @@ pub const CONNECTIONS_TTL: Duration = Duration::from_secs(3);
 
 /// One participant's event stream on this signaling node.
 struct Route {
-    events: mpsc::Sender<RoomEvent>,
+    events: EventSender,
     /// Known once the join has been answered.
     handle: Option<ParticipantHandle>,
 }
@@ -214,6 +213,34 @@ impl SfuControl for ClusterSfu {
         }
     }
 
+    async fn attach(&self, who: &ParticipantHandle, after: u64) -> Result<RoomEvents, SfuError> {
+        let route = self.next_route.fetch_add(1, Ordering::Relaxed);
+        let (tx, events) = RoomEvents::channel();
+        lock(&self.routes).insert(
+            route,
+            Route {
+                events: tx,
+                handle: Some(who.clone()),
+            },
+        );
+        let call = Call::Attach {
+            who: who.clone(),
+            events_to: self.inbox.clone(),
+            route,
+            after,
+        };
+        match self.call(&who.node, &call).await {
+            Ok(Answer::Done) => Ok(events),
+            other => {
+                lock(&self.routes).remove(&route);
+                Err(match other {
+                    Err(e) => e,
+                    Ok(a) => unexpected(a),
+                })
+            }
+        }
+    }
+
     async fn request(&self, who: &ParticipantHandle, req: Request) -> Result<Reply, SfuError> {
         let call = Call::Request {
             who: who.clone(),
@@ -284,7 +311,7 @@ async fn fan_out(
     cluster: String,
 ) {
     while let Some(msg) = events.next().await {
-        let Ok(Routed { route, event }) = serde_json::from_slice::<Routed>(&msg.payload) else {
+        let Ok(Routed { route, n, event }) = serde_json::from_slice::<Routed>(&msg.payload) else {
             warn!("malformed room event");
             continue;
         };
@@ -294,10 +321,10 @@ async fn fan_out(
         let slow = {
             let mut map = lock(&routes);
             let Some(r) = map.get(&route) else { continue };
-            let failed = match r.events.try_send(event) {
+            let failed = match r.events.try_send_numbered(n, event) {
                 Ok(()) => false,
-                Err(mpsc::error::TrySendError::Full(_)) => !ephemeral,
-                Err(mpsc::error::TrySendError::Closed(_)) => true,
+                Err(_) if r.events.is_closed() => true,
+                Err(_) => !ephemeral,
             };
             if closed || failed {
                 let gone = map.remove(&route);

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use parlor_proto::RoomId;
@@ -25,7 +26,21 @@ struct Member {
     handle: ParticipantHandle,
     events_to: String,
     route: u64,
+    /// To the task forwarding its events: send them elsewhere from now on.
+    reroute: mpsc::UnboundedSender<Reroute>,
 }
+
+/// Another signaling node takes a participant's events over, after number `after`.
+#[derive(Debug)]
+struct Reroute {
+    events_to: String,
+    route: u64,
+    after: u64,
+    done: oneshot::Sender<Result<(), SfuError>>,
+}
+
+/// Events kept per participant for a signaling node that takes its session over.
+const EVENT_LOG: usize = 512;
 
 /// Serves one SFU on NATS for the cluster.
 pub struct NodeServer {
@@ -153,6 +168,7 @@ impl NodeServer {
         for m in members {
             let moved = Routed {
                 route: m.route,
+                n: 0,
                 event: RoomEvent::Closed(CloseReason::Moved),
             };
             if let Err(e) = self.nats.publish(m.events_to, encode(&moved).into()).await {
@@ -206,17 +222,20 @@ impl NodeServer {
                 };
                 joined.map(|(joined, events)| {
                     let key = joined.handle.key;
+                    let (reroute, reroutes) = mpsc::unbounded_channel();
                     lock(&self.members).insert(
                         key,
                         Member {
                             handle: joined.handle.clone(),
                             events_to: events_to.clone(),
                             route,
+                            reroute,
                         },
                     );
+                    let to = (events_to, route);
                     tokio::spawn(
                         self.clone()
-                            .forward(events, events_to, route, key, room.clone()),
+                            .forward(events, reroutes, to, key, room.clone()),
                     );
                     if !moved {
                         tokio::spawn(self.clone().link(room));
@@ -229,6 +248,12 @@ impl NodeServer {
                 })
             }
             Call::Request { who, req } => self.sfu.request(&who, req).await.map(Answer::Reply),
+            Call::Attach {
+                who,
+                events_to,
+                route,
+                after,
+            } => self.attach(&who, events_to, route, after).await,
             Call::Leave { who, reason } => {
                 self.sfu.leave(&who, reason).await;
                 Ok(Answer::Done)
@@ -273,24 +298,90 @@ impl NodeServer {
         }
     }
 
-    /// Publishes a participant's events to its signaling node until it leaves; the room's
+    /// Sends a participant's events to another signaling node from now on, after
+    /// replaying those after number `after`.
+    async fn attach(
+        &self,
+        who: &ParticipantHandle,
+        events_to: String,
+        route: u64,
+        after: u64,
+    ) -> Result<Answer, SfuError> {
+        let reroute = lock(&self.members)
+            .get(&who.key)
+            .filter(|m| m.handle == *who)
+            .map(|m| m.reroute.clone())
+            .ok_or(SfuError::NotJoined)?;
+        let (done, answer) = oneshot::channel();
+        reroute
+            .send(Reroute {
+                events_to,
+                route,
+                after,
+                done,
+            })
+            .map_err(|_| SfuError::NotJoined)?;
+        answer.await.map_err(|_| SfuError::NotJoined)??;
+        Ok(Answer::Done)
+    }
+
+    async fn publish_event(&self, to: &str, route: u64, n: u64, event: RoomEvent) {
+        let routed = Routed { route, n, event };
+        if let Err(e) = self
+            .nats
+            .publish(to.to_owned(), encode(&routed).into())
+            .await
+        {
+            debug!(error = %e, "could not publish a room event");
+        }
+    }
+
+    /// Publishes a participant's events to its signaling node until it leaves, keeping
+    /// the last [`EVENT_LOG`] for a node that takes its session over; the room's
     /// placement is released when its last participant has gone.
     async fn forward(
         self: Arc<Self>,
         mut events: RoomEvents,
-        to: String,
-        route: u64,
+        mut reroutes: mpsc::UnboundedReceiver<Reroute>,
+        (mut to, mut route): (String, u64),
         key: u64,
         room: RoomId,
     ) {
-        while let Some(event) = events.recv().await {
-            let closed = matches!(event, RoomEvent::Closed(_));
-            let routed = Routed { route, event };
-            if let Err(e) = self.nats.publish(to.clone(), encode(&routed).into()).await {
-                debug!(error = %e, "could not publish a room event");
-            }
-            if closed {
-                break;
+        let mut log: std::collections::VecDeque<(u64, RoomEvent)> = Default::default();
+        // The highest number no longer in the log.
+        let mut floor = 0u64;
+        loop {
+            tokio::select! {
+                next = events.recv_numbered() => {
+                    let Some((n, event)) = next else { break };
+                    let closed = matches!(event, RoomEvent::Closed(_));
+                    if !event.is_ephemeral() {
+                        log.push_back((n, event.clone()));
+                        if log.len() > EVENT_LOG && let Some((gone, _)) = log.pop_front() {
+                            floor = gone;
+                        }
+                    }
+                    self.publish_event(&to, route, n, event).await;
+                    if closed {
+                        break;
+                    }
+                }
+                Some(r) = reroutes.recv() => {
+                    if r.after < floor {
+                        let _ = r.done.send(Err(SfuError::Unavailable));
+                        continue;
+                    }
+                    // The node that had the session, if it lives, lets it go.
+                    self.publish_event(&to, route, 0, RoomEvent::Closed(CloseReason::Moved)).await;
+                    (to, route) = (r.events_to, r.route);
+                    if let Some(m) = lock(&self.members).get_mut(&key) {
+                        (m.events_to, m.route) = (to.clone(), route);
+                    }
+                    for (n, event) in log.iter().filter(|(n, _)| *n > r.after) {
+                        self.publish_event(&to, route, *n, event.clone()).await;
+                    }
+                    let _ = r.done.send(Ok(()));
+                }
             }
         }
         lock(&self.members).remove(&key);

@@ -462,6 +462,46 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// How long a signaling session's record lives: it is rewritten when the session joins or
+/// leaves, and forgotten when it ends, so this bounds only what a dead node leaves.
+pub const SESSION_RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[async_trait::async_trait]
+impl parlor_proto::control::SessionRecords for Registry {
+    async fn save(&self, session: &str, record: &parlor_proto::control::SessionRecord) {
+        let Ok(json) = serde_json::to_string(record) else {
+            return;
+        };
+        let mut c = self.redis.clone();
+        let r: Result<(), _> = c
+            .pset_ex(
+                format!("{}:sig:session:{session}", self.cluster),
+                json,
+                SESSION_RECORD_TTL.as_millis() as u64,
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not record a signaling session");
+        }
+    }
+
+    async fn load(&self, session: &str) -> Option<parlor_proto::control::SessionRecord> {
+        let mut c = self.redis.clone();
+        let json: Option<String> = c
+            .get(format!("{}:sig:session:{session}", self.cluster))
+            .await
+            .ok()?;
+        serde_json::from_str(&json?).ok()
+    }
+
+    async fn forget(&self, session: &str) {
+        let mut c = self.redis.clone();
+        let _: Result<(), _> = c
+            .del(format!("{}:sig:session:{session}", self.cluster))
+            .await;
+    }
+}
+
 /// Two random choices among the nodes taking rooms, within the region if any node is
 /// there; the less loaded wins.
 pub fn choose(nodes: &[NodeInfo], region: Option<&str>) -> Option<String> {

@@ -64,6 +64,15 @@ pub enum Call {
     CheckOffer {
         sdp: String,
     },
+    /// Send a participant's events to `events_to` from now on, marked with `route`,
+    /// starting with those after number `after` (another signaling node took its session
+    /// over).
+    Attach {
+        who: ParticipantHandle,
+        events_to: String,
+        route: u64,
+        after: u64,
+    },
     /// Between SFU nodes: send this room's local tracks to `to` (the caller's pipe
     /// address), and its events to `from_node`'s pipe subject.
     Pipe {
@@ -98,6 +107,9 @@ pub enum Answer {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Routed {
     pub route: u64,
+    /// The event's number among the participant's events.
+    #[serde(default)]
+    pub n: u64,
     pub event: RoomEvent,
 }
 

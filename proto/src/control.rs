@@ -211,19 +211,64 @@ impl RoomEvent {
 /// ([`CloseReason::SlowConsumer`]).
 pub const EVENT_QUEUE: usize = 1024;
 
-/// The events of one joined participant, in order; ends after [`RoomEvent::Closed`] or
-/// when the SFU forgets the participant.
+/// The events of one joined participant, in order, each with its number (1, 2, ... for
+/// the participant); ends after [`RoomEvent::Closed`] or when the SFU forgets the
+/// participant. The numbers let a participant's events be picked up again after a given
+/// one ([`SfuControl::attach`]).
 #[derive(Debug)]
-pub struct RoomEvents(mpsc::Receiver<RoomEvent>);
+pub struct RoomEvents(mpsc::Receiver<(u64, RoomEvent)>);
+
+/// The sending end of [`RoomEvents`]: numbers what it sends, unless told the number.
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    tx: mpsc::Sender<(u64, RoomEvent)>,
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventSender {
+    fn number(&self) -> u64 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
+    /// Queues an event without waiting; gives it back if the queue is full or closed.
+    pub fn try_send(&self, ev: RoomEvent) -> Result<(), RoomEvent> {
+        self.try_send_numbered(self.number(), ev)
+    }
+
+    /// Queues an event numbered where it was produced (another node).
+    pub fn try_send_numbered(&self, n: u64, ev: RoomEvent) -> Result<(), RoomEvent> {
+        self.tx.try_send((n, ev)).map_err(|e| e.into_inner().1)
+    }
+
+    /// Whether the stream's receiver is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Queues an event, waiting for room; gives it back if the stream is gone.
+    pub async fn send(&self, ev: RoomEvent) -> Result<(), RoomEvent> {
+        let n = self.number();
+        self.tx.send((n, ev)).await.map_err(|e| e.0.1)
+    }
+}
 
 impl RoomEvents {
     /// A stream and the sender an implementation feeds it through.
-    pub fn channel() -> (mpsc::Sender<RoomEvent>, RoomEvents) {
+    pub fn channel() -> (EventSender, RoomEvents) {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        (tx, RoomEvents(rx))
+        let sender = EventSender {
+            tx,
+            next: std::sync::Arc::default(),
+        };
+        (sender, RoomEvents(rx))
     }
 
     pub async fn recv(&mut self) -> Option<RoomEvent> {
+        self.0.recv().await.map(|(_, ev)| ev)
+    }
+
+    /// The next event with its number.
+    pub async fn recv_numbered(&mut self) -> Option<(u64, RoomEvent)> {
         self.0.recv().await
     }
 }
@@ -284,6 +329,31 @@ pub trait SfuControl: Send + Sync + std::fmt::Debug + 'static {
     /// Checks that an SDP offer is one the SFU can apply, without joining anyone (WHIP
     /// refuses a bad offer before it takes a seat in the room).
     async fn check_offer(&self, sdp: &str) -> Result<(), SfuError>;
+    /// Takes over a joined participant's events from whoever received them (a signaling
+    /// node that died), starting after event number `after`; the earlier stream ends.
+    /// Only where events outlive their receiver (a cluster); in one process there is
+    /// nobody to take over from.
+    async fn attach(&self, who: &ParticipantHandle, after: u64) -> Result<RoomEvents, SfuError> {
+        let _ = (who, after);
+        Err(SfuError::Unavailable)
+    }
+}
+
+/// What a signaling node keeps of a session where every signaling node of a cluster can
+/// read it, so that another node can take the session over after its node dies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub claims: crate::Claims,
+    /// The participant, once joined.
+    pub handle: Option<ParticipantHandle>,
+}
+
+/// Where signaling nodes keep [`SessionRecord`]s (Redis, in a cluster).
+#[async_trait]
+pub trait SessionRecords: Send + Sync + std::fmt::Debug + 'static {
+    async fn save(&self, session: &str, record: &SessionRecord);
+    async fn load(&self, session: &str) -> Option<SessionRecord>;
+    async fn forget(&self, session: &str);
 }
 
 /// Rooms that span SFU nodes, as an SFU node's media plane serves them to the cluster

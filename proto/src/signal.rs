@@ -81,6 +81,10 @@ pub struct Resume {
     pub session_id: String,
     /// The last `seq` the client received.
     pub seq: u64,
+    /// The last `ev` the client received, if any: lets another signaling node of a
+    /// cluster take the session over.
+    #[serde(default)]
+    pub event: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +162,10 @@ pub struct ServerFrame {
     pub seq: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u64>,
+    /// For a room event: its number among the participant's events. A client resuming on
+    /// another signaling node of a cluster says the last it saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ev: Option<u64>,
     #[serde(flatten)]
     pub msg: ServerMessage,
 }
@@ -375,6 +383,7 @@ mod tests {
         let f = ServerFrame {
             seq: 3,
             id: Some(9),
+            ev: None,
             msg: ServerMessage::Error(ErrorBody {
                 code: "room_full".into(),
                 message: "full".into(),

@@ -9,11 +9,10 @@ use str0m::change::SdpPendingOffer;
 use str0m::format::Codec as StrCodec;
 use str0m::media::{Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
-use tokio::sync::mpsc;
 
 use parlor_proto::{MediaKind, ParticipantId, RoomId, TrackId};
 
-use crate::control::{CloseReason, RoomEvent};
+use crate::control::{CloseReason, EventSender, RoomEvent};
 use crate::core::codec::Codec;
 use crate::core::{PeerKey, TrackKey};
 
@@ -126,7 +125,7 @@ pub(crate) struct Peer {
     pub unpublished: Vec<Mid>,
     pub rtc: Rtc,
     pub ufrag: String,
-    pub events: mpsc::Sender<RoomEvent>,
+    pub events: EventSender,
     pub next_timeout: Instant,
     /// Has output to poll.
     pub dirty: bool,

@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use tracing::{Instrument, debug, info_span};
 
 use parlor_proto::control::{
-    CloseReason, JoinRequest, Reply, Request, RoomEvent, RoomEvents, SfuError,
+    CloseReason, JoinRequest, Reply, Request, RoomEvent, RoomEvents, SessionRecord, SfuError,
 };
 use parlor_proto::signal::{
     ActiveSpeakers, ClientFrame, ClientMessage, Empty, ErrorBody, Hello, Joined, MAX_FRAME_BYTES,
@@ -121,6 +121,7 @@ impl Connection {
         ServerFrame {
             seq: 0,
             id: None,
+            ev: None,
             msg: ServerMessage::Hello(Hello {
                 protocol: PROTOCOL_VERSION,
                 heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
@@ -246,7 +247,12 @@ impl Connection {
 
     /// Queues a frame for this socket outside any session (`seq` 0).
     fn direct_frame(&mut self, id: Option<u64>, msg: ServerMessage) {
-        if let Ok(t) = serde_json::to_string(&ServerFrame { seq: 0, id, msg }) {
+        if let Ok(t) = serde_json::to_string(&ServerFrame {
+            seq: 0,
+            id,
+            ev: None,
+            msg,
+        }) {
             self.direct.push(t);
         }
     }
@@ -320,8 +326,8 @@ impl Connection {
                 self.reply(id, ServerMessage::HeartbeatAck(Empty {}));
                 Step::Continue
             }
-            ClientMessage::Identify(i) => self.identify(id, i.token, i.protocol),
-            ClientMessage::Resume(r) => self.resume(id, &r.session_id, r.seq),
+            ClientMessage::Identify(i) => self.identify(id, i.token, i.protocol).await,
+            ClientMessage::Resume(r) => self.resume(id, &r.session_id, r.seq, r.event).await,
             msg => {
                 let Some(session) = self.session.clone() else {
                     self.reply_error(id, "not_identified", "identify first");
@@ -333,7 +339,7 @@ impl Connection {
         }
     }
 
-    fn identify(&mut self, id: Option<u64>, token: String, protocol: u32) -> Step {
+    async fn identify(&mut self, id: Option<u64>, token: String, protocol: u32) -> Step {
         if self.session.is_some() {
             self.reply_error(id, "already_identified", "this connection is identified");
             return Step::Continue;
@@ -354,6 +360,7 @@ impl Connection {
             }
         };
         let session = Arc::new(Session::new(crate::random_id(), claims));
+        self.record(&session).await;
         self.generation = 1;
         self.state.sessions.insert(session.clone());
         self.state
@@ -376,13 +383,32 @@ impl Connection {
         Step::Continue
     }
 
-    fn resume(&mut self, id: Option<u64>, session_id: &str, seq: u64) -> Step {
+    /// Keeps the session where another signaling node of a cluster can find it.
+    async fn record(&self, session: &Session) {
+        if let Some(r) = &self.state.records {
+            let record = SessionRecord {
+                claims: session.claims.clone(),
+                handle: session.handle(),
+            };
+            r.save(&session.id, &record).await;
+        }
+    }
+
+    async fn resume(
+        &mut self,
+        id: Option<u64>,
+        session_id: &str,
+        seq: u64,
+        event: Option<u64>,
+    ) -> Step {
         if self.session.is_some() {
             self.reply_error(id, "already_identified", "this connection is identified");
             return Step::Continue;
         }
         let Some(session) = self.state.sessions.get(session_id) else {
-            self.reply_error(id, "session_expired", "no such session; identify again");
+            if !self.take_over(id, session_id, seq, event).await {
+                self.reply_error(id, "session_expired", "no such session; identify again");
+            }
             return Step::Continue;
         };
         match session.outbox.resume(seq) {
@@ -400,6 +426,54 @@ impl Connection {
             }
         }
         Step::Continue
+    }
+
+    /// Takes over a session another signaling node of the cluster held (it died, or the
+    /// client left it): the participant stays in the room, its events come here from
+    /// now on, and those after the last one the client saw (`event`) are replayed after
+    /// `resumed`, numbered on from `seq`. False if there is no such session to take.
+    async fn take_over(
+        &mut self,
+        id: Option<u64>,
+        session_id: &str,
+        seq: u64,
+        event: Option<u64>,
+    ) -> bool {
+        let Some(records) = self.state.records.clone() else {
+            return false;
+        };
+        let Some(record) = records.load(session_id).await else {
+            return false;
+        };
+        let session = Arc::new(Session::continuing(
+            session_id.to_owned(),
+            record.claims,
+            seq,
+        ));
+        // The replayed events follow `resumed`.
+        session.hold();
+        if let Some(h) = record.handle {
+            match self.state.sfu.attach(&h, event.unwrap_or(0)).await {
+                Ok(events) => {
+                    session.set_handle(Some(h));
+                    tokio::spawn(pump(session.clone(), events));
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "could not take the session's participant over");
+                    return false;
+                }
+            }
+        }
+        self.state.sessions.insert(session.clone());
+        self.state
+            .metrics
+            .sessions
+            .set(self.state.sessions.len() as i64);
+        self.state.metrics.taken_over.inc();
+        self.generation = 1;
+        session.reply(ServerMessage::Resumed(Resumed { replayed: 0 }), id);
+        self.session = Some(session);
+        true
     }
 
     async fn room_op(&mut self, id: Option<u64>, session: &Arc<Session>, msg: ClientMessage) {
@@ -424,6 +498,7 @@ impl Connection {
                 match sfu.join(req).await {
                     Ok((joined, erx)) => {
                         session.set_handle(Some(joined.handle.clone()));
+                        self.record(session).await;
                         tokio::spawn(pump(session.clone(), erx));
                         session.reply(
                             ServerMessage::Joined(Joined {
@@ -439,6 +514,7 @@ impl Connection {
             }
             ClientMessage::Leave(_) => match session.set_handle(None) {
                 Some(h) => {
+                    self.record(session).await;
                     sfu.leave(&h, CloseReason::Left).await;
                     session.emit(ServerMessage::Left(Empty {}), id);
                 }
@@ -502,6 +578,9 @@ impl Connection {
         if let Some(h) = s.set_handle(None) {
             self.state.sfu.leave(&h, reason).await;
         }
+        if let Some(r) = &self.state.records {
+            r.forget(&s.id).await;
+        }
         self.state.sessions.remove(&s.id);
         self.state
             .metrics
@@ -512,12 +591,12 @@ impl Connection {
 
 /// Moves SFU events for one participant into its session, as client messages.
 async fn pump(session: Arc<Session>, mut events: RoomEvents) {
-    while let Some(ev) = events.recv().await {
+    while let Some((n, ev)) = events.recv_numbered().await {
         let closed = matches!(ev, RoomEvent::Closed(_));
         if closed {
             session.set_handle(None);
         }
-        session.event(client_message(ev));
+        session.event(client_message(ev), (n > 0).then_some(n));
         if closed {
             break;
         }

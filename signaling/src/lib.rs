@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use parlor_proto::control::{CloseReason, SfuControl};
+use parlor_proto::control::{CloseReason, SessionRecords, SfuControl};
 use parlor_proto::{Claims, ParticipantId, RoomId, TokenKey};
 
 use crate::error::ApiError;
@@ -72,6 +72,8 @@ pub struct Metrics {
     pub frames_in: IntCounter,
     pub frames_out: IntCounter,
     pub errors: IntCounterVec,
+    /// Sessions taken over from another signaling node of the cluster.
+    pub taken_over: IntCounter,
 }
 
 impl Metrics {
@@ -97,12 +99,18 @@ impl Metrics {
             ),
             &["code"],
         )?;
+        let taken_over = IntCounter::new(
+            "parlor_signaling_sessions_taken_over_total",
+            "Sessions resumed here that another signaling node held",
+        )?;
+        registry.register(Box::new(taken_over.clone()))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(sessions.clone()))?;
         registry.register(Box::new(frames_in.clone()))?;
         registry.register(Box::new(frames_out.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         Ok(Metrics {
+            taken_over,
             connections,
             sessions,
             frames_in,
@@ -121,6 +129,9 @@ pub struct AppState {
     pub http_sessions: Arc<HttpSessions>,
     pub metrics: Metrics,
     pub shutdown: Arc<watch::Sender<bool>>,
+    /// Where sessions are recorded so another signaling node can take one over (Redis,
+    /// in a cluster); `None` in one process.
+    pub records: Option<Arc<dyn SessionRecords>>,
     next_conn: Arc<AtomicU64>,
 }
 
@@ -139,6 +150,7 @@ impl AppState {
             http_sessions: Arc::default(),
             metrics,
             shutdown: Arc::new(watch::channel(false).0),
+            records: None,
             next_conn: Arc::new(AtomicU64::new(1)),
         }
     }

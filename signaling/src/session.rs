@@ -34,7 +34,7 @@ struct Inner {
     /// While a request is with the SFU, its events wait here, so that the reply goes out
     /// before anything the request caused (such as the follow-up server offer).
     holding: bool,
-    held: Vec<ServerMessage>,
+    held: Vec<(ServerMessage, Option<u64>)>,
 }
 
 impl Session {
@@ -66,6 +66,24 @@ impl Session {
         std::mem::replace(&mut self.lock().handle, h)
     }
 
+    /// A session another signaling node held, taken over here: its client has every frame
+    /// up to `after`, so numbering goes on from there.
+    pub fn continuing(id: String, claims: Claims, after: u64) -> Session {
+        Session {
+            id,
+            claims,
+            outbox: Outbox::continuing(
+                OutboxLimits {
+                    replay: REPLAY_FRAMES,
+                    shed_after: SHED_AFTER,
+                    number_ephemeral: false,
+                },
+                after,
+            ),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
     /// Holds events until [`Session::reply`]: call before handing a request to the SFU.
     pub fn hold(&self) {
         self.lock().holding = true;
@@ -75,31 +93,32 @@ impl Session {
     pub fn reply(&self, msg: ServerMessage, id: Option<u64>) {
         let mut g = self.lock();
         g.holding = false;
-        self.send(msg, id);
-        for m in std::mem::take(&mut g.held) {
-            self.send(m, None);
+        self.send(msg, id, None);
+        for (m, ev) in std::mem::take(&mut g.held) {
+            self.send(m, None, ev);
         }
     }
 
-    /// Sends an event (not a reply) to the client.
-    pub fn event(&self, msg: ServerMessage) {
+    /// Sends a room event (not a reply) to the client, with its number among the
+    /// participant's events.
+    pub fn event(&self, msg: ServerMessage, ev: Option<u64>) {
         let mut g = self.lock();
         if g.holding {
-            g.held.push(msg);
+            g.held.push((msg, ev));
         } else {
-            self.send(msg, None);
+            self.send(msg, None, ev);
         }
     }
 
     /// Sends a frame outside any request (acks, errors, ready).
     pub fn emit(&self, msg: ServerMessage, id: Option<u64>) {
-        self.send(msg, id);
+        self.send(msg, id, None);
     }
 
     /// Numbers the frame (unless it is ephemeral) and queues it for the connection.
-    fn send(&self, msg: ServerMessage, id: Option<u64>) {
+    fn send(&self, msg: ServerMessage, id: Option<u64>, ev: Option<u64>) {
         self.outbox.push(msg.is_ephemeral(), |seq| {
-            serde_json::to_string(&ServerFrame { seq, id, msg }).unwrap_or_default()
+            serde_json::to_string(&ServerFrame { seq, id, ev, msg }).unwrap_or_default()
         });
     }
 }
@@ -187,14 +206,17 @@ mod tests {
     fn a_reply_precedes_the_events_its_request_caused() {
         let s = session();
         s.hold();
-        s.event(err(1));
+        s.event(err(1), Some(4));
         s.reply(ServerMessage::Ok(Empty {}), Some(7));
-        s.event(err(2));
+        s.event(err(2), Some(5));
         let f = frames(s.outbox.take(1));
         let ops: Vec<_> = f.iter().map(|v| v["op"].as_str().unwrap()).collect();
         assert_eq!(ops, ["ok", "error", "error"]);
         assert_eq!(f[0]["id"], 7);
         assert_eq!(f[1]["d"]["code"], "1");
+        // Room events carry their number; replies do not.
+        let evs: Vec<_> = f.iter().map(|v| v["ev"].as_u64()).collect();
+        assert_eq!(evs, [None, Some(4), Some(5)]);
         let seqs: Vec<_> = f.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, [1, 2, 3]);
     }

@@ -182,6 +182,63 @@ pub struct Received {
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerFrame>>>>;
 
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type WsSink = futures_util::stream::SplitSink<Ws, Message>;
+type WsStream = futures_util::stream::SplitStream<Ws>;
+
+/// What the task reading a client's socket hands frames to; kept so that a new socket
+/// (a resume on another node) gets a reader of its own.
+#[derive(Clone)]
+struct ReaderParts {
+    pending: Pending,
+    neg: mpsc::UnboundedSender<Neg>,
+    awaiting: Arc<AtomicU64>,
+    events: mpsc::UnboundedSender<ServerFrame>,
+    /// The last `seq` and `ev` seen.
+    seq: Arc<AtomicU64>,
+    ev: Arc<AtomicU64>,
+}
+
+fn spawn_reader(mut stream: WsStream, p: ReaderParts) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok(f) = next_frame(&mut stream).await {
+            p.seq.fetch_max(f.seq, Ordering::SeqCst);
+            if let Some(ev) = f.ev {
+                p.ev.fetch_max(ev, Ordering::SeqCst);
+            }
+            if let Some(id) = f.id
+                && let Some(tx) = p.pending.lock().unwrap().remove(&id)
+            {
+                // Wire order decides glare: an answer ends our offer.
+                if p.awaiting.load(Ordering::SeqCst) == id {
+                    p.awaiting.store(0, Ordering::SeqCst);
+                }
+                let _ = tx.send(f);
+                continue;
+            }
+            let v = f.to_json();
+            if f.msg_op() == "error" {
+                eprintln!("[client] error frame: {v}");
+            }
+            if f.msg_op() == "offer" {
+                // The impolite side: a server offer that crosses ours is ignored;
+                // the server rolls it back and offers again after answering.
+                if p.awaiting.load(Ordering::SeqCst) != 0 {
+                    continue;
+                }
+                let _ = p.neg.send(Neg::ServerOffer {
+                    seq: f.seq,
+                    offer_id: v["d"]["offer_id"].as_u64().unwrap_or(0),
+                    sdp: v["d"]["sdp"].as_str().unwrap_or_default().to_owned(),
+                });
+                continue;
+            }
+            let _ = p.events.send(f);
+        }
+    })
+}
+
 enum Neg {
     Publish {
         tracks: Vec<(Arc<TrackLocalStaticRTP>, &'static str)>,
@@ -254,6 +311,9 @@ pub struct Client {
     pub connected: Arc<AtomicBool>,
     pub session_id: String,
     pumps: Vec<tokio::task::JoinHandle<()>>,
+    /// The socket the writer task writes to; replaced by a resume elsewhere.
+    sink: Arc<tokio::sync::Mutex<WsSink>>,
+    reader: ReaderParts,
     pc: Arc<dyn PeerConnection>,
     /// Track ids the server assigned to what this client publishes, by source.
     pub published: Arc<Mutex<HashMap<String, String>>>,
@@ -311,13 +371,16 @@ impl Client {
         let session_id = v["d"]["session_id"].as_str().unwrap_or_default().to_owned();
 
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
-        let writer = tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                if sink.send(m).await.is_err() {
-                    break;
+        let sink = Arc::new(tokio::sync::Mutex::new(sink));
+        let writer = {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                while let Some(m) = out_rx.recv().await {
+                    // A failed write is lost; a resume elsewhere brings a new socket.
+                    let _ = sink.lock().await.send(m).await;
                 }
-            }
-        });
+            })
+        };
 
         let Bare {
             pc,
@@ -331,43 +394,15 @@ impl Client {
         let awaiting_answer = Arc::new(AtomicU64::new(0));
         let published = Arc::new(Mutex::new(HashMap::new()));
 
-        let reader = {
-            let pending = pending.clone();
-            let neg = neg.clone();
-            let awaiting = awaiting_answer.clone();
-            tokio::spawn(async move {
-                while let Ok(f) = next_frame(&mut stream).await {
-                    if let Some(id) = f.id
-                        && let Some(tx) = pending.lock().unwrap().remove(&id)
-                    {
-                        // Wire order decides glare: an answer ends our offer.
-                        if awaiting.load(Ordering::SeqCst) == id {
-                            awaiting.store(0, Ordering::SeqCst);
-                        }
-                        let _ = tx.send(f);
-                        continue;
-                    }
-                    let v = f.to_json();
-                    if f.msg_op() == "error" {
-                        eprintln!("[client] error frame: {v}");
-                    }
-                    if f.msg_op() == "offer" {
-                        // The impolite side: a server offer that crosses ours is ignored;
-                        // the server rolls it back and offers again after answering.
-                        if awaiting.load(Ordering::SeqCst) != 0 {
-                            continue;
-                        }
-                        let _ = neg.send(Neg::ServerOffer {
-                            seq: f.seq,
-                            offer_id: v["d"]["offer_id"].as_u64().unwrap_or(0),
-                            sdp: v["d"]["sdp"].as_str().unwrap_or_default().to_owned(),
-                        });
-                        continue;
-                    }
-                    let _ = events_tx.send(f);
-                }
-            })
+        let parts = ReaderParts {
+            pending: pending.clone(),
+            neg: neg.clone(),
+            awaiting: awaiting_answer.clone(),
+            events: events_tx,
+            seq: Arc::new(AtomicU64::new(ready.seq)),
+            ev: Arc::default(),
         };
+        let reader = spawn_reader(stream, parts.clone());
 
         let c = Client {
             identity,
@@ -380,6 +415,8 @@ impl Client {
             connected,
             session_id,
             pumps: vec![writer, reader],
+            sink,
+            reader: parts,
             pc: pc.clone(),
             published,
         };
@@ -394,6 +431,38 @@ impl Client {
         let mut c = c;
         c.pumps.push(negotiator);
         Ok(c)
+    }
+
+    /// Moves this client's session to the signaling node at `http`, as a client whose
+    /// node died would: a new socket, `resume` with the last `seq` and `ev` it saw. The
+    /// peer connection stays. Returns the server's answer to the resume.
+    pub async fn resume_at(&mut self, http: SocketAddr) -> anyhow::Result<ServerFrame> {
+        self.pumps[1].abort();
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
+            .await
+            .context("ws connect")?;
+        let (mut sink, mut stream) = ws.split();
+        let hello = next_frame(&mut stream).await?;
+        if hello.msg_op() != "hello" {
+            bail!("expected hello, got {}", hello.to_json());
+        }
+        let ev = self.reader.ev.load(Ordering::SeqCst);
+        let resume = json!({"op": "resume", "d": {
+            "session_id": self.session_id,
+            "seq": self.reader.seq.load(Ordering::SeqCst),
+            "event": (ev > 0).then_some(ev),
+        }});
+        sink.send(Message::text(resume.to_string())).await?;
+        let answer = next_frame(&mut stream).await?;
+        self.reader.seq.fetch_max(answer.seq, Ordering::SeqCst);
+        *self.sink.lock().await = sink;
+        self.pumps[1] = spawn_reader(stream, self.reader.clone());
+        Ok(answer)
+    }
+
+    /// The last `seq` received.
+    pub fn last_seq(&self) -> u64 {
+        self.reader.seq.load(Ordering::SeqCst)
     }
 
     pub fn send_raw(&self, m: Message) {

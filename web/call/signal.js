@@ -63,6 +63,7 @@ export class Signal {
     /** @type {any[]} */
     this.outbox = []; // frames sent while the session is not usable
     this.lastSeq = 0; // highest `seq` of a numbered frame received
+    this.lastEvent = 0; // highest `ev` (room event number) received: another node can resume from it
     this.sessionId = null;
     this.heartbeatMs = 10_000;
     this.resumeWindowMs = 60_000;
@@ -113,6 +114,7 @@ export class Signal {
    */
   async identify(token) {
     this.lastSeq = 0;
+    this.lastEvent = 0;
     const ready = await this.request("identify", { token, protocol: PROTOCOL }, { handshake: true });
     this.sessionId = ready.d.session_id;
     this.#becomeUsable();
@@ -196,6 +198,7 @@ export class Signal {
     if (frame.seq > 0 && !UNNUMBERED_OPS.has(frame.op)) {
       if (frame.seq <= this.lastSeq) return;
       this.lastSeq = frame.seq;
+      if (typeof frame.ev === "number" && frame.ev > this.lastEvent) this.lastEvent = frame.ev;
     }
     if (frame.op === "heartbeat_ack") {
       this.heartbeat.ack();
@@ -284,7 +287,7 @@ export class Signal {
         // The missed frames are replayed (through #onFrame) before `resumed` arrives.
         const resumed = await this.request(
           "resume",
-          { session_id: this.sessionId, seq: this.lastSeq },
+          { session_id: this.sessionId, seq: this.lastSeq, event: this.lastEvent || undefined },
           { handshake: true, timeout: 10_000 },
         );
         this.reconnecting = false;

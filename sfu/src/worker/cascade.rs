@@ -178,7 +178,7 @@ pub(super) fn plis(data: &[u8]) -> Vec<u32> {
 pub(super) struct PipeOut {
     pub room: RoomId,
     pub to: SocketAddr,
-    pub events: mpsc::Sender<RoomEvent>,
+    pub events: EventSender,
     /// The pipe SSRC of each track it carries.
     pub ssrcs: HashMap<TrackKey, u32>,
 }
@@ -368,7 +368,7 @@ impl Worker {
         &mut self,
         room: &RoomId,
         to: SocketAddr,
-        events: mpsc::Sender<RoomEvent>,
+        events: EventSender,
     ) -> Vec<ParticipantInfo> {
         let key = PeerKey(self.next_peer);
         self.next_peer += 1;

@@ -7,7 +7,7 @@ impl Worker {
     pub(super) fn join(
         &mut self,
         req: JoinRequest,
-        events: mpsc::Sender<RoomEvent>,
+        events: EventSender,
     ) -> Result<Joined, SfuError> {
         if self.shutting_down {
             return Err(SfuError::Unavailable);
@@ -94,7 +94,7 @@ impl Worker {
 
     /// A participant's media session: an ICE-lite `Rtc` in RTP mode with this worker's
     /// certificate and candidates.
-    fn new_peer(&self, key: PeerKey, req: &JoinRequest, events: mpsc::Sender<RoomEvent>) -> Peer {
+    fn new_peer(&self, key: PeerKey, req: &JoinRequest, events: EventSender) -> Peer {
         let creds = IceCreds::new();
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)

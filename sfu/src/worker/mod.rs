@@ -29,8 +29,8 @@ use parlor_proto::signal::{MidTrack, ParticipantInfo, PublishTrack, Speaker, Tra
 use parlor_proto::{MediaKind, ParticipantId, RoomCaps, RoomId, Source, TrackId};
 
 use crate::control::{
-    CloseReason, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent, RoomStatus,
-    SfuError,
+    CloseReason, EventSender, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent,
+    RoomStatus, SfuError,
 };
 use crate::core::codec::{self, Codec};
 use crate::core::{
@@ -49,7 +49,7 @@ pub(crate) enum Command {
     /// A participant to admit, and where its events go.
     Join(
         JoinRequest,
-        mpsc::Sender<RoomEvent>,
+        EventSender,
         oneshot::Sender<Result<Joined, SfuError>>,
     ),
     Request(PeerKey, Request, oneshot::Sender<Result<Reply, SfuError>>),
@@ -61,7 +61,7 @@ pub(crate) enum Command {
     PipeOut(
         RoomId,
         SocketAddr,
-        mpsc::Sender<RoomEvent>,
+        EventSender,
         oneshot::Sender<Vec<ParticipantInfo>>,
     ),
     /// Mirrors another node's participants, whose media comes from that address.
