@@ -1644,8 +1644,9 @@ async fn resuming_reader(
 /// Every node of a cluster restarted in turn (SIGTERM, wait for the exit, start a new
 /// process) during a call and a chat conversation: both signaling nodes, both SFU nodes,
 /// both chat nodes.
-/// - The call: each time, the participants of the stopping node are told to move, join
-///   again through the other node, and media flows between them again.
+/// - The call: a stopping signaling node's clients resume their sessions on the other
+///   one, keeping their participants (media never stops); a stopping SFU node's
+///   participants are told to move and join again on the other, where media flows again.
 /// - The conversation: a client keeps posting to whichever chat node is up; every
 ///   acknowledged message is stored exactly once, in acknowledgement order; and a reader
 ///   on the gateway, resuming its one session across nodes, receives every stored
@@ -1731,19 +1732,15 @@ async fn a_rolling_restart_of_every_node_drops_nothing() -> anyhow::Result<()> {
     for i in 0..2 {
         sigs[i].terminate();
         let other = 1 - i;
-        if on[0] == i {
-            let e = a.wait_event("shutdown").await?;
-            assert_eq!(e.to_json()["d"]["reason"], "moved", "{}", e.to_json());
-            a = Client::join_at(sigs[other].http.unwrap(), &token(room, "alice", None)).await?;
-            let r = a.publish(&["microphone", "camera"]).await?;
-            assert_eq!(r.msg_op(), "answer", "{}", r.to_json());
-            on[0] = other;
-        }
-        if on[1] == i {
-            let e = b.wait_event("shutdown").await?;
-            assert_eq!(e.to_json()["d"]["reason"], "moved", "{}", e.to_json());
-            b = Client::join_at(sigs[other].http.unwrap(), &token(room, "bob", None)).await?;
-            on[1] = other;
+        // The draining node closes its sockets with 1012; each client resumes its session
+        // on the other node, which takes it over: nobody leaves the room.
+        let [on_a, on_b] = &mut on;
+        for (c, at) in [(&mut a, on_a), (&mut b, on_b)] {
+            if *at == i {
+                let r = c.resume_at(sigs[other].http.unwrap()).await?;
+                assert_eq!(r.msg_op(), "resumed", "{}", r.to_json());
+                *at = other;
+            }
         }
         let before = packets_from(&b.counts(), "alice");
         b.wait_media("bob receives alice again after a signaling restart", |t| {
@@ -1758,6 +1755,11 @@ async fn a_rolling_restart_of_every_node_drops_nothing() -> anyhow::Result<()> {
         sigs[i] =
             tokio::task::spawn_blocking(move || signaling(&c, &format!("sig-k{i}"), ip)).await?;
     }
+    let alice_tracks = b.counts().values().filter(|r| r.owner == "alice").count();
+    assert_eq!(
+        alice_tracks, 2,
+        "alice kept her participant through both restarts"
+    );
     for _ in 0..2 {
         let host = reg.placement(room).await?.expect("the call is placed");
         let i = if host == "sfu-k0" { 0 } else { 1 };

@@ -29,6 +29,9 @@ pub enum CloseCode {
     TooLarge,
     /// 1011: the server failed while opening the session.
     InternalError,
+    /// 1012: this node restarts; the session lives on: resume it (on a cluster, through
+    /// the same address, on another node).
+    Restarting,
     /// 4000: the session was resumed on another connection; this one is stale.
     ResumedElsewhere,
     /// 4001: the token was refused, or the protocol version is not spoken.
@@ -51,6 +54,7 @@ impl CloseCode {
             CloseCode::GoingAway => 1001,
             CloseCode::TooLarge => 1009,
             CloseCode::InternalError => 1011,
+            CloseCode::Restarting => 1012,
             CloseCode::ResumedElsewhere => 4000,
             CloseCode::AuthenticationFailed => 4001,
             CloseCode::DecodeError => 4002,

@@ -190,8 +190,13 @@ impl Connection {
         Ok(())
     }
 
-    /// The server drains: tells the client, and leaves the room.
+    /// The server drains: tells the client, and leaves the room. On a cluster, where
+    /// another node can take the session over, the session and its participant stay and
+    /// the client is told to resume (1012).
     async fn shut_down(&mut self) -> Step {
+        if self.state.records.is_some() && self.session.is_some() {
+            return Step::Close(CloseCode::Restarting, "restarting: resume");
+        }
         let reason = self.state.config.drain_reason;
         let msg = ServerMessage::Shutdown(Shutdown {
             reason: reason.as_str().into(),

@@ -211,13 +211,15 @@ pub async fn run(
         })
         .await;
     reaper.abort();
+    // On a cluster the sessions live on: other nodes take them over.
+    let handed_over = state.records.is_some();
     // Upgraded WebSockets outlive the server: give each a moment to tell its client why it
     // closes (`shutdown`), or the process would exit under them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while state.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for s in state.sessions.all() {
+    for s in state.sessions.all().into_iter().filter(|_| !handed_over) {
         if let Some(h) = s.set_handle(None) {
             state.sfu.leave(&h, state.config.drain_reason).await;
         }
