@@ -365,7 +365,10 @@ async fn watch(registry: Registry, routes: Routes) {
         for k in lost {
             if let Some(r) = map.remove(&k) {
                 warn!(node = ?r.handle.map(|h| h.node), "SFU node lost; moving its participant");
-                let _ = r.events.try_send(RoomEvent::Closed(CloseReason::Moved));
+                // Not one of the SFU's events: unnumbered.
+                let _ = r
+                    .events
+                    .try_send_numbered(0, RoomEvent::Closed(CloseReason::Moved));
             }
         }
     }

@@ -186,11 +186,19 @@ pub struct Track {
     pub codec: Option<Codec>,
     layers: Vec<Layer>,
     pub downtracks: Vec<DownTrack>,
+    /// Pipes to other nodes carrying this track: every layer, as it arrives (the far
+    /// node picks layers for its own subscribers).
+    pub pipes: Vec<PeerKey>,
 }
 
 impl Track {
     pub fn kind(&self) -> MediaKind {
         self.source.kind()
+    }
+
+    /// How many layers the track has (1 without simulcast).
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
     }
 
     pub fn downtrack(&self, sub: PeerKey) -> Option<&DownTrack> {
@@ -578,6 +586,7 @@ impl Room {
         };
         for t in self.tracks.values_mut() {
             t.downtracks.retain(|d| d.sub != key);
+            t.pipes.retain(|p| *p != key);
         }
         self.last_speakers.retain(|p| *p != key);
         m.tracks
@@ -586,17 +595,24 @@ impl Room {
             .collect()
     }
 
-    /// Publishes a remote member's track (its node checked grants and caps), one layer.
+    /// Publishes a remote member's track (its node checked grants and caps), with the
+    /// simulcast layers its node announced.
     pub fn publish_remote(
         &mut self,
         owner: PeerKey,
         source: Source,
         muted: bool,
+        rids: Vec<String>,
     ) -> Option<TrackKey> {
         let key = TrackKey(self.next_track);
         let m = self.members.get_mut(&owner)?;
         self.next_track += 1;
         m.tracks.push(key);
+        let layers = if source.kind() == MediaKind::Video {
+            rids.len().clamp(1, MAX_LAYERS)
+        } else {
+            1
+        };
         self.tracks.insert(
             key,
             Track {
@@ -605,13 +621,37 @@ impl Room {
                 owner,
                 source,
                 muted,
-                rids: Vec::new(),
+                rids,
                 codec: None,
-                layers: vec![Layer::new()],
+                layers: vec![Layer::new(); layers],
                 downtracks: Vec::new(),
+                pipes: Vec::new(),
             },
         );
         Some(key)
+    }
+
+    /// A pipe's far node asks for a keyframe on one layer of a track it carries.
+    pub fn pipe_keyframe_request(
+        &mut self,
+        now: Instant,
+        track: TrackKey,
+        layer: usize,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(t) = self.tracks.get_mut(&track) else {
+            return;
+        };
+        if t.layers
+            .get_mut(layer)
+            .is_some_and(|l| l.throttle_keyframe(now))
+        {
+            out.push(Action::KeyframeRequest {
+                owner: t.owner,
+                track,
+                layer,
+            });
+        }
     }
 
     /// Publishes a track after checking the member's grants and the room's caps.
@@ -667,6 +707,7 @@ impl Room {
                 codec: None,
                 layers: vec![Layer::new(); layers],
                 downtracks: Vec::new(),
+                pipes: Vec::new(),
             },
         );
         Ok(key)
@@ -709,6 +750,13 @@ impl Room {
             .ok_or(SubscribeError::UnknownTrack)?;
         if t.owner == sub {
             return Err(SubscribeError::OwnTrack);
+        }
+        if m.origin == Origin::Pipe {
+            if t.pipes.contains(&sub) {
+                return Ok(false);
+            }
+            t.pipes.push(sub);
+            return Ok(true);
         }
         if t.downtrack(sub).is_some() {
             return Ok(false);
@@ -908,6 +956,15 @@ impl Room {
                     t.retarget(i, None, now, out);
                 }
             }
+        }
+        // A pipe takes every layer unchanged; `slot` names the layer.
+        for pipe in &t.pipes {
+            out.push(Action::Forward(Forward {
+                sub: *pipe,
+                slot: layer as u32,
+                seq: p.seq,
+                ts: p.ts,
+            }));
         }
         for d in &mut t.downtracks {
             let (Some(slot), DownState::Active) = (d.slot, d.state) else {

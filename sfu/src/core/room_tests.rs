@@ -608,7 +608,9 @@ fn a_pipe_carries_local_tracks_only_and_never_counts_as_a_participant() {
     let local = r
         .publish(PeerKey(1), Source::Microphone, vec![], false)
         .unwrap();
-    let remote = r.publish_remote(PeerKey(2), Source::Camera, false).unwrap();
+    let remote = r
+        .publish_remote(PeerKey(2), Source::Camera, false, vec![])
+        .unwrap();
 
     // The pipe gets the local track, now and when published; never the mirrored one,
     // which would send it back where it came from.
@@ -658,7 +660,7 @@ fn a_remote_track_is_forwarded_like_a_local_one() {
     let mut r = room_with(1);
     r.admit_remote(PeerKey(9), pid("far"), "F".into());
     let t = r
-        .publish_remote(PeerKey(9), Source::Microphone, false)
+        .publish_remote(PeerKey(9), Source::Microphone, false, vec![])
         .unwrap();
     r.subscribe(PeerKey(0), t).unwrap();
     let now = Instant::now();
@@ -670,4 +672,40 @@ fn a_remote_track_is_forwarded_like_a_local_one() {
     let f = forwards(&out);
     assert_eq!(f.len(), 2);
     assert_eq!(f[1].seq, f[0].seq + 1);
+}
+
+#[test]
+fn a_pipe_gets_every_layer_as_it_arrives_and_asks_keyframes_per_layer() {
+    let mut r = room_with(1);
+    r.admit_pipe(PeerKey(7), pid("pipe:east"));
+    let rids = vec!["q".to_owned(), "h".to_owned(), "f".to_owned()];
+    let t = r.publish(PeerKey(0), Source::Camera, rids, false).unwrap();
+    assert_eq!(r.subscribe(PeerKey(7), t), Ok(true));
+    assert_eq!(r.subscribe(PeerKey(7), t), Ok(false));
+    let now = Instant::now();
+    let mut out = Vec::new();
+    r.on_rtp(now, t, 0, pkt(100, 10, true), &mut out);
+    r.on_rtp(now, t, 2, pkt(900, 10, false), &mut out);
+    let f: Vec<(PeerKey, u32, u64)> = forwards(&out)
+        .iter()
+        .map(|f| (f.sub, f.slot, f.seq))
+        .collect();
+    // Unchanged sequence numbers, the layer in `slot`, no wait for a keyframe.
+    assert_eq!(f, [(PeerKey(7), 0, 100), (PeerKey(7), 2, 900)]);
+    out.clear();
+    r.pipe_keyframe_request(now, t, 2, &mut out);
+    r.pipe_keyframe_request(now, t, 2, &mut out);
+    r.pipe_keyframe_request(now, t, 1, &mut out);
+    assert_eq!(keyframe_requests(&out), [2, 1], "throttled per layer");
+    // A mirrored track keeps the layers its node announced.
+    r.admit_remote(PeerKey(9), pid("far"), "F".into());
+    let m = r
+        .publish_remote(
+            PeerKey(9),
+            Source::Camera,
+            false,
+            vec!["a".into(), "b".into()],
+        )
+        .unwrap();
+    assert_eq!(r.track(m).map(|t| t.layer_count()), Some(2));
 }

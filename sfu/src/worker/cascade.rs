@@ -1,11 +1,10 @@
 //! Rooms that span SFU nodes: pipes between this worker and the workers of other nodes.
 //!
 //! A pipe out is a member of the room ([`Origin::Pipe`]) that subscribes to every track of
-//! this node's own participants, one layer each, and sends the forwarded packets as plain
-//! RTP (RFC 3550) to the other node's socket for the room. Its downtracks are ordinary:
-//! the core picks the layer and rewrites sequence numbers, so the stream a pipe carries
-//! is continuous. Keyframe requests come back as RTCP PLI (RFC 4585) on the same
-//! addresses.
+//! this node's own participants and sends every layer of them, as received, as plain RTP
+//! (RFC 3550) to the other node's socket for the room, one SSRC per track and layer. The
+//! far node picks layers for each of its subscribers as if the publisher were its own.
+//! Keyframe requests come back as RTCP PLI (RFC 4585) on the same addresses, per layer.
 //!
 //! A pipe in mirrors the other node's participants as [`Origin::Remote`] members and
 //! publishes their tracks here; their packets enter the core like a publisher's, so local
@@ -43,14 +42,16 @@ fn codec_of(pt: u8) -> Option<Codec> {
     }
 }
 
-/// The SSRC a track has on a pipe: FNV-1a of the room and the sending node's track id.
-pub(super) fn pipe_ssrc(room: &RoomId, track: &TrackId) -> u32 {
+/// The SSRC a track's layer has on a pipe: FNV-1a of the room, the sending node's track
+/// id and the layer.
+pub(super) fn pipe_ssrc(room: &RoomId, track: &TrackId, layer: usize) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in room
         .as_str()
         .bytes()
         .chain([b'/'])
         .chain(track.as_str().bytes())
+        .chain([b'/', layer as u8])
     {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
@@ -179,8 +180,8 @@ pub(super) struct PipeOut {
     pub room: RoomId,
     pub to: SocketAddr,
     pub events: EventSender,
-    /// The pipe SSRC of each track it carries.
-    pub ssrcs: HashMap<TrackKey, u32>,
+    /// The pipe SSRC of each track layer it carries.
+    pub ssrcs: HashMap<(TrackKey, usize), u32>,
 }
 
 /// Another node's participants of a room, mirrored here from its pipe.
@@ -195,6 +196,7 @@ pub(super) struct PipeIn {
 pub(super) struct PipeTrack {
     pub room: RoomId,
     pub track: TrackKey,
+    pub layer: usize,
     pub owner: PeerKey,
     /// The last extended sequence number, or none before the first packet.
     pub last_seq: Option<u64>,
@@ -204,14 +206,14 @@ pub(super) struct PipeTrack {
 #[derive(Default)]
 pub(super) struct Pipes {
     pub out: HashMap<PeerKey, PipeOut>,
-    /// Pipe out and track of each (other node, pipe SSRC), for its PLIs.
-    pub out_ssrcs: HashMap<(SocketAddr, u32), (PeerKey, TrackKey)>,
+    /// Pipe out, track and layer of each (other node, pipe SSRC), for its PLIs.
+    pub out_ssrcs: HashMap<(SocketAddr, u32), (PeerKey, TrackKey, usize)>,
     /// Mirrors, per (other node, room).
     pub inbound: HashMap<(SocketAddr, RoomId), PipeIn>,
     /// Remote tracks per (other node, pipe SSRC).
     pub in_tracks: HashMap<(SocketAddr, u32), PipeTrack>,
-    /// The other node and pipe SSRC of each remote track, for keyframe requests.
-    pub in_by_track: HashMap<TrackKey, (SocketAddr, u32)>,
+    /// The other node and pipe SSRC of each remote track layer, for keyframe requests.
+    pub in_by_track: HashMap<(TrackKey, usize), (SocketAddr, u32)>,
     /// How many pipes (either way) each other node's address has here.
     pub peers: HashMap<SocketAddr, usize>,
     /// Scratch buffer for writing pipe packets.
@@ -239,7 +241,7 @@ impl Worker {
     pub(super) fn pipe_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
         if is_rtcp(data) {
             for ssrc in plis(data) {
-                let Some(&(pipe, track)) = self.pipes.out_ssrcs.get(&(source, ssrc)) else {
+                let Some(&(pipe, track, layer)) = self.pipes.out_ssrcs.get(&(source, ssrc)) else {
                     continue;
                 };
                 self.tally.plis_rx += 1;
@@ -247,7 +249,7 @@ impl Worker {
                     continue;
                 };
                 self.in_room(&room, |r, out| {
-                    r.subscriber_keyframe_request(now, pipe, track, out)
+                    r.pipe_keyframe_request(now, track, layer, out)
                 });
             }
             return;
@@ -265,7 +267,7 @@ impl Worker {
         };
         let seq = extend_seq(pt.last_seq, pkt.seq);
         pt.last_seq = Some(pt.last_seq.map_or(seq, |l| l.max(seq)));
-        let (room, track, owner) = (pt.room.clone(), pt.track, pt.owner);
+        let (room, track, layer, owner) = (pt.room.clone(), pt.track, pt.layer, pt.owner);
         let Some(r) = self.rooms.get_mut(&room) else {
             return;
         };
@@ -280,7 +282,7 @@ impl Worker {
         r.core.on_rtp(
             now,
             track,
-            0,
+            layer,
             PacketIn {
                 seq,
                 ts: pkt.ts,
@@ -318,7 +320,7 @@ impl Worker {
         let Some(out) = self.pipes.out.get(&pipe) else {
             return;
         };
-        let Some(&ssrc) = out.ssrcs.get(&p.track) else {
+        let Some(&ssrc) = out.ssrcs.get(&(p.track, f.slot as usize)) else {
             return;
         };
         let to = out.to;
@@ -339,9 +341,10 @@ impl Worker {
         self.tally.forwarded += 1;
     }
 
-    /// Asks the node a remote track comes from for a keyframe. False if it is not remote.
-    pub(super) fn pipe_keyframe_request(&mut self, track: TrackKey) -> bool {
-        let Some(&(from, ssrc)) = self.pipes.in_by_track.get(&track) else {
+    /// Asks the node a remote track comes from for a keyframe on one layer. False if it
+    /// is not remote.
+    pub(super) fn pipe_keyframe_request(&mut self, track: TrackKey, layer: usize) -> bool {
+        let Some(&(from, ssrc)) = self.pipes.in_by_track.get(&(track, layer)) else {
             return false;
         };
         let src = self.advertised[0].ip();
@@ -410,7 +413,7 @@ impl Worker {
             .collect()
     }
 
-    /// Subscribes a pipe out to a track: forwarding starts at once (at a keyframe).
+    /// Subscribes a pipe out to a track: every layer goes down the pipe from now on.
     pub(super) fn pipe_subscribe(&mut self, pipe: PeerKey, track: TrackKey) {
         let Some(room) = self.pipes.out.get(&pipe).map(|p| p.room.clone()) else {
             return;
@@ -421,16 +424,26 @@ impl Worker {
         if !matches!(r.core.subscribe(pipe, track), Ok(true)) {
             return;
         }
-        let Some(id) = r.core.track(track).map(|t| t.id.clone()) else {
+        let Some((id, layers)) = r.core.track(track).map(|t| (t.id.clone(), t.layer_count()))
+        else {
             return;
         };
-        let ssrc = pipe_ssrc(&room, &id);
         if let Some(p) = self.pipes.out.get_mut(&pipe) {
-            p.ssrcs.insert(track, ssrc);
-            self.pipes.out_ssrcs.insert((p.to, ssrc), (pipe, track));
+            for layer in 0..layers {
+                let ssrc = pipe_ssrc(&room, &id, layer);
+                p.ssrcs.insert((track, layer), ssrc);
+                self.pipes
+                    .out_ssrcs
+                    .insert((p.to, ssrc), (pipe, track, layer));
+            }
         }
+        // The far node's subscribers start at a keyframe of each layer.
         let now = Instant::now();
-        self.in_room(&room, |r, out| r.downtrack_ready(now, pipe, track, 0, out));
+        self.in_room(&room, |r, out| {
+            for layer in 0..layers {
+                r.pipe_keyframe_request(now, track, layer, out);
+            }
+        });
     }
 
     /// Whether a member is a pipe out.
@@ -592,31 +605,40 @@ impl Worker {
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
-        let Some(track) = r.core.publish_remote(owner, info.source, info.muted) else {
+        let Some(track) =
+            r.core
+                .publish_remote(owner, info.source, info.muted, info.layers.clone())
+        else {
             return;
         };
-        let ssrc = pipe_ssrc(room, &info.track_id);
+        let layers = r.core.track(track).map_or(1, |t| t.layer_count());
         if let Some(p) = self.pipes.inbound.get_mut(&(from, room.clone())) {
             p.tracks.insert(info.track_id.clone(), track);
         }
-        self.pipes.in_tracks.insert(
-            (from, ssrc),
-            PipeTrack {
-                room: room.clone(),
-                track,
-                owner,
-                last_seq: None,
-            },
-        );
-        self.pipes.in_by_track.insert(track, (from, ssrc));
+        for layer in 0..layers {
+            let ssrc = pipe_ssrc(room, &info.track_id, layer);
+            self.pipes.in_tracks.insert(
+                (from, ssrc),
+                PipeTrack {
+                    room: room.clone(),
+                    track,
+                    layer,
+                    owner,
+                    last_seq: None,
+                },
+            );
+            self.pipes.in_by_track.insert((track, layer), (from, ssrc));
+        }
         if let Some(local) = self.track_info(room, track) {
             self.announce_track(room, owner, track, local);
         }
     }
 
     fn forget_remote_track(&mut self, track: TrackKey) {
-        if let Some(k) = self.pipes.in_by_track.remove(&track) {
-            self.pipes.in_tracks.remove(&k);
+        for layer in 0..crate::core::MAX_LAYERS {
+            if let Some(k) = self.pipes.in_by_track.remove(&(track, layer)) {
+                self.pipes.in_tracks.remove(&k);
+            }
         }
     }
 
@@ -762,10 +784,11 @@ mod tests {
     fn both_ends_name_a_track_alike() {
         let room = RoomId::parse("r").unwrap_or_else(|| unreachable!());
         let t = TrackId::from_serial(5);
-        assert_eq!(pipe_ssrc(&room, &t), pipe_ssrc(&room, &t));
+        assert_eq!(pipe_ssrc(&room, &t, 0), pipe_ssrc(&room, &t, 0));
+        assert_ne!(pipe_ssrc(&room, &t, 0), pipe_ssrc(&room, &t, 1));
         assert_ne!(
-            pipe_ssrc(&room, &t),
-            pipe_ssrc(&RoomId::parse("s").unwrap_or_else(|| unreachable!()), &t)
+            pipe_ssrc(&room, &t, 0),
+            pipe_ssrc(&RoomId::parse("s").unwrap_or_else(|| unreachable!()), &t, 0)
         );
     }
 }

@@ -368,7 +368,7 @@ impl Worker {
             };
             let Some(p) = self.peers.get_mut(owner) else {
                 // A remote track: ask its node through the pipe.
-                self.pipe_keyframe_request(*track);
+                self.pipe_keyframe_request(*track, *layer);
                 continue;
             };
             let Some(pubd) = p.published_track(*track) else {
