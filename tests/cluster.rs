@@ -285,6 +285,51 @@ async fn a_cap_holds_across_signaling_nodes() {
     assert_eq!((joined, full), (10, 40), "{outcomes:?}");
 }
 
+/// A room that spans two regions, capped at 4: twelve joins at once, half through each
+/// region's signaling node and so onto each region's SFU node, admit exactly 4. The
+/// seats are taken in Redis, across nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_holds_across_the_nodes_of_a_room_that_spans_regions() {
+    let cluster = cluster_name();
+    let reg = registry(&cluster).await;
+    let _west = sfu_in(&cluster, "sfu-cw", "127.0.0.47", "west");
+    let _east = sfu_in(&cluster, "sfu-ce", "127.0.0.48", "east");
+    let west = signaling_in(&cluster, "sig-cw", "127.0.0.49", "west");
+    let east = signaling_in(&cluster, "sig-ce", "127.0.0.50", "east");
+    wait_nodes(&reg, &["sfu-ce", "sfu-cw"]).await;
+    let caps = RoomCaps {
+        max_participants: Some(4),
+        ..RoomCaps::default()
+    };
+    // The room is placed west first, so that east joins go to the east node.
+    assert_eq!(
+        raw_join_addr(west.http.unwrap(), &token("spancap", "first", Some(caps)))
+            .await
+            .0,
+        "joined"
+    );
+    let joins = (0..12).map(|i| {
+        let http = if i % 2 == 0 { west.http } else { east.http }.unwrap();
+        let t = token("spancap", &format!("p{i}"), Some(caps));
+        tokio::spawn(async move { raw_join_addr(http, &t).await })
+    });
+    let mut outcomes = Vec::new();
+    for j in joins.collect::<Vec<_>>() {
+        outcomes.push(j.await.unwrap());
+    }
+    let joined = outcomes.iter().filter(|(op, _)| op == "joined").count();
+    let full = outcomes
+        .iter()
+        .filter(|(_, code)| code == "room_full")
+        .count();
+    assert_eq!((joined, full), (3, 9), "{outcomes:?}");
+    assert_eq!(
+        reg.edge("spancap", "east").await.unwrap().as_deref(),
+        Some("sfu-ce"),
+        "the room spans both regions"
+    );
+}
+
 /// The two clients of a call, alice on one signaling node publishing, bob on the other
 /// receiving; returns once bob gets alice's media.
 async fn call(room: &str, sig1: &Node, sig2: &Node) -> anyhow::Result<(Client, Client)> {

@@ -60,7 +60,13 @@ impl NodeServer {
                 return;
             }
         };
+        let live = self.registry.nodes().await.unwrap_or_default();
         for node in others {
+            if !live.iter().any(|n| n.id == node) {
+                // Died holding participants of the room: not a node to pipe with.
+                let _ = self.registry.unlink_room(room.as_str(), &node, "").await;
+                continue;
+            }
             self.clone().pipe_from(room.clone(), node).await;
         }
     }

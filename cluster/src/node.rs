@@ -204,11 +204,16 @@ impl NodeServer {
                     return Answer::Error(SfuError::Unavailable);
                 }
                 let room = req.room.clone();
+                let identity = req.identity.to_string();
+                if let Err(e) = self.seat(&req).await {
+                    return Answer::Error(e);
+                }
                 // Counted from now, so that the room's placement is not released while
                 // this join is on its way.
                 *lock(&self.rooms).entry(room.clone()).or_default() += 1;
                 let joined = self.sfu.join(req).await;
                 if joined.is_err() {
+                    self.free_seat(&room, &identity).await;
                     let mut rooms = lock(&self.rooms);
                     let n = rooms.entry(room.clone()).or_default();
                     *n = n.saturating_sub(1);
@@ -274,6 +279,36 @@ impl NodeServer {
             }
         };
         result.unwrap_or_else(Answer::Error)
+    }
+
+    /// Takes the joining participant's seat in the room, across the cluster: a room that
+    /// spans nodes admits no more than its cap even when joins arrive at several at once.
+    /// Without Redis the room's core here still checks the cap, for this node alone.
+    async fn seat(&self, req: &parlor_proto::control::JoinRequest) -> Result<(), SfuError> {
+        let cap = match req.caps.and_then(|c| c.max_participants) {
+            Some(cap) => cap,
+            None => self.sfu.room_status(&req.room).await?.caps.max_participants,
+        };
+        match self
+            .registry
+            .take_seat(req.room.as_str(), req.identity.as_str(), cap)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(SfuError::RoomFull(format!(
+                "the room is full ({cap} participants)"
+            ))),
+            Err(e) => {
+                warn!(error = %e, "could not take a seat in the registry; the node's cap applies");
+                Ok(())
+            }
+        }
+    }
+
+    async fn free_seat(&self, room: &RoomId, identity: &str) {
+        if let Err(e) = self.registry.free_seat(room.as_str(), identity).await {
+            debug!(error = %e, "could not give a seat back");
+        }
     }
 
     /// After a join here: claims the room's placement if it is gone (it was released here
@@ -384,7 +419,10 @@ impl NodeServer {
                 }
             }
         }
-        lock(&self.members).remove(&key);
+        let gone = lock(&self.members).remove(&key);
+        if let Some(m) = gone {
+            self.free_seat(&room, m.handle.identity.as_str()).await;
+        }
         let empty = {
             let mut rooms = lock(&self.rooms);
             let n = rooms.entry(room.clone()).or_default();
@@ -425,6 +463,13 @@ impl NodeServer {
             };
             if let Err(e) = self.registry.heartbeat(&info).await {
                 warn!(error = %e, "heartbeat to the registry failed");
+            }
+            let seats: Vec<(String, String)> = lock(&self.members)
+                .values()
+                .map(|m| (m.handle.room.to_string(), m.handle.identity.to_string()))
+                .collect();
+            if let Err(e) = self.registry.refresh_seats(&seats).await {
+                debug!(error = %e, "could not refresh seats");
             }
             self.drop_dead_pipes().await;
         }

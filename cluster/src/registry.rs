@@ -76,6 +76,26 @@ end
 return cur
 ";
 
+/// Takes a seat in a room for identity `ARGV[1]` unless the room has `ARGV[4]` seats
+/// taken: drops seats that expired before `ARGV[2]`, and holds this one until `ARGV[3]`.
+/// An identity that holds a seat keeps it (a session replacing an older one). 1 if seated.
+const TAKE_SEAT: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  return 1
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+";
+
+/// How long a seat outlives its SFU node's last refresh (refreshed every heartbeat).
+pub const SEAT_TTL: Duration = Duration::from_secs(3);
+
 /// Deletes the room's placement if it is still `ARGV[1]`.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -348,6 +368,59 @@ impl Registry {
             .arg(node)
             .invoke_async::<i64>(&mut c)
             .await?;
+        Ok(())
+    }
+
+    fn seats_key(&self, room: &str) -> String {
+        format!("{}:seats", self.room_key(room))
+    }
+
+    /// Takes a seat in `room` for `identity` if fewer than `cap` are taken, across every
+    /// node of the cluster, atomically. False: the room is full.
+    pub async fn take_seat(
+        &self,
+        room: &str,
+        identity: &str,
+        cap: u32,
+    ) -> Result<bool, RegistryError> {
+        let now = now_ms();
+        let mut c = self.redis.clone();
+        let seated: i64 = redis::Script::new(TAKE_SEAT)
+            .key(self.seats_key(room))
+            .arg(identity)
+            .arg(now)
+            .arg(now + SEAT_TTL.as_millis() as i64)
+            .arg(cap)
+            .arg(SEAT_TTL.as_millis() as u64 * 2)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(seated == 1)
+    }
+
+    /// Keeps these seats (room, identity) taken for another [`SEAT_TTL`].
+    pub async fn refresh_seats(&self, seats: &[(String, String)]) -> Result<(), RegistryError> {
+        if seats.is_empty() {
+            return Ok(());
+        }
+        let until = now_ms() + SEAT_TTL.as_millis() as i64;
+        let mut pipe = redis::pipe();
+        for (room, identity) in seats {
+            pipe.cmd("ZADD")
+                .arg(self.seats_key(room))
+                .arg("XX")
+                .arg(until)
+                .arg(identity)
+                .ignore();
+        }
+        let mut c = self.redis.clone();
+        pipe.query_async::<()>(&mut c).await?;
+        Ok(())
+    }
+
+    /// Gives a seat back.
+    pub async fn free_seat(&self, room: &str, identity: &str) -> Result<(), RegistryError> {
+        let mut c = self.redis.clone();
+        let _: () = c.zrem(self.seats_key(room), identity).await?;
         Ok(())
     }
 
