@@ -90,24 +90,25 @@ fn start_on(redis: &str, cluster: &str, id: &str, args: &[&str]) -> Node {
 }
 
 fn sfu(cluster: &str, id: &str, ip: &str, capacity: u32) -> Node {
-    let capacity = capacity.to_string();
-    start(
-        cluster,
-        id,
-        &[
-            "sfu",
-            "--listen",
-            &format!("{ip}:0"),
-            "--media-bind",
-            ip,
-            "--media-port",
-            "0",
-            "--workers",
-            "1",
-            "--capacity",
-            &capacity,
-        ],
-    )
+    sfu_with(cluster, id, ip, &["--capacity", &capacity.to_string()])
+}
+
+/// An SFU node with one worker on `ip`, with more arguments.
+fn sfu_with(cluster: &str, id: &str, ip: &str, more: &[&str]) -> Node {
+    let listen = format!("{ip}:0");
+    let mut args = vec![
+        "sfu",
+        "--listen",
+        &listen,
+        "--media-bind",
+        ip,
+        "--media-port",
+        "0",
+        "--workers",
+        "1",
+    ];
+    args.extend_from_slice(more);
+    start(cluster, id, &args)
 }
 
 fn signaling(cluster: &str, id: &str, ip: &str) -> Node {
@@ -116,23 +117,7 @@ fn signaling(cluster: &str, id: &str, ip: &str) -> Node {
 
 /// An SFU node of a region.
 fn sfu_in(cluster: &str, id: &str, ip: &str, region: &str) -> Node {
-    start(
-        cluster,
-        id,
-        &[
-            "sfu",
-            "--listen",
-            &format!("{ip}:0"),
-            "--media-bind",
-            ip,
-            "--media-port",
-            "0",
-            "--workers",
-            "1",
-            "--region",
-            region,
-        ],
-    )
+    sfu_with(cluster, id, ip, &["--region", region])
 }
 
 /// A signaling node of a region: its participants go to SFU nodes of that region.
@@ -148,6 +133,20 @@ fn signaling_in(cluster: &str, id: &str, ip: &str, region: &str) -> Node {
             region,
         ],
     )
+}
+
+/// A fresh cluster of one SFU node and two signaling nodes, named `ids` and on `ips` in
+/// that order, once the SFU node is in the registry.
+async fn one_sfu_two_signaling(ids: [&str; 3], ips: [&str; 3]) -> (Registry, [Node; 3]) {
+    let cluster = cluster_name();
+    let reg = registry(&cluster).await;
+    let nodes = [
+        sfu(&cluster, ids[0], ips[0], 1000),
+        signaling(&cluster, ids[1], ips[1]),
+        signaling(&cluster, ids[2], ips[2]),
+    ];
+    wait_nodes(&reg, &ids[..1]).await;
+    (reg, nodes)
 }
 
 fn cluster_name() -> String {
@@ -268,9 +267,21 @@ async fn a_cap_holds_across_signaling_nodes() {
         max_participants: Some(10),
         ..RoomCaps::default()
     };
-    let joins = (0..50).map(|i| {
-        let http = if i % 2 == 0 { sig1.http } else { sig2.http }.unwrap();
-        let t = token("capped", &format!("p{i}"), Some(caps));
+    let (joined, full, outcomes) = join_race("capped", caps, 50, [&sig1, &sig2]).await;
+    assert_eq!((joined, full), (10, 40), "{outcomes:?}");
+}
+
+/// `n` joins into `room` at once, alternating between two signaling nodes: how many got
+/// in, how many were told the room is full, and every outcome.
+async fn join_race(
+    room: &str,
+    caps: RoomCaps,
+    n: usize,
+    nodes: [&Node; 2],
+) -> (usize, usize, Vec<(String, String)>) {
+    let joins = (0..n).map(|i| {
+        let http = nodes[i % 2].http.unwrap();
+        let t = token(room, &format!("p{i}"), Some(caps));
         tokio::spawn(async move { raw_join_addr(http, &t).await })
     });
     let mut outcomes = Vec::new();
@@ -282,7 +293,7 @@ async fn a_cap_holds_across_signaling_nodes() {
         .iter()
         .filter(|(_, code)| code == "room_full")
         .count();
-    assert_eq!((joined, full), (10, 40), "{outcomes:?}");
+    (joined, full, outcomes)
 }
 
 /// A room that spans two regions, capped at 4: twelve joins at once, half through each
@@ -308,20 +319,7 @@ async fn a_cap_holds_across_the_nodes_of_a_room_that_spans_regions() {
             .0,
         "joined"
     );
-    let joins = (0..12).map(|i| {
-        let http = if i % 2 == 0 { west.http } else { east.http }.unwrap();
-        let t = token("spancap", &format!("p{i}"), Some(caps));
-        tokio::spawn(async move { raw_join_addr(http, &t).await })
-    });
-    let mut outcomes = Vec::new();
-    for j in joins.collect::<Vec<_>>() {
-        outcomes.push(j.await.unwrap());
-    }
-    let joined = outcomes.iter().filter(|(op, _)| op == "joined").count();
-    let full = outcomes
-        .iter()
-        .filter(|(_, code)| code == "room_full")
-        .count();
+    let (joined, full, outcomes) = join_race("spancap", caps, 12, [&west, &east]).await;
     assert_eq!((joined, full), (3, 9), "{outcomes:?}");
     assert_eq!(
         reg.edge("spancap", "east").await.unwrap().as_deref(),
@@ -622,12 +620,11 @@ async fn a_stage_spreads_its_listeners_over_the_nodes_of_a_region() -> anyhow::R
 /// replayed after `resumed`, so she answers and receives bob.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signaling_session_resumes_on_another_node_after_its_node_dies() -> anyhow::Result<()> {
-    let cluster = cluster_name();
-    let reg = registry(&cluster).await;
-    let _sfu = sfu(&cluster, "sfu-t", "127.0.0.44", 1000);
-    let sig1 = signaling(&cluster, "sig-t1", "127.0.0.45");
-    let sig2 = signaling(&cluster, "sig-t2", "127.0.0.46");
-    wait_nodes(&reg, &["sfu-t"]).await;
+    let (_reg, [_sfu, sig1, sig2]) = one_sfu_two_signaling(
+        ["sfu-t", "sig-t1", "sig-t2"],
+        ["127.0.0.44", "127.0.0.45", "127.0.0.46"],
+    )
+    .await;
     let (mut alice, mut bob) = call("takeover", &sig1, &sig2).await?;
 
     let killed = Instant::now();
@@ -773,6 +770,40 @@ impl Api {
         b
     }
 
+    /// Registers alice and has her create a guild: her token and the guild.
+    async fn owner_of_new_guild(&self, node: &Node) -> (String, serde_json::Value) {
+        let alice = self.register(node, "alice").await;
+        let g = self
+            .post(
+                node,
+                "/api/v1/guilds",
+                Some(&alice),
+                serde_json::json!({"name": "g"}),
+            )
+            .await;
+        (alice, g)
+    }
+
+    /// `joiner`, through `node`, joins the guild `gid` by an invite its owner makes.
+    async fn join_by_invite(&self, owner: (&Node, &str), gid: &str, joiner: (&Node, &str)) {
+        let inv = self
+            .post(
+                owner.0,
+                &format!("/api/v1/guilds/{gid}/invites"),
+                Some(owner.1),
+                serde_json::json!({}),
+            )
+            .await;
+        let code = inv["code"].as_str().unwrap();
+        self.post(
+            joiner.0,
+            &format!("/api/v1/invites/{code}"),
+            Some(joiner.1),
+            serde_json::json!({}),
+        )
+        .await;
+    }
+
     /// Registers a user; their access token.
     async fn register(&self, node: &Node, name: &str) -> String {
         let b = self
@@ -861,22 +892,8 @@ async fn chat_nodes_share_events_through_redis_and_lose_nothing() -> anyhow::Res
     let (mut alice_ws, _) = gateway(&nodes[0], &alice).await;
     let (mut bob_ws, _) = gateway(&nodes[1], &bob).await;
     // Bob joins through node 2; alice's socket on node 1 hears of it.
-    let inv = api
-        .post(
-            &nodes[0],
-            &format!("/api/v1/guilds/{gid}/invites"),
-            Some(&alice),
-            serde_json::json!({}),
-        )
+    api.join_by_invite((&nodes[0], &alice), gid, (&nodes[1], &bob))
         .await;
-    let code = inv["code"].as_str().unwrap();
-    api.post(
-        &nodes[1],
-        &format!("/api/v1/invites/{code}"),
-        Some(&bob),
-        serde_json::json!({}),
-    )
-    .await;
     dispatch(&mut alice_ws, "guild_member_add").await;
     dispatch(&mut bob_ws, "guild_create").await;
 
@@ -1011,34 +1028,13 @@ async fn a_chat_session_resumes_on_another_node_after_its_node_is_killed() -> an
     let api = Api {
         http: reqwest::Client::new(),
     };
-    let alice = api.register(&nodes[0], "alice").await;
+    let (alice, g) = api.owner_of_new_guild(&nodes[0]).await;
     let bob = api.register(&nodes[1], "bob").await;
     let carol = api.register(&nodes[0], "carol").await;
-    let g = api
-        .post(
-            &nodes[0],
-            "/api/v1/guilds",
-            Some(&alice),
-            serde_json::json!({"name": "g"}),
-        )
-        .await;
     let gid = g["id"].as_str().unwrap();
     let general = general_of(&g);
-    let inv = api
-        .post(
-            &nodes[0],
-            &format!("/api/v1/guilds/{gid}/invites"),
-            Some(&alice),
-            serde_json::json!({}),
-        )
+    api.join_by_invite((&nodes[0], &alice), gid, (&nodes[1], &bob))
         .await;
-    api.post(
-        &nodes[1],
-        &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
-        Some(&bob),
-        serde_json::json!({}),
-    )
-    .await;
 
     // Bob on node 2 receives three messages posted on node 1, each with its position.
     let (mut bob_ws, ready) = gateway(&nodes[1], &bob).await;
@@ -1333,15 +1329,7 @@ async fn chat_rides_out_a_postgres_restart() -> anyhow::Result<()> {
     let api = Api {
         http: reqwest::Client::new(),
     };
-    let alice = api.register(&node, "alice").await;
-    let g = api
-        .post(
-            &node,
-            "/api/v1/guilds",
-            Some(&alice),
-            serde_json::json!({"name": "g"}),
-        )
-        .await;
+    let (alice, g) = api.owner_of_new_guild(&node).await;
     let msgs = format!("/api/v1/channels/{}/messages", general_of(&g));
     api.post(
         &node,
@@ -1477,15 +1465,7 @@ async fn nodes_ride_out_a_redis_restart() -> anyhow::Result<()> {
     let api = Api {
         http: reqwest::Client::new(),
     };
-    let alice = api.register(&c1, "alice").await;
-    let g = api
-        .post(
-            &c1,
-            "/api/v1/guilds",
-            Some(&alice),
-            serde_json::json!({"name": "g"}),
-        )
-        .await;
+    let (alice, g) = api.owner_of_new_guild(&c1).await;
     let msgs = format!("/api/v1/channels/{}/messages", general_of(&g));
     let (mut ws2, _) = gateway(&c2, &alice).await;
 
@@ -1556,12 +1536,11 @@ async fn nodes_ride_out_a_redis_restart() -> anyhow::Result<()> {
 /// its participants out within the TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_knows_who_is_connected_where() -> anyhow::Result<()> {
-    let cluster = cluster_name();
-    let reg = registry(&cluster).await;
-    let _s = sfu(&cluster, "sfu-w", "127.0.0.24", 1000);
-    let sig1 = signaling(&cluster, "sig-w1", "127.0.0.25");
-    let mut sig2 = signaling(&cluster, "sig-w2", "127.0.0.26");
-    wait_nodes(&reg, &["sfu-w"]).await;
+    let (reg, [_s, sig1, mut sig2]) = one_sfu_two_signaling(
+        ["sfu-w", "sig-w1", "sig-w2"],
+        ["127.0.0.24", "127.0.0.25", "127.0.0.26"],
+    )
+    .await;
     let ann = Client::join_at(sig1.http.unwrap(), &token("where", "ann", None)).await?;
     let ben = Client::join_at(sig2.http.unwrap(), &token("where", "ben", None)).await?;
     let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
@@ -1720,15 +1699,7 @@ async fn a_rolling_restart_of_every_node_drops_nothing() -> anyhow::Result<()> {
     let api = Api {
         http: reqwest::Client::new(),
     };
-    let alice = api.register(&nodes[0], "alice").await;
-    let g = api
-        .post(
-            &nodes[0],
-            "/api/v1/guilds",
-            Some(&alice),
-            serde_json::json!({"name": "g"}),
-        )
-        .await;
+    let (alice, g) = api.owner_of_new_guild(&nodes[0]).await;
     let msgs = format!("/api/v1/channels/{}/messages", general_of(&g));
     let addrs: Arc<Mutex<Vec<SocketAddr>>> =
         Arc::new(Mutex::new(nodes.iter().map(|n| n.http.unwrap()).collect()));

@@ -103,6 +103,38 @@ pub struct Member {
     pub origin: Origin,
 }
 
+impl Member {
+    /// A member as it joins. Who receives every track without asking: a pipe always; a
+    /// local participant unless hidden or not granted subscribing; a remote one never
+    /// (its own node subscribes it).
+    fn new(
+        identity: ParticipantId,
+        name: String,
+        grants: Grants,
+        hidden: bool,
+        origin: Origin,
+    ) -> Member {
+        let auto_subscribe = match origin {
+            Origin::Pipe => true,
+            Origin::Remote => false,
+            Origin::Local => !hidden && grants.subscribe,
+        };
+        Member {
+            identity,
+            name,
+            grants,
+            hidden,
+            tracks: Vec::new(),
+            auto_subscribe,
+            bwe: None,
+            level: LevelMeter::default(),
+            transport_down: None,
+            closing: false,
+            origin,
+        }
+    }
+}
+
 /// Where a member of a room that spans SFU nodes is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -387,83 +419,31 @@ impl Room {
         if others >= self.caps.max_participants {
             return Err(JoinError::RoomFull(self.caps.max_participants));
         }
-        let auto_subscribe = !hidden && grants.subscribe;
-        self.members.insert(
-            key,
-            Member {
-                identity,
-                name,
-                grants,
-                hidden,
-                tracks: Vec::new(),
-                auto_subscribe,
-                bwe: None,
-                level: LevelMeter::default(),
-                transport_down: None,
-                closing: false,
-                origin: Origin::Local,
-            },
-        );
+        let member = Member::new(identity, name, grants, hidden, Origin::Local);
+        self.members.insert(key, member);
         Ok(replaced)
-    }
-
-    /// Marks a member as remote or as a pipe ([`Origin`]). A pipe receives every local
-    /// track; a remote member is admitted whatever the caps (its node admitted it).
-    pub fn set_origin(&mut self, key: PeerKey, origin: Origin) {
-        if let Some(m) = self.members.get_mut(&key) {
-            m.origin = origin;
-            if origin == Origin::Pipe {
-                m.auto_subscribe = true;
-            }
-        }
     }
 
     /// Adds a pipe to another node ([`Origin::Pipe`]): hidden, outside the caps, and
     /// subscribed to every local track.
     pub fn admit_pipe(&mut self, key: PeerKey, identity: ParticipantId) {
-        self.members.insert(
-            key,
-            Member {
-                identity,
-                name: String::new(),
-                grants: Grants {
-                    publish: Vec::new(),
-                    subscribe: true,
-                    admin: false,
-                },
-                hidden: true,
-                tracks: Vec::new(),
-                auto_subscribe: true,
-                bwe: None,
-                level: LevelMeter::default(),
-                transport_down: None,
-                closing: false,
-                origin: Origin::Pipe,
-            },
-        );
+        let grants = Grants {
+            publish: Vec::new(),
+            subscribe: true,
+            admin: false,
+        };
+        let member = Member::new(identity, String::new(), grants, true, Origin::Pipe);
+        self.members.insert(key, member);
     }
 
     /// Adds a participant of another node, beyond the caps (its own node counted it).
     pub fn admit_remote(&mut self, key: PeerKey, identity: ParticipantId, name: String) {
-        self.members.insert(
-            key,
-            Member {
-                identity,
-                name,
-                grants: Grants {
-                    subscribe: false,
-                    ..Grants::default()
-                },
-                hidden: false,
-                tracks: Vec::new(),
-                auto_subscribe: false,
-                bwe: None,
-                level: LevelMeter::default(),
-                transport_down: None,
-                closing: false,
-                origin: Origin::Remote,
-            },
-        );
+        let grants = Grants {
+            subscribe: false,
+            ..Grants::default()
+        };
+        let member = Member::new(identity, name, grants, false, Origin::Remote);
+        self.members.insert(key, member);
     }
 
     /// Whether a pipe member may carry a track: only tracks of this node's participants.
@@ -604,35 +584,12 @@ impl Room {
         muted: bool,
         rids: Vec<String>,
     ) -> Option<TrackKey> {
-        let key = TrackKey(self.next_track);
-        let m = self.members.get_mut(&owner)?;
-        self.next_track += 1;
-        m.tracks.push(key);
-        let layers = if source.kind() == MediaKind::Video {
-            rids.len().clamp(1, MAX_LAYERS)
-        } else {
-            1
-        };
-        self.tracks.insert(
-            key,
-            Track {
-                key,
-                id: TrackId::from_serial(key.0 as u64),
-                owner,
-                source,
-                muted,
-                rids,
-                codec: None,
-                layers: vec![Layer::new(); layers],
-                downtracks: Vec::new(),
-                pipes: Vec::new(),
-            },
-        );
-        Some(key)
+        self.add_track(owner, source, muted, rids)
     }
 
-    /// A pipe's far node asks for a keyframe on one layer of a track it carries.
-    pub fn pipe_keyframe_request(
+    /// A keyframe of one layer of a track is wanted (by a pipe's far node, or for a
+    /// subscriber of that layer): asked of the publisher unless asked too recently.
+    pub fn layer_keyframe_request(
         &mut self,
         now: Instant,
         track: TrackKey,
@@ -682,16 +639,24 @@ impl Room {
             }
             Source::Microphone | Source::ScreenAudio => {}
         }
+        self.add_track(owner, source, muted, rids)
+            .ok_or(PublishError::NotJoined)
+    }
+
+    /// Adds a member's track with its simulcast layers (video only, at most
+    /// [`MAX_LAYERS`]); `None` if there is no such member.
+    fn add_track(
+        &mut self,
+        owner: PeerKey,
+        source: Source,
+        muted: bool,
+        rids: Vec<String>,
+    ) -> Option<TrackKey> {
         let key = TrackKey(self.next_track);
+        self.members.get_mut(&owner)?.tracks.push(key);
         self.next_track += 1;
-        let m = self
-            .members
-            .get_mut(&owner)
-            .ok_or(PublishError::NotJoined)?;
-        let id = TrackId::from_serial(key.0 as u64);
-        m.tracks.push(key);
         let layers = if source.kind() == MediaKind::Video {
-            rids.len().max(1)
+            rids.len().clamp(1, MAX_LAYERS)
         } else {
             1
         };
@@ -699,7 +664,7 @@ impl Room {
             key,
             Track {
                 key,
-                id,
+                id: TrackId::from_serial(key.0 as u64),
                 owner,
                 source,
                 muted,
@@ -710,7 +675,7 @@ impl Room {
                 pipes: Vec::new(),
             },
         );
-        Ok(key)
+        Some(key)
     }
 
     pub fn unpublish(&mut self, track: TrackKey) -> Option<Track> {
@@ -903,18 +868,13 @@ impl Room {
         track: TrackKey,
         out: &mut Vec<Action>,
     ) {
-        let Some(t) = self.tracks.get_mut(&track) else {
-            return;
-        };
-        let Some(layer) = t.downtrack(sub).and_then(|d| d.current.or(d.target)) else {
-            return;
-        };
-        if t.layers[layer].throttle_keyframe(now) {
-            out.push(Action::KeyframeRequest {
-                owner: t.owner,
-                track,
-                layer,
-            });
+        let layer = self
+            .tracks
+            .get(&track)
+            .and_then(|t| t.downtrack(sub))
+            .and_then(|d| d.current.or(d.target));
+        if let Some(layer) = layer {
+            self.layer_keyframe_request(now, track, layer, out);
         }
     }
 

@@ -693,9 +693,9 @@ fn a_pipe_gets_every_layer_as_it_arrives_and_asks_keyframes_per_layer() {
     // Unchanged sequence numbers, the layer in `slot`, no wait for a keyframe.
     assert_eq!(f, [(PeerKey(7), 0, 100), (PeerKey(7), 2, 900)]);
     out.clear();
-    r.pipe_keyframe_request(now, t, 2, &mut out);
-    r.pipe_keyframe_request(now, t, 2, &mut out);
-    r.pipe_keyframe_request(now, t, 1, &mut out);
+    r.layer_keyframe_request(now, t, 2, &mut out);
+    r.layer_keyframe_request(now, t, 2, &mut out);
+    r.layer_keyframe_request(now, t, 1, &mut out);
     assert_eq!(keyframe_requests(&out), [2, 1], "throttled per layer");
     // A mirrored track keeps the layers its node announced.
     r.admit_remote(PeerKey(9), pid("far"), "F".into());

@@ -249,7 +249,7 @@ impl Worker {
                     continue;
                 };
                 self.in_room(&room, |r, out| {
-                    r.pipe_keyframe_request(now, track, layer, out)
+                    r.layer_keyframe_request(now, track, layer, out)
                 });
             }
             return;
@@ -274,45 +274,27 @@ impl Worker {
         if r.core.track(track).is_some_and(|t| t.codec.is_none()) {
             r.core.set_codec(track, codec);
         }
-        if let Some(level) = pkt.audio_level {
-            r.core.on_audio_level(now, owner, level.unsigned_abs());
-        }
-        let mut actions = std::mem::take(&mut self.actions);
-        actions.clear();
-        r.core.on_rtp(
-            now,
+        let packet = Packet {
+            codec,
             track,
-            layer,
-            PacketIn {
-                seq,
-                ts: pkt.ts,
-                keyframe: codec::is_keyframe_start(codec, pkt.payload),
-                len: pkt.payload.len(),
+            payload: pkt.payload,
+            marker: pkt.marker,
+            ext: ExtensionValues {
+                audio_level: pkt.audio_level,
+                ..Default::default()
             },
+        };
+        let mut actions = std::mem::take(&mut self.actions);
+        super::input::decide(
+            now,
+            &mut r.core,
+            owner,
+            layer,
+            (seq, pkt.ts),
+            &packet,
             &mut actions,
         );
-        let ext = ExtensionValues {
-            audio_level: pkt.audio_level,
-            ..Default::default()
-        };
-        self.write_forwards(
-            now,
-            Packet {
-                codec,
-                track,
-                payload: pkt.payload,
-                marker: pkt.marker,
-                ext,
-            },
-            &actions,
-        );
-        if actions
-            .iter()
-            .any(|a| matches!(a, Action::KeyframeRequest { .. }))
-        {
-            self.apply_actions(&actions);
-        }
-        self.actions = actions;
+        self.carry_out(now, packet, actions);
     }
 
     /// Sends one forwarded packet down a pipe.
@@ -441,7 +423,7 @@ impl Worker {
         let now = Instant::now();
         self.in_room(&room, |r, out| {
             for layer in 0..layers {
-                r.pipe_keyframe_request(now, track, layer, out);
+                r.layer_keyframe_request(now, track, layer, out);
             }
         });
     }

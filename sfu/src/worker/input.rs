@@ -235,44 +235,31 @@ impl Worker {
             self.tally.dropped_unknown += 1;
             return;
         };
-        let keyframe = codec::is_keyframe_start(codec, &pkt.payload);
         let Some(room) = self.rooms.get_mut(&p.room) else {
             return;
         };
-        if let Some(level) = pkt.header.ext_vals.audio_level {
-            room.core.on_audio_level(now, k, level.unsigned_abs());
-        }
-        let mut actions = std::mem::take(&mut self.actions);
-        actions.clear();
-        room.core.on_rtp(
-            now,
+        let packet = Packet {
+            codec,
             track,
-            layer,
-            PacketIn {
-                seq: *pkt.seq_no,
-                ts: pkt.header.timestamp,
-                keyframe,
-                len: pkt.payload.len(),
+            payload: &pkt.payload,
+            marker: pkt.header.marker,
+            ext: ExtensionValues {
+                audio_level: pkt.header.ext_vals.audio_level,
+                voice_activity: pkt.header.ext_vals.voice_activity,
+                video_orientation: pkt.header.ext_vals.video_orientation,
+                ..Default::default()
             },
-            &mut actions,
-        );
-        let ext = ExtensionValues {
-            audio_level: pkt.header.ext_vals.audio_level,
-            voice_activity: pkt.header.ext_vals.voice_activity,
-            video_orientation: pkt.header.ext_vals.video_orientation,
-            ..Default::default()
         };
-        self.write_forwards(
-            now,
-            Packet {
-                codec,
-                track,
-                payload: &pkt.payload,
-                marker: pkt.header.marker,
-                ext,
-            },
-            &actions,
-        );
+        let mut actions = std::mem::take(&mut self.actions);
+        let seq = (*pkt.seq_no, pkt.header.timestamp);
+        decide(now, &mut room.core, k, layer, seq, &packet, &mut actions);
+        self.carry_out(now, packet, actions);
+    }
+
+    /// Writes the forwards the core decided for one packet, then sends the keyframe
+    /// requests it made; gives the action list back for reuse.
+    pub(super) fn carry_out(&mut self, now: Instant, packet: Packet<'_>, actions: Vec<Action>) {
+        self.write_forwards(now, packet, &actions);
         if actions
             .iter()
             .any(|a| matches!(a, Action::KeyframeRequest { .. }))
@@ -382,6 +369,36 @@ impl Worker {
             }
         }
     }
+}
+
+/// Runs one received packet of a track's layer through the room's core: its audio level
+/// for the owner, then what to forward. `seq` is the extended sequence number and the
+/// RTP timestamp.
+pub(super) fn decide(
+    now: Instant,
+    core: &mut Room,
+    owner: PeerKey,
+    layer: usize,
+    (seq, ts): (u64, u32),
+    p: &Packet<'_>,
+    actions: &mut Vec<Action>,
+) {
+    if let Some(level) = p.ext.audio_level {
+        core.on_audio_level(now, owner, level.unsigned_abs());
+    }
+    actions.clear();
+    core.on_rtp(
+        now,
+        p.track,
+        layer,
+        PacketIn {
+            seq,
+            ts,
+            keyframe: codec::is_keyframe_start(p.codec, p.payload),
+            len: p.payload.len(),
+        },
+        actions,
+    );
 }
 
 /// First packet on an SSRC: find its m-line, layer and codec.
