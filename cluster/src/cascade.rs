@@ -103,14 +103,26 @@ impl NodeServer {
             Ok(Ok(msg)) => serde_json::from_slice::<Answer>(&msg.payload).ok(),
             _ => None,
         };
-        let Some(Answer::Piped { participants, from }) = piped else {
+        let Some(Answer::Piped {
+            participants,
+            from,
+            key,
+        }) = piped
+        else {
             warn!(room = %room, %node, "no pipe from the node");
             if let Some(peers) = self.links().get_mut(&room) {
                 peers.remove(&node);
             }
             return;
         };
-        if let Err(e) = cascade.pipe_in(&room, from, participants).await {
+        let key = match hex_bytes(&key) {
+            Some(k) => k,
+            None => {
+                warn!(room = %room, %node, "a pipe key that is not hex");
+                return;
+            }
+        };
+        if let Err(e) = cascade.pipe_in(&room, from, participants, key).await {
             warn!(error = %e, room = %room, "cannot mirror the node's participants");
             return;
         }
@@ -130,14 +142,18 @@ impl NodeServer {
     ) -> Result<Answer, SfuError> {
         let cascade = self.cascade.clone().ok_or(SfuError::Unavailable)?;
         let from = cascade.pipe_addr(&room).ok_or(SfuError::Unavailable)?;
-        let (participants, events) = cascade.pipe_out(&room, to).await?;
+        let (participants, events, key) = cascade.pipe_out(&room, to).await?;
         let subject = pipe_subject(self.registry.cluster(), &node);
         tokio::spawn(
             self.clone()
                 .send_pipe_events(events, subject, room.clone(), from),
         );
         tokio::spawn(self.clone().pipe_from(room, node));
-        Ok(Answer::Piped { participants, from })
+        Ok(Answer::Piped {
+            participants,
+            from,
+            key: key.iter().map(|b| format!("{b:02x}")).collect(),
+        })
     }
 
     async fn send_pipe_events(
@@ -240,4 +256,15 @@ impl NodeServer {
             }
         }
     }
+}
+
+/// The bytes of a hex string.
+fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }

@@ -94,10 +94,12 @@ pub enum Answer {
     Joined(Joined),
     Reply(Reply),
     Status(RoomStatus),
-    /// A pipe out: the room's local participants, and the address its RTP comes from.
+    /// A pipe out: the room's local participants, the address its SRTP comes from, and
+    /// the pipe's SRTP key (hex; NATS should run over TLS between regions).
     Piped {
         participants: Vec<ParticipantInfo>,
         from: SocketAddr,
+        key: String,
     },
     Done,
     Error(SfuError),

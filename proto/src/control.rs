@@ -365,20 +365,22 @@ pub trait Cascade: Send + Sync + std::fmt::Debug + 'static {
     /// Where this node receives a room's pipes (the room's media socket).
     fn pipe_addr(&self, room: &RoomId) -> Option<std::net::SocketAddr>;
     /// Starts sending a room's local tracks to `to`, another node's [`Cascade::pipe_addr`]:
-    /// now and as they are published. Returns the room's local participants and the
-    /// events about them from here on (joins, leaves, tracks, mutes).
+    /// now and as they are published, as SRTP under a fresh key. Returns the room's local
+    /// participants, the events about them from here on (joins, leaves, tracks, mutes),
+    /// and the key, for the receiving node.
     async fn pipe_out(
         &self,
         room: &RoomId,
         to: std::net::SocketAddr,
-    ) -> Result<(Vec<ParticipantInfo>, RoomEvents), SfuError>;
+    ) -> Result<(Vec<ParticipantInfo>, RoomEvents, Vec<u8>), SfuError>;
     /// Mirrors the participants another node's pipe out of `from` reported, and takes
-    /// RTP from `from` for their tracks.
+    /// SRTP under `key` from `from` for their tracks.
     async fn pipe_in(
         &self,
         room: &RoomId,
         from: std::net::SocketAddr,
         participants: Vec<ParticipantInfo>,
+        key: Vec<u8>,
     ) -> Result<(), SfuError>;
     /// Applies an event of the pipe out of `from` to the mirror.
     async fn mirror(&self, room: &RoomId, from: std::net::SocketAddr, event: RoomEvent);

@@ -296,15 +296,15 @@ impl Cascade for Sfu {
         &self,
         room: &RoomId,
         to: SocketAddr,
-    ) -> Result<(Vec<ParticipantInfo>, RoomEvents), SfuError> {
+    ) -> Result<(Vec<ParticipantInfo>, RoomEvents, Vec<u8>), SfuError> {
         let w = &self.workers[self.worker_for(room)];
         let (events, stream) = RoomEvents::channel();
         let (tx, rx) = oneshot::channel();
         w.tx.send(Command::PipeOut(room.clone(), to, events, tx))
             .await
             .map_err(|_| SfuError::Unavailable)?;
-        let people = rx.await.map_err(|_| SfuError::Unavailable)?;
-        Ok((people, stream))
+        let (people, key) = rx.await.map_err(|_| SfuError::Unavailable)??;
+        Ok((people, stream, key))
     }
 
     async fn pipe_in(
@@ -312,11 +312,14 @@ impl Cascade for Sfu {
         room: &RoomId,
         from: SocketAddr,
         participants: Vec<ParticipantInfo>,
+        key: Vec<u8>,
     ) -> Result<(), SfuError> {
         let w = &self.workers[self.worker_for(room)];
-        w.tx.send(Command::PipeIn(room.clone(), from, participants))
+        let (tx, rx) = oneshot::channel();
+        w.tx.send(Command::PipeIn(room.clone(), from, participants, key, tx))
             .await
-            .map_err(|_| SfuError::Unavailable)
+            .map_err(|_| SfuError::Unavailable)?;
+        rx.await.map_err(|_| SfuError::Unavailable)?
     }
 
     async fn mirror(&self, room: &RoomId, from: SocketAddr, event: RoomEvent) {

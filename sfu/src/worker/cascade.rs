@@ -1,10 +1,14 @@
 //! Rooms that span SFU nodes: pipes between this worker and the workers of other nodes.
 //!
 //! A pipe out is a member of the room ([`Origin::Pipe`]) that subscribes to every track of
-//! this node's own participants and sends every layer of them, as received, as plain RTP
+//! this node's own participants and sends every layer of them, as received, as RTP
 //! (RFC 3550) to the other node's socket for the room, one SSRC per track and layer. The
 //! far node picks layers for each of its subscribers as if the publisher were its own.
 //! Keyframe requests come back as RTCP PLI (RFC 4585) on the same addresses, per layer.
+//!
+//! Pipes are SRTP (RFC 3711) with AEAD_AES_128_GCM (RFC 7714), from `rtc-srtp`: the
+//! sending node makes a fresh key for each pipe and hands it to the receiving node with
+//! its answer to the pipe call; the receiver's PLIs go back as SRTCP under the same key.
 //!
 //! A pipe in mirrors the other node's participants as [`Origin::Remote`] members and
 //! publishes their tracks here; their packets enter the core like a publisher's, so local
@@ -142,14 +146,64 @@ impl PipePacket<'_> {
     }
 }
 
-/// An RTCP PLI (RFC 4585 §6.3.1) for `media_ssrc`.
+/// An RTCP PLI (RFC 4585 §6.3.1) for `media_ssrc`. Its sender SSRC is the media SSRC
+/// too: it stays readable under SRTCP, so the sending node finds the pipe's key by it.
 pub(super) fn pli(media_ssrc: u32) -> [u8; 12] {
     let mut p = [0u8; 12];
     p[0] = 0x81; // V=2, FMT=1
     p[1] = 206; // payload-specific feedback
     p[3] = 2; // length: 3 words - 1
+    p[4..8].copy_from_slice(&media_ssrc.to_be_bytes());
     p[8..12].copy_from_slice(&media_ssrc.to_be_bytes());
     p
+}
+
+/// The SRTP profile of pipes, and its keying material: a 16-byte key, a 12-byte salt.
+const PIPE_PROFILE: rtc_srtp::protection_profile::ProtectionProfile =
+    rtc_srtp::protection_profile::ProtectionProfile::AeadAes128Gcm;
+pub(super) const PIPE_KEY_LEN: usize = 28;
+
+/// Fresh keying material for a pipe.
+pub(super) fn new_pipe_key() -> Vec<u8> {
+    (0..PIPE_KEY_LEN).map(|_| rand::random::<u8>()).collect()
+}
+
+/// One end of a pipe's SRTP: sealing what it sends, opening what it receives.
+pub(super) struct PipeCrypto(rtc_srtp::context::Context);
+
+impl PipeCrypto {
+    pub(super) fn new(key: &[u8]) -> Option<PipeCrypto> {
+        if key.len() != PIPE_KEY_LEN {
+            return None;
+        }
+        let provider = rtc_crypto::default_provider().ok()?;
+        rtc_srtp::context::Context::new(
+            &key[..16],
+            &key[16..],
+            PIPE_PROFILE,
+            None,
+            None,
+            provider.crypto(),
+        )
+        .ok()
+        .map(PipeCrypto)
+    }
+
+    fn seal_rtp(&mut self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.0.encrypt_rtp(plain).ok().map(|b| b.to_vec())
+    }
+
+    fn open_rtp(&mut self, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.0.decrypt_rtp(sealed).ok().map(|b| b.to_vec())
+    }
+
+    fn seal_rtcp(&mut self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.0.encrypt_rtcp(plain).ok().map(|b| b.to_vec())
+    }
+
+    fn open_rtcp(&mut self, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.0.decrypt_rtcp(sealed).ok().map(|b| b.to_vec())
+    }
 }
 
 /// The media SSRCs of the PLIs in an RTCP compound packet.
@@ -182,6 +236,7 @@ pub(super) struct PipeOut {
     pub events: EventSender,
     /// The pipe SSRC of each track layer it carries.
     pub ssrcs: HashMap<(TrackKey, usize), u32>,
+    pub crypto: PipeCrypto,
 }
 
 /// Another node's participants of a room, mirrored here from its pipe.
@@ -190,6 +245,7 @@ pub(super) struct PipeIn {
     pub members: HashMap<ParticipantId, PeerKey>,
     /// The local track of each remote track id.
     pub tracks: HashMap<TrackId, TrackKey>,
+    pub crypto: PipeCrypto,
 }
 
 /// A remote track arriving on a pipe.
@@ -239,8 +295,26 @@ impl Worker {
 
     /// A datagram from another node: RTP of a remote track, or PLIs for a pipe out.
     pub(super) fn pipe_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        // The SSRC stays readable under SRTP and SRTCP: it names the pipe and its key.
+        let Some(ssrc) = data.get(4..12).map(|b| {
+            let at = if is_rtcp(data) { 0 } else { 4 };
+            u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+        }) else {
+            self.tally.dropped_unknown += 1;
+            return;
+        };
         if is_rtcp(data) {
-            for ssrc in plis(data) {
+            let plain = self
+                .pipes
+                .out_ssrcs
+                .get(&(source, ssrc))
+                .and_then(|(pipe, _, _)| self.pipes.out.get_mut(pipe))
+                .and_then(|p| p.crypto.open_rtcp(data));
+            let Some(plain) = plain else {
+                self.tally.dropped_unknown += 1;
+                return;
+            };
+            for ssrc in plis(&plain) {
                 let Some(&(pipe, track, layer)) = self.pipes.out_ssrcs.get(&(source, ssrc)) else {
                     continue;
                 };
@@ -254,7 +328,14 @@ impl Worker {
             }
             return;
         }
-        let Some(pkt) = PipePacket::parse(data) else {
+        let plain = self
+            .pipes
+            .in_tracks
+            .get(&(source, ssrc))
+            .map(|t| (source, t.room.clone()))
+            .and_then(|k| self.pipes.inbound.get_mut(&k))
+            .and_then(|p| p.crypto.open_rtp(data));
+        let Some(pkt) = plain.as_deref().and_then(PipePacket::parse) else {
             self.tally.dropped_unknown += 1;
             return;
         };
@@ -299,14 +380,14 @@ impl Worker {
 
     /// Sends one forwarded packet down a pipe.
     pub(super) fn pipe_forward(&mut self, pipe: PeerKey, f: &Forward, p: &Packet<'_>) {
-        let Some(out) = self.pipes.out.get(&pipe) else {
+        let Some(out) = self.pipes.out.get_mut(&pipe) else {
             return;
         };
         let Some(&ssrc) = out.ssrcs.get(&(p.track, f.slot as usize)) else {
             return;
         };
         let to = out.to;
-        let mut buf = std::mem::take(&mut self.pipes.buf);
+        let buf = &mut self.pipes.buf;
         PipePacket {
             pt: pt_of(p.codec),
             marker: p.marker,
@@ -316,10 +397,13 @@ impl Worker {
             audio_level: p.ext.audio_level,
             payload: p.payload,
         }
-        .write(&mut buf);
+        .write(buf);
+        let Some(sealed) = out.crypto.seal_rtp(buf) else {
+            self.tally.dropped_send += 1;
+            return;
+        };
         let src = self.advertised[0].ip();
-        self.udp.queue(to, src, &buf);
-        self.pipes.buf = buf;
+        self.udp.queue(to, src, &sealed);
         self.tally.forwarded += 1;
     }
 
@@ -329,9 +413,18 @@ impl Worker {
         let Some(&(from, ssrc)) = self.pipes.in_by_track.get(&(track, layer)) else {
             return false;
         };
-        let src = self.advertised[0].ip();
-        self.udp.queue(from, src, &pli(ssrc));
-        self.tally.plis_tx += 1;
+        let sealed = self
+            .pipes
+            .in_tracks
+            .get(&(from, ssrc))
+            .map(|t| (from, t.room.clone()))
+            .and_then(|k| self.pipes.inbound.get_mut(&k))
+            .and_then(|p| p.crypto.seal_rtcp(&pli(ssrc)));
+        if let Some(sealed) = sealed {
+            let src = self.advertised[0].ip();
+            self.udp.queue(from, src, &sealed);
+            self.tally.plis_tx += 1;
+        }
         true
     }
 
@@ -348,13 +441,16 @@ impl Worker {
         entry
     }
 
-    /// Starts a pipe out of a room to `to`; the room's local participants.
+    /// Starts a pipe out of a room to `to`; the room's local participants and the pipe's
+    /// SRTP key.
     pub(super) fn pipe_out(
         &mut self,
         room: &RoomId,
         to: SocketAddr,
         events: EventSender,
-    ) -> Vec<ParticipantInfo> {
+    ) -> Result<(Vec<ParticipantInfo>, Vec<u8>), SfuError> {
+        let secret = new_pipe_key();
+        let crypto = PipeCrypto::new(&secret).ok_or(SfuError::Unavailable)?;
         let key = PeerKey(self.next_peer);
         self.next_peer += 1;
         let identity = ParticipantId::parse(&format!("pipe:{to}"))
@@ -368,6 +464,7 @@ impl Worker {
                 to,
                 events,
                 ssrcs: HashMap::new(),
+                crypto,
             },
         );
         *self.pipes.peers.entry(to).or_default() += 1;
@@ -380,7 +477,7 @@ impl Worker {
             self.pipe_subscribe(key, t);
         }
         info!(room = %room, %to, worker = self.index, "pipe out");
-        self.local_participants(room)
+        Ok((self.local_participants(room), secret))
     }
 
     /// The room's participants connected here.
@@ -461,14 +558,18 @@ impl Worker {
         room: &RoomId,
         from: SocketAddr,
         people: Vec<ParticipantInfo>,
-    ) {
+        secret: &[u8],
+    ) -> Result<(), SfuError> {
         if !self.pipes.inbound.contains_key(&(from, room.clone())) {
+            let crypto = PipeCrypto::new(secret)
+                .ok_or_else(|| SfuError::BadRequest("a pipe key of 28 bytes".into()))?;
             self.room_entry(room);
             self.pipes.inbound.insert(
                 (from, room.clone()),
                 PipeIn {
                     members: HashMap::new(),
                     tracks: HashMap::new(),
+                    crypto,
                 },
             );
             *self.pipes.peers.entry(from).or_default() += 1;
@@ -477,6 +578,7 @@ impl Worker {
         for p in people {
             self.mirror(room, from, RoomEvent::ParticipantJoined(p));
         }
+        Ok(())
     }
 
     /// Applies an event of another node's pipe to its mirror here.
@@ -740,6 +842,52 @@ mod tests {
         assert_eq!(buf.len(), 15);
         assert_eq!(PipePacket::parse(&buf), Some(plain));
         assert_eq!(PipePacket::parse(&buf[..11]), None);
+    }
+
+    #[test]
+    fn pipes_are_srtp_both_ways_and_refuse_what_was_altered() {
+        let key = new_pipe_key();
+        let (mut sender, mut receiver) = (
+            PipeCrypto::new(&key).unwrap_or_else(|| unreachable!()),
+            PipeCrypto::new(&key).unwrap_or_else(|| unreachable!()),
+        );
+        let mut plain = Vec::new();
+        PipePacket {
+            pt: PT_VP8,
+            marker: true,
+            seq: 7,
+            ts: 9,
+            ssrc: 1234,
+            audio_level: None,
+            payload: b"a keyframe, perhaps",
+        }
+        .write(&mut plain);
+        let sealed = sender.seal_rtp(&plain).unwrap_or_default();
+        assert_ne!(sealed, plain);
+        assert!(
+            !sealed.windows(8).any(|w| w == b"keyframe"),
+            "the payload is hidden"
+        );
+        assert_eq!(
+            sealed[8..12],
+            1234u32.to_be_bytes(),
+            "the SSRC stays readable"
+        );
+        let mut altered = sealed.clone();
+        let last = altered.len() - 1;
+        altered[last] ^= 1;
+        assert!(receiver.open_rtp(&altered).is_none());
+        assert_eq!(receiver.open_rtp(&sealed), Some(plain));
+        // PLIs go back under the same key as SRTCP.
+        let pli = receiver.seal_rtcp(&pli(1234)).unwrap_or_default();
+        assert!(is_rtcp(&pli));
+        assert_eq!(pli[4..8], 1234u32.to_be_bytes());
+        let opened = sender.open_rtcp(&pli).unwrap_or_default();
+        assert_eq!(plis(&opened), [1234]);
+        // Another key opens nothing.
+        let mut stranger = PipeCrypto::new(&new_pipe_key()).unwrap_or_else(|| unreachable!());
+        assert!(stranger.open_rtcp(&pli).is_none());
+        assert!(PipeCrypto::new(&key[..20]).is_none());
     }
 
     #[test]

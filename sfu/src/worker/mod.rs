@@ -57,15 +57,22 @@ pub(crate) enum Command {
     /// Set (Some) or read (None) a room's caps.
     SetCaps(RoomId, Option<RoomCaps>, oneshot::Sender<RoomStatus>),
     /// A pipe of a room's local tracks to another node's address ([`cascade`]); replies
-    /// with the room's local participants.
+    /// with the room's local participants and the pipe's SRTP key.
     PipeOut(
         RoomId,
         SocketAddr,
         EventSender,
-        oneshot::Sender<Vec<ParticipantInfo>>,
+        oneshot::Sender<Result<PipeOpened, SfuError>>,
     ),
-    /// Mirrors another node's participants, whose media comes from that address.
-    PipeIn(RoomId, SocketAddr, Vec<ParticipantInfo>),
+    /// Mirrors another node's participants, whose media comes from that address under
+    /// that SRTP key.
+    PipeIn(
+        RoomId,
+        SocketAddr,
+        Vec<ParticipantInfo>,
+        Vec<u8>,
+        oneshot::Sender<Result<(), SfuError>>,
+    ),
     /// An event of another node's pipe.
     Mirror(RoomId, SocketAddr, RoomEvent),
     /// Ends the pipes with another node's address for a room.
@@ -74,6 +81,9 @@ pub(crate) enum Command {
     LocalMembers(RoomId, oneshot::Sender<u32>),
     Shutdown(oneshot::Sender<()>),
 }
+
+/// A pipe out started: the room's local participants and the pipe's SRTP key.
+pub(crate) type PipeOpened = (Vec<ParticipantInfo>, Vec<u8>);
 
 /// One packet on its way to subscribers: what every forward of it shares.
 pub(super) struct Packet<'a> {
@@ -364,7 +374,9 @@ impl Worker {
             Command::PipeOut(room, to, events, reply) => {
                 let _ = reply.send(self.pipe_out(&room, to, events));
             }
-            Command::PipeIn(room, from, people) => self.pipe_in(&room, from, people),
+            Command::PipeIn(room, from, people, key, reply) => {
+                let _ = reply.send(self.pipe_in(&room, from, people, &key));
+            }
             Command::Mirror(room, from, event) => self.mirror(&room, from, event),
             Command::Unpipe(room, peer) => self.unpipe(&room, peer),
             Command::LocalMembers(room, reply) => {
