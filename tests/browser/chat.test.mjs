@@ -44,8 +44,8 @@ function uniqueUsername(prefix) {
 }
 
 /** A browser context with /chat open. */
-async function openPerson(label, displayName) {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+async function openPerson(label, displayName, viewport = { width: 1100, height: 720 }) {
+  const context = await browser.newContext({ viewport });
   const cspViolations = [];
   await recordCspViolations(context, cspViolations);
   const page = await context.newPage();
@@ -72,7 +72,7 @@ async function openPerson(label, displayName) {
 
 /** Opens one page per [label, display name], runs `body`, closes them; prints consoles on failure. */
 async function withPeople(specs, body) {
-  const people = await Promise.all(specs.map(([label, name]) => openPerson(label, name)));
+  const people = await Promise.all(specs.map(([label, name, viewport]) => openPerson(label, name, viewport)));
   try {
     await body(people);
     for (const p of people) assert.deepEqual(p.pageErrors, [], `${p.label} had uncaught page errors`);
@@ -223,6 +223,39 @@ async function joinVoiceChannel(person, channelName) {
 // -------------------------------------------------------------------------------------------
 // Tests
 // -------------------------------------------------------------------------------------------
+
+test("on a phone the messages take the whole width, and servers and channels are a drawer", { timeout: 60_000 }, async () => {
+  await withPeople([["Phone", "폰으로 보는 사람", { width: 390, height: 844 }]], async ([p]) => {
+    const { page } = p;
+    await signUp(p);
+    // No server yet: the empty view offers one, with the drawer closed.
+    await page.click("#empty-add-btn");
+    await page.fill("#new-guild-name", "Phone club");
+    await page.click("#create-guild-btn");
+    await page.waitForSelector("#guild-dialog", { state: "hidden" });
+    await page.waitForSelector('#channel-list .channel[data-kind="text"][aria-current="true"]', { timeout: LIVE_MS });
+    const text = "a line long enough to wrap on a narrow screen, with some more words after it";
+    await send(p, text);
+    await waitForMessage(p, text);
+    const box = (selector) => page.evaluate((s) => document.querySelector(s).getBoundingClientRect().toJSON(), selector);
+    const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(scrollWidth <= 390, `the page scrolls sideways: ${scrollWidth}px wide`);
+    assert.ok((await box("#messages")).width >= 360, `messages ${(await box("#messages")).width}px wide`);
+    assert.ok((await box("#message-input")).width >= 250, "the composer has room");
+    assert.ok((await box(".sidebar")).right <= 0 && (await box("#guild-rail")).right <= 0, "the drawer starts closed");
+    assert.ok((await box("#nav-toggle")).width > 0, "the header has the drawer's button");
+
+    // The drawer opens from the header with the channels, and closes on a channel.
+    await page.click("#nav-toggle");
+    await page.waitForFunction(() => document.querySelector(".sidebar").getBoundingClientRect().left >= 0);
+    assert.equal(await page.getAttribute("#nav-toggle", "aria-expanded"), "true");
+    const sidebar = await box(".sidebar");
+    assert.ok(sidebar.right <= 390, `the drawer fits the screen: ${sidebar.right}`);
+    await page.click('#channel-list .channel[data-kind="text"]');
+    await page.waitForFunction(() => document.querySelector(".sidebar").getBoundingClientRect().right <= 0);
+    assert.equal(await page.getAttribute("#nav-toggle", "aria-expanded"), "false");
+  });
+});
 
 test("two people chat live, see each other type, and meet in the voice channel", { timeout: 180_000 }, async () => {
   await withPeople([["Ada", "에이다 Ada"], ["Bob", "민준 Bob"]], async ([ada, bob]) => {

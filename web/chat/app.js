@@ -17,6 +17,7 @@ import { createApi } from "./api.js";
 import { Auth } from "./auth.js";
 import { wireComposer } from "./composer.js";
 import { wireDialogs } from "./dialogs.js";
+import { wireDrawer } from "./drawer.js";
 import { onDispatch, onReady } from "./dispatch.js";
 import { Gateway } from "./gateway.js";
 import { wireInvites } from "./guilds.js";
@@ -80,6 +81,7 @@ function wire(app) {
   wireComposer(app);
   wireSearch(app);
   wireMessages(app);
+  wireDrawer();
   ui.chatError.addEventListener("click", () => {
     ui.chatError.hidden = true;
   });
