@@ -257,6 +257,50 @@ test("on a phone the messages take the whole width, and servers and channels are
   });
 });
 
+test("messages show bold, italic, strikethrough, code and links, and never run the HTML people type", { timeout: 60_000 }, async () => {
+  await withPeople([["Writer", "글쓴이"]], async ([p]) => {
+    const { page } = p;
+    await signUp(p);
+    await createGuild(p, "Formatting");
+    const text = '**굵게** and _기울임_ and ~~gone~~ and `x < y` at https://example.com/a?b=1. <img src=x onerror="window.pwned=1">';
+    await send(p, text);
+    await waitForMessage(p, text);
+    const last = () =>
+      page.evaluate(() => {
+        const el = [...document.querySelectorAll(".message .content")].at(-1);
+        const one = (s) => el.querySelector(s)?.textContent ?? null;
+        const a = el.querySelector("a");
+        return {
+          strong: one("strong"),
+          em: one("em"),
+          s: one("s"),
+          code: one("code"),
+          link: a && [a.getAttribute("href"), a.getAttribute("target"), a.getAttribute("rel")],
+          images: el.querySelectorAll("img").length,
+          text: el.textContent,
+          block: one("pre code"),
+          pwned: window.pwned ?? null,
+        };
+      });
+    const shown = await last();
+    assert.equal(shown.strong, "굵게");
+    assert.equal(shown.em, "기울임");
+    assert.equal(shown.s, "gone");
+    assert.equal(shown.code, "x < y");
+    assert.deepEqual(shown.link, ["https://example.com/a?b=1", "_blank", "noopener noreferrer nofollow"]);
+    assert.equal(shown.images, 0, "typed HTML stays text");
+    assert.ok(shown.text.endsWith('<img src=x onerror="window.pwned=1">'), shown.text);
+    assert.equal(shown.pwned, null);
+    // A code block keeps its lines, and markers inside it stay as typed.
+    const block = "```\nlet **a** = 1;\nlet b = 2;\n```";
+    await send(p, block);
+    await waitForMessage(p, block);
+    const code = await last();
+    assert.equal(code.block, "let **a** = 1;\nlet b = 2;\n");
+    assert.equal(code.strong, null);
+  });
+});
+
 test("two people chat live, see each other type, and meet in the voice channel", { timeout: 180_000 }, async () => {
   await withPeople([["Ada", "에이다 Ada"], ["Bob", "민준 Bob"]], async ([ada, bob]) => {
     await signUp(ada);

@@ -61,7 +61,8 @@ export function parlorChatHandle(app) {
         id: el.dataset.messageId,
         authorId: el.dataset.authorId,
         author: el.querySelector(".author")?.textContent ?? null,
-        content: el.querySelector(".content")?.textContent ?? null,
+        // The text as written (the page shows it formatted).
+        content: /** @type {HTMLElement | null} */ (el.querySelector(".content"))?.dataset.text ?? null,
         edited: Boolean(el.querySelector(".edited")),
         attachments: queryAll(el, ".attachment").map((a) => ({
           kind: a.classList.contains("image") ? "image" : "file",

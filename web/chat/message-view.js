@@ -5,6 +5,7 @@
 
 import { h } from "../shared/dom.js";
 import { dmName } from "./dms.js";
+import { renderMarkdown } from "./markdown.js";
 import { nameOf } from "./members.js";
 import { DM_KINDS, PERM, compareIds, currentGuild, findChannel, hasPerm } from "./state.js";
 
@@ -162,7 +163,7 @@ function updateMessage(app, el, m, continued, ch) {
       h(
         "div",
         { class: "message-body" },
-        h("span", { class: "content", text: m.content }),
+        h("span", { class: "content", dataset: { text: m.content } }, ...renderMarkdown(m.content)),
         m.edited_at ? h("span", { class: "edited", title: `Edited ${new Date(m.edited_at).toLocaleString()}`, text: "(edited)" }) : null,
       ),
     );
