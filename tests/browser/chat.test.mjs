@@ -301,6 +301,31 @@ test("messages show bold, italic, strikethrough, code and links, and never run t
   });
 });
 
+test("an invite's Copy gives its link, and a bad invite says so in words", { timeout: 60_000 }, async () => {
+  await withPeople([["Host", "Host"], ["Guest", "Guest"]], async ([host, guest]) => {
+    await host.context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.url });
+    await signUp(host);
+    await createGuild(host, "Invites");
+    const code = await createInvite(host);
+    await host.page.click("#invite-copy");
+    await host.page.waitForFunction(() => document.querySelector("#invite-copy").textContent === "Copied");
+    const copied = await host.page.evaluate(() => navigator.clipboard.readText());
+    assert.equal(copied, `${server.url}/chat?invite=${code}`);
+
+    await signUp(guest);
+    await guest.page.click("#add-guild-btn");
+    await guest.page.fill("#invite-input", "no-such-invite-code");
+    await guest.page.click("#join-guild-btn");
+    await guest.page.waitForSelector("#guild-dialog-error:not([hidden])", { timeout: LIVE_MS });
+    const said = await guest.page.textContent("#guild-dialog-error");
+    assert.match(said, /invalid or has expired/, said);
+    // The link works as a code too.
+    await guest.page.fill("#invite-input", copied);
+    await guest.page.click("#join-guild-btn");
+    await guest.page.waitForSelector("#guild-dialog", { state: "hidden", timeout: LIVE_MS });
+  });
+});
+
 test("two people chat live, see each other type, and meet in the voice channel", { timeout: 180_000 }, async () => {
   await withPeople([["Ada", "에이다 Ada"], ["Bob", "민준 Bob"]], async ([ada, bob]) => {
     await signUp(ada);

@@ -137,7 +137,12 @@ export async function joinByInvite(app, text) {
   const { api } = app;
   const code = inviteCode(text);
   if (!code) throw new ApiError("unknown_invite", "Enter an invite code.");
-  const view = await api("POST", `/invites/${encodeURIComponent(code)}`);
+  const view = await api("POST", `/invites/${encodeURIComponent(code)}`).catch((error) => {
+    if (error.code === "unknown_invite") {
+      throw new ApiError("unknown_invite", "That invite is invalid or has expired. Ask for a new one.");
+    }
+    throw error;
+  });
   upsertGuild(app, view);
   selectGuild(app, view.id);
 }
@@ -217,7 +222,8 @@ export function wireInvites(app) {
   ui.inviteClose.addEventListener("click", () => hideInvite(app));
   ui.inviteCopy.addEventListener("click", async () => {
     try {
-      await navigator.clipboard.writeText(ui.inviteCode.value);
+      // The link, which opens the app and joins; the code alone is in the box.
+      await navigator.clipboard.writeText(ui.inviteLink.href);
       ui.inviteCopy.textContent = "Copied";
     } catch {
       ui.inviteCode.select();
