@@ -298,6 +298,12 @@ test("messages show bold, italic, strikethrough, code and links, and never run t
     const code = await last();
     assert.equal(code.block, "let **a** = 1;\nlet b = 2;\n");
     assert.equal(code.strong, null);
+    // Reactions other than 👍 from the action bar.
+    const lastMessage = page.locator(".message").last();
+    await lastMessage.hover();
+    await lastMessage.locator('button.react-btn[data-emoji="🎉"]').click();
+    await page.waitForSelector('.message:last-child .reaction[data-emoji="🎉"][aria-pressed="true"]', { timeout: LIVE_MS });
+    assert.equal((await lastMessage.locator(".reaction").textContent()).trim(), "🎉 1");
   });
 });
 

@@ -190,7 +190,9 @@ function updateMessage(app, el, m, continued, ch) {
     h(
       "div",
       { class: "message-actions" },
-      h("button", { type: "button", class: "action", dataset: { action: "react", emoji: "👍" }, title: "React with 👍", text: "👍" }),
+      QUICK_REACTIONS.map((emoji) =>
+        h("button", { type: "button", class: "action react-btn", dataset: { action: "react", emoji }, title: `React with ${emoji}`, text: emoji }),
+      ),
       h("button", { type: "button", class: "action reply-btn", dataset: { action: "reply" }, text: "Reply" }),
       mine ? h("button", { type: "button", class: "action edit-btn", dataset: { action: "edit" }, text: "Edit" }) : null,
       canDelete ? h("button", { type: "button", class: "action delete-btn", dataset: { action: "delete" }, text: "Delete" }) : null,
@@ -198,6 +200,9 @@ function updateMessage(app, el, m, continued, ch) {
   );
   el.replaceChildren(...parts);
 }
+
+/** The reactions a message's action bar offers (any emoji works through the API). */
+const QUICK_REACTIONS = ["👍", "❤️", "😂", "😮", "😢", "🎉"];
 
 /**
  * @param {number} bytes
