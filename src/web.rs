@@ -19,7 +19,8 @@ use include_dir::{Dir, include_dir};
 /// `web/`, embedded at compile time: a file added there is served without a Rust change.
 static WEB: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/web");
 
-/// `/` is the room page and `/chat` the chat app; every other file of `web/` is served at
+/// `/` is the room page and `/chat` the chat app, also at the addresses it gives its
+/// channels (`/chat/channels/<guild>/<channel>`); every other file of `web/` is served at
 /// its path (`/chat.js`, `/call/room.js`, ...).
 pub fn router() -> Router {
     Router::new()
@@ -29,6 +30,10 @@ pub fn router() -> Router {
         )
         .route(
             "/chat",
+            get(|h: HeaderMap| async move { file("chat.html", &h) }),
+        )
+        .route(
+            "/chat/channels/{*rest}",
             get(|h: HeaderMap| async move { file("chat.html", &h) }),
         )
         .route(

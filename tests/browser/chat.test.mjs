@@ -332,6 +332,35 @@ test("an invite's Copy gives its link, and a bad invite says so in words", { tim
   });
 });
 
+test("each channel has its own address: it can be linked, reloaded and reached with Back", { timeout: 60_000 }, async () => {
+  await withPeople([["Linker", "Linker"]], async ([p]) => {
+    const { page } = p;
+    await signUp(p);
+    const guildId = await createGuild(p, "Links");
+    const general = (await chatState(page)).selectedChannelId;
+    const path = () => new URL(page.url()).pathname;
+    assert.equal(path(), `/chat/channels/${guildId}/${general}`);
+    await page.click('#channel-list .category:has-text("Text Channels") .add-channel');
+    await page.selectOption("#new-channel-kind", "text");
+    await page.fill("#new-channel-name", "notes");
+    await page.click("#create-channel-btn");
+    await page.waitForSelector('#channel-list .channel[aria-current="true"]:has-text("notes")', { timeout: LIVE_MS });
+    const notes = (await chatState(page)).selectedChannelId;
+    assert.notEqual(notes, general);
+    assert.equal(path(), `/chat/channels/${guildId}/${notes}`);
+    // Back returns to general, Forward to notes.
+    await page.goBack();
+    await page.waitForFunction((id) => window.parlorChat.selectedChannelId === id, general, { timeout: LIVE_MS });
+    await page.goForward();
+    await page.waitForFunction((id) => window.parlorChat.selectedChannelId === id, notes, { timeout: LIVE_MS });
+    // A link to general opens general, though notes was open last.
+    await page.goto(`${server.url}/chat/channels/${guildId}/${general}`);
+    await page.waitForFunction(() => window.parlorChat.wsState === "ready", null, { timeout: LIVE_MS });
+    await page.waitForFunction((id) => window.parlorChat.selectedChannelId === id, general, { timeout: LIVE_MS });
+    assert.equal(path(), `/chat/channels/${guildId}/${general}`);
+  });
+});
+
 test("two people chat live, see each other type, and meet in the voice channel", { timeout: 180_000 }, async () => {
   await withPeople([["Ada", "에이다 Ada"], ["Bob", "민준 Bob"]], async ([ada, bob]) => {
     await signUp(ada);

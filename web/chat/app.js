@@ -18,9 +18,10 @@ import { Auth } from "./auth.js";
 import { wireComposer } from "./composer.js";
 import { wireDialogs } from "./dialogs.js";
 import { wireDrawer } from "./drawer.js";
+import { wireRoutes } from "./route.js";
 import { onDispatch, onReady } from "./dispatch.js";
 import { Gateway } from "./gateway.js";
-import { wireInvites } from "./guilds.js";
+import { openLinked, wireInvites } from "./guilds.js";
 import { parlorChatHandle } from "./handle.js";
 import { showView } from "./main-pane.js";
 import { wireMembers } from "./members.js";
@@ -82,6 +83,7 @@ function wire(app) {
   wireSearch(app);
   wireMessages(app);
   wireDrawer();
+  wireRoutes((guildId, channelId) => openLinked(app, guildId, channelId));
   ui.chatError.addEventListener("click", () => {
     ui.chatError.hidden = true;
   });

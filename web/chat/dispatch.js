@@ -4,7 +4,7 @@
 
 import { setReply } from "./composer.js";
 import { refreshDms, removeDm } from "./dms.js";
-import { acceptPendingInvite, forgetChannel, openChannel, removeGuild, selectGuild } from "./guilds.js";
+import { acceptPendingInvite, forgetChannel, openChannel, openLinked, removeGuild, selectGuild } from "./guilds.js";
 import { catchUp, mergeMessage } from "./history.js";
 import { renderMain } from "./main-pane.js";
 import { renderMembers } from "./members.js";
@@ -12,6 +12,7 @@ import { applyReaction } from "./message-actions.js";
 import { renderMessages } from "./message-view.js";
 import { renderChannels, renderGuilds, renderMe, renderStatus } from "./sidebar.js";
 import { DM_HOME, DM_KINDS, cacheUser, countsUnread, findChannel, firstTextChannel, inDmHome, noteDmActivity, upsertDm, upsertGuild } from "./state.js";
+import { parsePath } from "./route.js";
 import { LAST_KEY } from "./storage.js";
 import { clearTyper, onTyping } from "./typing.js";
 
@@ -36,7 +37,10 @@ export function onReady(app, d, { catchUp: mustCatchUp }) {
   for (const id of [...chat.channels.keys()]) if (!findChannel(app, id).channel) forgetChannel(app, id);
   renderMe(app);
 
-  if (!mustCatchUp) {
+  const linked = mustCatchUp ? null : parsePath(location.pathname);
+  if (linked && openLinked(app, linked.guildId, linked.channelId)) {
+    // The address says what to open.
+  } else if (!mustCatchUp) {
     let saved = {};
     try {
       saved = JSON.parse(storage.get(LAST_KEY) ?? "{}") ?? {};

@@ -12,6 +12,7 @@ import { renderMessages } from "./message-view.js";
 import { closeSearch } from "./search.js";
 import { renderChannels, renderGuilds } from "./sidebar.js";
 import { DM_HOME, channelState, currentGuild, firstTextChannel, inDmHome, upsertGuild } from "./state.js";
+import { showInAddress } from "./route.js";
 import { LAST_KEY } from "./storage.js";
 import { renderTyping } from "./typing.js";
 
@@ -102,6 +103,27 @@ export function forgetChannel(app, id) {
 function rememberSelection(app) {
   const { chat, storage } = app;
   storage.set(LAST_KEY, JSON.stringify({ guildId: chat.guildId, channelId: chat.channelId }));
+  showInAddress(chat.guildId, chat.channelId);
+}
+
+/**
+ * Opens a guild (or the DMs, `@me`) at a channel, as an address names them; false if
+ * there is no such guild, or the channel is not one of its own.
+ * @param {ChatApp} app
+ * @param {string} guildId
+ * @param {string | null} channelId
+ */
+export function openLinked(app, guildId, channelId) {
+  const { chat } = app;
+  const home = guildId === DM_HOME;
+  if (!home && !chat.guilds.has(guildId)) return false;
+  if (channelId) {
+    const known = home ? chat.dms.has(channelId) : chat.guilds.get(guildId)?.channels.has(channelId);
+    if (!known) return false;
+    chat.lastChannel.set(guildId, channelId);
+  }
+  selectGuild(app, guildId);
+  return true;
 }
 
 /**
