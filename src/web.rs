@@ -20,8 +20,9 @@ use include_dir::{Dir, include_dir};
 static WEB: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/web");
 
 /// `/` is the room page and `/chat` the chat app, also at the addresses it gives its
-/// channels (`/chat/channels/<guild>/<channel>`); every other file of `web/` is served at
-/// its path (`/chat.js`, `/call/room.js`, ...).
+/// channels and messages (`/chat/<guild>/<channel>[/<message>]`: any path under `/chat/`
+/// that is not one of its modules); every other file of `web/` is served at its path
+/// (`/chat.js`, `/chat/app.js`, `/call/room.js`, ...).
 pub fn router() -> Router {
     Router::new()
         .route(
@@ -33,12 +34,11 @@ pub fn router() -> Router {
             get(|h: HeaderMap| async move { file("chat.html", &h) }),
         )
         .route(
-            "/chat/channels/{*rest}",
-            get(|h: HeaderMap| async move { file("chat.html", &h) }),
-        )
-        .route(
             "/{*path}",
-            get(|Path(path): Path<String>, h: HeaderMap| async move { file(&path, &h) }),
+            get(|Path(path): Path<String>, h: HeaderMap| async move {
+                let page = path.starts_with("chat/") && WEB.get_file(&path).is_none();
+                file(if page { "chat.html" } else { &path }, &h)
+            }),
         )
 }
 

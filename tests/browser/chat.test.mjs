@@ -332,14 +332,24 @@ test("an invite's Copy gives its link, and a bad invite says so in words", { tim
   });
 });
 
-test("each channel has its own address: it can be linked, reloaded and reached with Back", { timeout: 60_000 }, async () => {
+test("channels and messages have addresses: linked, reloaded and reached with Back", { timeout: 60_000 }, async () => {
   await withPeople([["Linker", "Linker"]], async ([p]) => {
     const { page } = p;
+    await p.context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.url });
     await signUp(p);
     const guildId = await createGuild(p, "Links");
     const general = (await chatState(page)).selectedChannelId;
     const path = () => new URL(page.url()).pathname;
-    assert.equal(path(), `/chat/channels/${guildId}/${general}`);
+    assert.equal(path(), `/chat/${guildId}/${general}`);
+    // A message's Link copies its address.
+    await send(p, "find me later");
+    const [found] = await waitForMessage(p, "find me later");
+    const message = page.locator(`.message[data-message-id="${found.id}"]`);
+    await message.hover();
+    await message.locator("button.link-btn").click();
+    await page.waitForFunction(() => [...document.querySelectorAll("button.link-btn")].some((b) => b.textContent === "Copied"));
+    const messageLink = await page.evaluate(() => navigator.clipboard.readText());
+    assert.equal(messageLink, `${server.url}/chat/${guildId}/${general}/${found.id}`);
     await page.click('#channel-list .category:has-text("Text Channels") .add-channel');
     await page.selectOption("#new-channel-kind", "text");
     await page.fill("#new-channel-name", "notes");
@@ -347,17 +357,23 @@ test("each channel has its own address: it can be linked, reloaded and reached w
     await page.waitForSelector('#channel-list .channel[aria-current="true"]:has-text("notes")', { timeout: LIVE_MS });
     const notes = (await chatState(page)).selectedChannelId;
     assert.notEqual(notes, general);
-    assert.equal(path(), `/chat/channels/${guildId}/${notes}`);
+    assert.equal(path(), `/chat/${guildId}/${notes}`);
     // Back returns to general, Forward to notes.
     await page.goBack();
     await page.waitForFunction((id) => window.parlorChat.selectedChannelId === id, general, { timeout: LIVE_MS });
     await page.goForward();
     await page.waitForFunction((id) => window.parlorChat.selectedChannelId === id, notes, { timeout: LIVE_MS });
-    // A link to general opens general, though notes was open last.
-    await page.goto(`${server.url}/chat/channels/${guildId}/${general}`);
+    // The message's link opens general at the message, marked, though notes was open last.
+    await page.goto(messageLink);
     await page.waitForFunction(() => window.parlorChat.wsState === "ready", null, { timeout: LIVE_MS });
     await page.waitForFunction((id) => window.parlorChat.selectedChannelId === id, general, { timeout: LIVE_MS });
-    assert.equal(path(), `/chat/channels/${guildId}/${general}`);
+    await page.waitForSelector(`.message.highlight[data-message-id="${found.id}"]`, { timeout: LIVE_MS });
+    assert.equal(path(), `/chat/${guildId}/${general}/${found.id}`);
+    // So does a reload of a channel's address; a module's address is still the module.
+    await page.goto(`${server.url}/chat/${guildId}/${notes}`);
+    await page.waitForFunction((id) => window.parlorChat.selectedChannelId === id, notes, { timeout: LIVE_MS });
+    const module = await page.request.get(`${server.url}/chat/app.js`);
+    assert.match(module.headers()["content-type"], /javascript/);
   });
 });
 

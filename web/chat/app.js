@@ -21,7 +21,8 @@ import { wireDrawer } from "./drawer.js";
 import { wireRoutes } from "./route.js";
 import { onDispatch, onReady } from "./dispatch.js";
 import { Gateway } from "./gateway.js";
-import { openLinked, wireInvites } from "./guilds.js";
+import { wireInvites } from "./guilds.js";
+import { followLink } from "./history.js";
 import { parlorChatHandle } from "./handle.js";
 import { showView } from "./main-pane.js";
 import { wireMembers } from "./members.js";
@@ -83,7 +84,7 @@ function wire(app) {
   wireSearch(app);
   wireMessages(app);
   wireDrawer();
-  wireRoutes((guildId, channelId) => openLinked(app, guildId, channelId));
+  wireRoutes((guildId, channelId, messageId) => followLink(app, { guildId, channelId, messageId }));
   ui.chatError.addEventListener("click", () => {
     ui.chatError.hidden = true;
   });

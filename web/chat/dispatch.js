@@ -4,8 +4,8 @@
 
 import { setReply } from "./composer.js";
 import { refreshDms, removeDm } from "./dms.js";
-import { acceptPendingInvite, forgetChannel, openChannel, openLinked, removeGuild, selectGuild } from "./guilds.js";
-import { catchUp, mergeMessage } from "./history.js";
+import { acceptPendingInvite, forgetChannel, openChannel, removeGuild, selectGuild } from "./guilds.js";
+import { catchUp, followLink, mergeMessage } from "./history.js";
 import { renderMain } from "./main-pane.js";
 import { renderMembers } from "./members.js";
 import { applyReaction } from "./message-actions.js";
@@ -38,7 +38,7 @@ export function onReady(app, d, { catchUp: mustCatchUp }) {
   renderMe(app);
 
   const linked = mustCatchUp ? null : parsePath(location.pathname);
-  if (linked && openLinked(app, linked.guildId, linked.channelId)) {
+  if (linked && followLink(app, linked)) {
     // The address says what to open.
   } else if (!mustCatchUp) {
     let saved = {};

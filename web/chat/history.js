@@ -3,7 +3,7 @@
 // a jump (a search result), and catching up after a refused resume. Messages are kept by id,
 // so none shows twice.
 
-import { openChannel, selectGuild } from "./guilds.js";
+import { openChannel, openLinked, selectGuild } from "./guilds.js";
 import { showChatError } from "./main-pane.js";
 import { renderHistoryStatus, renderMessages } from "./message-view.js";
 import { renderChannels } from "./sidebar.js";
@@ -183,6 +183,18 @@ export async function loadNewer(app) {
     ch.loadingNewer = false;
   }
   if (channelId === chat.channelId) renderMessages(app, { keepTop: true });
+}
+
+/**
+ * Opens what an address names: a guild, a channel, or a message shown in its channel.
+ * False if the guild or channel is not one this user has.
+ * @param {ChatApp} app
+ * @param {{guildId: string, channelId: string | null, messageId: string | null}} linked
+ */
+export function followLink(app, { guildId, channelId, messageId }) {
+  if (!openLinked(app, guildId, channelId)) return false;
+  if (channelId && messageId) jumpToMessage(app, channelId, messageId);
+  return true;
 }
 
 /**

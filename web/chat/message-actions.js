@@ -7,6 +7,7 @@ import { setReply } from "./composer.js";
 import { LOAD_OLDER_PX, loadNewer, loadOlder, mergeMessage } from "./history.js";
 import { showChatError } from "./main-pane.js";
 import { renderMessages } from "./message-view.js";
+import { pathFor } from "./route.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
 
@@ -121,6 +122,9 @@ export function wireMessages(app) {
       case "react":
         toggleReaction(app, id, button.dataset.emoji);
         break;
+      case "link":
+        copyMessageLink(button, pathFor(chat.guildId, chat.channelId, id));
+        break;
       case "reply":
         setReply(app, { id, authorId: el.dataset.authorId });
         ui.input.focus();
@@ -159,4 +163,19 @@ export function wireMessages(app) {
       ui.input.focus();
     }
   });
+}
+
+/**
+ * Puts a message's address on the clipboard and says so on its button.
+ * @param {HTMLElement} button
+ * @param {string} path
+ */
+async function copyMessageLink(button, path) {
+  try {
+    await navigator.clipboard.writeText(`${location.origin}${path}`);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Copy failed";
+  }
+  setTimeout(() => (button.textContent = "Link"), 2_000);
 }

@@ -194,6 +194,7 @@ function updateMessage(app, el, m, continued, ch) {
         h("button", { type: "button", class: "action react-btn", dataset: { action: "react", emoji }, title: `React with ${emoji}`, text: emoji }),
       ),
       h("button", { type: "button", class: "action reply-btn", dataset: { action: "reply" }, text: "Reply" }),
+      h("button", { type: "button", class: "action link-btn", dataset: { action: "link" }, title: "Copy a link to this message", text: "Link" }),
       mine ? h("button", { type: "button", class: "action edit-btn", dataset: { action: "edit" }, text: "Edit" }) : null,
       canDelete ? h("button", { type: "button", class: "action delete-btn", dataset: { action: "delete" }, text: "Delete" }) : null,
     ),

@@ -1,29 +1,35 @@
 // @ts-check
-// The address names what is open: /chat/channels/<guild id>/<channel id> (`@me` for
-// direct messages), so a channel can be linked, reloaded, and reached again with Back.
+// The address names what is open: /chat/<guild id>/<channel id> (`@me` for direct
+// messages), so a channel can be linked, reloaded, and reached again with Back; a
+// message's link adds its id, /chat/<guild id>/<channel id>/<message id>.
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
 
 /**
- * The guild and channel an address names, or null for any other address.
+ * The guild, channel and message an address names, or null for any other address.
  * @param {string} pathname
- * @returns {{guildId: string, channelId: string | null} | null}
+ * @returns {{guildId: string, channelId: string | null, messageId: string | null} | null}
  */
 export function parsePath(pathname) {
-  const m = /^\/chat\/channels\/([^/]+)(?:\/([^/]+))?\/?$/.exec(pathname);
+  const m = /^\/chat\/([^/]+)(?:\/([^/]+))?(?:\/([^/]+))?\/?$/.exec(pathname);
   if (!m) return null;
-  return { guildId: decodeURIComponent(m[1]), channelId: m[2] ? decodeURIComponent(m[2]) : null };
+  const part = (/** @type {string | undefined} */ s) => (s ? decodeURIComponent(s) : null);
+  return { guildId: decodeURIComponent(m[1]), channelId: part(m[2]), messageId: part(m[3]) };
 }
 
 /**
- * The address of a guild's channel (the guild alone without one; the app's own without a guild).
+ * The address of a guild's channel or one of its messages (the guild alone without a
+ * channel; the app's own without a guild).
  * @param {string | null} guildId
  * @param {string | null} channelId
+ * @param {string | null} [messageId]
  */
-export function pathFor(guildId, channelId) {
+export function pathFor(guildId, channelId, messageId = null) {
   if (!guildId) return "/chat";
-  const guild = `/chat/channels/${encodeURIComponent(guildId)}`;
-  return channelId ? `${guild}/${encodeURIComponent(channelId)}` : guild;
+  return ["/chat", guildId, channelId, messageId]
+    .filter((s) => s != null)
+    .map((s, i) => (i === 0 ? s : encodeURIComponent(/** @type {string} */ (s))))
+    .join("/");
 }
 
 /** While Back or Forward is being followed, selections replace the entry instead of adding one. */
@@ -37,7 +43,8 @@ let following = false;
  */
 export function showInAddress(guildId, channelId) {
   const path = pathFor(guildId, channelId);
-  if (location.pathname === path) return;
+  // A message's link stays while its channel is open.
+  if (location.pathname === path || location.pathname.startsWith(`${path}/`)) return;
   const url = `${path}${location.search}${location.hash}`;
   if (following || !parsePath(location.pathname)) history.replaceState(null, "", url);
   else history.pushState(null, "", url);
@@ -45,7 +52,7 @@ export function showInAddress(guildId, channelId) {
 
 /**
  * Follows Back and Forward between channels.
- * @param {(guildId: string, channelId: string | null) => void} select
+ * @param {(guildId: string, channelId: string | null, messageId: string | null) => void} select
  */
 export function wireRoutes(select) {
   addEventListener("popstate", () => {
@@ -53,7 +60,7 @@ export function wireRoutes(select) {
     if (!linked) return;
     following = true;
     try {
-      select(linked.guildId, linked.channelId);
+      select(linked.guildId, linked.channelId, linked.messageId);
     } finally {
       following = false;
     }
