@@ -377,6 +377,27 @@ test("channels and messages have addresses: linked, reloaded and reached with Ba
   });
 });
 
+test("the tab title counts channels with unread messages", { timeout: 60_000 }, async () => {
+  await withPeople([["Poster", "Poster"], ["Reader", "Reader"]], async ([poster, reader]) => {
+    await shareGuild(poster, reader, "Title");
+    const general = (await chatState(reader.page)).selectedChannelId;
+    assert.equal(await reader.page.title(), "#general · Title · Parlor");
+    // The reader reads another channel while a message comes to general.
+    await poster.page.click('#channel-list .category:has-text("Text Channels") .add-channel');
+    await poster.page.selectOption("#new-channel-kind", "text");
+    await poster.page.fill("#new-channel-name", "elsewhere");
+    await poster.page.click("#create-channel-btn");
+    await poster.page.waitForSelector('#channel-list .channel[aria-current="true"]:has-text("elsewhere")', { timeout: LIVE_MS });
+    await reader.page.click('#channel-list .channel[data-kind="text"]:has-text("elsewhere")', { timeout: LIVE_MS });
+    await reader.page.waitForSelector('#channel-list .channel[aria-current="true"]:has-text("elsewhere")', { timeout: LIVE_MS });
+    await poster.page.click(`#channel-list .channel[data-channel-id="${general}"]`);
+    await send(poster, "are you there?");
+    await reader.page.waitForFunction(() => document.title === "(1) #elsewhere · Title · Parlor", null, { timeout: LIVE_MS });
+    await reader.page.click(`#channel-list .channel[data-channel-id="${general}"]`);
+    await reader.page.waitForFunction(() => document.title === "#general · Title · Parlor", null, { timeout: LIVE_MS });
+  });
+});
+
 test("two people chat live, see each other type, and meet in the voice channel", { timeout: 180_000 }, async () => {
   await withPeople([["Ada", "에이다 Ada"], ["Bob", "민준 Bob"]], async ([ada, bob]) => {
     await signUp(ada);

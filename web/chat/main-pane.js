@@ -7,7 +7,7 @@ import { showErrorIn } from "../shared/errors.js";
 import { dmName } from "./dms.js";
 import { closeSearch } from "./search.js";
 import { SPEAKER_ICON } from "./sidebar.js";
-import { currentGuild, findChannel, inDmHome } from "./state.js";
+import { currentGuild, findChannel, inDmHome, titleWithUnread } from "./state.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
 
@@ -67,9 +67,10 @@ export function renderMain(app) {
     icon = h("span", { class: "channel-icon", innerHTML: SPEAKER_ICON });
   }
   ui.channelTitle.replaceChildren(...(title ? [icon, h("span", { class: "channel-title-name", text: title })] : []));
-  document.title = title
-    ? `${view === "text" ? (home ? "@" : "#") : "🔊 "}${title} · ${home ? "Direct messages" : guild?.name ?? ""} · Parlor`
-    : "Parlor";
+  document.title = titleWithUnread(
+    app,
+    title ? `${view === "text" ? (home ? "@" : "#") : "🔊 "}${title} · ${home ? "Direct messages" : guild?.name ?? ""} · Parlor` : "Parlor",
+  );
 }
 
 /**

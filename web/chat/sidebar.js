@@ -6,7 +6,7 @@ import { closestTarget, h } from "../shared/dom.js";
 import { openChannelDialog } from "./dialogs.js";
 import { renderDmList } from "./dms.js";
 import { openChannel, selectGuild } from "./guilds.js";
-import { channelTree, currentGuild, DM_HOME, hasPerm, inDmHome, PERM } from "./state.js";
+import { DM_HOME, PERM, channelTree, currentGuild, hasPerm, inDmHome, titleWithUnread } from "./state.js";
 import { joinVoice, voiceMembers } from "./voice.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
@@ -75,9 +75,18 @@ export function renderGuilds(app) {
   );
 }
 
+/**
+ * The tab's title counts the channels and DMs with messages not seen yet.
+ * @param {ChatApp} app
+ */
+function renderTitle(app) {
+  document.title = titleWithUnread(app, document.title.replace(/^\(\d+\) /, ""));
+}
+
 /** @param {ChatApp} app */
 export function renderChannels(app) {
   const { chat, ui } = app;
+  renderTitle(app);
   if (inDmHome(app)) {
     renderDmList(app);
     return;

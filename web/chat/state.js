@@ -329,3 +329,13 @@ export function noteDmActivity(app, channelId, messageId) {
   const last = chat.dmActivity.get(channelId);
   if (!last || compareIds(messageId, last) > 0) chat.dmActivity.set(channelId, messageId);
 }
+
+/**
+ * A tab title, led by the number of channels and DMs with messages not seen yet.
+ * @param {ChatApp} app
+ * @param {string} title
+ */
+export function titleWithUnread(app, title) {
+  const n = app.chat.unread.size;
+  return n > 0 ? `(${n}) ${title}` : title;
+}
