@@ -424,41 +424,6 @@ impl Room {
         Ok(replaced)
     }
 
-    /// Adds a pipe to another node ([`Origin::Pipe`]): hidden, outside the caps, and
-    /// subscribed to every local track.
-    pub fn admit_pipe(&mut self, key: PeerKey, identity: ParticipantId) {
-        let grants = Grants {
-            publish: Vec::new(),
-            subscribe: true,
-            admin: false,
-        };
-        let member = Member::new(identity, String::new(), grants, true, Origin::Pipe);
-        self.members.insert(key, member);
-    }
-
-    /// Adds a participant of another node, beyond the caps (its own node counted it).
-    pub fn admit_remote(&mut self, key: PeerKey, identity: ParticipantId, name: String) {
-        let grants = Grants {
-            subscribe: false,
-            ..Grants::default()
-        };
-        let member = Member::new(identity, name, grants, false, Origin::Remote);
-        self.members.insert(key, member);
-    }
-
-    /// Whether a pipe member may carry a track: only tracks of this node's participants.
-    fn pipe_carries(&self, sub: PeerKey, track: &Track) -> bool {
-        let is_pipe = self
-            .members
-            .get(&sub)
-            .is_some_and(|m| m.origin == Origin::Pipe);
-        !is_pipe
-            || self
-                .members
-                .get(&track.owner)
-                .is_some_and(|m| m.origin == Origin::Local)
-    }
-
     /// The member's transport went down (`up` false) or came back. Down for longer than
     /// [`DISCONNECT_GRACE`], it is closed with `media_timeout` at a [`Room::tick`].
     pub fn transport(&mut self, key: PeerKey, up: bool, now: Instant) {
@@ -573,18 +538,6 @@ impl Room {
             .iter()
             .filter_map(|t| self.tracks.remove(t))
             .collect()
-    }
-
-    /// Publishes a remote member's track (its node checked grants and caps), with the
-    /// simulcast layers its node announced.
-    pub fn publish_remote(
-        &mut self,
-        owner: PeerKey,
-        source: Source,
-        muted: bool,
-        rids: Vec<String>,
-    ) -> Option<TrackKey> {
-        self.add_track(owner, source, muted, rids)
     }
 
     /// A keyframe of one layer of a track is wanted (by a pipe's far node, or for a
@@ -1019,6 +972,9 @@ impl Room {
         }
     }
 }
+
+#[path = "room_span.rs"]
+mod span;
 
 #[cfg(test)]
 #[path = "room_tests.rs"]

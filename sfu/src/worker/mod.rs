@@ -9,6 +9,7 @@ mod cascade;
 mod input;
 mod members;
 mod negotiation;
+mod pipe_wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
