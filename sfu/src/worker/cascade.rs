@@ -17,6 +17,9 @@
 
 use super::*;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use crate::core::Origin;
 
 use super::pipe_wire::{
@@ -40,12 +43,14 @@ pub(super) struct PipeIn {
     pub members: HashMap<ParticipantId, PeerKey>,
     /// The local track of each remote track id.
     pub tracks: HashMap<TrackId, TrackKey>,
-    pub crypto: PipeCrypto,
+    pub crypto: Rc<RefCell<PipeCrypto>>,
 }
 
 /// A remote track arriving on a pipe.
 pub(super) struct PipeTrack {
     pub room: RoomId,
+    /// Its pipe's SRTP, shared with the pipe's other tracks.
+    pub crypto: Rc<RefCell<PipeCrypto>>,
     pub track: TrackKey,
     pub layer: usize,
     pub owner: PeerKey,
@@ -112,28 +117,21 @@ impl Worker {
             }
             return;
         }
-        let plain = self
-            .pipes
-            .in_tracks
-            .get(&(source, ssrc))
-            .map(|t| (source, t.room.clone()))
-            .and_then(|k| self.pipes.inbound.get_mut(&k))
-            .and_then(|p| p.crypto.open_rtp(data));
-        let Some(pkt) = plain.as_deref().and_then(PipePacket::parse) else {
+        // One lookup per packet: the track knows its pipe's SRTP and its room.
+        let Some(pt) = self.pipes.in_tracks.get_mut(&(source, ssrc)) else {
             self.tally.dropped_unknown += 1;
             return;
         };
-        let (Some(codec), Some(pt)) = (
-            codec_of(pkt.pt),
-            self.pipes.in_tracks.get_mut(&(source, pkt.ssrc)),
-        ) else {
+        let plain = pt.crypto.borrow_mut().open_rtp(data);
+        let parsed = plain.as_deref().and_then(PipePacket::parse);
+        let Some((codec, pkt)) = parsed.and_then(|p| Some((codec_of(p.pt)?, p))) else {
             self.tally.dropped_unknown += 1;
             return;
         };
         let seq = extend_seq(pt.last_seq, pkt.seq);
         pt.last_seq = Some(pt.last_seq.map_or(seq, |l| l.max(seq)));
-        let (room, track, layer, owner) = (pt.room.clone(), pt.track, pt.layer, pt.owner);
-        let Some(r) = self.rooms.get_mut(&room) else {
+        let (track, layer, owner) = (pt.track, pt.layer, pt.owner);
+        let Some(r) = self.rooms.get_mut(&pt.room) else {
             return;
         };
         if r.core.track(track).is_some_and(|t| t.codec.is_none()) {
@@ -201,9 +199,7 @@ impl Worker {
             .pipes
             .in_tracks
             .get(&(from, ssrc))
-            .map(|t| (from, t.room.clone()))
-            .and_then(|k| self.pipes.inbound.get_mut(&k))
-            .and_then(|p| p.crypto.seal_rtcp(&pli(ssrc)));
+            .and_then(|t| t.crypto.borrow_mut().seal_rtcp(&pli(ssrc)));
         if let Some(sealed) = sealed {
             let src = self.advertised[0].ip();
             self.udp.queue(from, src, &sealed);
@@ -353,7 +349,7 @@ impl Worker {
                 PipeIn {
                     members: HashMap::new(),
                     tracks: HashMap::new(),
-                    crypto,
+                    crypto: Rc::new(RefCell::new(crypto)),
                 },
             );
             *self.pipes.peers.entry(from).or_default() += 1;
@@ -480,15 +476,18 @@ impl Worker {
             return;
         };
         let layers = r.core.track(track).map_or(1, |t| t.layer_count());
-        if let Some(p) = self.pipes.inbound.get_mut(&(from, room.clone())) {
-            p.tracks.insert(info.track_id.clone(), track);
-        }
+        let Some(p) = self.pipes.inbound.get_mut(&(from, room.clone())) else {
+            return;
+        };
+        p.tracks.insert(info.track_id.clone(), track);
+        let crypto = p.crypto.clone();
         for layer in 0..layers {
             let ssrc = pipe_ssrc(room, &info.track_id, layer);
             self.pipes.in_tracks.insert(
                 (from, ssrc),
                 PipeTrack {
                     room: room.clone(),
+                    crypto: crypto.clone(),
                     track,
                     layer,
                     owner,
