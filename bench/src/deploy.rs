@@ -1,0 +1,200 @@
+//! The Parlor processes a bench runs against: `parlor serve`, or a cluster of `parlor sfu`
+//! and `parlor signaling` nodes on this machine, stopped when dropped.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The server processes a forward bench runs against, stopped when dropped.
+pub(crate) struct Deployment {
+    _children: Vec<tokio::process::Child>,
+    /// The process that forwards media, whose CPU time is measured.
+    pub(crate) sfu_pid: u32,
+    /// Where the SFU's counters are (`/metrics`).
+    pub(crate) metrics: String,
+    /// The signaling nodes of the publisher and of the subscribers: base URL and address.
+    pub(crate) publisher: (String, SocketAddr),
+    pub(crate) subscribers: (String, SocketAddr),
+    pub(crate) what: &'static str,
+    /// When the room spans nodes: the publisher's SFU node (pid, `/metrics` base), which
+    /// pipes the tracks to the measured one.
+    pub(crate) origin: Option<(u32, String)>,
+}
+
+/// What `forward` runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    Serve,
+    Cluster,
+    Span,
+}
+
+/// Starts `parlor <args>` and returns it with the first line of its output that contains
+/// `marker`.
+pub(crate) async fn start(
+    parlor: &str,
+    args: &[String],
+    envs: &[(&str, &str)],
+    marker: &str,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let mut child = tokio::process::Command::new(parlor)
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {parlor}"))?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = loop {
+        let line = lines
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow!("{parlor} {} exited", args.join(" ")))?;
+        if line.contains(marker) {
+            break line;
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, line))
+}
+
+/// The `http://ADDR` a started node printed.
+pub(crate) fn printed_http(line: &str) -> anyhow::Result<(String, SocketAddr)> {
+    let i = line
+        .find("http://")
+        .ok_or_else(|| anyhow!("no address in {line:?}"))?;
+    let base = line[i..].trim().to_owned();
+    let addr = base.trim_start_matches("http://").parse()?;
+    Ok((base, addr))
+}
+
+pub(crate) fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+/// `parlor serve` with one SFU worker.
+pub(crate) async fn serve(parlor: &str, data: &std::path::Path) -> anyhow::Result<Deployment> {
+    let mut a = args(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--media-port",
+        "0",
+        "--workers",
+        "1",
+    ]);
+    a.extend(["--data-dir".into(), data.display().to_string()]);
+    let (child, line) = start(parlor, &a, &[], "http://").await?;
+    let pid = child.id().ok_or_else(|| anyhow!("server exited"))?;
+    let (base, http) = printed_http(&line)?;
+    Ok(Deployment {
+        _children: vec![child],
+        sfu_pid: pid,
+        metrics: base.clone(),
+        publisher: (base.clone(), http),
+        subscribers: (base, http),
+        what: "parlor serve",
+        origin: None,
+    })
+}
+
+/// One `parlor sfu` node (one worker) with its `/metrics` address, in a region.
+pub(crate) async fn sfu_node(
+    parlor: &str,
+    env: &[(&str, &str)],
+    id: &str,
+    region: &str,
+) -> anyhow::Result<(tokio::process::Child, u32, String)> {
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let a = args(&[
+        "sfu",
+        "--node-id",
+        id,
+        "--region",
+        region,
+        "--media-bind",
+        "127.0.0.1",
+        "--media-port",
+        "0",
+        "--workers",
+        "1",
+        "--listen",
+        &format!("127.0.0.1:{metrics_port}"),
+    ]);
+    let (child, _) = start(parlor, &a, env, " is running").await?;
+    let pid = child.id().ok_or_else(|| anyhow!("SFU node {id} exited"))?;
+    Ok((child, pid, format!("http://127.0.0.1:{metrics_port}")))
+}
+
+/// One `parlor sfu` node (one worker) and two `parlor signaling` nodes, meeting through
+/// NATS and Redis at their default addresses, under a cluster name of their own. With
+/// `span`, a second SFU node in another region, and the signaling nodes one per region.
+pub(crate) async fn cluster(parlor: &str, span: bool) -> anyhow::Result<Deployment> {
+    let name = format!("bench{}", std::process::id());
+    let secret = format!("bench-secret-{}-{}", std::process::id(), rand_suffix());
+    let env = [
+        ("PARLOR_CLUSTER", name.as_str()),
+        ("PARLOR_TOKEN_SECRET", secret.as_str()),
+    ];
+    let (sfu, pid, metrics) = sfu_node(parlor, &env, "bench-sfu", "east").await?;
+    let mut children = vec![sfu];
+    let origin = if span {
+        let (west, west_pid, west_metrics) = sfu_node(parlor, &env, "bench-west", "west").await?;
+        children.push(west);
+        Some((west_pid, west_metrics))
+    } else {
+        None
+    };
+    let mut nodes = Vec::new();
+    let regions = if span {
+        ["west", "east"]
+    } else {
+        ["east", "east"]
+    };
+    for (id, region) in ["bench-sig1", "bench-sig2"].into_iter().zip(regions) {
+        let a = args(&[
+            "signaling",
+            "--node-id",
+            id,
+            "--region",
+            region,
+            "--listen",
+            "127.0.0.1:0",
+            "--guest-tokens=true",
+        ]);
+        let (child, line) = start(parlor, &a, &env, "http://").await?;
+        nodes.push(printed_http(&line)?);
+        children.push(child);
+    }
+    // The SFU node's first heartbeats reach the registry.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let subscribers = nodes.pop().ok_or_else(|| anyhow!("no signaling node"))?;
+    let publisher = nodes.pop().ok_or_else(|| anyhow!("no signaling node"))?;
+    Ok(Deployment {
+        _children: children,
+        sfu_pid: pid,
+        metrics,
+        publisher,
+        subscribers,
+        what: if span {
+            "cluster, room spanning 2 SFU nodes: publisher on one, subscribers on the other"
+        } else {
+            "cluster: 1 SFU node, 2 signaling nodes, NATS and Redis"
+        },
+        origin,
+    })
+}
+
+pub(crate) fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
