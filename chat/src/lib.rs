@@ -10,9 +10,9 @@ pub mod store;
 
 use routes::{
     api, attachments, bots, channels, dms, events, gateway, guilds, invites, members, messages,
-    reads, search, voice,
+    presence, reads, search, voice,
 };
-use service::{auth, hub, outgoing, presence, sessions};
+use service::{auth, hub, outgoing, sessions};
 use store::blobs;
 
 use std::future::Future;
@@ -39,6 +39,8 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Replay buffers and session lifetimes of the chat WebSocket.
     pub hub: hub::HubLimits,
+    /// How long a device stays online without its node, or after its connection drops.
+    pub presence: service::presence::PresenceLimits,
     /// The key room tokens are signed with (shared with signaling). Without it, voice
     /// channels cannot be joined.
     pub room_key: Option<Vec<u8>>,
@@ -75,6 +77,7 @@ impl Config {
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             heartbeat_interval: Duration::from_secs(30),
             hub: hub::HubLimits::default(),
+            presence: service::presence::PresenceLimits::default(),
             room_key: None,
             signaling_url: None,
             attachments_dir: None,
@@ -113,6 +116,9 @@ pub struct ChatState {
     /// The other chat nodes, when there are any.
     pub bus: Option<Arc<service::bus::Bus>>,
     pub metrics: Arc<service::metrics::ChatMetrics>,
+    /// Who is online and who is in which voice channel: in this process, or in the
+    /// cluster's Redis.
+    pub presence: Arc<service::presence::Presence>,
     /// Serializes id, insert and dispatch per channel (striped), so events leave in id
     /// order and a client catching up by id misses nothing.
     channel_locks: Arc<[tokio::sync::Mutex<()>]>,
@@ -133,11 +139,7 @@ impl ChatState {
         .transpose()
         .map_err(|e| store::StoreError::Files(e.to_string()))?
         .map(Arc::new);
-        tokio::spawn(sweep(
-            Arc::downgrade(&hub),
-            Arc::downgrade(&ended),
-            store.clone(),
-        ));
+        tokio::spawn(sweep(Arc::downgrade(&hub), Arc::downgrade(&ended)));
         if let Some(b) = &blobs {
             tokio::spawn(sweep_uploads(Arc::downgrade(b), store.clone()));
         }
@@ -154,6 +156,18 @@ impl ChatState {
                 (Some(bus), node)
             }
             None => (None, 0),
+        };
+        let presence = match &config.bus {
+            Some(b) => {
+                let failed =
+                    |e: redis::RedisError| store::StoreError::Files(format!("presence: {e}"));
+                let client = redis::Client::open(b.redis_url.as_str()).map_err(failed)?;
+                let conn = redis::aio::ConnectionManager::new(client)
+                    .await
+                    .map_err(failed)?;
+                service::presence::Presence::in_redis(conn, &b.cluster, config.presence)
+            }
+            None => service::presence::Presence::in_memory(config.presence),
         };
         let state = ChatState {
             store,
@@ -172,7 +186,9 @@ impl ChatState {
             channel_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             bus,
             metrics: Arc::default(),
+            presence: Arc::new(presence),
         };
+        service::presence::spawn(&state);
         if let Some(b) = state.config.bus.clone() {
             tokio::spawn(service::bus::subscribe(state.clone(), b));
         }
@@ -260,14 +276,10 @@ async fn sweep_uploads(blobs: std::sync::Weak<blobs::Blobs>, store: Store) {
     }
 }
 
-/// Ends chat sessions whose clients did not come back, and tells their guilds they went
-/// offline; forgets ended sign-in sessions whose tokens have all expired. Stops with the
-/// hub.
-async fn sweep(
-    hub: std::sync::Weak<hub::Hub>,
-    ended: std::sync::Weak<sessions::EndedSessions>,
-    store: Store,
-) {
+/// Ends chat sessions whose clients did not come back (presence let their devices go
+/// earlier); forgets ended sign-in sessions whose tokens have all expired. Stops with
+/// the hub.
+async fn sweep(hub: std::sync::Weak<hub::Hub>, ended: std::sync::Weak<sessions::EndedSessions>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -275,11 +287,7 @@ async fn sweep(
         if let Some(e) = ended.upgrade() {
             e.sweep(now_ms());
         }
-        for user in h.sweep(std::time::Instant::now()) {
-            if let Ok(guilds) = store.user_guilds(user).await {
-                presence::presence(&h, user, &guilds, "offline");
-            }
-        }
+        h.sweep(std::time::Instant::now());
     }
 }
 
@@ -293,6 +301,7 @@ pub fn router(state: ChatState) -> Router {
         .merge(invites::router(state.clone()))
         .merge(messages::router(state.clone()))
         .merge(voice::router(state.clone()))
+        .merge(presence::router(state.clone()))
         .merge(reads::router(state.clone()))
         .merge(search::router(state.clone()))
         .merge(dms::router(state.clone()))

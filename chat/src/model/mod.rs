@@ -2,6 +2,7 @@
 
 mod ids;
 pub mod perms;
+pub mod presence;
 
 pub use ids::{ChannelId, GuildId, Mention, MessageId, RoleId, UserId};
 
@@ -92,6 +93,7 @@ pub enum EventKind {
     NotificationSettingsUpdate,
     TypingStart,
     PresenceUpdate,
+    VoiceStateUpdate,
 }
 
 impl EventKind {
@@ -132,6 +134,7 @@ impl EventKind {
             EventKind::NotificationSettingsUpdate => "notification_settings_update",
             EventKind::TypingStart => "typing_start",
             EventKind::PresenceUpdate => "presence_update",
+            EventKind::VoiceStateUpdate => "voice_state_update",
         }
     }
 

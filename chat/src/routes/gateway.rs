@@ -16,6 +16,7 @@ use crate::error::ChatError;
 use crate::model::{ChannelId, GuildId};
 use crate::service::dispatch::{Dispatch, Ready};
 use crate::service::hub::{Audience, Event, Next, ResumeError, Session};
+use crate::service::presence;
 use crate::{ChatState, service::auth};
 use parlor_edge::{CloseCode, Heartbeat};
 
@@ -24,6 +25,9 @@ pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
 /// Client frames per second, sustained, and in a burst.
 const RATE_PER_SEC: f64 = 5.0;
 const RATE_BURST: f64 = 20.0;
+/// Ready lists the presence of at most this many members of the user's guilds; a client
+/// asks `GET /api/v1/guilds/{id}/presences` for the rest of a larger guild.
+const READY_PRESENCE_USERS: i64 = 1000;
 /// How long a client has to identify after hello.
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one write to a client may take before the connection is dropped.
@@ -58,6 +62,10 @@ enum ClientFrame {
         position: Option<String>,
     },
     Heartbeat,
+    /// Status, custom status or idleness of this device.
+    Presence(serde_json::Value),
+    /// Joining, changing or leaving a voice channel.
+    VoiceState(serde_json::Value),
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,8 +109,11 @@ impl ClientFrame {
                 })
             }
             "heartbeat" => Ok(ClientFrame::Heartbeat),
+            "presence" => Ok(ClientFrame::Presence(raw.d)),
+            "voice_state" => Ok(ClientFrame::VoiceState(raw.d)),
             other => Err(format!(
-                "unknown op {other:?}; expected identify, resume or heartbeat"
+                "unknown op {other:?}; expected identify, resume, heartbeat, presence or \
+                 voice_state"
             )),
         }
     }
@@ -157,6 +168,18 @@ fn error_frame(code: &str, message: &str) -> String {
     ServerOp::Error { code, message }.text()
 }
 
+/// The error frame of an operation that failed.
+fn op_error(e: &ChatError) -> String {
+    match e {
+        ChatError::Api { message, .. } => error_frame(e.code(), message),
+        ChatError::RateLimited { .. } => error_frame(e.code(), "too many requests"),
+        ChatError::Internal(m) => {
+            tracing::error!(error = %m, "gateway operation failed");
+            error_frame(e.code(), "internal error")
+        }
+    }
+}
+
 /// What ends a connection.
 enum End {
     /// Send this close code and reason.
@@ -197,16 +220,27 @@ async fn run(state: ChatState, socket: WebSocket) {
     match end {
         End::ClientClosed => {
             if state.hub.close(&session, generation) {
-                crate::service::presence::went_offline(&state, session.user_id).await;
+                presence::ended(&state, session.user_id, &session.id).await;
             }
         }
         End::Close(code, reason) => {
             // Resumable until the session times out (an overflowed one answers
             // `resume_too_old`).
-            state.hub.detach(&session, generation);
+            detach(&state, &session, generation).await;
             close_with(&mut sink, code, reason).await;
         }
-        End::Gone => state.hub.detach(&session, generation),
+        End::Gone => detach(&state, &session, generation).await,
+    }
+}
+
+/// The connection of `generation` is gone: the session waits for a resume, and its
+/// device for as long as presence's grace. A connection another has replaced (a resume,
+/// here or on another node) leaves both to that one.
+async fn detach(state: &ChatState, session: &Session, generation: u64) {
+    let current = session.outbox.is_current(generation);
+    state.hub.detach(session, generation);
+    if current {
+        presence::disconnected(state, session.user_id, &session.id).await;
     }
 }
 
@@ -254,6 +288,7 @@ async fn attach(
                 };
                 match resume(state, caller, &session_id, seq, position.as_deref()).await {
                     Ok(s) => {
+                        presence::connected(state, s.0.user_id, &s.0.id).await;
                         // After the replayed events, in the same sequence.
                         state.hub.publish(
                             &Audience::Session(session_id.clone()),
@@ -281,6 +316,12 @@ async fn attach(
             }
             Ok(ClientFrame::Heartbeat) => {
                 if send(sink, ServerOp::HeartbeatAck.text()).await.is_err() {
+                    break Err(End::Gone);
+                }
+            }
+            Ok(ClientFrame::Presence(_) | ClientFrame::VoiceState(_)) => {
+                let f = error_frame("not_identified", "identify or resume first");
+                if send(sink, f).await.is_err() {
                     break Err(End::Gone);
                 }
             }
@@ -373,6 +414,20 @@ async fn pump(
                             return End::Gone;
                         }
                     }
+                    Ok(ClientFrame::Presence(d)) => {
+                        if let Err(e) = super::gateway_ops::presence_op(state, session, d).await
+                            && send(sink, op_error(&e)).await.is_err()
+                        {
+                            return End::Gone;
+                        }
+                    }
+                    Ok(ClientFrame::VoiceState(d)) => {
+                        if let Err(e) = super::gateway_ops::voice_state_op(state, session, d).await
+                            && send(sink, op_error(&e)).await.is_err()
+                        {
+                            return End::Gone;
+                        }
+                    }
                     Ok(_) => {
                         let _ = send(sink, error_frame("already_identified", "this connection has a session")).await;
                     }
@@ -453,7 +508,6 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         .await
         .map_err(|e| internal(e.into()))?
         .ok_or(End::Close(CloseCode::AuthenticationFailed, "no such user"))?;
-    let was_online = state.hub.online(user_id);
     let mut visible: HashMap<GuildId, HashSet<ChannelId>> = HashMap::new();
     let guild_ids = state
         .store
@@ -461,10 +515,12 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         .await
         .map_err(|e| internal(e.into()))?;
     let mut guilds = Vec::new();
+    let mut voice_states = Vec::new();
     for g in &guild_ids {
         let (view, seen) = crate::routes::guilds::guild_for(state, *g, user_id)
             .await
             .map_err(internal)?;
+        voice_states.extend(presence::voice_views(state, *g, &seen).await);
         visible.insert(*g, seen);
         guilds.push(view);
     }
@@ -483,6 +539,13 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         .map(crate::service::views::SettingView::from)
         .collect();
     let session_id = auth::random_token();
+    presence::connected(state, user_id, &session_id).await;
+    let co_members = state
+        .store
+        .co_members(user_id, READY_PRESENCE_USERS)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    let presences = state.presence.views(&co_members).await;
     let position = match &state.bus {
         Some(bus) => {
             bus.record_session(&session_id, user_id).await;
@@ -506,14 +569,13 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         private_channels,
         read_states,
         notification_settings,
+        presences,
+        voice_states,
     };
     let mut ev = Event::from(Dispatch::Ready(&ready));
     ev.position = position;
     state
         .hub
         .publish(&Audience::Session(session.id.clone()), &ev);
-    if !was_online {
-        crate::service::presence::presence(&state.hub, user_id, &guild_ids, "online");
-    }
     Ok((session, generation))
 }

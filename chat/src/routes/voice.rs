@@ -90,6 +90,8 @@ async fn join(
         ));
     }
     require(p, Perms::CONNECT)?;
+    // The SFU enforces the cap too; this says so before the client connects.
+    crate::service::presence::check_room(&state, c.guild_id, c.id, c.user_limit, user).await?;
     let Some(secret) = &state.config.room_key else {
         return Err(ChatError::new(
             StatusCode::SERVICE_UNAVAILABLE,

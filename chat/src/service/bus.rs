@@ -510,7 +510,10 @@ async fn apply(state: &ChatState, node: &str, id: &str, env: Envelope) {
             sessions,
             until,
         } => state.sessions_ended_here(user, &sessions, until).await,
-        BusMsg::Moved { session } => state.hub.moved_away(&session),
+        BusMsg::Moved { session } => {
+            state.hub.moved_away(&session);
+            state.presence.forget(&session);
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::fmt::Display;
 
 use serde::{Serialize, Serializer};
 
+use crate::model::presence::{PresenceView, VoiceStateView};
 use crate::model::{ChannelId, EventKind, GuildId, MessageId, RoleId, UserId};
 use crate::service::hub::Event;
 use crate::service::views::{
@@ -106,12 +107,10 @@ pub(crate) enum Dispatch<'a> {
         timestamp: i64,
         expires_at: i64,
     },
-    PresenceUpdate {
-        #[serde(serialize_with = "string")]
-        user_id: UserId,
-        /// `online` or `offline`.
-        status: &'a str,
-    },
+    /// What others now see of a user: only that user's presence, never a full list.
+    PresenceUpdate(&'a PresenceView),
+    /// A member joined, changed or (with no channel) left a voice channel.
+    VoiceStateUpdate(&'a VoiceStateView),
 }
 
 /// A new session's state.
@@ -124,6 +123,11 @@ pub(crate) struct Ready<'a> {
     pub(crate) private_channels: Vec<ChannelView>,
     pub(crate) read_states: ReadStates,
     pub(crate) notification_settings: Vec<SettingView>,
+    /// Who among the members of the user's guilds is not offline (see
+    /// `READY_PRESENCE_USERS`), the user included.
+    pub(crate) presences: Vec<PresenceView>,
+    /// Who is in the voice channels the user can see.
+    pub(crate) voice_states: Vec<VoiceStateView>,
 }
 
 /// Where a user's read mark in a channel is.
@@ -215,7 +219,8 @@ impl Dispatch<'_> {
             Dispatch::NotificationCreate { .. } => EventKind::NotificationCreate,
             Dispatch::NotificationSettingsUpdate(_) => EventKind::NotificationSettingsUpdate,
             Dispatch::TypingStart { .. } => EventKind::TypingStart,
-            Dispatch::PresenceUpdate { .. } => EventKind::PresenceUpdate,
+            Dispatch::PresenceUpdate(_) => EventKind::PresenceUpdate,
+            Dispatch::VoiceStateUpdate(_) => EventKind::VoiceStateUpdate,
         }
     }
 }
@@ -298,10 +303,16 @@ mod tests {
 
     #[test]
     fn presence_is_ephemeral() {
-        let ev = Event::from(Dispatch::PresenceUpdate {
-            user_id: UserId(1),
-            status: "online",
-        });
+        let view = PresenceView {
+            user_id: "1".into(),
+            status: crate::model::presence::Status::Dnd,
+            custom_status: Some("away".into()),
+        };
+        let ev = Event::from(Dispatch::PresenceUpdate(&view));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&ev.data).unwrap(),
+            serde_json::json!({"user_id": "1", "status": "dnd", "custom_status": "away"})
+        );
         assert!(ev.ephemeral);
         assert_eq!(ev.kind, EventKind::PresenceUpdate);
     }

@@ -312,8 +312,8 @@ impl Hub {
     }
 
     /// Ends the user's sessions whose sign-in session matches: they are removed at once,
-    /// and a connection writing one closes. How many ended.
-    pub fn end_sessions_of(&self, user_id: UserId, matches: impl Fn(&str) -> bool) -> usize {
+    /// and a connection writing one closes. Returns the ids of those that ended.
+    pub fn end_sessions_of(&self, user_id: UserId, matches: impl Fn(&str) -> bool) -> Vec<String> {
         let mut reg = write(&self.reg);
         let ids: Vec<String> = user_sessions(&reg, user_id)
             .into_iter()
@@ -330,7 +330,7 @@ impl Hub {
             }
             drop_session(&mut reg, id);
         }
-        ids.len()
+        ids
     }
 
     /// Ends sessions detached for longer than the timeout; returns the users who have

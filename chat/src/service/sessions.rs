@@ -96,13 +96,13 @@ pub(crate) async fn ended_here(
     until: i64,
 ) {
     state.ended.add(sessions, until);
-    if close_gateways(&state.hub, user_id, sessions) > 0 {
-        crate::service::presence::went_offline(state, user_id).await;
+    for gateway in close_gateways(&state.hub, user_id, sessions) {
+        crate::service::presence::ended(state, user_id, &gateway).await;
     }
 }
 
 /// Ends the user's chat WebSocket sessions opened with these sessions' tokens.
-fn close_gateways(hub: &Hub, user_id: UserId, sessions: &[String]) -> usize {
+fn close_gateways(hub: &Hub, user_id: UserId, sessions: &[String]) -> Vec<String> {
     hub.end_sessions_of(user_id, |auth| sessions.iter().any(|s| s == auth))
 }
 

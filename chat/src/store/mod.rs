@@ -11,6 +11,7 @@ pub mod events;
 pub mod guilds;
 pub mod members;
 pub mod messages;
+pub mod presence;
 pub mod reads;
 pub mod search;
 
@@ -91,6 +92,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/0006_dms_threads.sql")),
     (7, include_str!("../../migrations/0007_bots_events.sql")),
     (8, include_str!("../../migrations/0008_ended_sessions.sql")),
+    (9, include_str!("../../migrations/0009_presence.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -107,6 +109,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/0006_dms_threads.sql")),
     (7, include_str!("../../migrations/0007_bots_events.sql")),
     (8, include_str!("../../migrations/0008_ended_sessions.sql")),
+    (9, include_str!("../../migrations/0009_presence.sql")),
 ];
 
 /// The `users` columns a [`User`] is read from.
