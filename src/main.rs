@@ -314,6 +314,24 @@ fn chat_config(
         config.outgoing.allow = parlor_chat::service::outgoing::OutgoingPolicy::parse_allow(&v)
             .map_err(|e| anyhow::anyhow!("PARLOR_OUTGOING_ALLOW: {e}"))?;
     }
+    // How long a device stays online without its node's refresh (a node that died), and
+    // after its connection dropped without a clean close.
+    let ms = |name: &str| -> anyhow::Result<Option<Duration>> {
+        std::env::var(name)
+            .ok()
+            .map(|v| {
+                v.parse::<u64>()
+                    .map(Duration::from_millis)
+                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))
+            })
+            .transpose()
+    };
+    if let Some(d) = ms("PARLOR_PRESENCE_TTL_MS")? {
+        config.presence.ttl = d;
+    }
+    if let Some(d) = ms("PARLOR_PRESENCE_GRACE_MS")? {
+        config.presence.grace = d;
+    }
     // Load tests lift the per-user and per-IP request limits.
     if std::env::var("PARLOR_CHAT_RATE_LIMITS").as_deref() == Ok("off") {
         config.user_rate = None;

@@ -9,6 +9,7 @@ mod common;
 
 mod calls;
 mod chat;
+mod presence;
 mod restarts;
 mod spanning;
 
@@ -75,6 +76,9 @@ fn start_on(redis: &str, cluster: &str, id: &str, args: &[&str]) -> Node {
             std::str::from_utf8(TEST_SECRET).unwrap(),
         )
         .env("RUST_LOG", "warn")
+        // Presence lets a dead node's users go within 3 s, not 30.
+        .env("PARLOR_PRESENCE_TTL_MS", "3000")
+        .env("PARLOR_PRESENCE_GRACE_MS", "1000")
         .stdout(Stdio::piped())
         .spawn()
         .expect("the parlor binary starts");
