@@ -11,6 +11,9 @@ if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium chromium-driver)
+# Korean and emoji in the browser tests' screenshots (target/e2e-screenshots/).
+[ -d /usr/share/fonts/opentype/noto ] || need_apt+=(fonts-noto-cjk)
+[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_apt+=(fonts-noto-color-emoji)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v pip3 >/dev/null || command -v moto_server >/dev/null || need_apt+=(python3-pip)

@@ -154,6 +154,10 @@ async fn statuses_across_devices(db: Db) {
         .cloned()
         .unwrap();
     assert_eq!(me["custom_status"], "deep work");
+    assert_eq!(
+        ready["d"]["presence"],
+        json!({"status": "online", "custom_status": "deep work"})
+    );
     let (_, list) = s
         .get(&format!("/api/v1/guilds/{gid}/presences"), &owner)
         .await;
@@ -162,11 +166,17 @@ async fn statuses_across_devices(db: Db) {
         "{list}"
     );
     // An outsider cannot list a guild's presences.
-    let (outsider, _) = s.register("outsider").await;
+    let (outsider, outsider_id) = s.register("outsider").await;
     let (st, _) = s
         .get(&format!("/api/v1/guilds/{gid}/presences"), &outsider)
         .await;
     assert_eq!(st, 404);
+    // Someone online who joins the guild shows up online to its members.
+    let mut newcomer = s.ws().await;
+    newcomer.identify(&outsider).await;
+    s.join(&owner, &gid, &outsider).await;
+    let u = update_of(&mut watch, "presence_update", &outsider_id).await;
+    assert_eq!(u["status"], "online");
     s.stop().await;
 }
 

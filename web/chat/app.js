@@ -24,13 +24,14 @@ import { Gateway } from "./gateway.js";
 import { wireInvites } from "./guilds.js";
 import { followLink } from "./history.js";
 import { parlorChatHandle } from "./handle.js";
-import { showView } from "./main-pane.js";
+import { showChatError, showView } from "./main-pane.js";
 import { wireMembers } from "./members.js";
 import { wireMessages } from "./message-actions.js";
 import { wireSearch } from "./search.js";
 import { renderChannels, renderStatus, wireSidebar } from "./sidebar.js";
 import { enterApp, setAuthMode, showSignIn, wireSignIn } from "./signin.js";
-import { createChatState, createStats } from "./state.js";
+import { refreshGuildPresence, syncVoiceState, wirePresence } from "./presence.js";
+import { createChatState, createStats, currentGuild } from "./state.js";
 import { REFRESH_KEY, createStorage } from "./storage.js";
 import { chatElements } from "./ui.js";
 import { onRoomRender, onRoomState, wireVoice } from "./voice.js";
@@ -60,9 +61,15 @@ export function createChatApp(call) {
   };
   app.gateway = new Gateway(auth, stats, {
     onReady: (d, info) => onReady(app, d, info),
-    onResumed: () => renderStatus(app),
+    onResumed: () => {
+      renderStatus(app);
+      // Presence updates are never replayed: what changed while away is fetched.
+      const guild = currentGuild(app);
+      if (guild) refreshGuildPresence(app, guild.id);
+    },
     onDispatch: (t, d) => onDispatch(app, t, d),
     onState: () => renderStatus(app),
+    onError: (d) => showChatError(app, d.message, d.code),
   });
   return app;
 }
@@ -80,6 +87,7 @@ function wire(app) {
   wireDialogs(app);
   wireInvites(app);
   wireVoice(app);
+  wirePresence(app);
   wireComposer(app);
   wireSearch(app);
   wireMessages(app);
@@ -118,7 +126,16 @@ export async function startChat(app) {
   const { chat, auth, storage, call } = app;
   window.parlorChat = parlorChatHandle(app);
   wire(app);
-  configureCall(call, { onState: (state) => onRoomState(app, state), onRender: () => onRoomRender(app) });
+  configureCall(call, {
+    onState: (state) => {
+      onRoomState(app, state);
+      syncVoiceState(app);
+    },
+    onRender: () => {
+      onRoomRender(app);
+      syncVoiceState(app);
+    },
+  });
   setAuthMode(app, "signin");
   chat.pendingInvite = new URLSearchParams(location.search).get("invite");
   renderStatus(app);

@@ -12,6 +12,7 @@ import { applyReaction } from "./message-actions.js";
 import { renderMessages } from "./message-view.js";
 import { renderChannels, renderGuilds, renderMe, renderStatus } from "./sidebar.js";
 import { DM_HOME, DM_KINDS, cacheUser, countsUnread, findChannel, firstTextChannel, inDmHome, noteDmActivity, upsertDm, upsertGuild } from "./state.js";
+import { applyPresences, applyVoiceStates, onNewSession, onPresenceUpdate, onVoiceStateUpdate, refreshGuildPresence, renderMyStatus } from "./presence.js";
 import { parsePath } from "./route.js";
 import { LAST_KEY } from "./storage.js";
 import { clearTyper, onTyping } from "./typing.js";
@@ -35,7 +36,13 @@ export function onReady(app, d, { catchUp: mustCatchUp }) {
   chat.dms.clear();
   for (const c of d.private_channels ?? []) upsertDm(app, c);
   for (const id of [...chat.channels.keys()]) if (!findChannel(app, id).channel) forgetChannel(app, id);
+  chat.presences.clear();
+  applyPresences(app, d.presences);
+  applyVoiceStates(app, d.voice_states);
+  chat.myPresence = d.presence ?? {};
+  onNewSession(app);
   renderMe(app);
+  renderMyStatus(app);
 
   const linked = mustCatchUp ? null : parsePath(location.pathname);
   if (linked && followLink(app, linked)) {
@@ -132,6 +139,8 @@ export function onDispatch(app, t, d) {
       break;
     case "guild_create":
       upsertGuild(app, d);
+      // Who in it is online, and who is in its voice channels.
+      refreshGuildPresence(app, d.id);
       renderGuilds(app);
       if (!chat.guildId) selectGuild(app, d.id);
       else if (d.id === chat.guildId) {
@@ -200,8 +209,14 @@ export function onDispatch(app, t, d) {
       renderMembers(app);
       break;
     }
+    case "presence_update":
+      onPresenceUpdate(app, d);
+      break;
+    case "voice_state_update":
+      onVoiceStateUpdate(app, d);
+      break;
     default:
-      // presence_update, roles, pins, ...: not shown here yet.
+      // Roles, pins, ...: not shown here yet.
       break;
   }
 }

@@ -10,7 +10,8 @@ import { API } from "./api.js";
 /** @typedef {import("./state.js").Stats} Stats */
 /**
  * @typedef {{onReady: (d: any, info: {catchUp: boolean}) => void, onResumed?: () => void,
- *   onDispatch: (t: string, d: any) => void, onState?: (state: string) => void}} GatewayHandlers
+ *   onDispatch: (t: string, d: any) => void, onState?: (state: string) => void,
+ *   onError?: (d: {code: string, message: string}) => void}} GatewayHandlers
  */
 
 function gatewayUrl() {
@@ -21,7 +22,8 @@ function gatewayUrl() {
  * The /api/v1/gateway connection: identify or resume, heartbeats, and reconnecting.
  *
  * `handlers`: onReady(d, {catchUp}) after `ready` (catchUp: an earlier session's state must
- * be caught up), onResumed(), onDispatch(t, d) for every other event, onState(state).
+ * be caught up), onResumed(), onDispatch(t, d) for every other event, onState(state),
+ * onError(d) for an operation the server refused.
  * States: idle, connecting, identifying, resuming, ready, reconnecting.
  */
 export class Gateway {
@@ -76,6 +78,18 @@ export class Gateway {
     this.seq = 0;
     this.position = null;
     this.#setState("idle");
+  }
+
+  /**
+   * Sends an operation of the session (`presence`, `voice_state`); false when there is no
+   * session to send it on (the caller sends its state again after the next `ready`).
+   * @param {string} op
+   * @param {any} d
+   */
+  send(op, d) {
+    if (this.state !== "ready" || !this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    sendFrame(this.ws, { op, d });
+    return true;
   }
 
   /** Forgets everything, for the next user. */
@@ -171,6 +185,7 @@ export class Gateway {
         break;
       case "error":
         console.warn("parlor chat: gateway error:", frame.d?.code, frame.d?.message);
+        this.handlers.onError?.(frame.d ?? {});
         break;
       default:
         break;

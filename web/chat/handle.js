@@ -84,13 +84,38 @@ export function parlorChatHandle(app) {
     get openDmId() {
       return inDmHome(app) && chat.view === "text" ? chat.channelId : null;
     },
-    /** The shown guild's members: {id, name, username}. */
+    /** The shown guild's members, as listed: {id, name, username, status, customStatus}. */
     members() {
-      return queryAll(ui.memberList, ".member").map((el) => ({
-        id: el.dataset.userId,
-        name: el.querySelector(".member-name").textContent,
-        username: el.querySelector(".member-username").textContent.replace(/^@/, ""),
+      return queryAll(ui.memberList, ".member").map((el) => {
+        const id = el.dataset.userId;
+        return {
+          id,
+          name: el.querySelector(".member-name").textContent,
+          username: (id === chat.user?.id ? chat.user : chat.users.get(id))?.username ?? null,
+          status: el.dataset.status,
+          customStatus: el.querySelector(".member-custom-status")?.textContent ?? null,
+        };
+      });
+    },
+    /** Who the sidebar shows in a voice channel: {userId, name, muted, video, live, speaking}. */
+    voiceOccupants(channelId) {
+      return queryAll(ui.channelList, `.voice-members[data-channel-id="${channelId}"] .voice-member`).map((el) => ({
+        userId: el.dataset.userId,
+        name: el.querySelector(".voice-member-name").textContent,
+        muted: Boolean(el.querySelector(".icon-muted")),
+        video: Boolean(el.querySelector(".icon-video")),
+        live: Boolean(el.querySelector(".live-badge")),
+        speaking: el.classList.contains("speaking"),
       }));
+    },
+    /** Our status as the user panel shows it, and our custom status. */
+    get myStatus() {
+      return { status: ui.myStatusDot.classList[1] ?? null, customStatus: ui.meCustomStatus.hidden ? null : ui.meCustomStatus.textContent };
+    },
+    /** Goes idle after `ms` without input instead of 5 minutes (tests). */
+    setIdleAfter(ms) {
+      chat.idleAfterMs = ms;
+      chat.rearmIdle();
     },
     /** Files waiting for the next message: {name, status, id}. */
     pendingFiles() {

@@ -5,6 +5,7 @@ import { closestTarget, h } from "../shared/dom.js";
 import { openDm } from "./dms.js";
 import { renderMain } from "./main-pane.js";
 import { renderMessages } from "./message-view.js";
+import { presenceOf, statusDot } from "./presence.js";
 import { initials, renderChannels } from "./sidebar.js";
 import { cacheUser, currentGuild, findChannel, inDmHome } from "./state.js";
 import { renderTyping } from "./typing.js";
@@ -73,7 +74,9 @@ export async function loadMembers(app, guildId, { force = false } = {}) {
 }
 
 /**
- * The shown guild's members, each with a button to message them.
+ * The shown guild's members in their own column, those online first (Discord's order:
+ * online, idle and busy members by name, then offline ones), each with a status dot, a
+ * custom status and a button to message them.
  * @param {ChatApp} app
  */
 export function renderMembers(app) {
@@ -81,31 +84,56 @@ export function renderMembers(app) {
   const guild = currentGuild(app);
   const ids = guild ? chat.members.get(guild.id) : null;
   ui.memberPanel.hidden = !guild;
+  document.body.dataset.members = guild ? "shown" : "none";
   if (!guild) {
     ui.memberList.replaceChildren();
     return;
   }
-  const sorted = [...(ids ?? [])].sort((a, b) => nameOf(app, a).localeCompare(nameOf(app, b)));
-  ui.memberCount.textContent = ids ? String(ids.length) : "…";
+  const byName = (a, b) => nameOf(app, a).localeCompare(nameOf(app, b));
+  const all = [...(ids ?? [])];
+  const online = all.filter((id) => presenceOf(app, id).status !== "offline").sort(byName);
+  const offline = all.filter((id) => presenceOf(app, id).status === "offline").sort(byName);
+  const section = (label, list) =>
+    list.length
+      ? [h("li", { class: "member-section category-name", role: "presentation", text: `${label} — ${list.length}` }), ...list.map((id) => memberItem(app, id))]
+      : [];
   ui.memberList.replaceChildren(
-    ...sorted.map((id) => {
-      const user = id === chat.user?.id ? chat.user : chat.users.get(id);
-      const name = nameOf(app, id);
-      return h(
-        "li",
-        { class: "member", dataset: { userId: id } },
-        h("span", { class: "avatar-dot small", "aria-hidden": "true", text: initials(name) }),
-        h(
-          "span",
-          { class: "member-info" },
-          h("span", { class: "member-name", text: name }),
-          h("span", { class: "member-username", text: user?.username ? `@${user.username}` : "" }),
-        ),
-        id === chat.user?.id
-          ? null
-          : h("button", { type: "button", class: "small-button message-member", dataset: { userId: id }, title: `Message ${name}`, text: "Message" }),
-      );
-    }),
+    ...(ids ? [] : [h("li", { class: "member-section category-name", text: "Members — …" })]),
+    ...section("Online", online),
+    ...section("Offline", offline),
+  );
+}
+
+/**
+ * One member: avatar with status dot, name, custom status (or @username), and *Message*.
+ * @param {ChatApp} app
+ * @param {string} id
+ */
+function memberItem(app, id) {
+  const { chat } = app;
+  const user = id === chat.user?.id ? chat.user : chat.users.get(id);
+  const name = nameOf(app, id);
+  const presence = presenceOf(app, id);
+  return h(
+    "li",
+    { class: `member ${presence.status}`, dataset: { userId: id, status: presence.status } },
+    h(
+      "span",
+      { class: "avatar-wrap" },
+      h("span", { class: "avatar-dot small", "aria-hidden": "true", text: initials(name) }),
+      statusDot(presence.status, "on-avatar"),
+    ),
+    h(
+      "span",
+      { class: "member-info" },
+      h("span", { class: "member-name", text: name }),
+      presence.custom_status
+        ? h("span", { class: "member-custom-status", text: presence.custom_status })
+        : h("span", { class: "member-username", text: user?.username ? `@${user.username}` : "" }),
+    ),
+    id === chat.user?.id
+      ? null
+      : h("button", { type: "button", class: "small-button message-member", dataset: { userId: id }, title: `Message ${name}`, text: "Message" }),
   );
 }
 

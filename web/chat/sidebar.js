@@ -7,13 +7,53 @@ import { openChannelDialog } from "./dialogs.js";
 import { renderDmList } from "./dms.js";
 import { openChannel, selectGuild } from "./guilds.js";
 import { DM_HOME, PERM, channelTree, currentGuild, hasPerm, inDmHome, titleWithUnread } from "./state.js";
-import { joinVoice, voiceMembers } from "./voice.js";
+import { nameOf } from "./members.js";
+import { occupants } from "./presence.js";
+import { joinVoice } from "./voice.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
 
 /** The voice channel icon: constant markup, the one thing put in with innerHTML. */
 export const SPEAKER_ICON =
   '<svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><path d="M11 5 6 9H3v6h3l5 4z"/><path d="M15.5 8.5a5 5 0 0 1 0 7M18.5 5.5a9 9 0 0 1 0 13"/></svg>';
+
+/** Icons of what a member does in voice: constant markup. */
+const MIC_OFF_ICON =
+  '<svg viewBox="0 0 24 24" width="14" height="14" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"><path d="M12 3a3 3 0 0 0-3 3v5a3 3 0 0 0 5.1 2.1M15 10V6a3 3 0 0 0-5.7-1.3"/><path d="M19 11a7 7 0 0 1-11.5 5.3M5 11a7 7 0 0 0 .7 3M12 18v3M3 3l18 18"/></svg>';
+const VIDEO_ICON =
+  '<svg viewBox="0 0 24 24" width="14" height="14" fill="none" stroke="currentColor" stroke-width="2" stroke-linejoin="round"><rect x="2" y="6" width="14" height="12" rx="2"/><path d="m16 10 6-3v10l-6-3z"/></svg>';
+
+/**
+ * Who is in a voice channel, under it in the list: everyone who can see the channel sees
+ * them, joined or not.
+ * @param {ChatApp} app
+ * @param {any} channel
+ * @param {any[]} inside their voice states
+ */
+function voiceOccupantList(app, channel, inside) {
+  const { chat, call } = app;
+  const here = channel.id === chat.voiceChannelId && call.state === "joined";
+  return h(
+    "ul",
+    { class: "voice-members", dataset: { channelId: channel.id }, "aria-label": `In ${channel.name}` },
+    inside.map((v) => {
+      const name = nameOf(app, v.user_id);
+      // In the call we hear who speaks before the server says so.
+      const speaking = here ? call.speakers.has(`user-${v.user_id}`) : v.speaking;
+      return h(
+        "li",
+        { class: `voice-member${speaking ? " speaking" : ""}`, dataset: { userId: v.user_id } },
+        h("span", { class: "avatar-dot small", text: initials(name) }),
+        h("span", { class: "voice-member-name", text: name }),
+        v.self_stream ? h("span", { class: "live-badge", text: "LIVE", title: "Sharing their screen" }) : null,
+        v.self_video ? h("span", { class: "voice-icon icon-video", role: "img", "aria-label": "Camera on", title: "Camera on", innerHTML: VIDEO_ICON }) : null,
+        v.self_mute || v.self_deaf
+          ? h("span", { class: "voice-icon icon-muted", role: "img", "aria-label": v.self_deaf ? "Deafened" : "Muted", title: v.self_deaf ? "Deafened" : "Muted", innerHTML: MIC_OFF_ICON })
+          : null,
+      );
+    }),
+  );
+}
 
 /**
  * Up to two initials of a name, for avatars.
@@ -99,7 +139,6 @@ export function renderChannels(app) {
     return;
   }
   const canManage = hasPerm(guild.permissions, PERM.MANAGE_CHANNELS) || guild.owner_id === chat.user?.id;
-  const members = voiceMembers(app);
   const item = (c) => {
     const selected =
       (c.kind === "text" && chat.view === "text" && c.id === chat.channelId) ||
@@ -117,27 +156,13 @@ export function renderChannels(app) {
       c.kind === "voice" ? h("span", { class: "channel-icon", innerHTML: SPEAKER_ICON }) : h("span", { class: "channel-icon", text: "#" }),
       h("span", { class: "channel-name", text: c.name }),
     );
+    const inside = c.kind === "voice" ? occupants(app, c.id) : [];
     if (c.kind === "voice" && c.user_limit) {
-      const count = connected && members.length ? `${members.length}/${c.user_limit}` : `max ${c.user_limit}`;
+      const count = `${inside.length}/${c.user_limit}`;
       button.append(h("span", { class: "user-limit", title: `At most ${c.user_limit} people`, text: count }));
     }
     const li = h("li", {}, button);
-    if (connected && members.length) {
-      li.append(
-        h(
-          "ul",
-          { class: "voice-members" },
-          members.map((m) =>
-            h(
-              "li",
-              { class: `voice-member${m.speaking ? " speaking" : ""}`, dataset: { identity: m.identity } },
-              h("span", { class: "avatar-dot small", text: initials(m.name) }),
-              h("span", { class: "voice-member-name", text: m.name }),
-            ),
-          ),
-        ),
-      );
-    }
+    if (inside.length) li.append(voiceOccupantList(app, c, inside));
     return li;
   };
   const tree = channelTree(guild);

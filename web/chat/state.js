@@ -168,6 +168,22 @@ export function createChatState() {
     errorTimer: null,
     /** @type {"signin" | "signup"} The sign-in form's mode. */
     authMode: "signin",
+    /** @type {Map<string, {status: string, custom_status?: string}>} user id -> presence; absent: offline. */
+    presences: new Map(),
+    /** @type {Map<string, any>} user id -> voice state (the voice channel they are in). */
+    voiceStates: new Map(),
+    /** @type {{status?: string, custom_status?: string | null}} What we chose to show. */
+    myPresence: {},
+    /** No input for IDLE_AFTER_MS (presence.js). */
+    idle: false,
+    idleAfterMs: 5 * 60_000,
+    /** @type {() => void} Restarts the idle timer (presence.js). */
+    rearmIdle: () => {},
+    /** The voice state last sent, as JSON ("" for none yet). */
+    sentVoice: "",
+    voiceSentAt: 0,
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    voiceTimer: null,
   };
 }
 

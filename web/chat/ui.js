@@ -44,8 +44,20 @@ export function chatElements() {
     memberPanel: $("#member-panel"),
     /** @type {HTMLElement} */
     memberList: $("#member-list"),
+    /** @type {HTMLButtonElement} */
+    statusBtn: $("#status-btn"),
     /** @type {HTMLElement} */
-    memberCount: $("#member-count"),
+    myStatusDot: $("#my-status-dot"),
+    /** @type {HTMLElement} */
+    meCustomStatus: $("#me-custom-status"),
+    /** @type {HTMLElement} */
+    statusMenu: $("#status-menu"),
+    /** @type {HTMLFormElement} */
+    customStatusForm: $("#custom-status-form"),
+    /** @type {HTMLInputElement} */
+    customStatusInput: $("#custom-status-input"),
+    /** @type {HTMLButtonElement} */
+    customStatusClear: $("#custom-status-clear"),
     /** @type {HTMLFormElement} */
     searchForm: $("#search-form"),
     /** @type {HTMLInputElement} */

@@ -4,6 +4,7 @@
 
 import { joinRoom, leave as leaveRoom } from "../call/room.js";
 import { closestTarget } from "../shared/dom.js";
+import { ParlorError } from "../shared/errors.js";
 import { renderMain } from "./main-pane.js";
 import { renderChannels } from "./sidebar.js";
 import { findChannel } from "./state.js";
@@ -44,8 +45,18 @@ export async function joinVoice(app, channelId) {
   renderChannels(app);
   renderVoicePanel(app);
   const credentials = async () => {
-    const v = await api("POST", `/channels/${channelId}/voice/join`);
-    return { token: v.token, url: signalingUrl(v.url) };
+    try {
+      const v = await api("POST", `/channels/${channelId}/voice/join`);
+      return { token: v.token, url: signalingUrl(v.url) };
+    } catch (error) {
+      if (error.code !== "channel_full") throw error;
+      const { channel } = findChannel(app, channelId);
+      const limit = channel?.user_limit;
+      throw new ParlorError(
+        "channel_full",
+        `${channel?.name ?? "This voice channel"} is full${limit ? ` (${limit} ${limit === 1 ? "person" : "people"} at most)` : ""}. Try again when someone leaves.`,
+      );
+    }
   };
   await joinRoom(call, credentials().then((c) => ({ ...c, renew: credentials })));
 }

@@ -571,6 +571,11 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         notification_settings,
         presences,
         voice_states,
+        presence: state
+            .store
+            .presence_pref(user_id)
+            .await
+            .map_err(|e| internal(e.into()))?,
     };
     let mut ev = Event::from(Dispatch::Ready(&ready));
     ev.position = position;

@@ -216,6 +216,7 @@ async fn accept_invite(
             }),
         );
     }
+    crate::service::presence::joined_guild(&state, user, guild_id).await;
     Ok(Json(view))
 }
 

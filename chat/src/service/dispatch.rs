@@ -6,7 +6,7 @@ use std::fmt::Display;
 
 use serde::{Serialize, Serializer};
 
-use crate::model::presence::{PresenceView, VoiceStateView};
+use crate::model::presence::{Pref, PresenceView, VoiceStateView};
 use crate::model::{ChannelId, EventKind, GuildId, MessageId, RoleId, UserId};
 use crate::service::hub::Event;
 use crate::service::views::{
@@ -128,6 +128,8 @@ pub(crate) struct Ready<'a> {
     pub(crate) presences: Vec<PresenceView>,
     /// Who is in the voice channels the user can see.
     pub(crate) voice_states: Vec<VoiceStateView>,
+    /// What the user chose to show (status and custom status).
+    pub(crate) presence: Pref,
 }
 
 /// Where a user's read mark in a channel is.

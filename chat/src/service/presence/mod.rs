@@ -333,6 +333,14 @@ async fn announce(state: &ChatState, user: UserId, view: PresenceView) {
     }
 }
 
+/// A user joined a guild: its members hear how the user is (a client asks the guild's
+/// presences for the other way round).
+pub async fn joined_guild(state: &ChatState, user: UserId, guild: GuildId) {
+    for view in state.presence.views(&[user]).await {
+        state.dispatch(Audience::Guild(guild), Dispatch::PresenceUpdate(&view));
+    }
+}
+
 fn announce_left(state: &ChatState, v: &VoiceState) {
     state.dispatch(
         Audience::Channel {
