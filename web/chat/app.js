@@ -15,6 +15,7 @@ import { clearError as clearRoomError, configureCall } from "../call/room.js";
 import { $ } from "../shared/dom.js";
 import { createApi } from "./api.js";
 import { Auth } from "./auth.js";
+import { wireAutocomplete } from "./autocomplete.js";
 import { wireComposer } from "./composer.js";
 import { wireDialogs } from "./dialogs.js";
 import { wireDrawer } from "./drawer.js";
@@ -31,6 +32,7 @@ import { wireSearch } from "./search.js";
 import { renderChannels, renderStatus, wireSidebar } from "./sidebar.js";
 import { enterApp, setAuthMode, showSignIn, wireSignIn } from "./signin.js";
 import { refreshGuildPresence, syncVoiceState, wirePresence } from "./presence.js";
+import { markRead, wireNotificationAsk } from "./reads.js";
 import { createChatState, createStats, currentGuild } from "./state.js";
 import { REFRESH_KEY, createStorage } from "./storage.js";
 import { chatElements } from "./ui.js";
@@ -88,6 +90,9 @@ function wire(app) {
   wireInvites(app);
   wireVoice(app);
   wirePresence(app);
+  wireNotificationAsk(app);
+  // Before the composer: Enter takes a suggestion rather than sending.
+  wireAutocomplete(app);
   wireComposer(app);
   wireSearch(app);
   wireMessages(app);
@@ -113,7 +118,10 @@ function wire(app) {
     gateway.start();
   });
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && chat.channelId && chat.unread.delete(chat.channelId)) renderChannels(app);
+    if (document.visibilityState === "visible" && chat.channelId && chat.view === "text") {
+      markRead(app, chat.channelId);
+      renderChannels(app);
+    }
   });
 }
 

@@ -11,8 +11,9 @@ import { renderMembers } from "./members.js";
 import { applyReaction } from "./message-actions.js";
 import { renderMessages } from "./message-view.js";
 import { renderChannels, renderGuilds, renderMe, renderStatus } from "./sidebar.js";
-import { DM_HOME, DM_KINDS, cacheUser, countsUnread, findChannel, firstTextChannel, inDmHome, noteDmActivity, upsertDm, upsertGuild } from "./state.js";
+import { DM_HOME, DM_KINDS, cacheUser, findChannel, firstTextChannel, inDmHome, noteDmActivity, upsertDm, upsertGuild } from "./state.js";
 import { applyPresences, applyVoiceStates, onNewSession, onPresenceUpdate, onVoiceStateUpdate, refreshGuildPresence, renderMyStatus } from "./presence.js";
+import { applyReadStates, markRead, noteUnseen, onMessageAck, onNotification, seeing } from "./reads.js";
 import { parsePath } from "./route.js";
 import { LAST_KEY } from "./storage.js";
 import { clearTyper, onTyping } from "./typing.js";
@@ -36,6 +37,7 @@ export function onReady(app, d, { catchUp: mustCatchUp }) {
   chat.dms.clear();
   for (const c of d.private_channels ?? []) upsertDm(app, c);
   for (const id of [...chat.channels.keys()]) if (!findChannel(app, id).channel) forgetChannel(app, id);
+  applyReadStates(app, d.read_states);
   chat.presences.clear();
   applyPresences(app, d.presences);
   applyVoiceStates(app, d.voice_states);
@@ -102,9 +104,9 @@ export function onDispatch(app, t, d) {
         noteDmActivity(app, d.channel_id, d.id);
         if (inDmHome(app)) renderChannels(app);
       }
-      const seen = d.channel_id === chat.channelId && chat.view === "text" && document.visibilityState !== "hidden";
-      if (!seen && d.author_id !== chat.user?.id && countsUnread(channel.kind)) {
-        chat.unread.add(d.channel_id);
+      if (seeing(app, d.channel_id)) markRead(app, d.channel_id);
+      else if (d.author_id !== chat.user?.id) {
+        noteUnseen(app, d);
         renderChannels(app);
       }
       break;
@@ -209,6 +211,15 @@ export function onDispatch(app, t, d) {
       renderMembers(app);
       break;
     }
+    case "message_ack":
+      onMessageAck(app, d);
+      renderChannels(app);
+      break;
+    case "notification_create":
+      onNotification(app, d);
+      renderChannels(app);
+      if (d.message?.channel_id === chat.channelId) renderMessages(app);
+      break;
     case "presence_update":
       onPresenceUpdate(app, d);
       break;

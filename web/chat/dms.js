@@ -6,6 +6,7 @@ import { h } from "../shared/dom.js";
 import { forgetChannel, openChannel, selectGuild } from "./guilds.js";
 import { renderMain, showChatError } from "./main-pane.js";
 import { nameOf } from "./members.js";
+import { mentionBadge } from "./reads.js";
 import { initials, renderChannels, renderGuilds } from "./sidebar.js";
 import { DM_HOME, dmList, inDmHome, upsertDm } from "./state.js";
 
@@ -99,6 +100,7 @@ export function renderDmList(app) {
         h("span", { class: "avatar-dot small", "aria-hidden": "true", text: initials(name) }),
         h("span", { class: "channel-name", text: name }),
         c.kind === "group_dm" ? h("span", { class: "user-limit", text: String(c.recipients.length) }) : null,
+        mentionBadge(chat.mentions.get(c.id) ?? 0),
       ),
     );
   });

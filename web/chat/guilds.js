@@ -9,6 +9,7 @@ import { loadLatest } from "./history.js";
 import { renderMain, showChatError } from "./main-pane.js";
 import { loadAllMembers, loadMembers, renderMembers } from "./members.js";
 import { renderMessages } from "./message-view.js";
+import { openedChannel } from "./reads.js";
 import { closeSearch } from "./search.js";
 import { renderChannels, renderGuilds } from "./sidebar.js";
 import { DM_HOME, channelState, currentGuild, firstTextChannel, inDmHome, upsertGuild } from "./state.js";
@@ -58,7 +59,7 @@ export function openChannel(app, id) {
   setReply(app, null);
   if (id) {
     chat.lastChannel.set(chat.guildId, id);
-    chat.unread.delete(id);
+    openedChannel(app, id);
     const ch = channelState(app, id);
     if (!ch.loaded && !ch.loading) loadLatest(app, id);
   }

@@ -112,6 +112,34 @@ export function parlorChatHandle(app) {
     get myStatus() {
       return { status: ui.myStatusDot.classList[1] ?? null, customStatus: ui.meCustomStatus.hidden ? null : ui.meCustomStatus.textContent };
     },
+    /** The composer's suggestions, as shown: [{label, detail, selected}]. */
+    suggestions() {
+      return queryAll(ui.autocomplete, ".suggestion").map((el) => ({
+        label: el.querySelector(".suggestion-label").textContent,
+        detail: el.querySelector(".suggestion-detail").textContent,
+        selected: el.getAttribute("aria-selected") === "true",
+      }));
+    },
+    /** Badges: mentions per channel shown in the sidebar, and per guild on the rail. */
+    badges() {
+      const count = (el) => Number(el?.querySelector(".mention-badge")?.textContent ?? 0);
+      return {
+        channels: Object.fromEntries(queryAll(ui.channelList, ".channel").map((el) => [el.dataset.channelId, { unread: el.classList.contains("unread"), mentions: count(el) }])),
+        guilds: Object.fromEntries(queryAll(ui.guildList, ".guild-button").map((el) => [el.dataset.guildId, { unread: el.classList.contains("unread"), mentions: count(el) }])),
+        dms: count(ui.dmHomeBtn),
+      };
+    },
+    /** Messages shown as mentioning us, and the one the "new messages" divider is above. */
+    attention() {
+      return {
+        mentioned: queryAll(ui.messages, ".message.mentioned").map((el) => el.dataset.messageId),
+        firstUnread: ui.messages.querySelector(".message.first-unread")?.getAttribute("data-message-id") ?? null,
+      };
+    },
+    /** Desktop notifications the page showed: [{title, body, reason, messageId, channelId}]. */
+    get notifications() {
+      return chat.shownNotifications.map((n) => ({ ...n }));
+    },
     /** Goes idle after `ms` without input instead of 5 minutes (tests). */
     setIdleAfter(ms) {
       chat.idleAfterMs = ms;

@@ -6,8 +6,9 @@
 import { openChannel, openLinked, selectGuild } from "./guilds.js";
 import { showChatError } from "./main-pane.js";
 import { renderHistoryStatus, renderMessages } from "./message-view.js";
+import { markRead, noteUnseen, seeing } from "./reads.js";
 import { renderChannels } from "./sidebar.js";
-import { DM_HOME, DM_KINDS, channelState, compareIds, countsUnread, findChannel, noteDmActivity } from "./state.js";
+import { DM_HOME, DM_KINDS, channelState, compareIds, findChannel, noteDmActivity } from "./state.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
 /** @typedef {import("./state.js").ChannelState} ChannelState */
@@ -70,6 +71,7 @@ export async function loadLatest(app, channelId) {
     renderMessages(app, { toBottom: true });
     fillViewport(app);
   }
+  if (seeing(app, channelId)) markRead(app, channelId);
 }
 
 /**
@@ -140,9 +142,7 @@ export async function catchUp(app) {
           if (mergeMessage(app, ch, m)) {
             fresh += 1;
             stats.caughtUp += 1;
-            if (m.author_id !== chat.user?.id && channelId !== chat.channelId && countsUnread(findChannel(app, channelId).channel?.kind)) {
-              chat.unread.add(channelId);
-            }
+            if (channelId !== chat.channelId) noteUnseen(app, m);
             if (DM_KINDS.has(findChannel(app, channelId).channel?.kind)) noteDmActivity(app, channelId, m.id);
           }
         }

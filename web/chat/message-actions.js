@@ -6,7 +6,7 @@ import { closestTarget } from "../shared/dom.js";
 import { setReply } from "./composer.js";
 import { LOAD_OLDER_PX, loadNewer, loadOlder, mergeMessage } from "./history.js";
 import { showChatError } from "./main-pane.js";
-import { renderMessages } from "./message-view.js";
+import { renderMessages, renderUnreadBar } from "./message-view.js";
 import { pathFor } from "./route.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
@@ -107,6 +107,11 @@ export function wireMessages(app) {
     const s = ui.scroller;
     if (s.scrollTop < LOAD_OLDER_PX) loadOlder(app);
     if (s.scrollHeight - s.scrollTop - s.clientHeight < LOAD_OLDER_PX) loadNewer(app);
+    renderUnreadBar(app);
+  });
+  ui.unreadBar.addEventListener("click", () => {
+    ui.messages.querySelector(".message.first-unread")?.scrollIntoView({ block: "start" });
+    renderUnreadBar(app);
   });
   ui.messages.addEventListener("click", (event) => {
     const ref = closestTarget(event, ".reply-ref");

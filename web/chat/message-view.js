@@ -7,6 +7,7 @@ import { h } from "../shared/dom.js";
 import { dmName } from "./dms.js";
 import { renderMarkdown } from "./markdown.js";
 import { nameOf } from "./members.js";
+import { firstUnread, mentionsMe } from "./reads.js";
 import { DM_KINDS, PERM, compareIds, currentGuild, findChannel, hasPerm } from "./state.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
@@ -75,8 +76,10 @@ export function renderMessages(app, { toBottom = false, keepOffset = false, keep
   }
   let cursor = ui.messages.firstElementChild;
   let previous = null;
+  const unreadId = firstUnread(app, messages);
   for (const m of messages) {
     const continued =
+      m.id !== unreadId &&
       previous !== null &&
       previous.author_id === m.author_id &&
       !m.reply_to &&
@@ -87,6 +90,8 @@ export function renderMessages(app, { toBottom = false, keepOffset = false, keep
       chat.messageEls.set(m.id, el);
     }
     updateMessage(app, el, m, continued, ch);
+    el.classList.toggle("mentioned", mentionsMe(app, m));
+    el.classList.toggle("first-unread", m.id === unreadId);
     if (el === cursor) cursor = cursor.nextElementSibling;
     else ui.messages.insertBefore(el, cursor);
     previous = m;
@@ -96,6 +101,23 @@ export function renderMessages(app, { toBottom = false, keepOffset = false, keep
   if (keepTop) return;
   if ((toBottom || wasAtBottom) && !ch?.hasNewer) s.scrollTop = s.scrollHeight;
   else if (keepOffset) s.scrollTop = s.scrollHeight - fromBottom;
+  renderUnreadBar(app);
+}
+
+/**
+ * The "new messages" bar over the list while the first unread message is above the view;
+ * it jumps there.
+ * @param {ChatApp} app
+ */
+export function renderUnreadBar(app) {
+  const { ui } = app;
+  const first = /** @type {HTMLElement | null} */ (ui.messages.querySelector(".message.first-unread"));
+  const above = first !== null && first.offsetTop < ui.scroller.scrollTop;
+  ui.unreadBar.hidden = !above;
+  if (above) {
+    const m = app.chat.channels.get(app.chat.channelId)?.messages.get(first.dataset.messageId);
+    ui.unreadBarText.textContent = m ? `New messages since ${formatTime(m.created_at)}` : "New messages";
+  }
 }
 
 /**

@@ -9,6 +9,7 @@ import { openChannel, selectGuild } from "./guilds.js";
 import { DM_HOME, PERM, channelTree, currentGuild, hasPerm, inDmHome, titleWithUnread } from "./state.js";
 import { nameOf } from "./members.js";
 import { occupants } from "./presence.js";
+import { mentionBadge, mentionsIn } from "./reads.js";
 import { joinVoice } from "./voice.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
@@ -92,24 +93,32 @@ export function renderGuilds(app) {
   const { chat, ui } = app;
   const dmUnread = [...chat.dms.keys()].some((c) => chat.unread.has(c));
   ui.dmHomeBtn.classList.toggle("unread", dmUnread);
+  ui.dmHomeBtn.querySelector(".mention-badge")?.remove();
+  const dmMentions = mentionsIn(app, chat.dms.keys());
+  if (dmMentions) ui.dmHomeBtn.append(mentionBadge(dmMentions));
   if (inDmHome(app)) ui.dmHomeBtn.setAttribute("aria-current", "true");
   else ui.dmHomeBtn.removeAttribute("aria-current");
   ui.guildList.replaceChildren(
     ...chat.guildOrder.map((id) => {
       const guild = chat.guilds.get(id);
       const unread = [...guild.channels.keys()].some((c) => chat.unread.has(c));
+      const mentions = mentionsIn(app, guild.channels.keys());
       return h(
         "li",
         {},
-        h("button", {
-          type: "button",
-          class: `guild-button${unread ? " unread" : ""}`,
-          dataset: { guildId: id },
-          title: guild.name,
-          "aria-label": guild.name,
-          "aria-current": id === chat.guildId ? "true" : null,
-          text: initials(guild.name),
-        }),
+        h(
+          "button",
+          {
+            type: "button",
+            class: `guild-button${unread ? " unread" : ""}`,
+            dataset: { guildId: id },
+            title: guild.name,
+            "aria-label": mentions ? `${guild.name}, ${mentions} mention${mentions === 1 ? "" : "s"}` : guild.name,
+            "aria-current": id === chat.guildId ? "true" : null,
+          },
+          initials(guild.name),
+          mentionBadge(mentions),
+        ),
       );
     }),
   );
@@ -155,6 +164,7 @@ export function renderChannels(app) {
       },
       c.kind === "voice" ? h("span", { class: "channel-icon", innerHTML: SPEAKER_ICON }) : h("span", { class: "channel-icon", text: "#" }),
       h("span", { class: "channel-name", text: c.name }),
+      mentionBadge(chat.mentions.get(c.id) ?? 0),
     );
     const inside = c.kind === "voice" ? occupants(app, c.id) : [];
     if (c.kind === "voice" && c.user_limit) {

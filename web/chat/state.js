@@ -127,6 +127,22 @@ export function createChatState() {
     channels: new Map(),
     /** @type {Set<string>} Channels with messages not seen yet. */
     unread: new Set(),
+    /** @type {Map<string, number>} channel id -> mentions of the user not seen yet (reads.js). */
+    mentions: new Map(),
+    /** @type {Map<string, string>} channel id -> the last message read (acked). */
+    lastRead: new Map(),
+    /** @type {Set<string>} Messages the server notified the user of as mentions. */
+    notifiedMentions: new Set(),
+    /** @type {Map<string, ReturnType<typeof setTimeout>>} Acks waiting to go, by channel. */
+    ackTimers: new Map(),
+    /** @type {Map<string, number>} When each channel was last acked. */
+    ackedAt: new Map(),
+    /** @type {{channelId: string, after: string} | null} Where reading stopped in the channel opened: the divider goes after it. */
+    unreadSince: null,
+    /** @type {{start: number, end: number, selected: number, items: {insert: string, label: string, detail: string, userId?: string}[]} | null} The composer's suggestions (autocomplete.js). */
+    suggest: null,
+    /** @type {{title: string, body: string, reason: string, messageId: string, channelId: string}[]} Desktop notifications shown (for tests). */
+    shownNotifications: [],
     /** @type {Map<string, Map<string, number>>} channel id -> Map(user id -> local expiry time). */
     typing: new Map(),
     /** @type {ReturnType<typeof setTimeout> | null} */

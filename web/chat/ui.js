@@ -44,6 +44,18 @@ export function chatElements() {
     memberPanel: $("#member-panel"),
     /** @type {HTMLElement} */
     memberList: $("#member-list"),
+    /** @type {HTMLElement} */
+    autocomplete: $("#autocomplete"),
+    /** @type {HTMLButtonElement} */
+    unreadBar: $("#unread-bar"),
+    /** @type {HTMLElement} */
+    unreadBarText: $("#unread-bar-text"),
+    /** @type {HTMLElement} */
+    notifyAsk: $("#notify-ask"),
+    /** @type {HTMLButtonElement} */
+    notifyEnable: $("#notify-enable"),
+    /** @type {HTMLButtonElement} */
+    notifyDismiss: $("#notify-dismiss"),
     /** @type {HTMLButtonElement} */
     statusBtn: $("#status-btn"),
     /** @type {HTMLElement} */
