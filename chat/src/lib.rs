@@ -10,7 +10,7 @@ pub mod store;
 
 use routes::{
     api, attachments, bots, channels, dms, events, gateway, guilds, invites, members, messages,
-    presence, reads, search, voice,
+    presence, push, reads, search, voice,
 };
 use service::{auth, hub, outgoing, sessions};
 use store::blobs;
@@ -66,6 +66,9 @@ pub struct Config {
     /// Several chat nodes: the Redis that carries their events to each other. `None`:
     /// this process is the only chat node.
     pub bus: Option<service::bus::BusConfig>,
+    /// Web Push: the contact VAPID names to push services (RFC 8292 `sub`, a `mailto:` or
+    /// `https:` URL).
+    pub push_subject: String,
 }
 
 impl Config {
@@ -89,6 +92,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             outgoing: outgoing::OutgoingPolicy::default(),
             bus: None,
+            push_subject: "mailto:admin@localhost".to_owned(),
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct ChatState {
     /// Who is online and who is in which voice channel: in this process, or in the
     /// cluster's Redis.
     pub presence: Arc<service::presence::Presence>,
+    /// The VAPID key Web Push requests are signed with, derived from `config.secret`.
+    pub push_key: Option<Arc<service::push::crypto::VapidKey>>,
     /// Serializes id, insert and dispatch per channel (striped), so events leave in id
     /// order and a client catching up by id misses nothing.
     channel_locks: Arc<[tokio::sync::Mutex<()>]>,
@@ -169,6 +175,7 @@ impl ChatState {
             }
             None => service::presence::Presence::in_memory(config.presence),
         };
+        let config_secret = config.secret.clone();
         let state = ChatState {
             store,
             keys: auth::AccessKeys::new(&config.secret),
@@ -187,6 +194,9 @@ impl ChatState {
             bus,
             metrics: Arc::default(),
             presence: Arc::new(presence),
+            push_key: service::push::crypto::VapidKey::derive(&config_secret)
+                .ok()
+                .map(Arc::new),
         };
         service::presence::spawn(&state);
         if let Some(b) = state.config.bus.clone() {
@@ -302,6 +312,7 @@ pub fn router(state: ChatState) -> Router {
         .merge(messages::router(state.clone()))
         .merge(voice::router(state.clone()))
         .merge(presence::router(state.clone()))
+        .merge(push::router(state.clone()))
         .merge(reads::router(state.clone()))
         .merge(search::router(state.clone()))
         .merge(dms::router(state.clone()))

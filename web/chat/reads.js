@@ -8,6 +8,7 @@
 import { h } from "../shared/dom.js";
 import { followLink } from "./history.js";
 import { nameOf } from "./members.js";
+import { enablePush } from "./push.js";
 import { DM_KINDS, compareIds, countsUnread, findChannel } from "./state.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
@@ -238,7 +239,7 @@ export function wireNotificationAsk(app) {
     ui.notifyAsk.hidden = typeof Notification === "undefined" || Notification.permission !== "default" || localStorage.getItem("parlor.chat.notify-dismissed") === "1";
   };
   ui.notifyEnable.addEventListener("click", async () => {
-    await Notification.requestPermission();
+    if ((await Notification.requestPermission()) === "granted") enablePush(app);
     render();
   });
   ui.notifyDismiss.addEventListener("click", () => {

@@ -9,6 +9,7 @@ import { renderPending } from "./composer.js";
 import { hideInvite } from "./guilds.js";
 import { renderMain, showView } from "./main-pane.js";
 import { renderMembers } from "./members.js";
+import { disablePush, enablePush } from "./push.js";
 import { renderSearch } from "./search.js";
 import { renderChannels, renderGuilds, renderMe, renderStatus } from "./sidebar.js";
 import { cacheUser } from "./state.js";
@@ -85,6 +86,7 @@ export function enterApp(app) {
   renderMain(app);
   showView(app, "app");
   gateway.start();
+  enablePush(app);
 }
 
 /**
@@ -125,6 +127,8 @@ function resetChat(app) {
 /** @param {ChatApp} app */
 export async function signOut(app) {
   const { auth, storage } = app;
+  // While still signed in: the server forgets this browser's push subscription.
+  await disablePush(app);
   const token = storage.get(REFRESH_KEY);
   storage.remove(REFRESH_KEY);
   storage.remove(LAST_KEY);

@@ -16,6 +16,7 @@ pub mod members;
 pub mod messages;
 pub mod ops;
 pub mod presence;
+pub mod push;
 pub mod reads;
 pub mod search;
 pub mod voice;

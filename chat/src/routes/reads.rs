@@ -16,6 +16,7 @@ use crate::routes::api::{Authed, Body, Patch};
 use crate::routes::guilds::{channel_audience, in_channel, in_guild, parse_id};
 use crate::service::dispatch::{Dispatch, ReadMark};
 use crate::service::hub::Audience;
+use crate::service::push;
 use crate::service::views::MessageView;
 use crate::service::views::SettingView;
 use crate::service::views::{ChannelReadView, GuildReadView, ReadStates};
@@ -392,6 +393,7 @@ pub(crate) async fn notify(
                 message: view,
             },
         );
+        push::notify_if_away(state, away(u, reason, Some(c.guild_id), c, m));
     }
     Ok(())
 }
@@ -435,8 +437,29 @@ async fn notify_dm(
                 message: view,
             },
         );
+        push::notify_if_away(state, away(u, reason, None, c, m));
     }
     Ok(())
+}
+
+/// A notification of `m` to push to `user` if no device of theirs is connected.
+fn away(
+    user: UserId,
+    reason: &'static str,
+    guild_id: Option<GuildId>,
+    c: &Channel,
+    m: &Message,
+) -> push::Away {
+    push::Away {
+        user,
+        reason,
+        guild_id,
+        channel_id: c.id,
+        channel_name: c.name.clone(),
+        message_id: m.id,
+        author_id: m.author_id,
+        content: m.content.clone(),
+    }
 }
 
 /// Everyone the message mentions: directly, through a role, or with @everyone/@here.

@@ -14,6 +14,8 @@ pub struct ChatMetrics {
     pub bus_in: IntCounter,
     /// Gateway sessions this node took over from another (`resume` with a position).
     pub resumed_elsewhere: IntCounter,
+    /// Web Push messages a push service accepted.
+    pub pushes_sent: IntCounter,
 }
 
 impl ChatMetrics {
@@ -46,6 +48,10 @@ impl ChatMetrics {
             resumed_elsewhere: counter(
                 "parlor_chat_sessions_taken_over_total",
                 "Gateway sessions resumed here that another chat node held",
+            ),
+            pushes_sent: counter(
+                "parlor_chat_web_pushes_total",
+                "Web Push messages a push service accepted from this node",
             ),
             registry,
         }

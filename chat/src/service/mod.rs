@@ -13,6 +13,7 @@ pub mod messages;
 pub mod metrics;
 pub mod outgoing;
 pub mod presence;
+pub mod push;
 pub mod sessions;
 pub mod views;
 pub mod visibility;

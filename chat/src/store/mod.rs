@@ -12,6 +12,7 @@ pub mod guilds;
 pub mod members;
 pub mod messages;
 pub mod presence;
+pub mod push;
 pub mod reads;
 pub mod search;
 
@@ -93,6 +94,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/0007_bots_events.sql")),
     (8, include_str!("../../migrations/0008_ended_sessions.sql")),
     (9, include_str!("../../migrations/0009_presence.sql")),
+    (
+        10,
+        include_str!("../../migrations/0010_push_subscriptions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -110,6 +115,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/0007_bots_events.sql")),
     (8, include_str!("../../migrations/0008_ended_sessions.sql")),
     (9, include_str!("../../migrations/0009_presence.sql")),
+    (
+        10,
+        include_str!("../../migrations/0010_push_subscriptions.sql"),
+    ),
 ];
 
 /// The `users` columns a [`User`] is read from.

@@ -93,6 +93,10 @@ impl Memory {
         })
     }
 
+    pub fn has_device(&self, user: UserId) -> bool {
+        self.with(|s| s.users.get(&user).is_some_and(|u| !u.sessions.is_empty()))
+    }
+
     pub fn views(&self, users: &[UserId]) -> Vec<PresenceView> {
         self.with(|s| {
             users

@@ -145,6 +145,14 @@ impl Presence {
         }
     }
 
+    /// Whether any device of the user is connected (or dropped less than `grace` ago).
+    pub async fn has_device(&self, user: UserId) -> bool {
+        match &self.backend {
+            Backend::Memory(m) => m.has_device(user),
+            Backend::Redis(r) => soft(r.has_device(user).await),
+        }
+    }
+
     /// The voice states of a guild's voice channels.
     pub async fn voice_in(&self, guild: GuildId) -> Vec<VoiceState> {
         match &self.backend {

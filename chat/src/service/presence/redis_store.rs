@@ -236,6 +236,15 @@ impl RedisPresence {
         Ok(shown.and_then(|s| parse_shown(user, &s)))
     }
 
+    pub async fn has_device(&self, user: UserId) -> R<bool> {
+        let mut c = self.conn.clone();
+        let fields: Vec<String> = redis::cmd("HKEYS")
+            .arg(self.user(user))
+            .query_async(&mut c)
+            .await?;
+        Ok(fields.iter().any(|f| f.starts_with("s:")))
+    }
+
     pub async fn views(&self, users: &[UserId]) -> R<Vec<PresenceView>> {
         if users.is_empty() {
             return Ok(Vec::new());
