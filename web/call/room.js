@@ -12,6 +12,7 @@ import { queryAll } from "../shared/dom.js";
 import { setMuted, startScreenShare, stopScreenShare } from "./publish.js";
 import { leave } from "./session.js";
 import { callElements, createCall, setState } from "./state.js";
+import { wireViewing } from "./viewing.js";
 
 export { clearError, configureCall } from "./state.js";
 export { defaultSignalingUrl, fetchGuestToken, joinRoom, leave } from "./session.js";
@@ -41,6 +42,7 @@ function wireControls(call) {
   call.ui.camBtn.addEventListener("click", () => setMuted(call, "camera", !call.local.get("camera")?.muted));
   call.ui.screenBtn.addEventListener("click", () => (call.local.has("screen") ? stopScreenShare(call) : startScreenShare(call)));
   call.ui.leaveBtn.addEventListener("click", () => leave(call));
+  wireViewing(call);
   // Closing the tab leaves at once instead of waiting for the server to notice.
   addEventListener("pagehide", () => {
     if (call.state !== "joined") return;
@@ -126,6 +128,29 @@ function parlorHandle(call) {
         identity: el.dataset.identity,
         source: el.dataset.source,
       }));
+    },
+    /** Every tile and how it is shown: {key, identity, source, trackId, stage, stopped, width, height}. */
+    tiles() {
+      return queryAll(call.ui.tiles, ".tile").map((el) => {
+        const r = el.getBoundingClientRect();
+        return {
+          key: el.dataset.key,
+          identity: el.dataset.identity,
+          source: el.dataset.source,
+          trackId: el.dataset.trackId ?? null,
+          stage: el.classList.contains("stage"),
+          stopped: el.classList.contains("stopped"),
+          width: Math.round(r.width),
+          height: Math.round(r.height),
+        };
+      });
+    },
+    get deafened() {
+      return call.deafened;
+    },
+    /** Each remote audio element's state: {trackId, muted, volume}. */
+    audio() {
+      return [...call.audios].map(([trackId, a]) => ({ trackId, muted: a.muted, volume: a.volume }));
     },
     leave: () => leave(call),
   };

@@ -53,6 +53,18 @@ export function callElements() {
     screenBtn: $("#screen-btn"),
     /** @type {HTMLButtonElement} */
     leaveBtn: $("#leave-btn"),
+    /** @type {HTMLButtonElement} */
+    deafenBtn: $("#deafen-btn"),
+    /** @type {HTMLButtonElement} */
+    devicesBtn: $("#devices-btn"),
+    /** @type {HTMLElement} */
+    devicesPanel: $("#devices-panel"),
+    /** @type {HTMLSelectElement} */
+    micSelect: $("#mic-select"),
+    /** @type {HTMLSelectElement} */
+    camSelect: $("#cam-select"),
+    /** @type {HTMLSelectElement} */
+    speakerSelect: $("#speaker-select"),
   };
 }
 
@@ -113,6 +125,18 @@ export function createCall(ui) {
     tiles: new Map(),
     /** @type {Map<string, HTMLAudioElement>} <audio> elements by track_id. */
     audios: new Map(),
+    /** @type {string | null} The tile shown large (its key), by the user's choice. */
+    focus: null,
+    /** @type {Set<string>} Video tracks we stopped watching (paused at the server). */
+    stopped: new Set(),
+    /** @type {Map<string, number>} Volume per participant, 0–1 (absent: 1). */
+    volumes: new Map(),
+    /** We hear nothing (and our microphone is muted). */
+    deafened: false,
+    /** The microphone was muted before deafening: undeafening leaves it so. */
+    mutedBeforeDeafen: false,
+    /** The audio output chosen ("" for the default). */
+    speakerId: "",
   };
 }
 
@@ -132,6 +156,13 @@ export function configureCall(call, pageHooks) {
  */
 export function setState(call, state) {
   call.state = state;
+  if (state !== "joined" && state !== "joining") {
+    // A new call starts with everything in view and audible.
+    call.focus = null;
+    call.stopped.clear();
+    call.deafened = false;
+    call.ui.devicesPanel.hidden = true;
+  }
   call.hooks.onState(state);
   setStatus(call, { joining: "Connecting…", joined: "Connected", left: "You left the room" }[state] ?? "");
   render(call);

@@ -8,9 +8,10 @@ import { tileElement } from "./markup.js";
 
 /** @typedef {import("./state.js").Call} Call */
 /**
- * What a tile shows.
+ * What a tile shows; `trackId` is the remote video track's (null for ours).
  * @typedef {{identity: string, name: string, source: string, local: boolean,
- *   track: MediaStreamTrack | null, videoOff: boolean, micMuted: boolean}} Tile
+ *   track: MediaStreamTrack | null, videoOff: boolean, micMuted: boolean,
+ *   trackId?: string | null}} Tile
  */
 /** @typedef {HTMLElement & {videoTrack?: MediaStreamTrack | null}} TileElement */
 
@@ -76,6 +77,7 @@ function wantedTiles(call) {
       track: camTrack,
       videoOff: !camTrack || camInfo.muted,
       micMuted: !micInfo || micInfo.muted,
+      trackId: camInfo?.track_id ?? null,
     });
     for (const screenInfo of tracks.filter((t) => t.source === "screen")) {
       const track = receivedTrack(call, screenInfo.track_id);
@@ -87,6 +89,7 @@ function wantedTiles(call) {
         track,
         videoOff: !track || screenInfo.muted,
         micMuted: false,
+        trackId: screenInfo.track_id,
       });
     }
   }
@@ -109,11 +112,39 @@ export function render(call) {
       call.tiles.set(key, el);
       call.ui.tiles.append(el);
     }
-    updateTile(call, el, tile);
+    updateTile(call, el, tile, key);
   }
+  if (call.focus && !wanted.has(call.focus)) call.focus = null;
+  layoutTiles(call);
   renderAudio(call);
   updateControls(call);
   call.hooks.onRender();
+}
+
+/**
+ * The tiles fill the space: as a grid of equal tiles as large as fits, or, with a tile in
+ * focus or a screen shared, that one large on a stage and the rest in a strip below.
+ * @param {Call} call
+ */
+export function layoutTiles(call) {
+  const box = call.ui.tiles;
+  const tiles = [...call.tiles.values()];
+  const stage = (call.focus && call.tiles.get(call.focus)) || tiles.find((t) => t.dataset.source === "screen") || null;
+  for (const t of tiles) t.classList.toggle("stage", t === stage);
+  box.classList.toggle("staged", Boolean(stage));
+  if (stage || tiles.length === 0) return;
+  const gap = 12;
+  const width = box.clientWidth - 32;
+  const height = box.clientHeight - 32;
+  if (width <= 0 || height <= 0) return;
+  let best = { cols: 1, w: 0 };
+  for (let cols = 1; cols <= tiles.length; cols += 1) {
+    const rows = Math.ceil(tiles.length / cols);
+    const w = Math.min((width - gap * (cols - 1)) / cols, ((height - gap * (rows - 1)) / rows) * (16 / 9));
+    if (w > best.w) best = { cols, w };
+  }
+  box.style.setProperty("--cols", String(best.cols));
+  box.style.setProperty("--tile-w", `${Math.max(120, Math.floor(best.w))}px`);
 }
 
 /**
@@ -135,8 +166,21 @@ function createTile(call, tile) {
  * @param {Call} call
  * @param {TileElement} el
  * @param {Tile} tile
+ * @param {string} key
  */
-function updateTile(call, el, tile) {
+function updateTile(call, el, tile, key) {
+  el.dataset.key = key;
+  if (tile.trackId) el.dataset.trackId = tile.trackId;
+  else delete el.dataset.trackId;
+  el.classList.toggle("focused", call.focus === key);
+  el.classList.toggle("stopped", Boolean(tile.trackId && call.stopped.has(tile.trackId)));
+  const volume = /** @type {HTMLInputElement} */ (el.querySelector(".tile-volume"));
+  volume.hidden = tile.local || tile.source !== "camera";
+  volume.setAttribute("aria-label", `Volume of ${tile.name}`);
+  const percent = String(Math.round((call.volumes.get(tile.identity) ?? 1) * 100));
+  if (volume.value !== percent && document.activeElement !== volume) volume.value = percent;
+  /** @type {HTMLElement} */ (el.querySelector('[data-tile-action="stop-watching"]')).hidden = tile.local;
+  /** @type {HTMLElement} */ (el.querySelector('[data-tile-action="focus"]')).textContent = call.focus === key ? "Unfocus" : "Focus";
   const label = tile.source === "screen" ? `${tile.name}'s screen` : tile.name;
   const nameEl = /** @type {HTMLElement} */ (el.querySelector(".name"));
   if (nameEl.textContent !== label) nameEl.textContent = label;
@@ -182,6 +226,14 @@ function renderAudio(call) {
     audio.play().catch(() => {}); // autoplay may wait for a user gesture
     call.audios.set(trackId, audio);
   }
+  // What each one plays at: deafened, nothing; else the volume chosen for its speaker.
+  for (const [trackId, audio] of call.audios) {
+    const who = call.remoteTracks.get(trackId)?.participant;
+    audio.muted = call.deafened;
+    audio.volume = Math.min(1, Math.max(0, call.volumes.get(who) ?? 1));
+    const sink = /** @type {any} */ (audio);
+    if (typeof sink.setSinkId === "function" && sink.sinkId !== call.speakerId) sink.setSinkId(call.speakerId).catch(() => {});
+  }
 }
 
 /** @param {Call} call */
@@ -198,4 +250,7 @@ function updateControls(call) {
   call.ui.screenBtn.disabled = !navigator.mediaDevices?.getDisplayMedia || !mayPublish(call, "screen");
   call.ui.screenBtn.textContent = sharing ? "Stop sharing" : "Share screen";
   call.ui.screenBtn.setAttribute("aria-pressed", String(sharing));
+  call.ui.deafenBtn.textContent = call.deafened ? "Undeafen" : "Deafen";
+  call.ui.deafenBtn.setAttribute("aria-pressed", String(call.deafened));
+  call.ui.deafenBtn.disabled = call.state !== "joined";
 }

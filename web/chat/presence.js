@@ -292,7 +292,7 @@ function voiceStateOfCall(app) {
   return {
     channel_id: chat.voiceChannelId,
     self_mute: !on("microphone"),
-    self_deaf: false,
+    self_deaf: call.deafened,
     self_video: on("camera"),
     self_stream: call.local.has("screen"),
     speaking: call.speakers.has(call.identity),
