@@ -30,6 +30,12 @@ if ! command -v moto_server >/dev/null; then
   hash -r
 fi
 
+# Password resets are tested against a real SMTP server, aiosmtpd from PyPI.
+if ! python3 -c "import aiosmtpd" 2>/dev/null; then
+  echo "==> installing aiosmtpd"
+  pip3 install -q aiosmtpd || pip3 install -q --break-system-packages aiosmtpd
+fi
+
 # The chat store's tests run on both SQLite and the Postgres at 127.0.0.1:5432 (database
 # `test`, trust auth). Start it if it is down; install it if the machine has none.
 ensure_postgres() {

@@ -332,6 +332,21 @@ fn chat_config(
     if let Some(d) = ms("PARLOR_PRESENCE_GRACE_MS")? {
         config.presence.grace = d;
     }
+    // The SMTP relay password-reset codes go out through.
+    if let Ok(url) = std::env::var("PARLOR_SMTP_URL") {
+        config.smtp = Some(parlor_chat::service::mail::SmtpConfig {
+            url,
+            from: std::env::var("PARLOR_SMTP_FROM")
+                .unwrap_or_else(|_| "Parlor <no-reply@localhost>".to_owned()),
+        });
+    }
+    // The contact Web Push services see in VAPID tokens (RFC 8292): an operator's address.
+    if let Ok(v) = std::env::var("PARLOR_VAPID_SUBJECT") {
+        if !(v.starts_with("mailto:") || v.starts_with("https://")) {
+            anyhow::bail!("PARLOR_VAPID_SUBJECT is a mailto: or https: URL");
+        }
+        config.push_subject = v;
+    }
     // Load tests lift the per-user and per-IP request limits.
     if std::env::var("PARLOR_CHAT_RATE_LIMITS").as_deref() == Ok("off") {
         config.user_rate = None;

@@ -10,7 +10,7 @@ pub mod store;
 
 use routes::{
     api, attachments, bots, channels, dms, events, gateway, guilds, invites, members, messages,
-    presence, push, reads, search, voice,
+    presence, push, reads, recovery, search, voice,
 };
 use service::{auth, hub, outgoing, sessions};
 use store::blobs;
@@ -69,6 +69,8 @@ pub struct Config {
     /// Web Push: the contact VAPID names to push services (RFC 8292 `sub`, a `mailto:` or
     /// `https:` URL).
     pub push_subject: String,
+    /// The SMTP relay password-reset codes go out through; without it, resets are refused.
+    pub smtp: Option<service::mail::SmtpConfig>,
 }
 
 impl Config {
@@ -93,6 +95,7 @@ impl Config {
             outgoing: outgoing::OutgoingPolicy::default(),
             bus: None,
             push_subject: "mailto:admin@localhost".to_owned(),
+            smtp: None,
         }
     }
 }
@@ -125,6 +128,10 @@ pub struct ChatState {
     pub presence: Arc<service::presence::Presence>,
     /// The VAPID key Web Push requests are signed with, derived from `config.secret`.
     pub push_key: Option<Arc<service::push::crypto::VapidKey>>,
+    /// Sends password-reset codes (`config.smtp`).
+    pub mailer: Option<Arc<service::mail::Mailer>>,
+    /// Password-reset requests and attempts per address.
+    pub reset_limit: Arc<parlor_edge::KeyedLimit<String>>,
     /// Serializes id, insert and dispatch per channel (striped), so events leave in id
     /// order and a client catching up by id misses nothing.
     channel_locks: Arc<[tokio::sync::Mutex<()>]>,
@@ -176,6 +183,12 @@ impl ChatState {
             None => service::presence::Presence::in_memory(config.presence),
         };
         let config_secret = config.secret.clone();
+        let mailer = match &config.smtp {
+            Some(s) => Some(Arc::new(
+                service::mail::Mailer::new(s).map_err(store::StoreError::Files)?,
+            )),
+            None => None,
+        };
         let state = ChatState {
             store,
             keys: auth::AccessKeys::new(&config.secret),
@@ -197,6 +210,9 @@ impl ChatState {
             push_key: service::push::crypto::VapidKey::derive(&config_secret)
                 .ok()
                 .map(Arc::new),
+            mailer,
+            // Bursts of 5, then 5 an hour.
+            reset_limit: Arc::new(parlor_edge::KeyedLimit::new(5.0, 5.0 / 3600.0)),
         };
         service::presence::spawn(&state);
         if let Some(b) = state.config.bus.clone() {
@@ -313,6 +329,7 @@ pub fn router(state: ChatState) -> Router {
         .merge(voice::router(state.clone()))
         .merge(presence::router(state.clone()))
         .merge(push::router(state.clone()))
+        .merge(recovery::router(state.clone()))
         .merge(reads::router(state.clone()))
         .merge(search::router(state.clone()))
         .merge(dms::router(state.clone()))

@@ -10,6 +10,7 @@ import { hideInvite } from "./guilds.js";
 import { renderMain, showView } from "./main-pane.js";
 import { renderMembers } from "./members.js";
 import { disablePush, enablePush } from "./push.js";
+import { wireReset } from "./recovery.js";
 import { renderSearch } from "./search.js";
 import { renderChannels, renderGuilds, renderMe, renderStatus } from "./sidebar.js";
 import { cacheUser } from "./state.js";
@@ -31,6 +32,7 @@ export function setAuthMode(app, mode) {
   ui.authSwitchText.textContent = signup ? "Already have an account?" : "Need an account?";
   ui.authSwitch.textContent = signup ? "Sign in" : "Create one";
   ui.displayNameField.hidden = !signup;
+  ui.forgotRow.hidden = signup;
   ui.authPassword.autocomplete = signup ? "new-password" : "current-password";
   ui.authForm.dataset.mode = mode;
   showAuthError(app, null);
@@ -62,6 +64,7 @@ export async function onAuthSubmit(app, event) {
   const password = ui.authPassword.value;
   const body = { username, password };
   if (chat.authMode === "signup" && ui.authDisplayName.value.trim()) body.display_name = ui.authDisplayName.value.trim();
+  if (chat.authMode === "signup" && ui.authEmail.value.trim()) body.email = ui.authEmail.value.trim();
   ui.authSubmit.disabled = true;
   showAuthError(app, null);
   try {
@@ -134,6 +137,8 @@ export async function signOut(app) {
   storage.remove(LAST_KEY);
   resetChat(app);
   auth.clear();
+  // Whoever comes next most likely has an account.
+  app.chat.authMode = "signin";
   showSignIn(app);
   if (token) http("POST", "/auth/logout", { refresh_token: token }).catch(() => {});
 }
@@ -162,6 +167,7 @@ export function wireSignIn(app) {
   const { chat, ui, auth } = app;
   ui.authForm.addEventListener("submit", (event) => onAuthSubmit(app, event));
   ui.authSwitch.addEventListener("click", () => setAuthMode(app, chat.authMode === "signin" ? "signup" : "signin"));
+  wireReset(app);
   ui.logoutBtn.addEventListener("click", () => signOut(app));
   auth.onLost = () => {
     resetChat(app);

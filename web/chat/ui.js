@@ -24,6 +24,32 @@ export function chatElements() {
     authDisplayName: $("#auth-display-name"),
     /** @type {HTMLElement} */
     displayNameField: $("#display-name-field"),
+    /** @type {HTMLInputElement} */
+    authEmail: $("#auth-email"),
+    /** @type {HTMLElement} */
+    forgotRow: $("#forgot-row"),
+    /** @type {HTMLButtonElement} */
+    forgotBtn: $("#forgot-btn"),
+    /** @type {HTMLFormElement} */
+    resetForm: $("#reset-form"),
+    /** @type {HTMLElement} */
+    resetHint: $("#reset-hint"),
+    /** @type {HTMLInputElement} */
+    resetEmail: $("#reset-email"),
+    /** @type {HTMLElement} */
+    resetCodeFields: $("#reset-code-fields"),
+    /** @type {HTMLInputElement} */
+    resetCode: $("#reset-code"),
+    /** @type {HTMLInputElement} */
+    resetPassword: $("#reset-password"),
+    /** @type {HTMLElement} */
+    resetError: $("#reset-error"),
+    /** @type {HTMLElement} */
+    resetInfo: $("#reset-info"),
+    /** @type {HTMLButtonElement} */
+    resetSubmit: $("#reset-submit"),
+    /** @type {HTMLButtonElement} */
+    resetBack: $("#reset-back"),
     /** @type {HTMLElement} */
     authError: $("#auth-error"),
     /** @type {HTMLButtonElement} */

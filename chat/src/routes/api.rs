@@ -35,7 +35,7 @@ pub fn router(state: ChatState) -> Router {
         .with_state(state)
 }
 
-fn limit_auth(state: &ChatState, ip: IpAddr) -> Result<(), ChatError> {
+pub(crate) fn limit_auth(state: &ChatState, ip: IpAddr) -> Result<(), ChatError> {
     match &state.auth_limit {
         Some(l) => l
             .check(&ip)
@@ -59,6 +59,9 @@ pub struct Register {
     pub password: String,
     #[serde(default)]
     pub display_name: Option<String>,
+    /// For password resets; optional.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 fn check_username(u: &str) -> Result<(), ChatError> {
@@ -73,7 +76,7 @@ fn check_username(u: &str) -> Result<(), ChatError> {
     })
 }
 
-fn check_password(p: &str) -> Result<(), ChatError> {
+pub(crate) fn check_password(p: &str) -> Result<(), ChatError> {
     ((8..=256).contains(&p.chars().count()))
         .then_some(())
         .ok_or_else(|| ChatError::bad_request("invalid_password", "passwords are 8-256 characters"))
@@ -99,7 +102,7 @@ fn argon2_permits() -> &'static tokio::sync::Semaphore {
     })
 }
 
-async fn hash(password: String) -> Result<String, ChatError> {
+pub(crate) async fn hash(password: String) -> Result<String, ChatError> {
     let _permit = argon2_permits()
         .acquire()
         .await
@@ -111,7 +114,7 @@ async fn hash(password: String) -> Result<String, ChatError> {
         .map_err(ChatError::Internal)
 }
 
-async fn verify(password: String, hash: String) -> Result<bool, ChatError> {
+pub(crate) async fn verify(password: String, hash: String) -> Result<bool, ChatError> {
     let _permit = argon2_permits()
         .acquire()
         .await
@@ -147,6 +150,24 @@ async fn register(
     check_username(&req.username)?;
     check_password(&req.password)?;
     let display_name = clean_display_name(req.display_name.as_deref().unwrap_or(&req.username))?;
+    let email = match req
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        Some(e) => Some(crate::routes::recovery::clean_email(e)?),
+        None => None,
+    };
+    if let Some(e) = &email
+        && state.store.user_by_email(e).await?.is_some()
+    {
+        return Err(ChatError::new(
+            StatusCode::CONFLICT,
+            "email_taken",
+            "another account has that address",
+        ));
+    }
     let user = User {
         id: state.ids.next(),
         username: req.username,
@@ -165,6 +186,13 @@ async fn register(
         ),
         e => e.into(),
     })?;
+    if let Some(e) = &email
+        && let Err(err) = state.store.set_email(user.id, e, None).await
+    {
+        // Taken meanwhile by another sign-up: the account stands without it, and the
+        // address can be set later.
+        tracing::warn!(error = %err, "registering an address");
+    }
     let session = issue(&state, &user, &auth::random_token()).await?;
     Ok((StatusCode::CREATED, Json(session)))
 }

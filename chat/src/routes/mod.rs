@@ -18,5 +18,6 @@ pub mod ops;
 pub mod presence;
 pub mod push;
 pub mod reads;
+pub mod recovery;
 pub mod search;
 pub mod voice;

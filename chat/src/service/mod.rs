@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bus;
 pub mod dispatch;
 pub mod hub;
+pub mod mail;
 pub mod mentions;
 pub mod messages;
 pub mod metrics;

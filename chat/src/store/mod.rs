@@ -14,6 +14,7 @@ pub mod messages;
 pub mod presence;
 pub mod push;
 pub mod reads;
+pub mod recovery;
 pub mod search;
 
 use crate::model::UserId;
@@ -98,6 +99,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/0010_push_subscriptions.sql"),
     ),
+    (11, include_str!("../../migrations/0011_email_recovery.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -119,6 +121,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/0010_push_subscriptions.sql"),
     ),
+    (11, include_str!("../../migrations/0011_email_recovery.sql")),
 ];
 
 /// The `users` columns a [`User`] is read from.
