@@ -30,11 +30,14 @@ if ! command -v moto_server >/dev/null; then
   hash -r
 fi
 
-# Password resets are tested against a real SMTP server, aiosmtpd from PyPI.
-if ! python3 -c "import aiosmtpd" 2>/dev/null; then
-  echo "==> installing aiosmtpd"
-  pip3 install -q aiosmtpd || pip3 install -q --break-system-packages aiosmtpd
-fi
+# Password resets are tested against a real SMTP server (aiosmtpd), and sign-in with
+# OpenID Connect against a real provider (oidc-provider-mock), both from PyPI.
+for pkg in aiosmtpd:aiosmtpd oidc_provider_mock:oidc-provider-mock; do
+  if ! python3 -c "import ${pkg%%:*}" 2>/dev/null; then
+    echo "==> installing ${pkg##*:}"
+    pip3 install -q "${pkg##*:}" || pip3 install -q --break-system-packages "${pkg##*:}"
+  fi
+done
 
 # The chat store's tests run on both SQLite and the Postgres at 127.0.0.1:5432 (database
 # `test`, trust auth). Start it if it is down; install it if the machine has none.

@@ -332,6 +332,14 @@ fn chat_config(
     if let Some(d) = ms("PARLOR_PRESENCE_GRACE_MS")? {
         config.presence.grace = d;
     }
+    // OpenID Connect providers: a JSON list of {id, name, issuer, client_id, client_secret}.
+    if let Ok(v) = std::env::var("PARLOR_OIDC") {
+        config.oidc = parlor_chat::service::oidc::parse_providers(&v)
+            .map_err(|e| anyhow::anyhow!("PARLOR_OIDC: {e}"))?;
+    }
+    if let Ok(v) = std::env::var("PARLOR_PUBLIC_URL") {
+        config.public_url = Some(v);
+    }
     // The SMTP relay password-reset codes go out through.
     if let Ok(url) = std::env::var("PARLOR_SMTP_URL") {
         config.smtp = Some(parlor_chat::service::mail::SmtpConfig {

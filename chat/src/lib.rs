@@ -10,7 +10,7 @@ pub mod store;
 
 use routes::{
     api, attachments, bots, channels, dms, events, gateway, guilds, invites, members, messages,
-    presence, push, reads, recovery, search, voice,
+    oidc, presence, push, reads, recovery, search, voice,
 };
 use service::{auth, hub, outgoing, sessions};
 use store::blobs;
@@ -71,6 +71,11 @@ pub struct Config {
     pub push_subject: String,
     /// The SMTP relay password-reset codes go out through; without it, resets are refused.
     pub smtp: Option<service::mail::SmtpConfig>,
+    /// OpenID Connect providers people may sign in with.
+    pub oidc: Vec<service::oidc::OidcProvider>,
+    /// Where people reach this server (`https://chat.example.com`): sign-in redirects
+    /// name it. Without it, the request's host over http.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -96,6 +101,8 @@ impl Config {
             bus: None,
             push_subject: "mailto:admin@localhost".to_owned(),
             smtp: None,
+            oidc: Vec::new(),
+            public_url: None,
         }
     }
 }
@@ -132,6 +139,8 @@ pub struct ChatState {
     pub mailer: Option<Arc<service::mail::Mailer>>,
     /// Password-reset requests and attempts per address.
     pub reset_limit: Arc<parlor_edge::KeyedLimit<String>>,
+    /// OpenID Connect providers, with their discovery documents and keys.
+    pub oidc: Arc<service::oidc::Oidc>,
     /// Serializes id, insert and dispatch per channel (striped), so events leave in id
     /// order and a client catching up by id misses nothing.
     channel_locks: Arc<[tokio::sync::Mutex<()>]>,
@@ -183,6 +192,7 @@ impl ChatState {
             None => service::presence::Presence::in_memory(config.presence),
         };
         let config_secret = config.secret.clone();
+        let config_oidc = config.oidc.clone();
         let mailer = match &config.smtp {
             Some(s) => Some(Arc::new(
                 service::mail::Mailer::new(s).map_err(store::StoreError::Files)?,
@@ -211,6 +221,7 @@ impl ChatState {
                 .ok()
                 .map(Arc::new),
             mailer,
+            oidc: Arc::new(service::oidc::Oidc::new(config_oidc)),
             // Bursts of 5, then 5 an hour.
             reset_limit: Arc::new(parlor_edge::KeyedLimit::new(5.0, 5.0 / 3600.0)),
         };
@@ -330,6 +341,7 @@ pub fn router(state: ChatState) -> Router {
         .merge(presence::router(state.clone()))
         .merge(push::router(state.clone()))
         .merge(recovery::router(state.clone()))
+        .merge(oidc::router(state.clone()))
         .merge(reads::router(state.clone()))
         .merge(search::router(state.clone()))
         .merge(dms::router(state.clone()))

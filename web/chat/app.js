@@ -21,6 +21,7 @@ import { wireDialogs } from "./dialogs.js";
 import { wireDrawer } from "./drawer.js";
 import { wireRoutes } from "./route.js";
 import { onDispatch, onReady } from "./dispatch.js";
+import { finishOidc, renderProviders, wireOidcLink } from "./oidc.js";
 import { Gateway } from "./gateway.js";
 import { wireInvites } from "./guilds.js";
 import { followLink } from "./history.js";
@@ -147,6 +148,21 @@ export async function startChat(app) {
   setAuthMode(app, "signin");
   chat.pendingInvite = new URLSearchParams(location.search).get("invite");
   renderStatus(app);
+  renderProviders(app);
+  const adopt = (/** @type {any} */ session) => {
+    auth.adopt(session);
+    enterApp(app);
+  };
+  wireOidcLink(app, adopt);
+  const fromProvider = await finishOidc(app, (message, code) => showSignIn(app, message, code));
+  if (fromProvider) {
+    adopt(fromProvider);
+    return;
+  }
+  if (!app.ui.oidcLink.hidden) {
+    showView(app, "auth");
+    return;
+  }
   if (storage.get(REFRESH_KEY)) {
     showView(app, "loading");
     try {

@@ -146,11 +146,12 @@ export async function signOut(app) {
 /**
  * @param {ChatApp} app
  * @param {string | null} [message]
+ * @param {string} [code] the error code behind it
  */
-export function showSignIn(app, message = null) {
+export function showSignIn(app, message = null, code = "session_ended") {
   const { chat, ui } = app;
   setAuthMode(app, chat.authMode);
-  if (message) showAuthError(app, new ApiError("session_ended", message));
+  if (message) showAuthError(app, new ApiError(code, message));
   ui.authHint.textContent = chat.pendingInvite
     ? "Sign in or create an account to accept your invite."
     : "Sign in to Parlor, or create an account.";

@@ -30,6 +30,18 @@ export function chatElements() {
     forgotRow: $("#forgot-row"),
     /** @type {HTMLButtonElement} */
     forgotBtn: $("#forgot-btn"),
+    /** @type {HTMLElement} */
+    oidcProviders: $("#oidc-providers"),
+    /** @type {HTMLFormElement} */
+    oidcLink: $("#oidc-link"),
+    /** @type {HTMLElement} */
+    oidcLinkText: $("#oidc-link-text"),
+    /** @type {HTMLInputElement} */
+    oidcLinkPassword: $("#oidc-link-password"),
+    /** @type {HTMLElement} */
+    oidcLinkError: $("#oidc-link-error"),
+    /** @type {HTMLButtonElement} */
+    oidcLinkCreate: $("#oidc-link-create"),
     /** @type {HTMLFormElement} */
     resetForm: $("#reset-form"),
     /** @type {HTMLElement} */

@@ -82,7 +82,7 @@ pub(crate) fn check_password(p: &str) -> Result<(), ChatError> {
         .ok_or_else(|| ChatError::bad_request("invalid_password", "passwords are 8-256 characters"))
 }
 
-fn clean_display_name(n: &str) -> Result<String, ChatError> {
+pub(crate) fn clean_display_name(n: &str) -> Result<String, ChatError> {
     let n: String = n.trim().chars().filter(|c| !c.is_control()).collect();
     if n.is_empty() || n.chars().count() > 64 {
         return Err(ChatError::bad_request(
@@ -125,7 +125,11 @@ pub(crate) async fn verify(password: String, hash: String) -> Result<bool, ChatE
 }
 
 /// Issues an access token and a refresh token in `family` (a new family per login).
-async fn issue(state: &ChatState, user: &User, family: &str) -> Result<Session, ChatError> {
+pub(crate) async fn issue(
+    state: &ChatState,
+    user: &User,
+    family: &str,
+) -> Result<Session, ChatError> {
     let refresh = auth::random_token();
     let expires = now_ms() + state.config.refresh_ttl.as_millis() as i64;
     state

@@ -14,6 +14,7 @@ pub mod guilds;
 pub mod invites;
 pub mod members;
 pub mod messages;
+pub mod oidc;
 pub mod ops;
 pub mod presence;
 pub mod push;

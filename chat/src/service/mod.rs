@@ -12,6 +12,7 @@ pub mod mail;
 pub mod mentions;
 pub mod messages;
 pub mod metrics;
+pub mod oidc;
 pub mod outgoing;
 pub mod presence;
 pub mod push;

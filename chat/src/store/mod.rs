@@ -11,6 +11,7 @@ pub mod events;
 pub mod guilds;
 pub mod members;
 pub mod messages;
+pub mod oidc;
 pub mod presence;
 pub mod push;
 pub mod reads;
@@ -100,6 +101,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/0010_push_subscriptions.sql"),
     ),
     (11, include_str!("../../migrations/0011_email_recovery.sql")),
+    (12, include_str!("../../migrations/0012_oidc.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -122,6 +124,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/0010_push_subscriptions.sql"),
     ),
     (11, include_str!("../../migrations/0011_email_recovery.sql")),
+    (12, include_str!("../../migrations/0012_oidc.sql")),
 ];
 
 /// The `users` columns a [`User`] is read from.
