@@ -10,7 +10,7 @@ pub mod store;
 
 use routes::{
     api, attachments, bots, channels, dms, events, gateway, guilds, invites, members, messages,
-    oidc, presence, push, reads, recovery, search, voice,
+    oidc, presence, push, reads, recovery, relationships, search, voice,
 };
 use service::{auth, hub, outgoing, sessions};
 use store::blobs;
@@ -342,6 +342,7 @@ pub fn router(state: ChatState) -> Router {
         .merge(push::router(state.clone()))
         .merge(recovery::router(state.clone()))
         .merge(oidc::router(state.clone()))
+        .merge(relationships::router(state.clone()))
         .merge(reads::router(state.clone()))
         .merge(search::router(state.clone()))
         .merge(dms::router(state.clone()))

@@ -94,6 +94,8 @@ pub enum EventKind {
     TypingStart,
     PresenceUpdate,
     VoiceStateUpdate,
+    RelationshipUpdate,
+    RelationshipRemove,
 }
 
 impl EventKind {
@@ -135,6 +137,8 @@ impl EventKind {
             EventKind::TypingStart => "typing_start",
             EventKind::PresenceUpdate => "presence_update",
             EventKind::VoiceStateUpdate => "voice_state_update",
+            EventKind::RelationshipUpdate => "relationship_update",
+            EventKind::RelationshipRemove => "relationship_remove",
         }
     }
 

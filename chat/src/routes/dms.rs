@@ -58,15 +58,23 @@ fn unknown_user() -> ChatError {
     ChatError::new(StatusCode::NOT_FOUND, "unknown_user", "no such user")
 }
 
-/// Someone the caller may message: a user who shares a guild with them.
+/// Someone the caller may message: a friend, or a user who shares a guild with them; and
+/// neither has blocked the other.
 async fn reachable(state: &ChatState, user: UserId, other: &str) -> Result<UserId, ChatError> {
     let id = parse_id(other, "unknown_user")?;
     state.store.user(id).await?.ok_or_else(unknown_user)?;
-    if id != user && !state.store.share_guild(user, id).await? {
+    if id == user {
+        return Ok(id);
+    }
+    let friends = state.store.relation(user, id).await?
+        == Some(crate::store::relationships::Relation::Friend);
+    if state.store.blocked_between(user, id).await?
+        || !(friends || state.store.share_guild(user, id).await?)
+    {
         return Err(ChatError::new(
             StatusCode::FORBIDDEN,
             "not_reachable",
-            "you can message people you share a guild with",
+            "you can message your friends and people you share a guild with",
         ));
     }
     Ok(id)

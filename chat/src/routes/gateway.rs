@@ -540,11 +540,21 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         .collect();
     let session_id = auth::random_token();
     presence::connected(state, user_id, &session_id).await;
-    let co_members = state
+    let mut co_members = state
         .store
         .co_members(user_id, READY_PRESENCE_USERS)
         .await
         .map_err(|e| internal(e.into()))?;
+    let relationships = crate::routes::relationships::relations_of(state, user_id)
+        .await
+        .map_err(internal)?;
+    for r in relationships.iter().filter(|r| r.kind == "friend") {
+        if let Ok(id) = r.user.id.parse::<i64>() {
+            co_members.push(crate::model::UserId(id));
+        }
+    }
+    co_members.sort_unstable();
+    co_members.dedup();
     let presences = state.presence.views(&co_members).await;
     let position = match &state.bus {
         Some(bus) => {
@@ -571,6 +581,7 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
         notification_settings,
         presences,
         voice_states,
+        relationships,
         presence: state
             .store
             .presence_pref(user_id)

@@ -210,6 +210,17 @@ async fn send_message(
         ));
     }
     require(p, send_permission(&c))?;
+    // A block on either side stops a one-to-one DM.
+    if c.kind == crate::model::ChannelKind::Dm
+        && let Some(other) = c.recipients.iter().find(|r| **r != user)
+        && state.store.blocked_between(user, *other).await?
+    {
+        return Err(ChatError::new(
+            StatusCode::FORBIDDEN,
+            "not_reachable",
+            "this message could not be delivered",
+        ));
+    }
     // `/command args` for a bot in this guild starts an interaction instead.
     if req.attachments.is_empty()
         && let Some(interaction) =

@@ -20,5 +20,6 @@ pub mod presence;
 pub mod push;
 pub mod reads;
 pub mod recovery;
+pub mod relationships;
 pub mod search;
 pub mod voice;

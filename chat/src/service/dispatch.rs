@@ -111,6 +111,12 @@ pub(crate) enum Dispatch<'a> {
     PresenceUpdate(&'a PresenceView),
     /// A member joined, changed or (with no channel) left a voice channel.
     VoiceStateUpdate(&'a VoiceStateView),
+    /// Someone is now a friend, a request or blocked, to the user.
+    RelationshipUpdate(&'a crate::service::views::RelationView),
+    RelationshipRemove {
+        #[serde(serialize_with = "string")]
+        user_id: UserId,
+    },
 }
 
 /// A new session's state.
@@ -128,6 +134,8 @@ pub(crate) struct Ready<'a> {
     pub(crate) presences: Vec<PresenceView>,
     /// Who is in the voice channels the user can see.
     pub(crate) voice_states: Vec<VoiceStateView>,
+    /// Friends, friend requests and blocks.
+    pub(crate) relationships: Vec<crate::service::views::RelationView>,
     /// What the user chose to show (status and custom status).
     pub(crate) presence: Pref,
 }
@@ -223,6 +231,8 @@ impl Dispatch<'_> {
             Dispatch::TypingStart { .. } => EventKind::TypingStart,
             Dispatch::PresenceUpdate(_) => EventKind::PresenceUpdate,
             Dispatch::VoiceStateUpdate(_) => EventKind::VoiceStateUpdate,
+            Dispatch::RelationshipUpdate(_) => EventKind::RelationshipUpdate,
+            Dispatch::RelationshipRemove { .. } => EventKind::RelationshipRemove,
         }
     }
 }

@@ -319,3 +319,12 @@ pub(crate) struct InteractionUser {
     pub(crate) username: Option<String>,
     pub(crate) display_name: Option<String>,
 }
+
+/// What another user is to the user: a friend, a request either way, or blocked.
+#[derive(Debug, Serialize)]
+pub struct RelationView {
+    pub user: UserView,
+    /// `friend`, `outgoing` (you asked), `incoming` (they asked) or `blocked`.
+    pub kind: &'static str,
+    pub since: i64,
+}

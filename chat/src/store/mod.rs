@@ -16,6 +16,7 @@ pub mod presence;
 pub mod push;
 pub mod reads;
 pub mod recovery;
+pub mod relationships;
 pub mod search;
 
 use crate::model::UserId;
@@ -102,6 +103,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (11, include_str!("../../migrations/0011_email_recovery.sql")),
     (12, include_str!("../../migrations/0012_oidc.sql")),
+    (13, include_str!("../../migrations/0013_relationships.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -125,6 +127,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (11, include_str!("../../migrations/0011_email_recovery.sql")),
     (12, include_str!("../../migrations/0012_oidc.sql")),
+    (13, include_str!("../../migrations/0013_relationships.sql")),
 ];
 
 /// The `users` columns a [`User`] is read from.

@@ -339,6 +339,31 @@ async fn announce(state: &ChatState, user: UserId, view: PresenceView) {
     for g in guilds {
         state.dispatch(Audience::Guild(g), Dispatch::PresenceUpdate(&view));
     }
+    // Friends hear it too (those who share a guild may hear it twice; it is idempotent).
+    match state.store.friends(user).await {
+        Ok(f) if !f.is_empty() => {
+            state.dispatch(Audience::Users(f), Dispatch::PresenceUpdate(&view));
+        }
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "presence: the user's friends"),
+    }
+}
+
+/// Two users became friends or stopped being: each hears how the other is now.
+pub async fn relations_changed(state: &ChatState, a: UserId, b: UserId) {
+    let views = state.presence.views(&[a, b]).await;
+    for (to, about) in [(a, b), (b, a)] {
+        let view = views
+            .iter()
+            .find(|v| v.user_id == about.to_string())
+            .cloned()
+            .unwrap_or(PresenceView {
+                user_id: about.to_string(),
+                status: crate::model::presence::Status::Offline,
+                custom_status: None,
+            });
+        state.dispatch(Audience::Users(vec![to]), Dispatch::PresenceUpdate(&view));
+    }
 }
 
 /// A user joined a guild: its members hear how the user is (a client asks the guild's
