@@ -4,6 +4,7 @@
 
 import { setReply } from "./composer.js";
 import { refreshDms, removeDm } from "./dms.js";
+import { applyRelationships, onRelationshipRemove, onRelationshipUpdate } from "./friends.js";
 import { acceptPendingInvite, forgetChannel, openChannel, removeGuild, selectGuild } from "./guilds.js";
 import { catchUp, followLink, mergeMessage } from "./history.js";
 import { renderMain } from "./main-pane.js";
@@ -38,6 +39,7 @@ export function onReady(app, d, { catchUp: mustCatchUp }) {
   for (const c of d.private_channels ?? []) upsertDm(app, c);
   for (const id of [...chat.channels.keys()]) if (!findChannel(app, id).channel) forgetChannel(app, id);
   applyReadStates(app, d.read_states);
+  applyRelationships(app, d.relationships);
   chat.presences.clear();
   applyPresences(app, d.presences);
   applyVoiceStates(app, d.voice_states);
@@ -219,6 +221,14 @@ export function onDispatch(app, t, d) {
       onNotification(app, d);
       renderChannels(app);
       if (d.message?.channel_id === chat.channelId) renderMessages(app);
+      break;
+    case "relationship_update":
+      onRelationshipUpdate(app, d);
+      renderChannels(app);
+      break;
+    case "relationship_remove":
+      onRelationshipRemove(app, d);
+      renderChannels(app);
       break;
     case "presence_update":
       onPresenceUpdate(app, d);

@@ -107,6 +107,17 @@ export function renderDmList(app) {
   ui.channelList.replaceChildren(
     h(
       "li",
+      {},
+      h(
+        "button",
+        { type: "button", class: "channel friends-entry", "aria-current": chat.channelId ? null : "true" },
+        h("span", { class: "channel-icon", text: "👥" }),
+        h("span", { class: "channel-name", text: "Friends" }),
+        mentionBadge([...chat.relationships.values()].filter((r) => r.kind === "incoming").length),
+      ),
+    ),
+    h(
+      "li",
       { class: "category" },
       h("div", { class: "category-header" }, h("span", { class: "category-name", text: "Direct messages" })),
       items.length

@@ -140,6 +140,16 @@ export function parlorChatHandle(app) {
     get notifications() {
       return chat.shownNotifications.map((n) => ({ ...n }));
     },
+    /** The friends view's rows: {userId, name, kind, status, detail}. */
+    friends() {
+      return queryAll(ui.friendsList, ".friend").map((el) => ({
+        userId: el.dataset.userId,
+        name: el.querySelector(".member-name").textContent,
+        kind: el.dataset.kind,
+        status: el.querySelector(".status-dot")?.classList[1] ?? null,
+        detail: el.querySelector(".member-username").textContent,
+      }));
+    },
     /** Goes idle after `ms` without input instead of 5 minutes (tests). */
     setIdleAfter(ms) {
       chat.idleAfterMs = ms;

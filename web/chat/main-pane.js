@@ -31,7 +31,7 @@ export function renderMain(app) {
   /** @type {string} "text", "voice", "empty" (no guilds) or "none" (nothing to show) */
   let view = chat.view;
   if (!guild && !home) view = chat.guildOrder.length ? "none" : "empty";
-  else if (view === "text" && !chat.channelId) view = "none";
+  else if (view === "text" && !chat.channelId) view = home ? "friends" : "none";
   ui.appView.dataset.pane = view;
   ui.emptyView.hidden = view !== "empty" && view !== "none";
   ui.emptyView.querySelector("h2").textContent =
@@ -46,6 +46,7 @@ export function renderMain(app) {
   if (view !== "text" && chat.search) closeSearch(app);
   ui.emptyAddBtn.hidden = view !== "empty";
   ui.textView.hidden = view !== "text";
+  ui.friendsView.hidden = view !== "friends";
   ui.roomView.hidden = view !== "voice";
   let title = "";
   let icon = null;
@@ -61,6 +62,9 @@ export function renderMain(app) {
     icon = h("span", { class: "channel-icon", text: "#" });
     ui.input.placeholder = channel ? `Message #${channel.name}` : "Message";
     ui.searchInput.placeholder = `Search ${guild.name}`;
+  } else if (view === "friends") {
+    title = "Friends";
+    icon = h("span", { class: "channel-icon", text: "👥" });
   } else if (view === "voice") {
     const channel = findChannel(app, chat.voiceChannelId).channel;
     title = channel ? channel.name : "";
@@ -69,7 +73,11 @@ export function renderMain(app) {
   ui.channelTitle.replaceChildren(...(title ? [icon, h("span", { class: "channel-title-name", text: title })] : []));
   document.title = titleWithUnread(
     app,
-    title ? `${view === "text" ? (home ? "@" : "#") : "🔊 "}${title} · ${home ? "Direct messages" : guild?.name ?? ""} · Parlor` : "Parlor",
+    view === "friends"
+      ? "Friends · Parlor"
+      : title
+        ? `${view === "text" ? (home ? "@" : "#") : "🔊 "}${title} · ${home ? "Direct messages" : guild?.name ?? ""} · Parlor`
+        : "Parlor",
   );
 }
 

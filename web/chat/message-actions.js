@@ -130,6 +130,10 @@ export function wireMessages(app) {
       case "link":
         copyMessageLink(button, pathFor(chat.guildId, chat.channelId, id));
         break;
+      case "reveal":
+        chat.revealed.add(id);
+        renderMessages(app);
+        break;
       case "reply":
         setReply(app, { id, authorId: el.dataset.authorId });
         ui.input.focus();

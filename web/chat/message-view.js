@@ -7,6 +7,7 @@ import { h } from "../shared/dom.js";
 import { dmName } from "./dms.js";
 import { renderMarkdown } from "./markdown.js";
 import { nameOf } from "./members.js";
+import { blocked } from "./friends.js";
 import { firstUnread, mentionsMe } from "./reads.js";
 import { DM_KINDS, PERM, compareIds, currentGuild, findChannel, hasPerm } from "./state.js";
 
@@ -134,6 +135,7 @@ function updateMessage(app, el, m, continued, ch) {
   const author = nameOf(app, m.author_id);
   const replied = m.reply_to ? ch.messages.get(m.reply_to) : null;
   const key = JSON.stringify([
+    blocked(app, m.author_id) && !chat.revealed.has(m.id),
     m.content,
     m.edited_at,
     author,
@@ -181,11 +183,14 @@ function updateMessage(app, el, m, continued, ch) {
       input.setSelectionRange(input.value.length, input.value.length);
     });
   } else {
+    const hidden = blocked(app, m.author_id) && !chat.revealed.has(m.id);
     parts.push(
       h(
         "div",
         { class: "message-body" },
-        h("span", { class: "content", dataset: { text: m.content } }, ...renderMarkdown(m.content)),
+        hidden
+          ? h("span", { class: "blocked-message" }, "Blocked message — ", h("button", { type: "button", class: "link", dataset: { action: "reveal" }, text: "show" }))
+          : h("span", { class: "content", dataset: { text: m.content } }, ...renderMarkdown(m.content)),
         m.edited_at ? h("span", { class: "edited", title: `Edited ${new Date(m.edited_at).toLocaleString()}`, text: "(edited)" }) : null,
       ),
     );

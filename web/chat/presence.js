@@ -5,6 +5,7 @@
 // the server what we do in the call we are in.
 
 import { closestTarget, h } from "../shared/dom.js";
+import { renderFriends } from "./friends.js";
 import { renderMembers } from "./members.js";
 import { renderChannels } from "./sidebar.js";
 
@@ -84,6 +85,7 @@ export function onPresenceUpdate(app, d) {
 export function renderPresence(app) {
   renderMembers(app);
   renderMyStatus(app);
+  renderFriends(app);
 }
 
 /**

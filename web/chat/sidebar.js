@@ -7,6 +7,7 @@ import { openChannelDialog } from "./dialogs.js";
 import { renderDmList } from "./dms.js";
 import { openChannel, selectGuild } from "./guilds.js";
 import { DM_HOME, PERM, channelTree, currentGuild, hasPerm, inDmHome, titleWithUnread } from "./state.js";
+import { renderFriends } from "./friends.js";
 import { nameOf } from "./members.js";
 import { occupants } from "./presence.js";
 import { mentionBadge, mentionsIn } from "./reads.js";
@@ -219,6 +220,11 @@ export function wireSidebar(app) {
     const add = closestTarget(event, ".add-channel");
     if (add) {
       openChannelDialog(app, add.dataset.parentId);
+      return;
+    }
+    if (closestTarget(event, ".friends-entry")) {
+      openChannel(app, null);
+      renderFriends(app);
       return;
     }
     const button = closestTarget(event, ".channel");

@@ -186,6 +186,12 @@ export function createChatState() {
     authMode: "signin",
     /** @type {Map<string, {status: string, custom_status?: string}>} user id -> presence; absent: offline. */
     presences: new Map(),
+    /** @type {Map<string, {user: any, kind: string, since: number}>} user id -> friend, request or block (friends.js). */
+    relationships: new Map(),
+    /** @type {"online" | "all" | "pending" | "blocked"} The friends view's tab. */
+    friendsTab: "online",
+    /** @type {Set<string>} Messages from blocked people shown anyway. */
+    revealed: new Set(),
     /** @type {Map<string, any>} user id -> voice state (the voice channel they are in). */
     voiceStates: new Map(),
     /** @type {{status?: string, custom_status?: string | null}} What we chose to show. */

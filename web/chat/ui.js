@@ -84,6 +84,19 @@ export function chatElements() {
     memberList: $("#member-list"),
     /** @type {HTMLElement} */
     autocomplete: $("#autocomplete"),
+    /** @type {HTMLElement} */
+    friendsView: $("#friends-view"),
+    /** @type {HTMLElement} */
+    friendsTabs: $("#friends-tabs"),
+    /** @type {HTMLElement} */
+    friendsList: $("#friends-list"),
+    /** @type {HTMLFormElement} */
+    friendAddForm: $("#friend-add-form"),
+    /** @type {HTMLInputElement} */
+    friendAddInput: $("#friend-add-input"),
+    /** @type {HTMLElement} */
+    friendAddResult: $("#friend-add-result"),
+
     /** @type {HTMLButtonElement} */
     unreadBar: $("#unread-bar"),
     /** @type {HTMLElement} */
