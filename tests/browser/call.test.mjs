@@ -119,10 +119,14 @@ test("the call view: a filling grid, a screen on the stage, focus, stop watching
 
     // The devices panel lists the fake microphone and camera.
     await dae.page.click("#devices-btn");
-    const options = await dae.page.evaluate(() => ({
-      mic: document.querySelectorAll("#mic-select option").length,
-      cam: document.querySelectorAll("#cam-select option").length,
-    }));
+    // The panel opens once the devices are listed.
+    await dae.page.waitForSelector("#devices-panel:not([hidden])", { timeout: LIVE_MS });
+    const listed = () =>
+      dae.page.evaluate(() => ({
+        mic: document.querySelectorAll("#mic-select option").length,
+        cam: document.querySelectorAll("#cam-select option").length,
+      }));
+    const options = await listed();
     assert.ok(options.mic > 0 && options.cam > 0, JSON.stringify(options));
     await shot(dae, "desktop-call-devices");
   });

@@ -55,7 +55,7 @@ test("presence: statuses, custom status and idle show live on other pages, and a
     // The member list is its own column right of the messages, with sections.
     const column = await ara.page.evaluate(() => {
       const r = (s) => document.querySelector(s).getBoundingClientRect();
-      return { members: r("#member-panel").left, main: r(".main-pane").right, sections: [...document.querySelectorAll(".member-section")].map((e) => e.textContent) };
+      return { members: r("#member-panel").left, main: r(".main-pane").right, sections: [...document.querySelectorAll("#member-list .member-section")].map((e) => e.textContent) };
     });
     assert.ok(column.members >= column.main - 1, `the member list is right of the messages: ${JSON.stringify(column)}`);
     assert.deepEqual(column.sections, ["Online — 3"]);
@@ -91,7 +91,7 @@ test("presence: statuses, custom status and idle show live on other pages, and a
     // Cho closes her page: offline at once (the page ends its session), listed under Offline.
     await cho.page.close();
     await waitForMember(ara, cho, "offline");
-    const sections = await ara.page.$$eval(".member-section", (els) => els.map((e) => e.textContent));
+    const sections = await ara.page.$$eval("#member-list .member-section", (els) => els.map((e) => e.textContent));
     assert.deepEqual(sections, ["Online — 1", "Offline — 2"]);
 
     // The choice outlives a reload.
