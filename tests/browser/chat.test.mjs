@@ -756,3 +756,33 @@ test("search finds Korean text across the guild and opens the channel around the
     assert.deepEqual(fromTarget, [...all, "실시간 메시지"], "in order, none twice, no gap");
   });
 });
+
+test("the emoji picker puts an emoji in the composer and reacts to a message", { timeout: 60_000 }, async () => {
+  await withPeople([["Emo", "Emo"]], async ([p]) => {
+    const { page } = p;
+    await signUp(p);
+    await createGuild(p, "Emoji");
+    // From the composer: search, Enter, and it is in the text at the caret.
+    await page.fill("#message-input", "hello ");
+    await page.click("#emoji-btn");
+    await page.waitForSelector("#emoji-picker:not([hidden])");
+    await page.keyboard.type("pizza");
+    await page.keyboard.press("Enter");
+    assert.equal(await page.inputValue("#message-input"), "hello 🍕");
+    assert.equal(await page.isVisible("#emoji-picker"), false, "the picker closes after a pick");
+    await page.press("#message-input", "Enter");
+    await waitForMessage(p, "hello 🍕");
+    // From a message: any emoji as a reaction.
+    const message = page.locator(".message").last();
+    await message.hover();
+    await message.locator('[data-action="pick-reaction"]').click();
+    await page.fill("#emoji-search", "rocket");
+    await page.click('#emoji-picker .emoji-cell[data-emoji="🚀"]');
+    await page.waitForSelector('.message:last-child .reaction[data-emoji="🚀"][aria-pressed="true"]', { timeout: LIVE_MS });
+    // Escape closes it without a pick.
+    await message.hover();
+    await message.locator('[data-action="pick-reaction"]').click();
+    await page.keyboard.press("Escape");
+    assert.equal(await page.isVisible("#emoji-picker"), false);
+  });
+});

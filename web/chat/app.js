@@ -21,6 +21,7 @@ import { wireDialogs } from "./dialogs.js";
 import { wireDrawer } from "./drawer.js";
 import { wireRoutes } from "./route.js";
 import { onDispatch, onReady } from "./dispatch.js";
+import { wireEmoji } from "./emoji.js";
 import { wireFriends } from "./friends.js";
 import { finishOidc, renderProviders, wireOidcLink } from "./oidc.js";
 import { Gateway } from "./gateway.js";
@@ -93,6 +94,7 @@ function wire(app) {
   wireVoice(app);
   wirePresence(app);
   wireFriends(app);
+  wireEmoji(app);
   wireNotificationAsk(app);
   // Before the composer: Enter takes a suggestion rather than sending.
   wireAutocomplete(app);

@@ -4,6 +4,7 @@
 
 import { closestTarget } from "../shared/dom.js";
 import { setReply } from "./composer.js";
+import { openPicker } from "./emoji.js";
 import { LOAD_OLDER_PX, loadNewer, loadOlder, mergeMessage } from "./history.js";
 import { showChatError } from "./main-pane.js";
 import { renderMessages, renderUnreadBar } from "./message-view.js";
@@ -129,6 +130,9 @@ export function wireMessages(app) {
         break;
       case "link":
         copyMessageLink(button, pathFor(chat.guildId, chat.channelId, id));
+        break;
+      case "pick-reaction":
+        openPicker(app, button, (emoji) => toggleReaction(app, id, emoji));
         break;
       case "reveal":
         chat.revealed.add(id);

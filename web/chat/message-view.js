@@ -220,6 +220,7 @@ function updateMessage(app, el, m, continued, ch) {
       QUICK_REACTIONS.map((emoji) =>
         h("button", { type: "button", class: "action react-btn", dataset: { action: "react", emoji }, title: `React with ${emoji}`, text: emoji }),
       ),
+      h("button", { type: "button", class: "action more-reactions", dataset: { action: "pick-reaction", opensPicker: "" }, title: "Add a reaction", "aria-label": "Add a reaction", text: "☺+" }),
       h("button", { type: "button", class: "action reply-btn", dataset: { action: "reply" }, text: "Reply" }),
       h("button", { type: "button", class: "action link-btn", dataset: { action: "link" }, title: "Copy a link to this message", text: "Link" }),
       mine ? h("button", { type: "button", class: "action edit-btn", dataset: { action: "edit" }, text: "Edit" }) : null,

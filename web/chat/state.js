@@ -190,6 +190,8 @@ export function createChatState() {
     relationships: new Map(),
     /** @type {"online" | "all" | "pending" | "blocked"} The friends view's tab. */
     friendsTab: "online",
+    /** @type {((emoji: string) => void) | null} Where the open emoji picker's choice goes. */
+    pickEmoji: null,
     /** @type {Set<string>} Messages from blocked people shown anyway. */
     revealed: new Set(),
     /** @type {Map<string, any>} user id -> voice state (the voice channel they are in). */

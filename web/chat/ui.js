@@ -85,6 +85,14 @@ export function chatElements() {
     /** @type {HTMLElement} */
     autocomplete: $("#autocomplete"),
     /** @type {HTMLElement} */
+    emojiPicker: $("#emoji-picker"),
+    /** @type {HTMLInputElement} */
+    emojiSearch: $("#emoji-search"),
+    /** @type {HTMLElement} */
+    emojiGrid: $("#emoji-grid"),
+    /** @type {HTMLButtonElement} */
+    emojiBtn: $("#emoji-btn"),
+    /** @type {HTMLElement} */
     friendsView: $("#friends-view"),
     /** @type {HTMLElement} */
     friendsTabs: $("#friends-tabs"),
