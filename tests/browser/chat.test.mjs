@@ -786,3 +786,38 @@ test("the emoji picker puts an emoji in the composer and reacts to a message", {
     assert.equal(await page.isVisible("#emoji-picker"), false);
   });
 });
+
+test("a thread opens beside the channel, and its replies reach the other page live", { timeout: 90_000 }, async () => {
+  await withPeople([["Tia", "티아 Tia", { width: 1440, height: 900 }], ["Udo", "Udo", { width: 1440, height: 900 }]], async ([tia, udo]) => {
+    await shareGuild(tia, udo, "Threads");
+    await send(tia, "다음 회의 안건");
+    await waitForMessage(udo, "다음 회의 안건");
+    // Tia starts a thread from the message: it opens beside the channel, named after it.
+    const message = tia.page.locator(".message", { hasText: "다음 회의 안건" });
+    await message.hover();
+    await message.locator('[data-action="thread"]').click();
+    await tia.page.waitForSelector("#thread-panel:not([hidden])", { timeout: LIVE_MS });
+    assert.equal(await tia.page.textContent("#thread-name"), "다음 회의 안건");
+    const side = await tia.page.evaluate(() => ({
+      panel: document.querySelector("#thread-panel").getBoundingClientRect().left,
+      main: document.querySelector(".main-pane").getBoundingClientRect().right,
+    }));
+    assert.ok(side.panel >= side.main - 1, `the thread is beside the channel: ${JSON.stringify(side)}`);
+    await tia.page.fill("#thread-input", "1. 예산");
+    await tia.page.press("#thread-input", "Enter");
+    await tia.page.waitForSelector('#thread-messages .thread-message:has-text("1. 예산")', { timeout: LIVE_MS });
+    // Udo sees the thread's link on the message, opens it, and replies; Tia sees it live.
+    await udo.page.waitForSelector('.message .thread-link:has-text("다음 회의 안건")', { timeout: LIVE_MS });
+    await udo.page.click(".message .thread-link");
+    await udo.page.waitForSelector('#thread-messages .thread-message:has-text("1. 예산")', { timeout: LIVE_MS });
+    await udo.page.fill("#thread-input", "2. 일정");
+    await udo.page.press("#thread-input", "Enter");
+    await tia.page.waitForSelector('#thread-messages .thread-message:has-text("2. 일정")', { timeout: LIVE_MS });
+    // The channel itself did not get the thread's messages.
+    const inChannel = (await messages(tia.page)).map((m) => m.content);
+    assert.deepEqual(inChannel, ["다음 회의 안건"]);
+    await tia.page.screenshot({ path: "../../target/e2e-screenshots/desktop-thread.png" });
+    await tia.page.click("#thread-close");
+    assert.equal(await tia.page.isVisible("#thread-panel"), false);
+  });
+});

@@ -37,6 +37,7 @@ import { enterApp, setAuthMode, showSignIn, wireSignIn } from "./signin.js";
 import { refreshGuildPresence, syncVoiceState, wirePresence } from "./presence.js";
 import { markRead, wireNotificationAsk } from "./reads.js";
 import { createChatState, createStats, currentGuild } from "./state.js";
+import { wireThreads } from "./threads.js";
 import { REFRESH_KEY, createStorage } from "./storage.js";
 import { chatElements } from "./ui.js";
 import { onRoomRender, onRoomState, wireVoice } from "./voice.js";
@@ -95,6 +96,7 @@ function wire(app) {
   wirePresence(app);
   wireFriends(app);
   wireEmoji(app);
+  wireThreads(app);
   wireNotificationAsk(app);
   // Before the composer: Enter takes a suggestion rather than sending.
   wireAutocomplete(app);

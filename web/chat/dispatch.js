@@ -16,6 +16,7 @@ import { DM_HOME, DM_KINDS, cacheUser, findChannel, firstTextChannel, inDmHome, 
 import { applyPresences, applyVoiceStates, onNewSession, onPresenceUpdate, onVoiceStateUpdate, refreshGuildPresence, renderMyStatus } from "./presence.js";
 import { applyReadStates, markRead, noteUnseen, onMessageAck, onNotification, seeing } from "./reads.js";
 import { parsePath } from "./route.js";
+import { onThreadChannel, onThreadMessage } from "./threads.js";
 import { LAST_KEY } from "./storage.js";
 import { clearTyper, onTyping } from "./typing.js";
 
@@ -87,6 +88,7 @@ export function onDispatch(app, t, d) {
   const { chat } = app;
   switch (t) {
     case "message_create": {
+      onThreadMessage(app, d);
       const ch = chat.channels.get(d.channel_id);
       clearTyper(app, d.channel_id, d.author_id);
       if (ch?.hasNewer) {
@@ -178,6 +180,7 @@ export function onDispatch(app, t, d) {
       const guild = chat.guilds.get(d.guild_id);
       if (!guild) break;
       guild.channels.set(d.id, { ...d });
+      if (d.kind === "thread") onThreadChannel(app);
       if (d.guild_id === chat.guildId) {
         renderChannels(app);
         renderMain(app);

@@ -9,6 +9,7 @@ import { LOAD_OLDER_PX, loadNewer, loadOlder, mergeMessage } from "./history.js"
 import { showChatError } from "./main-pane.js";
 import { renderMessages, renderUnreadBar } from "./message-view.js";
 import { pathFor } from "./route.js";
+import { openThreadOf } from "./threads.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
 
@@ -130,6 +131,9 @@ export function wireMessages(app) {
         break;
       case "link":
         copyMessageLink(button, pathFor(chat.guildId, chat.channelId, id));
+        break;
+      case "thread":
+        openThreadOf(app, id);
         break;
       case "pick-reaction":
         openPicker(app, button, (emoji) => toggleReaction(app, id, emoji));

@@ -8,6 +8,7 @@ import { dmName } from "./dms.js";
 import { renderMarkdown } from "./markdown.js";
 import { nameOf } from "./members.js";
 import { blocked } from "./friends.js";
+import { threadOf } from "./threads.js";
 import { firstUnread, mentionsMe } from "./reads.js";
 import { DM_KINDS, PERM, compareIds, currentGuild, findChannel, hasPerm } from "./state.js";
 
@@ -145,6 +146,7 @@ function updateMessage(app, el, m, continued, ch) {
     m.attachments?.map((a) => a.id),
     m.reply_to,
     replied ? [replied.content, nameOf(app, replied.author_id)] : null,
+    threadOf(app, m.id)?.name ?? null,
   ]);
   if (el.renderKey === key) return;
   el.renderKey = key;
@@ -196,6 +198,10 @@ function updateMessage(app, el, m, continued, ch) {
     );
   }
   if (m.attachments?.length && !editing) parts.push(renderAttachments(m.attachments));
+  const thread = threadOf(app, m.id);
+  if (thread) {
+    parts.push(h("button", { type: "button", class: "thread-link", dataset: { threadId: thread.id }, title: "Open the thread" }, `🧵 ${thread.name}`));
+  }
   if (m.reactions?.length) {
     parts.push(
       h(
@@ -222,6 +228,7 @@ function updateMessage(app, el, m, continued, ch) {
       ),
       h("button", { type: "button", class: "action more-reactions", dataset: { action: "pick-reaction", opensPicker: "" }, title: "Add a reaction", "aria-label": "Add a reaction", text: "☺+" }),
       h("button", { type: "button", class: "action reply-btn", dataset: { action: "reply" }, text: "Reply" }),
+      guild ? h("button", { type: "button", class: "action thread-btn", dataset: { action: "thread" }, text: "Thread" }) : null,
       h("button", { type: "button", class: "action link-btn", dataset: { action: "link" }, title: "Copy a link to this message", text: "Link" }),
       mine ? h("button", { type: "button", class: "action edit-btn", dataset: { action: "edit" }, text: "Edit" }) : null,
       canDelete ? h("button", { type: "button", class: "action delete-btn", dataset: { action: "delete" }, text: "Delete" }) : null,

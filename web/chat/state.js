@@ -190,6 +190,10 @@ export function createChatState() {
     relationships: new Map(),
     /** @type {"online" | "all" | "pending" | "blocked"} The friends view's tab. */
     friendsTab: "online",
+    /** @type {string | null} The thread open in the side panel (threads.js). */
+    threadId: null,
+    /** @type {Map<string, any>} Its messages by id. */
+    threadMessages: new Map(),
     /** @type {((emoji: string) => void) | null} Where the open emoji picker's choice goes. */
     pickEmoji: null,
     /** @type {Set<string>} Messages from blocked people shown anyway. */

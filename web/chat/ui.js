@@ -85,6 +85,18 @@ export function chatElements() {
     /** @type {HTMLElement} */
     autocomplete: $("#autocomplete"),
     /** @type {HTMLElement} */
+    threadPanel: $("#thread-panel"),
+    /** @type {HTMLElement} */
+    threadName: $("#thread-name"),
+    /** @type {HTMLButtonElement} */
+    threadClose: $("#thread-close"),
+    /** @type {HTMLElement} */
+    threadMessages: $("#thread-messages"),
+    /** @type {HTMLFormElement} */
+    threadForm: $("#thread-form"),
+    /** @type {HTMLInputElement} */
+    threadInput: $("#thread-input"),
+    /** @type {HTMLElement} */
     emojiPicker: $("#emoji-picker"),
     /** @type {HTMLInputElement} */
     emojiSearch: $("#emoji-search"),
