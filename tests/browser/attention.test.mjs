@@ -109,3 +109,44 @@ test("mentions: autocomplete, badges that clear when read, the divider, the high
     );
   });
 });
+
+test("a muted channel marks nothing unread until it is unmuted; the level follows the menu", { timeout: 90_000 }, async () => {
+  await withPeople([["Mia", "Mia", DESKTOP], ["Ned", "Ned", DESKTOP]], async ([mia, ned]) => {
+    const guildId = await shareGuild(mia, ned, "Quiet");
+    const quiet = await mia.page.evaluate(
+      (g) => window.parlorChat.api("POST", `/guilds/${g}/channels`, { name: "quiet", kind: "text" }).then((c) => c.id),
+      guildId,
+    );
+    await ned.page.waitForSelector(`#channel-list .channel[data-channel-id="${quiet}"]`, { timeout: LIVE_MS });
+    // Ned mutes #quiet for an hour from its bell.
+    await ned.page.click(`#channel-list .channel[data-channel-id="${quiet}"]`);
+    await ned.page.click("#notify-btn");
+    await ned.page.click('#notify-menu [data-act="mute"][data-value="1h"]');
+    await ned.page.waitForSelector(`#channel-list .channel.muted[data-channel-id="${quiet}"]`, { timeout: LIVE_MS });
+    await ned.page.click('#channel-list .channel[data-kind="text"]:not(.muted)');
+    // Mia writes in #quiet: nothing unread on Ned's page.
+    await mia.page.click(`#channel-list .channel[data-channel-id="${quiet}"]`);
+    await send(mia, "shh");
+    await waitForMessage(mia, "shh");
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal((await badges(ned)).channels[quiet].unread, false, "a muted channel marks nothing unread");
+    // The mute is kept by the server: another page of Ned's sees it.
+    const setting = await ned.page.evaluate(
+      (c) => window.parlorChat.api("GET", "/users/@me/notification-settings").then((l) => l.find((s) => s.id === c)),
+      quiet,
+    );
+    assert.ok(setting.muted_until > Date.now(), JSON.stringify(setting));
+    // Unmuted, the next message marks it unread again; the level set from the menu stays.
+    await ned.page.click(`#channel-list .channel[data-channel-id="${quiet}"]`);
+    await ned.page.click("#notify-btn");
+    await ned.page.click('#notify-menu [data-act="mute"][data-value="off"]');
+    await ned.page.click("#notify-btn");
+    await ned.page.click('#notify-menu [data-act="level"][data-value="all"]');
+    await ned.page.click("#notify-btn");
+    assert.equal(await ned.page.getAttribute('#notify-menu [data-act="level"][data-value="all"]', "aria-checked"), "true");
+    await ned.page.keyboard.press("Escape");
+    await ned.page.click('#channel-list .channel[data-kind="text"]:not([data-channel-id="' + quiet + '"])');
+    await send(mia, "now you hear me");
+    await ned.page.waitForFunction((c) => window.parlorChat.badges().channels[c]?.unread, quiet, { timeout: LIVE_MS });
+  });
+});

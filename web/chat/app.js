@@ -23,6 +23,7 @@ import { wireRoutes } from "./route.js";
 import { onDispatch, onReady } from "./dispatch.js";
 import { wireEmoji } from "./emoji.js";
 import { wireFriends } from "./friends.js";
+import { wireNotifyMenu } from "./notify-menu.js";
 import { finishOidc, renderProviders, wireOidcLink } from "./oidc.js";
 import { Gateway } from "./gateway.js";
 import { wireInvites } from "./guilds.js";
@@ -97,6 +98,7 @@ function wire(app) {
   wireFriends(app);
   wireEmoji(app);
   wireThreads(app);
+  wireNotifyMenu(app);
   wireNotificationAsk(app);
   // Before the composer: Enter takes a suggestion rather than sending.
   wireAutocomplete(app);

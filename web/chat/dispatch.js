@@ -14,6 +14,7 @@ import { renderMessages } from "./message-view.js";
 import { renderChannels, renderGuilds, renderMe, renderStatus } from "./sidebar.js";
 import { DM_HOME, DM_KINDS, cacheUser, findChannel, firstTextChannel, inDmHome, noteDmActivity, upsertDm, upsertGuild } from "./state.js";
 import { applyPresences, applyVoiceStates, onNewSession, onPresenceUpdate, onVoiceStateUpdate, refreshGuildPresence, renderMyStatus } from "./presence.js";
+import { applySettings, onSettingsUpdate } from "./notify-menu.js";
 import { applyReadStates, markRead, noteUnseen, onMessageAck, onNotification, seeing } from "./reads.js";
 import { parsePath } from "./route.js";
 import { onThreadChannel, onThreadMessage } from "./threads.js";
@@ -41,6 +42,7 @@ export function onReady(app, d, { catchUp: mustCatchUp }) {
   for (const id of [...chat.channels.keys()]) if (!findChannel(app, id).channel) forgetChannel(app, id);
   applyReadStates(app, d.read_states);
   applyRelationships(app, d.relationships);
+  applySettings(app, d.notification_settings);
   chat.presences.clear();
   applyPresences(app, d.presences);
   applyVoiceStates(app, d.voice_states);
@@ -224,6 +226,9 @@ export function onDispatch(app, t, d) {
       onNotification(app, d);
       renderChannels(app);
       if (d.message?.channel_id === chat.channelId) renderMessages(app);
+      break;
+    case "notification_settings_update":
+      onSettingsUpdate(app, d);
       break;
     case "relationship_update":
       onRelationshipUpdate(app, d);

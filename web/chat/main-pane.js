@@ -43,6 +43,7 @@ export function renderMain(app) {
         ? "Pick a conversation, or message someone from a server's member list."
         : "This server has no text channel you can see.";
   ui.searchForm.hidden = view !== "text";
+  ui.notifyBtn.hidden = view !== "text";
   if (view !== "text" && chat.search) closeSearch(app);
   ui.emptyAddBtn.hidden = view !== "empty";
   ui.textView.hidden = view !== "text";

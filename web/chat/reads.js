@@ -8,6 +8,7 @@
 import { h } from "../shared/dom.js";
 import { followLink } from "./history.js";
 import { nameOf } from "./members.js";
+import { muteOf } from "./notify-menu.js";
 import { enablePush } from "./push.js";
 import { DM_KINDS, compareIds, countsUnread, findChannel } from "./state.js";
 
@@ -58,6 +59,9 @@ export function noteUnseen(app, m) {
   if (!channel || m.author_id === chat.user?.id || !countsUnread(channel.kind)) return;
   // A channel that appeared after ready has no read state: read up to just before this.
   if (!chat.lastRead.has(m.channel_id)) chat.lastRead.set(m.channel_id, (BigInt(m.id) - 1n).toString());
+  // A muted channel marks nothing unread (its mentions still count if it keeps them).
+  const mute = muteOf(app, m.channel_id);
+  if (mute.muted && !(mute.keepMentions && DM_KINDS.has(channel.kind))) return;
   chat.unread.add(m.channel_id);
   if (DM_KINDS.has(channel.kind)) bumpMention(app, m.channel_id);
 }
@@ -151,6 +155,7 @@ export function onNotification(app, d) {
   const m = d.message;
   if (d.reason === "mention") chat.notifiedMentions.add(m.id);
   if (!seeing(app, m.channel_id) && d.guild_id && d.reason === "mention") bumpMention(app, m.channel_id);
+  // The server notified: the settings allow it, mutes included.
   if (document.visibilityState === "hidden" || !document.hasFocus()) notifyDesktop(app, d);
 }
 

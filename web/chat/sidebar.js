@@ -9,6 +9,7 @@ import { openChannel, selectGuild } from "./guilds.js";
 import { DM_HOME, PERM, channelTree, currentGuild, hasPerm, inDmHome, titleWithUnread } from "./state.js";
 import { renderFriends } from "./friends.js";
 import { nameOf } from "./members.js";
+import { muteOf } from "./notify-menu.js";
 import { occupants } from "./presence.js";
 import { mentionBadge, mentionsIn } from "./reads.js";
 import { joinVoice } from "./voice.js";
@@ -158,7 +159,7 @@ export function renderChannels(app) {
       "button",
       {
         type: "button",
-        class: `channel${chat.unread.has(c.id) ? " unread" : ""}${connected ? " connected" : ""}`,
+        class: `channel${chat.unread.has(c.id) ? " unread" : ""}${connected ? " connected" : ""}${muteOf(app, c.id).muted ? " muted" : ""}`,
         dataset: { channelId: c.id, kind: c.kind },
         "aria-current": selected ? "true" : null,
         title: c.kind === "voice" ? `Join ${c.name}` : null,

@@ -190,6 +190,10 @@ export function createChatState() {
     relationships: new Map(),
     /** @type {"online" | "all" | "pending" | "blocked"} The friends view's tab. */
     friendsTab: "online",
+    /** @type {Map<string, any>} "guild:<id>" or "channel:<id>" -> notification setting (notify-menu.js). */
+    settings: new Map(),
+    /** @type {{scope: "channel" | "guild", id: string} | null} What the open notification menu sets. */
+    menuTarget: null,
     /** @type {string | null} The thread open in the side panel (threads.js). */
     threadId: null,
     /** @type {Map<string, any>} Its messages by id. */

@@ -84,6 +84,10 @@ export function chatElements() {
     memberList: $("#member-list"),
     /** @type {HTMLElement} */
     autocomplete: $("#autocomplete"),
+    /** @type {HTMLButtonElement} */
+    notifyBtn: $("#notify-btn"),
+    /** @type {HTMLElement} */
+    notifyMenu: $("#notify-menu"),
     /** @type {HTMLElement} */
     threadPanel: $("#thread-panel"),
     /** @type {HTMLElement} */
