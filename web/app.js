@@ -5,7 +5,9 @@
 
 import { clearError, configureCall, defaultSignalingUrl, fetchGuestToken, joinRoom, startCall } from "./call/room.js";
 import { $ } from "./shared/dom.js";
+import { applyTheme } from "./shared/theme.js";
 
+applyTheme();
 const call = startCall();
 
 const ui = {

@@ -4,5 +4,7 @@
 
 import { startCall } from "./call/room.js";
 import { createChatApp, startChat } from "./chat/app.js";
+import { applyTheme } from "./shared/theme.js";
 
+applyTheme();
 startChat(createChatApp(startCall()));

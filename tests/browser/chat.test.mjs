@@ -821,3 +821,31 @@ test("a thread opens beside the channel, and its replies reach the other page li
     assert.equal(await tia.page.isVisible("#thread-panel"), false);
   });
 });
+
+test("the light theme is chosen from the status menu and kept across a reload", { timeout: 60_000 }, async () => {
+  await withPeople([["Lux", "Lux", { width: 1440, height: 900 }]], async ([p]) => {
+    const { page } = p;
+    // The system prefers dark; the page follows it until told otherwise.
+    await page.emulateMedia({ colorScheme: "dark" });
+    await signUp(p);
+    await createGuild(p, "Light");
+    await send(p, "밝은 테마 light theme");
+    await waitForMessage(p, "밝은 테마 light theme");
+    const colours = () =>
+      page.evaluate(() => ({
+        theme: document.documentElement.dataset.theme,
+        main: getComputedStyle(document.querySelector(".main-pane")).backgroundColor,
+        text: document.querySelector(".message-body") && getComputedStyle(document.querySelector(".message-body")).color,
+      }));
+    assert.equal((await colours()).theme, "dark", "the system's dark by default");
+    await page.click("#status-btn");
+    await page.click('#status-menu [data-theme-choice="light"]');
+    const light = await colours();
+    assert.deepEqual(light, { theme: "light", main: "rgb(255, 255, 255)", text: "rgb(46, 51, 56)" });
+    await page.keyboard.press("Escape");
+    await page.screenshot({ path: "../../target/e2e-screenshots/desktop-light-theme.png" });
+    await page.reload();
+    await page.waitForFunction(() => window.parlorChat?.wsState === "ready", null, { timeout: LIVE_MS });
+    assert.equal((await colours()).theme, "light");
+  });
+});

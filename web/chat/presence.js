@@ -5,6 +5,7 @@
 // the server what we do in the call we are in.
 
 import { closestTarget, h } from "../shared/dom.js";
+import { chooseTheme, chosenTheme } from "../shared/theme.js";
 import { renderFriends } from "./friends.js";
 import { renderMembers } from "./members.js";
 import { renderChannels } from "./sidebar.js";
@@ -219,6 +220,9 @@ export function renderMyStatus(app) {
   ui.myStatusDot.setAttribute("aria-label", STATUS_LABEL[status] ?? status);
   ui.meCustomStatus.textContent = chat.myPresence.custom_status ?? "";
   ui.meCustomStatus.hidden = !chat.myPresence.custom_status;
+  for (const b of ui.statusMenu.querySelectorAll("[data-theme-choice]")) {
+    b.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (b).dataset.themeChoice === chosenTheme()));
+  }
   for (const b of ui.statusMenu.querySelectorAll("[data-status]")) {
     b.setAttribute("aria-checked", String(/** @type {HTMLElement} */ (b).dataset.status === (chat.myPresence.status ?? "online")));
   }
@@ -244,6 +248,12 @@ function wireStatusMenu(app) {
     }
   });
   ui.statusMenu.addEventListener("click", (event) => {
+    const theme = closestTarget(event, "[data-theme-choice]");
+    if (theme) {
+      chooseTheme(theme.dataset.themeChoice);
+      renderMyStatus(app);
+      return;
+    }
     const option = closestTarget(event, "[data-status]");
     if (option) {
       choosePresence(app, { status: option.dataset.status });
