@@ -849,3 +849,27 @@ test("the light theme is chosen from the status menu and kept across a reload", 
     assert.equal((await colours()).theme, "light");
   });
 });
+
+test("an invite can expire sooner and be limited to one use", { timeout: 60_000 }, async () => {
+  await withPeople([["Ivo", "Ivo"], ["Joy", "Joy"], ["Kit", "Kit"]], async ([ivo, joy, kit]) => {
+    await signUp(ivo);
+    const guildId = await createGuild(ivo, "Once");
+    await createInvite(ivo);
+    await ivo.page.selectOption("#invite-uses", "1");
+    await ivo.page.selectOption("#invite-age", "3600");
+    await ivo.page.waitForFunction(() => document.querySelector("#invite-terms").textContent === "Valid for 1 hour, 1 use.", null, { timeout: LIVE_MS });
+    const code = await ivo.page.inputValue("#invite-code");
+    const invite = await ivo.page.evaluate((c) => window.parlorChat.api("GET", `/invites/${c}`), code);
+    assert.equal(invite.max_uses, 1);
+    assert.ok(invite.expires_at - Date.now() <= 3600_000 && invite.expires_at - Date.now() > 3500_000, JSON.stringify(invite));
+    await signUp(joy);
+    await joinGuild(joy, code, guildId);
+    // Used once: the next person is told in words.
+    await signUp(kit);
+    await kit.page.click("#add-guild-btn");
+    await kit.page.fill("#invite-input", code);
+    await kit.page.click("#join-guild-btn");
+    await kit.page.waitForSelector("#guild-dialog-error:not([hidden])", { timeout: LIVE_MS });
+    assert.equal(await kit.page.textContent("#guild-dialog-error"), "That invite has been used as many times as it allows. Ask for a new one.");
+  });
+});

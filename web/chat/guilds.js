@@ -161,10 +161,12 @@ export async function joinByInvite(app, text) {
   const code = inviteCode(text);
   if (!code) throw new ApiError("unknown_invite", "Enter an invite code.");
   const view = await api("POST", `/invites/${encodeURIComponent(code)}`).catch((error) => {
-    if (error.code === "unknown_invite") {
-      throw new ApiError("unknown_invite", "That invite is invalid or has expired. Ask for a new one.");
-    }
-    throw error;
+    const words = {
+      unknown_invite: "That invite is invalid or has expired. Ask for a new one.",
+      invite_expired: "That invite has expired. Ask for a new one.",
+      invite_used_up: "That invite has been used as many times as it allows. Ask for a new one.",
+    }[error.code];
+    throw words ? new ApiError(error.code, words) : error;
   });
   upsertGuild(app, view);
   selectGuild(app, view.id);
@@ -177,9 +179,13 @@ export async function createInvite(app) {
   if (!guild) return;
   ui.inviteBtn.disabled = true;
   try {
-    const invite = await api("POST", `/guilds/${guild.id}/invites`);
+    const maxAge = Number(ui.inviteAge.value);
+    const maxUses = Number(ui.inviteUses.value);
+    const invite = await api("POST", `/guilds/${guild.id}/invites`, { max_age: maxAge, max_uses: maxUses });
     if (chat.guildId !== guild.id) return;
     ui.inviteCode.value = invite.code;
+    const age = ui.inviteAge.selectedOptions[0]?.textContent ?? "";
+    ui.inviteTerms.textContent = `${maxAge ? `Valid for ${age}` : "Never expires"}${maxUses ? `, ${maxUses} use${maxUses === 1 ? "" : "s"}` : ""}.`;
     const link = `${location.origin}/chat?invite=${encodeURIComponent(invite.code)}`;
     ui.inviteLink.href = link;
     ui.inviteBox.hidden = false;
@@ -243,6 +249,9 @@ export function wireInvites(app) {
   const { ui } = app;
   ui.inviteBtn.addEventListener("click", () => createInvite(app));
   ui.inviteClose.addEventListener("click", () => hideInvite(app));
+  // Other terms make a new invite with them.
+  ui.inviteAge.addEventListener("change", () => createInvite(app));
+  ui.inviteUses.addEventListener("change", () => createInvite(app));
   ui.inviteCopy.addEventListener("click", async () => {
     try {
       // The link, which opens the app and joins; the code alone is in the box.

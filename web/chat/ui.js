@@ -84,6 +84,12 @@ export function chatElements() {
     memberList: $("#member-list"),
     /** @type {HTMLElement} */
     autocomplete: $("#autocomplete"),
+    /** @type {HTMLSelectElement} */
+    inviteAge: $("#invite-age"),
+    /** @type {HTMLSelectElement} */
+    inviteUses: $("#invite-uses"),
+    /** @type {HTMLElement} */
+    inviteTerms: $("#invite-terms"),
     /** @type {HTMLButtonElement} */
     notifyBtn: $("#notify-btn"),
     /** @type {HTMLElement} */
