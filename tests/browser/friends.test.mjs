@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { LIVE_MS, send, signUp, useServer, waitForMessage, withPeople } from "./people.mjs";
+import { LIVE_MS, send, shareGuild, signUp, useServer, waitForMessage, withPeople } from "./people.mjs";
 
 useServer();
 
@@ -81,5 +81,39 @@ test("friends without a shared server: a request, accepting, presence, a DM, and
     await uma.page.click("#channel-list .friends-entry");
     await uma.page.click('#friends-tabs [data-tab="all"]');
     assert.deepEqual(await friends(uma), [], "Uma's friendship is gone; the block is not shown to her");
+  });
+});
+
+test("a group conversation starts from the DM list with people chosen in a dialog", { timeout: 120_000 }, async () => {
+  await withPeople([["Wes", "Wes", DESKTOP], ["Xia", "夏 Xia", DESKTOP], ["Yul", "율 Yul", DESKTOP]], async ([wes, xia, yul]) => {
+    await shareGuild(wes, xia, "Group");
+    await signUp(yul);
+    // Yul is Wes's friend, sharing no server.
+    await wes.page.evaluate((u) => window.parlorChat.api("POST", "/users/@me/relationships", { username: u }), yul.username);
+    await yul.page.evaluate(
+      (id) => window.parlorChat.api("PUT", `/users/@me/relationships/${id}`, { kind: "friend" }),
+      wes.userId,
+    );
+    await wes.page.click("#dm-home-btn");
+    await wes.page.click("#channel-list .new-group");
+    await wes.page.waitForSelector("#group-dialog[open]");
+    // The friend first, then the server member.
+    await wes.page.waitForFunction(() => document.querySelectorAll("#group-list input").length === 2, null, { timeout: LIVE_MS });
+    const listed = await wes.page.$$eval("#group-list label", (els) => els.map((e) => e.textContent));
+    assert.deepEqual(listed, [yul.displayName, xia.displayName]);
+    await wes.page.check(`#group-list input[value="${xia.userId}"]`);
+    await wes.page.check(`#group-list input[value="${yul.userId}"]`);
+    await wes.page.fill("#group-name", "셋이서");
+    await wes.page.click("#group-create");
+    await wes.page.waitForFunction(() => window.parlorChat.openDmId !== null, null, { timeout: LIVE_MS });
+    await send(wes, "다 모였다");
+    for (const p of [xia, yul]) {
+      await p.page.waitForFunction(() => window.parlorChat.dms.some((d) => d.name === "셋이서" && d.kind === "group_dm"), null, { timeout: LIVE_MS });
+    }
+    const dm = await yul.page.evaluate(() => window.parlorChat.dms.find((d) => d.name === "셋이서"));
+    assert.equal(dm.recipients.length, 3);
+    await yul.page.click("#dm-home-btn");
+    await yul.page.click(`#channel-list .channel[data-channel-id="${dm.id}"]`);
+    await waitForMessage(yul, "다 모였다");
   });
 });

@@ -23,6 +23,7 @@ import { wireRoutes } from "./route.js";
 import { onDispatch, onReady } from "./dispatch.js";
 import { wireEmoji } from "./emoji.js";
 import { wireFriends } from "./friends.js";
+import { wireGroups } from "./groups.js";
 import { wireNotifyMenu } from "./notify-menu.js";
 import { finishOidc, renderProviders, wireOidcLink } from "./oidc.js";
 import { Gateway } from "./gateway.js";
@@ -99,6 +100,7 @@ function wire(app) {
   wireEmoji(app);
   wireThreads(app);
   wireNotifyMenu(app);
+  wireGroups(app);
   wireNotificationAsk(app);
   // Before the composer: Enter takes a suggestion rather than sending.
   wireAutocomplete(app);

@@ -119,7 +119,12 @@ export function renderDmList(app) {
     h(
       "li",
       { class: "category" },
-      h("div", { class: "category-header" }, h("span", { class: "category-name", text: "Direct messages" })),
+      h(
+        "div",
+        { class: "category-header" },
+        h("span", { class: "category-name", text: "Direct messages" }),
+        h("button", { type: "button", class: "new-group", title: "New group conversation", "aria-label": "New group conversation", text: "+" }),
+      ),
       items.length
         ? h("ul", { class: "dm-list" }, items)
         : h("p", { class: "hint small dm-empty", text: "No conversations yet. Message someone from a server's member list." }),

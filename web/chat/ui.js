@@ -84,6 +84,22 @@ export function chatElements() {
     memberList: $("#member-list"),
     /** @type {HTMLElement} */
     autocomplete: $("#autocomplete"),
+    /** @type {HTMLDialogElement} */
+    groupDialog: $("#group-dialog"),
+    /** @type {HTMLFormElement} */
+    groupForm: $("#group-form"),
+    /** @type {HTMLElement} */
+    groupList: $("#group-list"),
+    /** @type {HTMLElement} */
+    groupCount: $("#group-count"),
+    /** @type {HTMLInputElement} */
+    groupName: $("#group-name"),
+    /** @type {HTMLElement} */
+    groupError: $("#group-error"),
+    /** @type {HTMLButtonElement} */
+    groupClose: $("#group-close"),
+    /** @type {HTMLButtonElement} */
+    groupCreate: $("#group-create"),
     /** @type {HTMLSelectElement} */
     inviteAge: $("#invite-age"),
     /** @type {HTMLSelectElement} */
