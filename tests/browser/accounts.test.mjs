@@ -13,7 +13,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { poll, sleep } from "./server.mjs";
-import { LIVE_MS, PASSWORD, env, signUp, useServer, withPeople } from "./people.mjs";
+import { LIVE_MS, PASSWORD, createGuild, env, makePng, signUp, useServer, withPeople } from "./people.mjs";
 
 const SHOTS = path.resolve(import.meta.dirname, "../../target/e2e-screenshots");
 
@@ -129,5 +129,38 @@ test("a forgotten password is reset with a code sent by e-mail, once, without te
     assert.deepEqual([again.status, again.body.code], [400, "invalid_reset_code"]);
     await sleep(500);
     assert.equal(mails().length, 1, "still no mail for the unknown address");
+  });
+});
+
+test("settings: a new display name and avatar show at once; the address needs the password", { timeout: 60_000 }, async () => {
+  await withPeople([["Sam", "Sam", { width: 1440, height: 900 }]], async ([sam]) => {
+    const { page } = sam;
+    await signUp(sam);
+    await createGuild(sam, "Profile");
+    await page.click("#settings-btn");
+    await page.waitForSelector("#settings-dialog[open]");
+    await page.fill("#settings-name", "샘 Sam");
+    await page.setInputFiles("#avatar-input", { name: "me.png", mimeType: "image/png", buffer: makePng(64, 48) });
+    await page.click('#profile-form button[type="submit"]');
+    await page.waitForFunction(() => document.querySelector("#profile-result").textContent === "Saved.", null, { timeout: LIVE_MS });
+    assert.equal(await page.textContent("#me-name"), "샘 Sam");
+    const avatar = await page.evaluate(() => {
+      const img = document.querySelector("#me-avatar img");
+      return img && { src: img.getAttribute("src"), w: img.naturalWidth };
+    });
+    assert.ok(avatar?.src.startsWith("/api/v1/avatars/"), JSON.stringify(avatar));
+    await page.waitForFunction(() => document.querySelector("#me-avatar img").naturalWidth === 256, null, { timeout: LIVE_MS });
+    await page.waitForFunction((n) => window.parlorChat.members().some((m) => m.name === n), "샘 Sam", { timeout: LIVE_MS });
+    // The address: a wrong password is refused, the right one saves it.
+    await page.fill("#settings-email", `${sam.username}@example.org`);
+    await page.fill("#email-password", "not it at all");
+    await page.click('#email-form button[type="submit"]');
+    await page.waitForFunction(() => document.querySelector("#email-result").textContent === "Wrong password.", null, { timeout: LIVE_MS });
+    await page.fill("#email-password", PASSWORD);
+    await page.click('#email-form button[type="submit"]');
+    await page.waitForFunction(() => document.querySelector("#email-result").textContent.startsWith("Saved."), null, { timeout: LIVE_MS });
+    const email = await page.evaluate(() => window.parlorChat.api("GET", "/users/@me/email"));
+    assert.equal(email.email, `${sam.username}@example.org`);
+    await page.screenshot({ path: path.join(SHOTS, "desktop-settings.png") });
   });
 });

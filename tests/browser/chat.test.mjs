@@ -9,11 +9,10 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import zlib from "node:zlib";
 import { poll, sleep } from "./server.mjs";
 import {
   LIVE_MS, MEDIA_TIMEOUT_MS, authError, chatState, createGuild, createInvite, env, joinGuild, joinVoiceChannel, messages,
-  send, shareGuild, signUp, submitAuth, useServer, waitForMediaFrom, waitForMessage, withPeople,
+  makePng, send, shareGuild, signUp, submitAuth, useServer, waitForMediaFrom, waitForMessage, withPeople,
 } from "./people.mjs";
 
 // The history test seeds 70 messages faster than anyone types; the per-user limits have
@@ -469,31 +468,6 @@ test("the session survives a reload; only the refresh token is stored; signing o
 // -------------------------------------------------------------------------------------------
 
 
-/** A width × height PNG of one colour (RGB, no compression tricks), as a Buffer. */
-function makePng(width, height, [r, g, b] = [200, 60, 40]) {
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(zlib.crc32(body));
-    return Buffer.concat([len, body, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 2; // RGB
-  const row = Buffer.alloc(1 + width * 3);
-  for (let x = 0; x < width; x += 1) row.set([r, g, b], 1 + x * 3);
-  const raw = Buffer.concat(Array.from({ length: height }, () => row));
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk("IHDR", ihdr),
-    chunk("IDAT", zlib.deflateSync(raw)),
-    chunk("IEND", Buffer.alloc(0)),
-  ]);
-}
 
 /** Waits until every file picked in the composer is uploaded. */
 async function waitForUploads(person, count) {

@@ -6,7 +6,7 @@ import { openDm } from "./dms.js";
 import { renderMain } from "./main-pane.js";
 import { renderMessages } from "./message-view.js";
 import { presenceOf, statusDot } from "./presence.js";
-import { initials, renderChannels } from "./sidebar.js";
+import { renderChannels, setAvatar } from "./sidebar.js";
 import { cacheUser, currentGuild, findChannel, inDmHome } from "./state.js";
 import { renderTyping } from "./typing.js";
 
@@ -105,6 +105,17 @@ export function renderMembers(app) {
 }
 
 /**
+ * A small avatar circle for a user.
+ * @param {any} user
+ * @param {string} name
+ */
+function avatarOf(user, name) {
+  const el = h("span", { class: "avatar-dot small", "aria-hidden": "true" });
+  setAvatar(el, user, name);
+  return el;
+}
+
+/**
  * One member: avatar with status dot, name, custom status (or @username), and *Message*.
  * @param {ChatApp} app
  * @param {string} id
@@ -120,7 +131,7 @@ function memberItem(app, id) {
     h(
       "span",
       { class: "avatar-wrap" },
-      h("span", { class: "avatar-dot small", "aria-hidden": "true", text: initials(name) }),
+      avatarOf(user, name),
       statusDot(presence.status, "on-avatar"),
     ),
     h(

@@ -71,13 +71,28 @@ export function initials(name) {
     .toUpperCase();
 }
 
+/**
+ * Fills an avatar circle: the user's picture if they have one, else their initials.
+ * @param {HTMLElement} el
+ * @param {any} user
+ * @param {string} name
+ */
+export function setAvatar(el, user, name) {
+  const src = user?.avatar;
+  if (src && (src.startsWith("/") || src.startsWith("https://"))) {
+    el.replaceChildren(h("img", { src, alt: "", class: "avatar-img" }));
+  } else {
+    el.textContent = initials(name);
+  }
+}
+
 /** @param {ChatApp} app */
 export function renderMe(app) {
   const { chat, ui, auth } = app;
   const user = chat.user ?? auth.user;
   ui.meName.textContent = user?.display_name ?? "";
   ui.meUsername.textContent = user ? `@${user.username}` : "";
-  ui.meAvatar.textContent = initials(user?.display_name ?? user?.username ?? "?");
+  setAvatar(ui.meAvatar, user, user?.display_name ?? user?.username ?? "?");
 }
 
 /** @param {ChatApp} app */

@@ -84,6 +84,36 @@ export function chatElements() {
     memberList: $("#member-list"),
     /** @type {HTMLElement} */
     autocomplete: $("#autocomplete"),
+    /** @type {HTMLButtonElement} */
+    settingsBtn: $("#settings-btn"),
+    /** @type {HTMLDialogElement} */
+    settingsDialog: $("#settings-dialog"),
+    /** @type {HTMLButtonElement} */
+    settingsClose: $("#settings-close"),
+    /** @type {HTMLFormElement} */
+    profileForm: $("#profile-form"),
+    /** @type {HTMLInputElement} */
+    settingsName: $("#settings-name"),
+    /** @type {HTMLInputElement} */
+    avatarInput: $("#avatar-input"),
+    /** @type {HTMLElement} */
+    profileResult: $("#profile-result"),
+    /** @type {HTMLFormElement} */
+    emailForm: $("#email-form"),
+    /** @type {HTMLInputElement} */
+    settingsEmail: $("#settings-email"),
+    /** @type {HTMLInputElement} */
+    emailPassword: $("#email-password"),
+    /** @type {HTMLElement} */
+    emailResult: $("#email-result"),
+    /** @type {HTMLFormElement} */
+    passwordForm: $("#password-form"),
+    /** @type {HTMLInputElement} */
+    currentPassword: $("#current-password"),
+    /** @type {HTMLInputElement} */
+    newPassword: $("#new-password"),
+    /** @type {HTMLElement} */
+    passwordResult: $("#password-result"),
     /** @type {HTMLDialogElement} */
     groupDialog: $("#group-dialog"),
     /** @type {HTMLFormElement} */
