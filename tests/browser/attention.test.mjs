@@ -10,7 +10,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { LIVE_MS, env, send, shareGuild, useServer, waitForMessage, withPeople } from "./people.mjs";
+import { LIVE_MS, env, send, shareGuild, signUp, useServer, waitForMessage, withPeople } from "./people.mjs";
 
 useServer();
 
@@ -148,5 +148,34 @@ test("a muted channel marks nothing unread until it is unmuted; the level follow
     await ned.page.click('#channel-list .channel[data-kind="text"]:not([data-channel-id="' + quiet + '"])');
     await send(mia, "now you hear me");
     await ned.page.waitForFunction((c) => window.parlorChat.badges().channels[c]?.unread, quiet, { timeout: LIVE_MS });
+  });
+});
+
+test("/ in the composer offers the slash commands of the server's bots", { timeout: 60_000 }, async () => {
+  await withPeople([["Ola", "Ola", DESKTOP]], async ([ola]) => {
+    const { page } = ola;
+    await signUp(ola);
+    const guildId = await page.evaluate(() => window.parlorChat.api("POST", "/guilds", { name: "Bots" }).then((g) => g.id));
+    await page.waitForFunction((g) => window.parlorChat.guilds.some((x) => x.id === g), guildId, { timeout: LIVE_MS });
+    await page.click(`#guild-list [data-guild-id="${guildId}"]`);
+    // A bot joins with an invite and registers a command with its own token.
+    const bot = await page.evaluate(() => window.parlorChat.api("POST", "/applications", { name: "Weather" }));
+    const invite = await page.evaluate((g) => window.parlorChat.api("POST", `/guilds/${g}/invites`, {}), guildId);
+    const asBot = (method, p, body) =>
+      fetch(`${env.server.url}/api/v1${p}`, { method, headers: { authorization: `Bot ${bot.token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    assert.equal((await asBot("POST", `/invites/${invite.code}`, {})).status, 200);
+    const put = await asBot("PUT", `/applications/${bot.id}/commands`, [
+      { name: "weather", description: "the weather", options: [{ name: "city", description: "which city", required: true }] },
+      { name: "ping" },
+    ]);
+    assert.equal(put.status, 200);
+    await page.click("#message-input");
+    await page.keyboard.type("/we");
+    await page.waitForFunction(() => window.parlorChat.suggestions().length > 0, null, { timeout: LIVE_MS });
+    assert.deepEqual(await page.evaluate(() => window.parlorChat.suggestions()), [
+      { label: "/weather <city>", detail: "the weather · Weather", selected: true },
+    ]);
+    await page.keyboard.press("Tab");
+    assert.equal(await page.inputValue("#message-input"), "/weather ");
   });
 });

@@ -1,8 +1,9 @@
 // @ts-check
 // Autocomplete in the composer: `@` offers members (and @everyone, @here), `#` the guild's
-// channels. Arrow keys move, Enter or Tab takes one, Escape closes. What goes into the
-// message is `@username` or `#channel-name`, which the server resolves (docs/chat-api.md,
-// "Mentions").
+// channels, and `/` at the start the slash commands of the guild's bots. Arrow keys move,
+// Enter or Tab takes one, Escape closes. What goes into the message is `@username`,
+// `#channel-name` or `/command `, which the server resolves (docs/chat-api.md, "Mentions"
+// and "Slash commands").
 
 import { closestTarget, h } from "../shared/dom.js";
 import { nameOf } from "./members.js";
@@ -30,6 +31,23 @@ const TOKEN = /(^|[^\p{L}\p{N}_])([@#])([\p{L}\p{N}_.-]*)$/u;
  */
 function suggest(app, before) {
   const { chat } = app;
+  const slash = /^\/([a-z0-9_-]*)$/.exec(before);
+  const here = findChannel(app, chat.channelId).guild;
+  if (slash && here) {
+    const commands = chat.commands.get(here.id);
+    if (!commands) {
+      loadCommands(app, here.id);
+      return null;
+    }
+    const items = commands
+      .filter((c) => c.name.startsWith(slash[1]))
+      .map((c) => ({
+        insert: `/${c.name} `,
+        label: `/${c.name}${c.options.map((o) => ` ${o.required ? `<${o.name}>` : `[${o.name}]`}`).join("")}`,
+        detail: `${c.description || "No description"} · ${nameOf(app, c.bot_user_id)}`,
+      }));
+    return items.length ? { start: 0, items: items.slice(0, MAX_SUGGESTIONS) } : null;
+  }
   const m = TOKEN.exec(before);
   if (!m) return null;
   const [, lead, sigil, typed] = m;
@@ -63,6 +81,24 @@ function suggest(app, before) {
       .map((c) => ({ insert: `#${c.name} `, label: `#${c.name}`, detail: c.kind === "voice" ? "Voice channel" : "Text channel" }));
   }
   return items.length ? { start, items: items.slice(0, MAX_SUGGESTIONS) } : null;
+}
+
+/**
+ * Fetches the guild's commands once (again after 30 s) and suggests again.
+ * @param {ChatApp} app
+ * @param {string} guildId
+ */
+async function loadCommands(app, guildId) {
+  const { chat, api } = app;
+  const at = chat.commandsFetchedAt.get(guildId) ?? 0;
+  if (Date.now() - at < 30_000) return;
+  chat.commandsFetchedAt.set(guildId, Date.now());
+  try {
+    chat.commands.set(guildId, await api("GET", `/guilds/${guildId}/commands`));
+  } catch {
+    chat.commands.set(guildId, []);
+  }
+  if (document.activeElement === app.ui.input) update(app);
 }
 
 /**

@@ -139,6 +139,10 @@ export function createChatState() {
     ackedAt: new Map(),
     /** @type {{channelId: string, after: string} | null} Where reading stopped in the channel opened: the divider goes after it. */
     unreadSince: null,
+    /** @type {Map<string, any[]>} guild id -> its bots' slash commands, once fetched. */
+    commands: new Map(),
+    /** @type {Map<string, number>} guild id -> when its commands were fetched. */
+    commandsFetchedAt: new Map(),
     /** @type {{start: number, end: number, selected: number, items: {insert: string, label: string, detail: string, userId?: string}[]} | null} The composer's suggestions (autocomplete.js). */
     suggest: null,
     /** @type {{title: string, body: string, reason: string, messageId: string, channelId: string}[]} Desktop notifications shown (for tests). */
