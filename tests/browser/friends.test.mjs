@@ -117,3 +117,56 @@ test("a group conversation starts from the DM list with people chosen in a dialo
     await waitForMessage(yul, "다 모였다");
   });
 });
+
+test("server settings: a role given to a member, an event with interest, the channel's insights and a bot", { timeout: 120_000 }, async () => {
+  await withPeople([["Zed", "Zed", DESKTOP], ["Amy", "Amy", DESKTOP]], async ([zed, amy]) => {
+    const guildId = await shareGuild(zed, amy, "Settings");
+    await send(zed, "deploy 회의는 deploy release");
+    await waitForMessage(zed, "deploy 회의는 deploy release");
+    const { page } = zed;
+    const result = () => page.textContent("#server-result");
+    await page.click("#server-settings-btn");
+    await page.waitForSelector("#server-dialog[open]");
+    // Roles: a new one with a permission, given to Amy.
+    await page.fill("#role-name", "운영진");
+    await page.check('#role-perms input[value="5"]');
+    await page.click('#role-form button[type="submit"]');
+    await page.waitForFunction(() => document.querySelector("#server-result").textContent === "Role 운영진 created.", null, { timeout: LIVE_MS });
+    const role = page.locator('#roles-list .role-row:has-text("운영진")');
+    assert.match(await role.textContent(), /Manage messages/);
+    await role.locator("select").selectOption(amy.userId);
+    await page.waitForFunction((n) => document.querySelector("#server-result").textContent === `Given to ${n}.`, amy.displayName, { timeout: LIVE_MS });
+    const member = await page.evaluate(
+      ({ g, u }) => window.parlorChat.api("GET", `/guilds/${g}/members?limit=1000`).then((l) => l.find((m) => m.user.id === u)),
+      { g: guildId, u: amy.userId },
+    );
+    assert.equal(member.roles.length, 1, JSON.stringify(member));
+    // Events: one tomorrow, and interest in it.
+    await page.click('#server-tabs [data-tab="events"]');
+    await page.fill("#event-title", "주간 회의");
+    const tomorrow = new Date(Date.now() + 24 * 3600_000);
+    const local = new Date(tomorrow.getTime() - tomorrow.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
+    await page.fill("#event-start", local);
+    await page.click('#event-form button[type="submit"]');
+    await page.waitForSelector('#events-list .event-row:has-text("주간 회의")', { timeout: LIVE_MS });
+    await page.click("#events-list .event-interest");
+    await page.waitForFunction(() => document.querySelector("#events-list .event-count")?.textContent === "1 interested", null, { timeout: LIVE_MS });
+    // Insights of #general: its words, Korean particles cut; then one left out.
+    await page.click('#server-tabs [data-tab="insights"]');
+    await page.waitForSelector("#insights-list .insight-word", { timeout: LIVE_MS });
+    const words = () => page.$$eval("#insights-list .insight-word", (els) => els.map((e) => e.textContent));
+    assert.deepEqual((await words()).slice(0, 3), ["deploy2", "release1", "회의1"]);
+    await page.fill("#insights-excluded", "deploy");
+    await page.click('#insights-form button[type="submit"]');
+    await page.waitForFunction(() => document.querySelector("#server-result").textContent === "Left out.", null, { timeout: LIVE_MS });
+    assert.deepEqual(await words(), ["release1", "회의1"]);
+    // Bots: a new one, its token shown once.
+    await page.click('#server-tabs [data-tab="bots"]');
+    await page.fill("#bot-name", "Helper");
+    await page.click('#bot-form button[type="submit"]');
+    await page.waitForSelector("#bot-token-box:not([hidden])", { timeout: LIVE_MS });
+    assert.match(await page.textContent("#bot-token"), /^[A-Za-z0-9_-]{43}$/);
+    assert.match(await result(), /Helper created/);
+    await page.screenshot({ path: "../../target/e2e-screenshots/desktop-server-settings.png" });
+  });
+});

@@ -160,6 +160,7 @@ export function renderChannels(app) {
   const guild = currentGuild(app);
   ui.guildName.textContent = guild?.name ?? "";
   ui.inviteBtn.hidden = !guild || !(hasPerm(guild.permissions, PERM.CREATE_INVITES) || guild.owner_id === chat.user?.id);
+  ui.serverSettingsBtn.hidden = !guild;
   if (!guild) {
     ui.channelList.replaceChildren();
     return;

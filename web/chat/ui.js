@@ -85,6 +85,52 @@ export function chatElements() {
     /** @type {HTMLElement} */
     autocomplete: $("#autocomplete"),
     /** @type {HTMLButtonElement} */
+    serverSettingsBtn: $("#server-settings-btn"),
+    /** @type {HTMLDialogElement} */
+    serverDialog: $("#server-dialog"),
+    /** @type {HTMLElement} */
+    serverTitle: $("#server-title"),
+    /** @type {HTMLElement} */
+    serverTabs: $("#server-tabs"),
+    /** @type {HTMLElement} */
+    serverResult: $("#server-result"),
+    /** @type {HTMLButtonElement} */
+    serverClose: $("#server-close"),
+    /** @type {HTMLElement} */
+    rolesList: $("#roles-list"),
+    /** @type {HTMLFormElement} */
+    roleForm: $("#role-form"),
+    /** @type {HTMLInputElement} */
+    roleName: $("#role-name"),
+    /** @type {HTMLElement} */
+    rolePerms: $("#role-perms"),
+    /** @type {HTMLElement} */
+    eventsList: $("#events-list"),
+    /** @type {HTMLFormElement} */
+    eventForm: $("#event-form"),
+    /** @type {HTMLInputElement} */
+    eventTitle: $("#event-title"),
+    /** @type {HTMLInputElement} */
+    eventStart: $("#event-start"),
+    /** @type {HTMLElement} */
+    insightsTitle: $("#insights-title"),
+    /** @type {HTMLElement} */
+    insightsList: $("#insights-list"),
+    /** @type {HTMLFormElement} */
+    insightsForm: $("#insights-form"),
+    /** @type {HTMLInputElement} */
+    insightsExcluded: $("#insights-excluded"),
+    /** @type {HTMLElement} */
+    botsList: $("#bots-list"),
+    /** @type {HTMLFormElement} */
+    botForm: $("#bot-form"),
+    /** @type {HTMLInputElement} */
+    botName: $("#bot-name"),
+    /** @type {HTMLElement} */
+    botTokenBox: $("#bot-token-box"),
+    /** @type {HTMLElement} */
+    botToken: $("#bot-token"),
+    /** @type {HTMLButtonElement} */
     settingsBtn: $("#settings-btn"),
     /** @type {HTMLDialogElement} */
     settingsDialog: $("#settings-dialog"),
