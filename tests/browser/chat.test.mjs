@@ -847,3 +847,24 @@ test("an invite can expire sooner and be limited to one use", { timeout: 60_000 
     assert.equal(await kit.page.textContent("#guild-dialog-error"), "That invite has been used as many times as it allows. Ask for a new one.");
   });
 });
+
+test("search filter chips narrow the results and take themselves out again", { timeout: 90_000 }, async () => {
+  await withPeople([["Fia", "Fia"], ["Gus", "Gus"]], async ([fia, gus]) => {
+    await shareGuild(fia, gus, "Chips");
+    await send(fia, "회의 from Fia");
+    await waitForMessage(gus, "회의 from Fia");
+    await send(gus, "회의 from Gus");
+    await waitForMessage(fia, "회의 from Gus");
+    const results = () => fia.page.evaluate(() => window.parlorChat.search?.results.map((r) => r.content) ?? []);
+    await fia.page.fill("#search-input", "회의");
+    await fia.page.press("#search-input", "Enter");
+    await fia.page.waitForFunction(() => window.parlorChat.search?.results.length === 2, null, { timeout: LIVE_MS });
+    await fia.page.click('#search-chips [data-filter^="from:"]');
+    await fia.page.waitForFunction(() => window.parlorChat.search?.results.length === 1, null, { timeout: LIVE_MS });
+    assert.deepEqual(await results(), ["회의 from Fia"]);
+    assert.equal(await fia.page.inputValue("#search-input"), `회의 from:${fia.username}`);
+    assert.equal(await fia.page.getAttribute('#search-chips [data-filter^="from:"]', "aria-pressed"), "true");
+    await fia.page.click('#search-chips [data-filter^="from:"]');
+    await fia.page.waitForFunction(() => window.parlorChat.search?.results.length === 2, null, { timeout: LIVE_MS });
+  });
+});

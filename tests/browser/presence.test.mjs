@@ -187,3 +187,32 @@ test("a voice channel capped at 2 refuses a third caller with a message", { time
     await shot(ivy, "desktop-voice-full");
   });
 });
+
+test("a member's card shows their presence and offers a message and friendship", { timeout: 90_000 }, async () => {
+  await withPeople([["Cal", "Cal", DESKTOP], ["Dee", "디 Dee", DESKTOP]], async (people) => {
+    const [cal, dee] = people;
+    await oneGuild(people, "Cards");
+    await dee.page.click("#status-btn");
+    await dee.page.click('#status-menu [data-status="dnd"]');
+    await dee.page.click("#status-btn");
+    await dee.page.fill("#custom-status-input", "집중 중");
+    await dee.page.press("#custom-status-input", "Enter");
+    await waitForMember(cal, dee, "dnd", "집중 중");
+    await cal.page.click(`#member-list .member[data-user-id="${dee.userId}"] .member-name`);
+    await cal.page.waitForSelector("#profile-card:not([hidden])", { timeout: LIVE_MS });
+    assert.equal(await cal.page.textContent("#profile-card .profile-name"), dee.displayName);
+    assert.equal(await cal.page.textContent("#profile-card .profile-status"), "Do not disturb — 집중 중");
+    await cal.page.screenshot({ path: path.join(SHOTS, "desktop-profile-card.png") });
+    // Add friend: Dee gets the request.
+    await cal.page.click('#profile-card [data-act="friend"]');
+    await dee.page.waitForFunction(
+      (id) => window.parlorChat.api("GET", "/users/@me/relationships").then((l) => l.some((r) => r.user.id === id && r.kind === "incoming")),
+      cal.userId,
+      { timeout: LIVE_MS, polling: 300 },
+    );
+    // Message: the DM opens.
+    await cal.page.click(`#member-list .member[data-user-id="${dee.userId}"] .member-name`);
+    await cal.page.click('#profile-card [data-act="message"]');
+    await cal.page.waitForFunction(() => window.parlorChat.openDmId !== null, null, { timeout: LIVE_MS });
+  });
+});

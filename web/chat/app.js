@@ -24,6 +24,7 @@ import { onDispatch, onReady } from "./dispatch.js";
 import { wireEmoji } from "./emoji.js";
 import { wireFriends } from "./friends.js";
 import { wireGroups } from "./groups.js";
+import { wireProfiles } from "./profile.js";
 import { wireServerSettings } from "./server-settings.js";
 import { wireSettings } from "./settings.js";
 import { wireNotifyMenu } from "./notify-menu.js";
@@ -105,6 +106,7 @@ function wire(app) {
   wireGroups(app);
   wireSettings(app);
   wireServerSettings(app);
+  wireProfiles(app);
   wireNotificationAsk(app);
   // Before the composer: Enter takes a suggestion rather than sending.
   wireAutocomplete(app);

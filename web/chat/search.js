@@ -15,6 +15,38 @@ import { DM_KINDS, findChannel, inDmHome } from "./state.js";
 const SEARCH_LIMIT = 25;
 
 /**
+ * The filters offered as chips for the current search: [label, query part].
+ * @param {ChatApp} app
+ * @returns {[string, string][]}
+ */
+function chips(app) {
+  const { chat } = app;
+  const me = chat.user?.username;
+  const weekAgo = new Date(Date.now() - 7 * 24 * 3600_000).toISOString().slice(0, 10);
+  /** @type {[string, string][]} */
+  const list = [];
+  if (me) list.push(["From me", `from:${me}`], ["Mentions me", `mentions:${me}`]);
+  const { channel } = findChannel(app, chat.channelId);
+  if (channel && !DM_KINDS.has(channel.kind) && !inDmHome(app)) list.push([`In #${channel.name}`, `in:${channel.id}`]);
+  list.push(["Has a file", "has:attachment"], ["This week", `after:${weekAgo}`]);
+  return list;
+}
+
+/**
+ * The filter chips: each adds its part to the query, or takes it out again.
+ * @param {ChatApp} app
+ */
+function renderChips(app) {
+  const { chat, ui } = app;
+  const parts = new Set((chat.search?.query ?? "").split(/\s+/));
+  ui.searchChips.replaceChildren(
+    ...chips(app).map(([label, part]) =>
+      h("button", { type: "button", class: "search-chip", "aria-pressed": String(parts.has(part)), dataset: { filter: part }, text: label }),
+    ),
+  );
+}
+
+/**
  * Searches the shown guild (or, in DMs, the shown conversation); `more` pages on.
  * @param {ChatApp} app
  * @param {string | null} query
@@ -75,6 +107,7 @@ export function renderSearch(app) {
   const { chat, ui } = app;
   const search = chat.search;
   ui.searchPanel.hidden = !search;
+  renderChips(app);
   if (!search) {
     ui.searchResults.replaceChildren();
     ui.searchMore.hidden = true;
@@ -120,6 +153,15 @@ export function renderSearch(app) {
  */
 export function wireSearch(app) {
   const { ui } = app;
+  ui.searchChips.addEventListener("click", (event) => {
+    const chip = closestTarget(event, "[data-filter]");
+    if (!chip || !app.chat.search) return;
+    const filter = chip.dataset.filter;
+    const parts = app.chat.search.query.split(/\s+/).filter(Boolean);
+    const next = parts.includes(filter) ? parts.filter((p) => p !== filter) : [...parts, filter];
+    ui.searchInput.value = next.join(" ");
+    runSearch(app, ui.searchInput.value);
+  });
   ui.searchForm.addEventListener("submit", (event) => {
     event.preventDefault();
     runSearch(app, ui.searchInput.value);

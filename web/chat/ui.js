@@ -182,6 +182,10 @@ export function chatElements() {
     inviteUses: $("#invite-uses"),
     /** @type {HTMLElement} */
     inviteTerms: $("#invite-terms"),
+    /** @type {HTMLElement} */
+    profileCard: $("#profile-card"),
+    /** @type {HTMLElement} */
+    searchChips: $("#search-chips"),
     /** @type {HTMLButtonElement} */
     notifyBtn: $("#notify-btn"),
     /** @type {HTMLElement} */
