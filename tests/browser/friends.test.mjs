@@ -170,3 +170,25 @@ test("server settings: a role given to a member, an event with interest, the cha
     await page.screenshot({ path: "../../target/e2e-screenshots/desktop-server-settings.png" });
   });
 });
+
+test("in a DM each message shows how many have not read it, until they do", { timeout: 90_000 }, async () => {
+  await withPeople([["Hal", "Hal", DESKTOP], ["Ida", "Ida", DESKTOP]], async ([hal, ida]) => {
+    await shareGuild(hal, ida, "Reads");
+    // Ida is elsewhere (#general) when Hal writes to her.
+    await hal.page.evaluate((id) => window.parlorChat.api("POST", "/users/@me/channels", { recipient_id: id }), ida.userId);
+    await hal.page.click("#dm-home-btn");
+    await hal.page.waitForFunction(() => window.parlorChat.dms.length === 1, null, { timeout: LIVE_MS });
+    const dm = await hal.page.evaluate(() => window.parlorChat.dms[0].id);
+    await hal.page.click(`#channel-list .channel[data-channel-id="${dm}"]`);
+    await send(hal, "읽으면 1이 사라져요");
+    const unreadBy = () => hal.page.evaluate(() => window.parlorChat.messages().find((m) => m.content === "읽으면 1이 사라져요")?.unreadBy ?? -1);
+    await hal.page.waitForFunction(() => window.parlorChat.messages().some((m) => m.unreadBy === 1), null, { timeout: LIVE_MS });
+    // Ida opens the DM: the 1 goes away on Hal's page.
+    await ida.page.click("#dm-home-btn");
+    await ida.page.waitForFunction((d) => window.parlorChat.dms.some((x) => x.id === d), dm, { timeout: LIVE_MS });
+    await ida.page.click(`#channel-list .channel[data-channel-id="${dm}"]`);
+    await waitForMessage(ida, "읽으면 1이 사라져요");
+    await hal.page.waitForFunction(() => window.parlorChat.messages().every((m) => m.unreadBy === 0), null, { timeout: LIVE_MS });
+    assert.equal(await unreadBy(), 0);
+  });
+});

@@ -15,7 +15,7 @@ import { renderChannels, renderGuilds, renderMe, renderStatus } from "./sidebar.
 import { DM_HOME, DM_KINDS, cacheUser, findChannel, firstTextChannel, inDmHome, noteDmActivity, upsertDm, upsertGuild } from "./state.js";
 import { applyPresences, applyVoiceStates, onNewSession, onPresenceUpdate, onVoiceStateUpdate, refreshGuildPresence, renderMyStatus } from "./presence.js";
 import { applySettings, onSettingsUpdate } from "./notify-menu.js";
-import { applyReadStates, markRead, noteUnseen, onMessageAck, onNotification, seeing } from "./reads.js";
+import { applyReadStates, markRead, noteUnseen, onMessageAck, onNotification, refreshUnreadBy, seeing } from "./reads.js";
 import { parsePath } from "./route.js";
 import { onThreadChannel, onThreadMessage } from "./threads.js";
 import { LAST_KEY } from "./storage.js";
@@ -111,6 +111,7 @@ export function onDispatch(app, t, d) {
         if (inDmHome(app)) renderChannels(app);
       }
       if (seeing(app, d.channel_id)) markRead(app, d.channel_id);
+      if (d.author_id === chat.user?.id) refreshUnreadBy(app, d.channel_id);
       else if (d.author_id !== chat.user?.id) {
         noteUnseen(app, d);
         renderChannels(app);
@@ -218,6 +219,9 @@ export function onDispatch(app, t, d) {
       renderMembers(app);
       break;
     }
+    case "channel_read":
+      refreshUnreadBy(app, d.channel_id);
+      break;
     case "message_ack":
       onMessageAck(app, d);
       renderChannels(app);

@@ -64,6 +64,7 @@ export function parlorChatHandle(app) {
         // The text as written (the page shows it formatted).
         content: /** @type {HTMLElement | null} */ (el.querySelector(".content"))?.dataset.text ?? null,
         edited: Boolean(el.querySelector(".edited")),
+        unreadBy: Number(el.querySelector(".unread-by")?.textContent ?? 0),
         attachments: queryAll(el, ".attachment").map((a) => ({
           kind: a.classList.contains("image") ? "image" : "file",
           href: a.getAttribute("href"),

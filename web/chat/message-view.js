@@ -136,6 +136,7 @@ function updateMessage(app, el, m, continued, ch) {
   const author = nameOf(app, m.author_id);
   const replied = m.reply_to ? ch.messages.get(m.reply_to) : null;
   const key = JSON.stringify([
+    m.unread_by ?? null,
     blocked(app, m.author_id) && !chat.revealed.has(m.id),
     m.content,
     m.edited_at,
@@ -194,6 +195,7 @@ function updateMessage(app, el, m, continued, ch) {
           ? h("span", { class: "blocked-message" }, "Blocked message — ", h("button", { type: "button", class: "link", dataset: { action: "reveal" }, text: "show" }))
           : h("span", { class: "content", dataset: { text: m.content } }, ...renderMarkdown(m.content)),
         m.edited_at ? h("span", { class: "edited", title: `Edited ${new Date(m.edited_at).toLocaleString()}`, text: "(edited)" }) : null,
+        m.unread_by > 0 ? h("span", { class: "unread-by", title: `${m.unread_by} ${m.unread_by === 1 ? "person has" : "people have"} not read this yet`, text: String(m.unread_by) }) : null,
       ),
     );
   }

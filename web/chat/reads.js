@@ -10,6 +10,7 @@ import { followLink } from "./history.js";
 import { nameOf } from "./members.js";
 import { muteOf } from "./notify-menu.js";
 import { enablePush } from "./push.js";
+import { renderMessages as renderMessagesOf } from "./message-view.js";
 import { DM_KINDS, compareIds, countsUnread, findChannel } from "./state.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
@@ -257,4 +258,37 @@ export function wireNotificationAsk(app) {
     ?.query({ name: "notifications" })
     .then((status) => status.addEventListener("change", render))
     .catch(() => {});
+}
+
+/** Read counts of a channel are fetched again at most this often. */
+const UNREAD_BY_EVERY_MS = 1000;
+
+/**
+ * Someone read a channel (`channel_read`), or we posted in it: the "N unread" counts of
+ * its shown messages are fetched again (the server counts, for DMs and small guilds),
+ * at most once a second.
+ * @param {ChatApp} app
+ * @param {string} channelId
+ */
+export function refreshUnreadBy(app, channelId) {
+  const { chat, api } = app;
+  if (channelId !== chat.channelId || chat.unreadByTimers.has(channelId)) return;
+  const ch = chat.channels.get(channelId);
+  if (!ch?.loaded) return;
+  chat.unreadByTimers.set(
+    channelId,
+    setTimeout(async () => {
+      chat.unreadByTimers.delete(channelId);
+      try {
+        const page = await api("GET", `/channels/${channelId}/messages?limit=50`);
+        for (const m of page) {
+          const mine = ch.messages.get(m.id);
+          if (mine && typeof m.unread_by === "number") mine.unread_by = m.unread_by;
+        }
+        if (channelId === chat.channelId) renderMessagesOf(app);
+      } catch (error) {
+        console.warn("parlor chat: read counts", error);
+      }
+    }, UNREAD_BY_EVERY_MS),
+  );
 }

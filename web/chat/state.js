@@ -135,6 +135,8 @@ export function createChatState() {
     notifiedMentions: new Set(),
     /** @type {Map<string, ReturnType<typeof setTimeout>>} Acks waiting to go, by channel. */
     ackTimers: new Map(),
+    /** @type {Map<string, ReturnType<typeof setTimeout>>} Read counts waiting to be fetched again, by channel. */
+    unreadByTimers: new Map(),
     /** @type {Map<string, number>} When each channel was last acked. */
     ackedAt: new Map(),
     /** @type {{channelId: string, after: string} | null} Where reading stopped in the channel opened: the divider goes after it. */
