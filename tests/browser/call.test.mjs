@@ -165,3 +165,62 @@ test("on a phone: a channel, a message and the call, with nothing scrolling side
     await shot(pia, "phone-call");
   });
 });
+
+test("on a phone every main screen fits: sign-in, drawer, members, thread, friends, status and settings", { timeout: 120_000 }, async () => {
+  await withPeople([["Ria", "리아 Ria", PHONE], ["Sid", "Sid", PHONE]], async ([ria, sid]) => {
+    const { page } = ria;
+    const fits = async (what) => {
+      const w = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(w <= 390, `${what} scrolls sideways: ${w}px`);
+    };
+    await shot(ria, "phone-sign-in");
+    await fits("sign-in");
+    // The server rail is in the drawer here: the server and the invite go through the API.
+    await signUp(ria);
+    await signUp(sid);
+    const guildId = await page.evaluate(() => window.parlorChat.api("POST", "/guilds", { name: "Phone tour" }).then((g) => g.id));
+    await page.waitForFunction((g) => window.parlorChat.selectedGuildId === g, guildId, { timeout: LIVE_MS });
+    const code = await page.evaluate((g) => window.parlorChat.api("POST", `/guilds/${g}/invites`, {}).then((i) => i.code), guildId);
+    await sid.page.evaluate((c) => window.parlorChat.api("POST", `/invites/${c}`, {}), code);
+    await page.waitForSelector('#channel-list .channel[data-kind="text"][aria-current="true"]', { timeout: LIVE_MS });
+    await send(ria, "폰에서도 잘 보여요?");
+    await waitForMessage(ria, "폰에서도 잘 보여요?");
+    // Members: an overlay from the header.
+    await page.click("#members-btn");
+    await page.waitForFunction(() => document.querySelector("#member-panel").getBoundingClientRect().width > 200, null, { timeout: LIVE_MS });
+    await page.waitForFunction(() => window.parlorChat.members().length === 2, null, { timeout: LIVE_MS });
+    await shot(ria, "phone-members");
+    await fits("the member list");
+    await page.click("#members-btn");
+    // The drawer with servers and channels.
+    await page.click("#nav-toggle");
+    await page.waitForFunction(() => document.querySelector(".sidebar").getBoundingClientRect().left >= 0);
+    await shot(ria, "phone-drawer");
+    await page.click('#channel-list .channel[data-kind="text"]');
+    await page.waitForFunction(() => document.querySelector(".sidebar").getBoundingClientRect().right <= 0);
+    // A thread, over the channel.
+    const message = page.locator(".message").last();
+    await message.click();
+    await message.locator('[data-action="thread"]').click();
+    await page.waitForSelector("#thread-panel:not([hidden])", { timeout: LIVE_MS });
+    await shot(ria, "phone-thread");
+    await fits("a thread");
+    await page.click("#thread-close");
+    // Friends, the status menu and the settings.
+    await page.click("#nav-toggle");
+    await page.click("#dm-home-btn");
+    await page.click("#channel-list .friends-entry");
+    await page.waitForSelector("#friends-view:not([hidden])", { timeout: LIVE_MS });
+    await shot(ria, "phone-friends");
+    await fits("friends");
+    await page.click("#nav-toggle");
+    await page.click("#status-btn");
+    await page.waitForSelector("#status-menu:not([hidden])");
+    await shot(ria, "phone-status-menu");
+    await page.keyboard.press("Escape");
+    await page.click("#settings-btn");
+    await page.waitForSelector("#settings-dialog[open]");
+    await shot(ria, "phone-settings");
+    await fits("settings");
+  });
+});

@@ -84,6 +84,7 @@ export function renderMembers(app) {
   const guild = currentGuild(app);
   const ids = guild ? chat.members.get(guild.id) : null;
   ui.memberPanel.hidden = !guild;
+  ui.membersBtn.hidden = !guild;
   document.body.dataset.members = guild ? "shown" : "none";
   if (!guild) {
     ui.memberList.replaceChildren();
@@ -154,6 +155,12 @@ function memberItem(app, id) {
  */
 export function wireMembers(app) {
   const { ui } = app;
+  // On narrow screens the member list is an overlay the header's button opens.
+  ui.membersBtn.addEventListener("click", () => {
+    const open = document.body.dataset.membersOpen !== "true";
+    document.body.dataset.membersOpen = String(open);
+    ui.membersBtn.setAttribute("aria-expanded", String(open));
+  });
   ui.memberList.addEventListener("click", (event) => {
     const button = closestTarget(event, ".message-member");
     if (button) openDm(app, button.dataset.userId);

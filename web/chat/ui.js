@@ -188,6 +188,8 @@ export function chatElements() {
     searchChips: $("#search-chips"),
     /** @type {HTMLButtonElement} */
     notifyBtn: $("#notify-btn"),
+    /** @type {HTMLButtonElement} */
+    membersBtn: $("#members-btn"),
     /** @type {HTMLElement} */
     notifyMenu: $("#notify-menu"),
     /** @type {HTMLElement} */
