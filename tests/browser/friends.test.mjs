@@ -167,6 +167,18 @@ test("server settings: a role given to a member, an event with interest, the cha
     await page.waitForSelector("#bot-token-box:not([hidden])", { timeout: LIVE_MS });
     assert.match(await page.textContent("#bot-token"), /^[A-Za-z0-9_-]{43}$/);
     assert.match(await result(), /Helper created/);
+    // Webhooks of #general: its URL (shown once) posts into the channel; deleting stops it.
+    await page.click('#server-tabs [data-tab="webhooks"]');
+    await page.fill("#webhook-name", "CI");
+    await page.click('#webhook-form button[type="submit"]');
+    await page.waitForSelector("#webhook-url-box:not([hidden])", { timeout: LIVE_MS });
+    const url = await page.textContent("#webhook-url");
+    const posted = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ content: "빌드 성공 ✅" }) });
+    assert.equal(posted.status, 201);
+    await waitForMessage(amy, "빌드 성공 ✅");
+    await page.click('#webhooks-list .webhook-delete');
+    await page.waitForFunction(() => document.querySelector("#server-result").textContent.startsWith("Deleted."), null, { timeout: LIVE_MS });
+    assert.equal((await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ content: "x" }) })).status, 404);
     await page.screenshot({ path: "../../target/e2e-screenshots/desktop-server-settings.png" });
   });
 });

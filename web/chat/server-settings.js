@@ -113,7 +113,37 @@ async function renderBots(app) {
   );
 }
 
-const RENDER = { roles: renderRoles, events: renderEvents, insights: renderInsights, bots: renderBots };
+/**
+ * The open text channel's webhooks.
+ * @param {ChatApp} app
+ */
+async function renderWebhooks(app) {
+  const { api, ui, chat } = app;
+  const { channel } = findChannel(app, chat.channelId);
+  const text = channel?.kind === "text";
+  ui.webhookForm.hidden = !text;
+  if (!text) {
+    ui.webhooksTitle.textContent = "Open a text channel to manage its webhooks.";
+    ui.webhooksList.replaceChildren();
+    return;
+  }
+  ui.webhooksTitle.textContent = `Webhooks post into #${channel.name} from a secret URL.`;
+  const hooks = await api("GET", `/channels/${channel.id}/webhooks`);
+  ui.webhooksList.replaceChildren(
+    ...(hooks.length
+      ? hooks.map((w) =>
+          h(
+            "li",
+            { class: "webhook-row", dataset: { webhookId: w.id } },
+            h("span", { class: "role-name", text: w.name }),
+            h("button", { type: "button", class: "small-button webhook-delete", dataset: { webhookId: w.id }, text: "Delete" }),
+          ),
+        )
+      : [h("li", { class: "hint small", text: "No webhooks in this channel." })]),
+  );
+}
+
+const RENDER = { roles: renderRoles, events: renderEvents, insights: renderInsights, bots: renderBots, webhooks: renderWebhooks };
 
 /**
  * @param {ChatApp} app
@@ -212,6 +242,24 @@ export function wireServerSettings(app) {
     act(app, "insights", async () => {
       await api("PUT", "/users/@me/insights/excluded-words", { words });
       return "Left out.";
+    });
+  });
+  ui.webhookForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(app, "webhooks", async () => {
+      const w = await api("POST", `/channels/${app.chat.channelId}/webhooks`, { name: ui.webhookName.value });
+      ui.webhookName.value = "";
+      ui.webhookUrl.textContent = new URL(w.url, location.origin).href;
+      ui.webhookUrlBox.hidden = false;
+      return `${w.name} created. Copy its URL now: it is shown only once.`;
+    });
+  });
+  ui.webhooksList.addEventListener("click", (event) => {
+    const b = closestTarget(event, ".webhook-delete");
+    if (!b) return;
+    act(app, "webhooks", async () => {
+      await api("DELETE", `/webhooks/${b.dataset.webhookId}`);
+      return "Deleted. Its URL no longer works.";
     });
   });
   ui.botForm.addEventListener("submit", (event) => {

@@ -130,6 +130,18 @@ export function chatElements() {
     botTokenBox: $("#bot-token-box"),
     /** @type {HTMLElement} */
     botToken: $("#bot-token"),
+    /** @type {HTMLElement} */
+    webhooksTitle: $("#webhooks-title"),
+    /** @type {HTMLElement} */
+    webhooksList: $("#webhooks-list"),
+    /** @type {HTMLFormElement} */
+    webhookForm: $("#webhook-form"),
+    /** @type {HTMLInputElement} */
+    webhookName: $("#webhook-name"),
+    /** @type {HTMLElement} */
+    webhookUrlBox: $("#webhook-url-box"),
+    /** @type {HTMLElement} */
+    webhookUrl: $("#webhook-url"),
     /** @type {HTMLButtonElement} */
     settingsBtn: $("#settings-btn"),
     /** @type {HTMLDialogElement} */
