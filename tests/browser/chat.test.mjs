@@ -868,3 +868,36 @@ test("search filter chips narrow the results and take themselves out again", { t
     await fia.page.waitForFunction(() => window.parlorChat.search?.results.length === 2, null, { timeout: LIVE_MS });
   });
 });
+
+test("quoted lines show as a quote, and a spoiler stays hidden until clicked", { timeout: 60_000 }, async () => {
+  await withPeople([["Qin", "Qin"]], async ([p]) => {
+    const { page } = p;
+    await signUp(p);
+    await createGuild(p, "Quotes");
+    const text = "> 회의는 3시\n> 2층에서\n네, 알겠어요. 결말은 ||범인은 집사|| 입니다";
+    await send(p, text);
+    await waitForMessage(p, text);
+    const shown = () =>
+      page.evaluate(() => {
+        const el = [...document.querySelectorAll(".message .content")].at(-1);
+        const spoiler = el.querySelector(".spoiler");
+        return {
+          quote: el.querySelector("blockquote")?.textContent ?? null,
+          after: el.lastChild?.textContent ?? null,
+          spoilerText: spoiler?.textContent ?? null,
+          spoilerColor: spoiler && getComputedStyle(spoiler).color,
+          shownClass: spoiler?.classList.contains("shown") ?? null,
+          raw: el.dataset.text,
+        };
+      });
+    const before = await shown();
+    assert.equal(before.quote, "회의는 3시\n2층에서");
+    assert.equal(before.spoilerText, "범인은 집사");
+    assert.equal(before.spoilerColor, "rgba(0, 0, 0, 0)", "the spoiler's text is not visible");
+    assert.equal(before.raw, text, "the text as written is kept");
+    await page.click(".message .spoiler");
+    const after = await shown();
+    assert.equal(after.shownClass, true);
+    assert.notEqual(after.spoilerColor, "rgba(0, 0, 0, 0)");
+  });
+});

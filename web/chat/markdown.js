@@ -1,8 +1,8 @@
 // @ts-check
 // Message text as people format it in chat: ```code blocks```, `inline code`, **bold**,
-// *italic* or _italic_, ~~strikethrough~~, and http(s) links. Everything becomes DOM nodes
-// built with text: user text is never parsed as HTML, and only http and https URLs become
-// links (opened in a new tab, without a referrer).
+// *italic* or _italic_, ~~strikethrough~~, ||spoilers||, > quoted lines, and http(s)
+// links. Everything becomes DOM nodes built with text: user text is never parsed as HTML,
+// and only http and https URLs become links (opened in a new tab, without a referrer).
 
 import { h } from "../shared/dom.js";
 
@@ -10,10 +10,13 @@ import { h } from "../shared/dom.js";
 
 const FENCE = /```(?:[A-Za-z0-9_+-]*\n)?([\s\S]*?)```/g;
 const INLINE_CODE = /`([^`\n]+)`/g;
+/** Lines that start with `>`: a quote, a run of them together. */
+const QUOTE = /(?:^|(?<=\n))(?:>[^\n]*(?:\n|$))+/g;
 // A URL runs to white space; trailing punctuation that usually ends a sentence stays out.
 const URL = /\bhttps?:\/\/[^\s<>"]*[^\s<>".,:;!?'")\]]/g;
 /** Emphasis, strongest first: [pattern, element]. A marker must hug its text. */
 const EMPHASIS = /** @type {const} */ ([
+  [/\|\|(?=\S)([\s\S]*?\S)\|\|/g, "spoiler"],
   [/\*\*(?=\S)([\s\S]*?\S)\*\*/g, "strong"],
   [/~~(?=\S)([\s\S]*?\S)~~/g, "s"],
   [/(?<![\w*])\*(?=\S)([^*]*?\S)\*(?![\w*])/g, "em"],
@@ -67,7 +70,11 @@ function inline(text, level = 0) {
   return split(
     text,
     pattern,
-    (m) => [h(tag, {}, ...inline(m[1], level + 1))],
+    (m) => [
+      tag === "spoiler"
+        ? h("span", { class: "spoiler", tabindex: "0", role: "button", "aria-label": "Spoiler: press to show" }, ...inline(m[1], level + 1))
+        : h(tag, {}, ...inline(m[1], level + 1)),
+    ],
     (s) => inline(s, level + 1),
   );
 }
@@ -85,9 +92,23 @@ export function renderMarkdown(text) {
     (s) =>
       split(
         s,
-        INLINE_CODE,
-        (m) => [h("code", { class: "inline-code", text: m[1] })],
-        (t) => inline(t),
+        QUOTE,
+        (m) => [h("blockquote", { class: "quote" }, ...codeAndInline(m[0].replace(/^> ?/gm, "").replace(/\n$/, "")))],
+        codeAndInline,
       ),
+  );
+}
+
+/**
+ * Inline code, then links and emphasis, in text outside code blocks and quotes' markers.
+ * @param {string} t
+ * @returns {Piece[]}
+ */
+function codeAndInline(t) {
+  return split(
+    t,
+    INLINE_CODE,
+    (m) => [h("code", { class: "inline-code", text: m[1] })],
+    (x) => inline(x),
   );
 }

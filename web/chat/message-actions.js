@@ -111,11 +111,23 @@ export function wireMessages(app) {
     if (s.scrollHeight - s.scrollTop - s.clientHeight < LOAD_OLDER_PX) loadNewer(app);
     renderUnreadBar(app);
   });
+  ui.messages.addEventListener("keydown", (event) => {
+    const spoiler = closestTarget(event, ".spoiler");
+    if (spoiler && (event.key === "Enter" || event.key === " ")) {
+      event.preventDefault();
+      spoiler.classList.add("shown");
+    }
+  });
   ui.unreadBar.addEventListener("click", () => {
     ui.messages.querySelector(".message.first-unread")?.scrollIntoView({ block: "start" });
     renderUnreadBar(app);
   });
   ui.messages.addEventListener("click", (event) => {
+    const spoiler = closestTarget(event, ".spoiler");
+    if (spoiler) {
+      spoiler.classList.add("shown");
+      return;
+    }
     const ref = closestTarget(event, ".reply-ref");
     if (ref) {
       chat.messageEls.get(ref.dataset.replyTo)?.scrollIntoView({ block: "center" });
