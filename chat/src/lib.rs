@@ -10,7 +10,7 @@ pub mod store;
 
 use routes::{
     api, attachments, bots, channels, dms, events, gateway, guilds, invites, members, messages,
-    oidc, presence, push, reads, recovery, relationships, search, voice,
+    oidc, presence, push, reactions, reads, recovery, relationships, search, voice,
 };
 use service::{auth, hub, outgoing, sessions};
 use store::blobs;
@@ -337,6 +337,7 @@ pub fn router(state: ChatState) -> Router {
         .merge(channels::router(state.clone()))
         .merge(invites::router(state.clone()))
         .merge(messages::router(state.clone()))
+        .merge(reactions::router(state.clone()))
         .merge(voice::router(state.clone()))
         .merge(presence::router(state.clone()))
         .merge(push::router(state.clone()))

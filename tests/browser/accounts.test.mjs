@@ -12,18 +12,11 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { poll, sleep } from "./server.mjs";
+import { freePort, poll, sleep } from "./server.mjs";
 import { LIVE_MS, PASSWORD, createGuild, env, makePng, signUp, useServer, withPeople } from "./people.mjs";
 
 const SHOTS = path.resolve(import.meta.dirname, "../../target/e2e-screenshots");
 
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 const smtpPort = await freePort();
 const maildir = fs.mkdtempSync(path.join(os.tmpdir(), "parlor-mail-"));

@@ -10,20 +10,12 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
-import { poll } from "./server.mjs";
+import { freePort, poll } from "./server.mjs";
 import { LIVE_MS, PASSWORD, signUp, useServer, withPeople } from "./people.mjs";
 
 const SHOTS = path.resolve(import.meta.dirname, "../../target/e2e-screenshots");
 
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 const port = await freePort();
 const issuer = `http://127.0.0.1:${port}`;

@@ -9,9 +9,8 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import { createRequire } from "node:module";
-import { poll, sleep } from "./server.mjs";
+import { freePort, poll, sleep } from "./server.mjs";
 import { LIVE_MS, PASSWORD, env, send, shareGuild, useServer, withPeople } from "./people.mjs";
 
 const require = createRequire(import.meta.url);
@@ -25,13 +24,6 @@ useServer({ env: { PARLOR_OUTGOING_ALLOW: "127.0.0.0/8,::1/128" } });
 let push;
 let pushUrl;
 
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 before(async () => {
   const port = await freePort();

@@ -281,18 +281,23 @@ async fn signed_in(state: &ChatState, user: UserId) -> Result<Response, ChatErro
     Ok(r)
 }
 
-/// The page collects the result: a session, or the question whether to link.
-async fn complete(
-    State(state): State<ChatState>,
-    headers: HeaderMap,
-) -> Result<Response, ChatError> {
-    let secret = ticket_of(&headers).ok_or_else(bad_ticket)?;
-    let hash = token_hash(&secret);
+/// The ticket the cookie names (its hash, to spend it later), if unexpired.
+async fn ticket(state: &ChatState, headers: &HeaderMap) -> Result<(String, OidcTicket), ChatError> {
+    let hash = token_hash(&ticket_of(headers).ok_or_else(bad_ticket)?);
     let t = state
         .store
         .oidc_ticket(&hash, now_ms(), false)
         .await?
         .ok_or_else(bad_ticket)?;
+    Ok((hash, t))
+}
+
+/// The page collects the result: a session, or the question whether to link.
+async fn complete(
+    State(state): State<ChatState>,
+    headers: HeaderMap,
+) -> Result<Response, ChatError> {
+    let (hash, t) = ticket(&state, &headers).await?;
     if let Some(user) = t.user_id {
         state.store.oidc_ticket(&hash, now_ms(), true).await?;
         return signed_in(&state, user).await;
@@ -330,13 +335,7 @@ async fn link(
     headers: HeaderMap,
     Body(req): Body<LinkRequest>,
 ) -> Result<Response, ChatError> {
-    let secret = ticket_of(&headers).ok_or_else(bad_ticket)?;
-    let hash = token_hash(&secret);
-    let t = state
-        .store
-        .oidc_ticket(&hash, now_ms(), false)
-        .await?
-        .ok_or_else(bad_ticket)?;
+    let (hash, t) = ticket(&state, &headers).await?;
     let Some(existing) = t.link_user else {
         return Err(bad_ticket());
     };

@@ -1,6 +1,7 @@
 //! OpenID Connect links, sign-ins under way and their tickets in the [`Store`].
 
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use crate::model::UserId;
 use crate::store::{Store, StoreError};
@@ -24,6 +25,14 @@ pub struct OidcTicket {
     pub name: Option<String>,
     pub username: Option<String>,
     pub link_user: Option<UserId>,
+}
+
+/// A row, unless it is missing or its `expires_at` has passed.
+fn unexpired(row: Option<AnyRow>, now: i64) -> Result<Option<AnyRow>, StoreError> {
+    match row {
+        Some(r) if r.try_get::<i64, _>("expires_at")? >= now => Ok(Some(r)),
+        _ => Ok(None),
+    }
 }
 
 impl Store {
@@ -98,11 +107,9 @@ impl Store {
         .bind(state_hash)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let expires: i64 = r.try_get("expires_at")?;
-        if expires < now {
+        let Some(r) = unexpired(row, now)? else {
             return Ok(None);
-        }
+        };
         Ok(Some(OidcFlow {
             provider: r.try_get("provider")?,
             nonce: r.try_get("nonce")?,
@@ -157,11 +164,9 @@ impl Store {
             .bind(ticket_hash)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(r) = row else { return Ok(None) };
-        let expires: i64 = r.try_get("expires_at")?;
-        if expires < now {
+        let Some(r) = unexpired(row, now)? else {
             return Ok(None);
-        }
+        };
         Ok(Some(OidcTicket {
             user_id: r.try_get("user_id")?,
             issuer: r.try_get("issuer")?,
