@@ -428,6 +428,7 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
         publish,
         subscribe: !t.no_subscribe,
         admin: t.admin,
+        muted: false,
     };
     if t.max_participants.is_some()
         || t.max_video_publishers.is_some()

@@ -5,7 +5,7 @@ mod common;
 
 use serde_json::{Value, json};
 
-use common::{TestServer, raw_join};
+use common::{Client, FrameExt, TestServer, packets_of, raw_join, settled, sleep_ms};
 use parlor_proto::RoomCaps;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,6 +110,107 @@ async fn caps_in_a_token_apply_without_the_admin_grant() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(r.status(), 403);
+    server.stop().await;
+    Ok(())
+}
+
+/// A moderator's server-mute stops the microphone at the SFU, whatever the muted client
+/// does, and tells everyone; removal closes the participant with `removed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_server_mutes_and_removes_participants() -> anyhow::Result<()> {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let admin = server.token_with("modded", "boss", |c| c.grants.admin = true);
+    let mut alice = Client::join(&server, &server.token("modded", "alice")).await?;
+    alice.publish(&["microphone", "camera"]).await?;
+    let mut bob = Client::join(&server, &server.token("modded", "bob")).await?;
+    let mic = alice.published.lock().unwrap()["microphone"].clone();
+    let cam = alice.published.lock().unwrap()["camera"].clone();
+    bob.wait_media("bob hears alice", |t| {
+        t.get(&mic).is_some_and(|r| r.packets > 10)
+    })
+    .await?;
+
+    // Only the room's admin may; bad bodies and unknown participants are refused.
+    let url = server.url("/admin/rooms/modded/participants/alice");
+    let r = http
+        .patch(&url)
+        .bearer_auth(server.token("modded", "bob"))
+        .json(&json!({"muted": true}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 403);
+    let r = http
+        .patch(&url)
+        .bearer_auth(&admin)
+        .json(&json!({"mute": "yes"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    let r = http
+        .patch(server.url("/admin/rooms/modded/participants/nobody"))
+        .bearer_auth(&admin)
+        .json(&json!({"muted": true}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await?["code"], "unknown_participant");
+
+    // Server-muted: bob is told, alice is told (her own track), and the microphone stops
+    // at the SFU while the camera flows.
+    let r = http
+        .patch(&url)
+        .bearer_auth(&admin)
+        .json(&json!({"muted": true}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 204);
+    for c in [&mut bob, &mut alice] {
+        let m = c.wait_event("track_muted").await?.to_json();
+        assert_eq!(m["d"]["track_id"], mic.as_str());
+        assert_eq!(m["d"]["muted"], true);
+    }
+    let stopped = settled(&bob, &mic).await;
+    // Alice's client unmutes itself: nothing changes.
+    let r = alice
+        .request("mute", json!({"track_id": mic, "muted": false}))
+        .await?;
+    assert_eq!(r.msg_op(), "ok", "{}", r.to_json());
+    let cam_before = packets_of(&bob, &cam);
+    sleep_ms(1000).await;
+    assert_eq!(packets_of(&bob, &mic), stopped, "a server-muted mic flowed");
+    assert!(
+        packets_of(&bob, &cam) > cam_before + 10,
+        "the camera stopped"
+    );
+
+    // Lifted: it flows again.
+    let r = http
+        .patch(&url)
+        .bearer_auth(&admin)
+        .json(&json!({"muted": false}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        bob.wait_event("track_muted").await?.to_json()["d"]["muted"],
+        false
+    );
+    bob.wait_media("alice is heard again", |t| {
+        t.get(&mic).is_some_and(|r| r.packets > stopped + 10)
+    })
+    .await?;
+
+    // Removed: alice is told why, bob sees her leave for that reason.
+    let r = http.delete(&url).bearer_auth(&admin).send().await?;
+    assert_eq!(r.status(), 204);
+    let e = alice.wait_event("error").await?.to_json();
+    assert_eq!(e["d"]["code"], "removed");
+    let left = bob.wait_event("participant_left").await?.to_json();
+    assert_eq!(left["d"]["identity"], "alice");
+    assert_eq!(left["d"]["reason"], "removed");
+    let r = http.delete(&url).bearer_auth(&admin).send().await?;
+    assert_eq!(r.status(), 404);
     server.stop().await;
     Ok(())
 }

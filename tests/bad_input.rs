@@ -82,6 +82,7 @@ async fn bad_input_is_refused_clearly_and_harms_no_one() -> anyhow::Result<()> {
                 publish: vec![PublishSource::Audio],
                 subscribe: true,
                 admin: false,
+                muted: false,
             }
         }),
     )

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Client, FrameExt, TestServer};
+use common::{Client, FrameExt, TestServer, packets_of, settled, sleep_ms};
 
 type Table = std::collections::HashMap<String, common::Received>;
 
@@ -53,33 +53,6 @@ async fn three_participants_each_receive_both_others() -> anyhow::Result<()> {
         .await?;
     server.stop().await;
     Ok(())
-}
-
-fn packets_of(c: &Client, track_id: &str) -> u64 {
-    c.counts().get(track_id).map_or(0, |r| r.packets)
-}
-
-/// Waits until no packets arrive on `track_id` for half a second; returns the count then.
-/// Fails if they keep coming, so a stop that does not happen is caught.
-async fn settled(c: &Client, track_id: &str) -> u64 {
-    let deadline = std::time::Instant::now() + common::WAIT;
-    loop {
-        let before = packets_of(c, track_id);
-        sleep_ms(500).await;
-        let after = packets_of(c, track_id);
-        if after == before {
-            return after;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "packets on {track_id} never stopped for {}",
-            c.identity
-        );
-    }
-}
-
-async fn sleep_ms(ms: u64) {
-    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

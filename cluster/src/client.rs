@@ -11,10 +11,10 @@ use futures_util::StreamExt;
 use tracing::{debug, warn};
 
 use parlor_proto::control::{
-    CloseReason, EventSender, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent,
-    RoomEvents, RoomStatus, SfuControl, SfuError,
+    CloseReason, EventSender, JoinRequest, Joined, Moderation, ParticipantHandle, Reply, Request,
+    RoomEvent, RoomEvents, RoomStatus, SfuControl, SfuError,
 };
-use parlor_proto::{RoomCaps, RoomId};
+use parlor_proto::{ParticipantId, RoomCaps, RoomId};
 
 use crate::registry::{Registry, RegistryError};
 use crate::wire::{Answer, Call, Routed, control_subject, encode, events_subject};
@@ -286,6 +286,34 @@ impl SfuControl for ClusterSfu {
         match self.call(&node, &call).await? {
             Answer::Status(s) => Ok(s),
             a => Err(unexpected(a)),
+        }
+    }
+
+    /// Every live node hears it: a room that spans nodes has its participants on
+    /// several, and each node remembers a mute for the room while it is open there.
+    async fn moderate(
+        &self,
+        room: &RoomId,
+        identity: &ParticipantId,
+        action: Moderation,
+    ) -> Result<(), SfuError> {
+        let nodes = self.registry.nodes().await.map_err(unavailable)?;
+        let call = Call::Moderate {
+            room: room.clone(),
+            identity: identity.clone(),
+            action,
+        };
+        let answers =
+            futures_util::future::join_all(nodes.iter().map(|n| self.call(&n.id, &call))).await;
+        if answers.iter().any(|a| matches!(a, Ok(Answer::Done))) {
+            return Ok(());
+        }
+        // Unknown everywhere, unless a node could not be asked.
+        match answers.into_iter().find_map(Result::err) {
+            Some(SfuError::UnknownParticipant(_)) | None => {
+                Err(SfuError::UnknownParticipant(identity.to_string()))
+            }
+            Some(e) => Err(e),
         }
     }
 

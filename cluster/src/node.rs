@@ -268,6 +268,15 @@ impl NodeServer {
             }
             Call::RoomStatus { room } => self.sfu.room_status(&room).await.map(Answer::Status),
             Call::CheckOffer { sdp } => self.sfu.check_offer(&sdp).await.map(|()| Answer::Done),
+            Call::Moderate {
+                room,
+                identity,
+                action,
+            } => self
+                .sfu
+                .moderate(&room, &identity, action)
+                .await
+                .map(|()| Answer::Done),
             Call::Pipe {
                 room,
                 to,

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use parlor_proto::signal::ParticipantInfo;
 
 use parlor_proto::control::{
-    CloseReason, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent, RoomStatus,
-    SfuError,
+    CloseReason, JoinRequest, Joined, Moderation, ParticipantHandle, Reply, Request, RoomEvent,
+    RoomStatus, SfuError,
 };
-use parlor_proto::{RoomCaps, RoomId};
+use parlor_proto::{ParticipantId, RoomCaps, RoomId};
 
 /// The subject an SFU node of `cluster` answers control calls on.
 pub fn control_subject(cluster: &str, node: &str) -> String {
@@ -63,6 +63,12 @@ pub enum Call {
     },
     CheckOffer {
         sdp: String,
+    },
+    /// A moderator's action on a participant of the room, if connected to this node.
+    Moderate {
+        room: RoomId,
+        identity: ParticipantId,
+        action: Moderation,
     },
     /// Send a participant's events to `events_to` from now on, marked with `route`,
     /// starting with those after number `after` (another signaling node took its session

@@ -151,6 +151,8 @@ pub enum CloseReason {
     /// Its SFU node died or is draining: join again, and the room is placed on a live
     /// node.
     Moved,
+    /// A moderator removed it from the room (the room admin API).
+    Removed,
 }
 
 impl CloseReason {
@@ -167,8 +169,21 @@ impl CloseReason {
             CloseReason::WhipFailed => "whip_failed",
             CloseReason::WhepFailed => "whep_failed",
             CloseReason::Moved => "moved",
+            CloseReason::Removed => "removed",
         }
     }
+}
+
+/// What a room's moderator does to a participant (the room admin API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Moderation {
+    /// Server-mute (or unmute) its microphone: the SFU forwards none of it and reports it
+    /// muted; the participant cannot unmute it. It holds for the identity while the room
+    /// is open, over a rejoin with an older token.
+    Mute(bool),
+    /// Remove it from the room ([`CloseReason::Removed`]).
+    Remove,
 }
 
 /// Something the SFU tells one participant about its room or its media session.
@@ -326,6 +341,13 @@ pub trait SfuControl: Send + Sync + std::fmt::Debug + 'static {
     /// Sets a room's caps (the fields given), now if it is open and whenever it opens.
     async fn set_caps(&self, room: &RoomId, caps: RoomCaps) -> Result<RoomStatus, SfuError>;
     async fn room_status(&self, room: &RoomId) -> Result<RoomStatus, SfuError>;
+    /// Moderates a participant of the room, wherever in the cluster it is connected.
+    async fn moderate(
+        &self,
+        room: &RoomId,
+        identity: &ParticipantId,
+        action: Moderation,
+    ) -> Result<(), SfuError>;
     /// Checks that an SDP offer is one the SFU can apply, without joining anyone (WHIP
     /// refuses a bad offer before it takes a seat in the room).
     async fn check_offer(&self, sdp: &str) -> Result<(), SfuError>;
@@ -408,6 +430,7 @@ mod tests {
             CloseReason::WhipFailed,
             CloseReason::WhepFailed,
             CloseReason::Moved,
+            CloseReason::Removed,
         ] {
             assert_eq!(
                 serde_json::to_value(r).unwrap_or_default(),

@@ -43,6 +43,10 @@ pub struct Grants {
     /// Room admin: may use the room admin API for this room.
     #[serde(default)]
     pub admin: bool,
+    /// Server-muted by a moderator: the microphone may be published, but the SFU forwards
+    /// none of it and reports it muted until the room's moderation lifts the mute.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub muted: bool,
 }
 
 fn yes() -> bool {
@@ -63,6 +67,7 @@ impl Default for Grants {
             publish: all_sources(),
             subscribe: true,
             admin: false,
+            muted: false,
         }
     }
 }

@@ -21,12 +21,12 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use parlor_proto::{RoomCaps, RoomId};
+use parlor_proto::{ParticipantId, RoomCaps, RoomId};
 
 /// The control interface this SFU serves ([`parlor_proto::control`]).
 pub use parlor_proto::control::{
-    self, Cascade, CloseReason, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent,
-    RoomEvents, RoomStatus, SfuControl, SfuError,
+    self, Cascade, CloseReason, JoinRequest, Joined, Moderation, ParticipantHandle, Reply, Request,
+    RoomEvent, RoomEvents, RoomStatus, SfuControl, SfuError,
 };
 use parlor_proto::signal::ParticipantInfo;
 
@@ -283,6 +283,25 @@ impl SfuControl for Sfu {
 
     async fn check_offer(&self, sdp: &str) -> Result<(), SfuError> {
         check_offer(sdp)
+    }
+
+    async fn moderate(
+        &self,
+        room: &RoomId,
+        identity: &ParticipantId,
+        action: Moderation,
+    ) -> Result<(), SfuError> {
+        let w = &self.workers[self.worker_for(room)];
+        let (tx, rx) = oneshot::channel();
+        w.tx.send(Command::Moderate(
+            room.clone(),
+            identity.clone(),
+            action,
+            tx,
+        ))
+        .await
+        .map_err(|_| SfuError::Unavailable)?;
+        rx.await.map_err(|_| SfuError::Unavailable)?
     }
 }
 

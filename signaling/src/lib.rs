@@ -188,6 +188,10 @@ pub fn router(state: AppState) -> Router {
             "/admin/rooms/{room}/caps",
             axum::routing::put(admin::put_caps),
         )
+        .route(
+            "/admin/rooms/{room}/participants/{identity}",
+            axum::routing::patch(admin::patch_participant).delete(admin::remove_participant),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -11,10 +11,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use parlor_proto::control::{
-    CloseReason, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvents, RoomStatus,
-    SfuControl, SfuError,
+    CloseReason, JoinRequest, Joined, Moderation, ParticipantHandle, Reply, Request, RoomEvents,
+    RoomStatus, SfuControl, SfuError,
 };
-use parlor_proto::{RoomCaps, RoomId};
+use parlor_proto::{ParticipantId, RoomCaps, RoomId};
 
 /// `v` serialised to JSON text and read back.
 fn through<T: Serialize + DeserializeOwned>(v: &T) -> T {
@@ -61,5 +61,19 @@ impl SfuControl for JsonSeam {
 
     async fn check_offer(&self, sdp: &str) -> Result<(), SfuError> {
         through(&self.0.check_offer(&through(&sdp.to_owned())).await)
+    }
+
+    async fn moderate(
+        &self,
+        room: &RoomId,
+        identity: &ParticipantId,
+        action: Moderation,
+    ) -> Result<(), SfuError> {
+        through(
+            &self
+                .0
+                .moderate(&through(room), &through(identity), through(&action))
+                .await,
+        )
     }
 }

@@ -72,6 +72,7 @@ pub fn grants_for(p: Perms) -> Grants {
         publish,
         subscribe: true,
         admin: false,
+        muted: false,
     }
 }
 

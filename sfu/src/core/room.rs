@@ -212,7 +212,11 @@ pub struct Track {
     pub id: TrackId,
     pub owner: PeerKey,
     pub source: Source,
+    /// Muted by its publisher.
     pub muted: bool,
+    /// A server-muted member's microphone: nothing of it is forwarded
+    /// ([`Room::set_server_muted`]).
+    pub silenced: bool,
     /// Simulcast rids, lowest first; empty without simulcast.
     pub rids: Vec<String>,
     pub codec: Option<Codec>,
@@ -226,6 +230,11 @@ pub struct Track {
 impl Track {
     pub fn kind(&self) -> MediaKind {
         self.source.kind()
+    }
+
+    /// Muted as the room is told: by its publisher, or by a moderator.
+    pub fn is_muted(&self) -> bool {
+        self.muted || self.silenced
     }
 
     /// How many layers the track has (1 without simulcast).
@@ -606,7 +615,9 @@ impl Room {
         rids: Vec<String>,
     ) -> Option<TrackKey> {
         let key = TrackKey(self.next_track);
-        self.members.get_mut(&owner)?.tracks.push(key);
+        let m = self.members.get_mut(&owner)?;
+        m.tracks.push(key);
+        let silenced = m.grants.muted && source == Source::Microphone;
         self.next_track += 1;
         let layers = if source.kind() == MediaKind::Video {
             rids.len().clamp(1, MAX_LAYERS)
@@ -621,6 +632,7 @@ impl Room {
                 owner,
                 source,
                 muted,
+                silenced,
                 rids,
                 codec: None,
                 layers: vec![Layer::new(); layers],
@@ -639,14 +651,15 @@ impl Room {
         Some(t)
     }
 
+    /// Sets the publisher's mute; true if that changes what the room is told
+    /// ([`Track::is_muted`]): a silenced track stays muted to the room.
     pub fn set_muted(&mut self, track: TrackKey, muted: bool) -> bool {
-        match self.tracks.get_mut(&track) {
-            Some(t) if t.muted != muted => {
-                t.muted = muted;
-                true
-            }
-            _ => false,
-        }
+        let Some(t) = self.tracks.get_mut(&track) else {
+            return false;
+        };
+        let before = t.is_muted();
+        t.muted = muted;
+        before != t.is_muted()
     }
 
     pub fn set_codec(&mut self, track: TrackKey, codec: Codec) {
@@ -844,6 +857,9 @@ impl Room {
         let Some(t) = self.tracks.get_mut(&track) else {
             return;
         };
+        if t.silenced {
+            return;
+        }
         let Some(l) = t.layers.get_mut(layer) else {
             return;
         };
@@ -906,7 +922,8 @@ impl Room {
 
     /// An audio level (RFC 6464, -dBov) from a member's microphone.
     pub fn on_audio_level(&mut self, now: Instant, owner: PeerKey, level_dbov: u8) {
-        if let Some(m) = self.members.get_mut(&owner) {
+        // A server-muted member is heard by nobody, so it is not speaking.
+        if let Some(m) = self.members.get_mut(&owner).filter(|m| !m.grants.muted) {
             m.level.observe(now, level_dbov);
         }
     }
@@ -975,6 +992,9 @@ impl Room {
 
 #[path = "room_span.rs"]
 mod span;
+
+#[path = "moderation.rs"]
+mod moderation;
 
 #[cfg(test)]
 #[path = "room_tests.rs"]

@@ -11,6 +11,7 @@ impl Room {
             publish: Vec::new(),
             subscribe: true,
             admin: false,
+            muted: false,
         };
         let member = Member::new(identity, String::new(), grants, true, Origin::Pipe);
         self.members.insert(key, member);

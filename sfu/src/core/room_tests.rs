@@ -103,6 +103,7 @@ fn publish_checks_grants_and_caps() {
         publish: vec![PublishSource::Audio],
         subscribe: true,
         admin: false,
+        muted: false,
     };
     r.admit(PeerKey(0), pid("a"), "A".into(), audio_only, false)
         .unwrap();
@@ -391,6 +392,7 @@ fn auto_subscribers_get_every_track_but_their_own() {
         publish: vec![],
         subscribe: false,
         admin: false,
+        muted: false,
     };
     r.admit(
         PeerKey(9),

@@ -214,6 +214,7 @@ impl Worker {
         let entry = self.rooms.entry(room.clone()).or_insert_with(|| RoomEntry {
             core: Room::new(caps, base),
             peers: Vec::new(),
+            server_muted: HashMap::new(),
         });
         if entry.core.is_empty() {
             self.next_track_base += 1_000_000;

@@ -21,6 +21,7 @@ impl Worker {
             RoomEntry {
                 core: Room::new(caps, track_base),
                 peers: Vec::new(),
+                server_muted: HashMap::new(),
             }
         });
         // Caps in a token are its issuer's word about the room: they apply whoever holds
@@ -29,11 +30,17 @@ impl Worker {
             entry.core.caps = entry.core.caps.with(req.caps);
         }
         let key = PeerKey(self.next_peer);
+        // A moderator's latest word on this identity while the room is open outranks its
+        // token, which may be older than that word.
+        let mut grants = req.grants.clone();
+        if let Some(muted) = entry.server_muted.get(&req.identity) {
+            grants.muted = *muted;
+        }
         let result = entry.core.admit(
             key,
             req.identity.clone(),
             req.name.clone(),
-            req.grants.clone(),
+            grants,
             req.hidden,
         );
         let replaced = match result {
@@ -166,6 +173,8 @@ impl Worker {
                     .rooms
                     .get_mut(&room)
                     .is_some_and(|r| r.core.set_muted(t, muted));
+                // A server-muted microphone stays muted to the room whatever its
+                // publisher says, so a change is always the publisher's own.
                 if changed {
                     let identity = self.peers[&k].identity.clone();
                     self.broadcast(
@@ -421,7 +430,7 @@ impl Worker {
             participant: owner.identity.clone(),
             kind: t.kind(),
             source: t.source,
-            muted: t.muted,
+            muted: t.is_muted(),
             layers: t.rids.clone(),
         })
     }

@@ -8,6 +8,7 @@
 mod cascade;
 mod input;
 mod members;
+mod moderation;
 mod negotiation;
 mod pipe_wire;
 
@@ -30,8 +31,8 @@ use parlor_proto::signal::{MidTrack, ParticipantInfo, PublishTrack, Speaker, Tra
 use parlor_proto::{MediaKind, ParticipantId, RoomCaps, RoomId, Source, TrackId};
 
 use crate::control::{
-    CloseReason, EventSender, JoinRequest, Joined, ParticipantHandle, Reply, Request, RoomEvent,
-    RoomStatus, SfuError,
+    CloseReason, EventSender, JoinRequest, Joined, Moderation, ParticipantHandle, Reply, Request,
+    RoomEvent, RoomStatus, SfuError,
 };
 use crate::core::codec::{self, Codec};
 use crate::core::{
@@ -80,6 +81,13 @@ pub(crate) enum Command {
     Unpipe(RoomId, SocketAddr),
     /// How many participants of a room are connected here.
     LocalMembers(RoomId, oneshot::Sender<u32>),
+    /// A moderator's action on a participant connected here.
+    Moderate(
+        RoomId,
+        ParticipantId,
+        Moderation,
+        oneshot::Sender<Result<(), SfuError>>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -109,6 +117,8 @@ pub(crate) struct WorkerConfig {
 struct RoomEntry {
     core: Room,
     peers: Vec<PeerKey>,
+    /// Moderators' server-mutes (and unmutes) of identities while the room is open here.
+    server_muted: HashMap<ParticipantId, bool>,
 }
 
 pub(crate) struct Worker {
@@ -382,6 +392,9 @@ impl Worker {
             Command::Unpipe(room, peer) => self.unpipe(&room, peer),
             Command::LocalMembers(room, reply) => {
                 let _ = reply.send(self.local_members(&room));
+            }
+            Command::Moderate(room, identity, action, reply) => {
+                let _ = reply.send(self.moderate(&room, &identity, action));
             }
             Command::Shutdown(_) => {}
         }
