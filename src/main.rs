@@ -287,6 +287,8 @@ fn chat_config(
     // Voice channels hand out room tokens signed with the key signaling checks.
     config.room_key = Some(room_key);
     config.signaling_url = std::env::var("PARLOR_SIGNALING_URL").ok();
+    // The room admin API that moderators' actions in voice channels go to.
+    config.signaling_api_url = std::env::var("PARLOR_SIGNALING_API_URL").ok();
     config.attachments_dir = Some(data_dir.join("attachments"));
     // An S3-compatible bucket instead of the data directory, when one is configured.
     if let Ok(bucket) = std::env::var("PARLOR_S3_BUCKET") {
@@ -465,7 +467,23 @@ async fn serve_async(s: ServeArgs) -> anyhow::Result<()> {
         sfu.clone(),
         parlor_signaling::Metrics::new(&registry)?,
     );
-    let chat = parlor_chat::ChatState::open(chat_config(&s.data_dir, s.database_url.clone())?)
+    let listener = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .with_context(|| format!("binding {}", s.listen))?;
+    let addr = listener.local_addr()?;
+    let mut chat_config = chat_config(&s.data_dir, s.database_url.clone())?;
+    // Chat moderates voice rooms through signaling's admin API, here in this process.
+    if chat_config.signaling_api_url.is_none() {
+        let ip = match addr.ip() {
+            ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            ip => ip,
+        };
+        chat_config.signaling_api_url = Some(format!(
+            "http://{}",
+            std::net::SocketAddr::new(ip, addr.port())
+        ));
+    }
+    let chat = parlor_chat::ChatState::open(chat_config)
         .await
         .context("opening the chat store")?;
     let app = parlor_signaling::router(state.clone())
@@ -475,10 +493,6 @@ async fn serve_async(s: ServeArgs) -> anyhow::Result<()> {
         .layer(web::security_layer(
             std::env::var("PARLOR_SIGNALING_URL").ok().as_deref(),
         )?);
-    let listener = tokio::net::TcpListener::bind(s.listen)
-        .await
-        .with_context(|| format!("binding {}", s.listen))?;
-    let addr = listener.local_addr()?;
     let media: Vec<String> = sfu.media_addrs().iter().map(|a| a.to_string()).collect();
     tracing::info!(media = ?media, guest_tokens = s.guest_tokens, "parlor serving");
     println!("Parlor is running at http://{addr}");

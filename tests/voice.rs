@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestServer, raw_join_addr};
+use common::{Client, FrameExt, TestServer, packets_of, raw_join_addr, settled, sleep_ms};
 use serde_json::{Value, json};
 
 async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
@@ -238,4 +238,140 @@ async fn guest_tokens_never_reach_a_voice_channel() {
     );
     server.stop().await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Registers a chat account; its access token and user id.
+async fn register(http: &reqwest::Client, api: &str, name: &str) -> (String, String) {
+    let s = post(
+        http,
+        format!("{api}/api/v1/auth/register"),
+        None,
+        json!({"username": name, "password": "password 123"}),
+    )
+    .await;
+    (
+        s["access_token"].as_str().unwrap().to_owned(),
+        s["user"]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Opens the chat gateway as `token` and says the user is in voice channel `channel`;
+/// the socket stays open until the test ends.
+async fn in_voice(api: &str, token: &str, channel: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    let ws_url = api.replacen("http://", "ws://", 1) + "/api/v1/gateway";
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    let send = |v: Value| tokio_tungstenite::tungstenite::Message::text(v.to_string());
+    ws.send(send(json!({"op": "identify", "d": {"token": token}})))
+        .await
+        .unwrap();
+    ws.send(send(
+        json!({"op": "voice_state", "d": {"channel_id": channel}}),
+    ))
+    .await
+    .unwrap();
+    tokio::spawn(async move { while ws.next().await.is_some() {} });
+}
+
+/// A moderator in chat server-mutes and disconnects a member of a voice channel, and the
+/// SFU enforces it: chat → signaling's room admin API → the SFU, with webrtc-rs clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_in_chat_silences_and_disconnects_at_the_sfu() -> anyhow::Result<()> {
+    let server = TestServer::start().await;
+    let (api, dir) = start_chat(&server, "moderation").await;
+    let http = reqwest::Client::new();
+    let (owner, _) = register(&http, &api, "owner").await;
+    let (member, member_id) = register(&http, &api, "member").await;
+    let g = post(
+        &http,
+        format!("{api}/api/v1/guilds"),
+        Some(&owner),
+        json!({"name": "g"}),
+    )
+    .await;
+    let gid = g["id"].as_str().unwrap();
+    let v = post(
+        &http,
+        format!("{api}/api/v1/guilds/{gid}/channels"),
+        Some(&owner),
+        json!({"name": "Talk", "kind": "voice"}),
+    )
+    .await;
+    let vid = v["id"].as_str().unwrap();
+    let inv = post(
+        &http,
+        format!("{api}/api/v1/guilds/{gid}/invites"),
+        Some(&owner),
+        json!({}),
+    )
+    .await;
+    post(
+        &http,
+        format!("{api}/api/v1/invites/{}", inv["code"].as_str().unwrap()),
+        Some(&member),
+        json!({}),
+    )
+    .await;
+
+    // Both in the channel: the member speaks, the owner listens.
+    let join = |t: String| {
+        let (http, url) = (
+            http.clone(),
+            format!("{api}/api/v1/channels/{vid}/voice/join"),
+        );
+        async move {
+            post(&http, url, Some(&t), json!({})).await["token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    in_voice(&api, &member, vid).await;
+    let mut speaker = Client::join(&server, &join(member.clone()).await).await?;
+    speaker.publish(&["microphone"]).await?;
+    let listener = Client::join(&server, &join(owner.clone()).await).await?;
+    let mic = speaker.published.lock().unwrap()["microphone"].clone();
+    listener
+        .wait_media("the owner hears the member", |t| {
+            t.get(&mic).is_some_and(|r| r.packets > 10)
+        })
+        .await?;
+
+    let moderate = |body: Value| {
+        let r = http
+            .patch(format!(
+                "{api}/api/v1/guilds/{gid}/members/{member_id}/voice"
+            ))
+            .bearer_auth(&owner)
+            .json(&body)
+            .send();
+        async move { r.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(moderate(json!({"mute": true})).await, 204);
+    let m = speaker.wait_event("track_muted").await?.to_json();
+    assert_eq!(
+        (m["d"]["track_id"].as_str(), m["d"]["muted"].as_bool()),
+        (Some(mic.as_str()), Some(true))
+    );
+    let stopped = settled(&listener, &mic).await;
+    sleep_ms(800).await;
+    assert_eq!(
+        packets_of(&listener, &mic),
+        stopped,
+        "a server-muted member was heard"
+    );
+
+    assert_eq!(moderate(json!({"mute": false})).await, 204);
+    listener
+        .wait_media("heard again", |t| {
+            t.get(&mic).is_some_and(|r| r.packets > stopped + 10)
+        })
+        .await?;
+
+    assert_eq!(moderate(json!({"channel_id": null})).await, 204);
+    let e = speaker.wait_event("error").await?.to_json();
+    assert_eq!(e["d"]["code"], "removed", "{e}");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
 }

@@ -11,6 +11,7 @@ pub mod store;
 use routes::{
     api, attachments, bots, channels, dms, events, gateway, guilds, invites, members, messages,
     oidc, presence, push, reactions, reads, recovery, relationships, search, voice,
+    voice_moderation,
 };
 use service::{auth, hub, outgoing, sessions};
 use store::blobs;
@@ -47,6 +48,9 @@ pub struct Config {
     /// The signaling WebSocket handed out with voice tokens; by default `ws://<the
     /// request's Host>/ws`, which is right when chat and signaling share a server.
     pub signaling_url: Option<String>,
+    /// Signaling's HTTP base for the room admin API (moderators' server-mute, move and
+    /// disconnect); by default the host of `signaling_url`.
+    pub signaling_api_url: Option<String>,
     /// Where attachments are stored; without it, uploads are refused.
     pub attachments_dir: Option<std::path::PathBuf>,
     /// An S3-compatible bucket to store attachments in instead of the directory.
@@ -90,6 +94,7 @@ impl Config {
             presence: service::presence::PresenceLimits::default(),
             room_key: None,
             signaling_url: None,
+            signaling_api_url: None,
             attachments_dir: None,
             s3: None,
             max_upload_bytes: 25 * 1024 * 1024,
@@ -141,6 +146,8 @@ pub struct ChatState {
     pub reset_limit: Arc<parlor_edge::KeyedLimit<String>>,
     /// OpenID Connect providers, with their discovery documents and keys.
     pub oidc: Arc<service::oidc::Oidc>,
+    /// Signaling's room admin API, for moderating voice channels.
+    pub rooms: Arc<service::room_admin::RoomAdmin>,
     /// Serializes id, insert and dispatch per channel (striped), so events leave in id
     /// order and a client catching up by id misses nothing.
     channel_locks: Arc<[tokio::sync::Mutex<()>]>,
@@ -193,6 +200,7 @@ impl ChatState {
         };
         let config_secret = config.secret.clone();
         let config_oidc = config.oidc.clone();
+        let rooms = service::room_admin::RoomAdmin::new(&config);
         let mailer = match &config.smtp {
             Some(s) => Some(Arc::new(
                 service::mail::Mailer::new(s).map_err(store::StoreError::Files)?,
@@ -222,6 +230,7 @@ impl ChatState {
                 .map(Arc::new),
             mailer,
             oidc: Arc::new(service::oidc::Oidc::new(config_oidc)),
+            rooms: Arc::new(rooms),
             // Bursts of 5, then 5 an hour.
             reset_limit: Arc::new(parlor_edge::KeyedLimit::new(5.0, 5.0 / 3600.0)),
         };
@@ -339,6 +348,7 @@ pub fn router(state: ChatState) -> Router {
         .merge(messages::router(state.clone()))
         .merge(reactions::router(state.clone()))
         .merge(voice::router(state.clone()))
+        .merge(voice_moderation::router(state.clone()))
         .merge(presence::router(state.clone()))
         .merge(push::router(state.clone()))
         .merge(recovery::router(state.clone()))

@@ -13,12 +13,7 @@ use serde_json::{Value, json};
 
 /// The next dispatch of `kind` about `user`.
 async fn update_of(ws: &mut Ws, kind: &str, user: &str) -> Value {
-    loop {
-        let f = ws.dispatch(kind).await;
-        if f["d"]["user_id"] == user {
-            return f["d"].clone();
-        }
-    }
+    ws.update_of(kind, user).await
 }
 
 /// The next `error` frame (skipping dispatches).

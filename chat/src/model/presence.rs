@@ -142,6 +142,9 @@ pub struct VoiceState {
     pub user_id: UserId,
     /// The gateway session that holds it: it ends with that session.
     pub session_id: String,
+    /// Server-muted by a moderator (the member's standing in the guild).
+    #[serde(default)]
+    pub mute: bool,
     #[serde(flatten)]
     pub flags: VoiceFlags,
 }
@@ -167,6 +170,8 @@ pub struct VoiceStateView {
     pub guild_id: String,
     pub channel_id: Option<String>,
     pub user_id: String,
+    /// Server-muted by a moderator.
+    pub mute: bool,
     #[serde(flatten)]
     pub flags: VoiceFlags,
 }
@@ -177,6 +182,7 @@ impl VoiceStateView {
             guild_id: v.guild_id.to_string(),
             channel_id: Some(v.channel_id.to_string()),
             user_id: v.user_id.to_string(),
+            mute: v.mute,
             flags: v.flags,
         }
     }
@@ -185,6 +191,7 @@ impl VoiceStateView {
     pub fn left(v: &VoiceState) -> VoiceStateView {
         VoiceStateView {
             channel_id: None,
+            mute: false,
             flags: VoiceFlags::default(),
             ..VoiceStateView::of(v)
         }
@@ -257,6 +264,7 @@ mod tests {
             channel_id: ChannelId(2),
             user_id: UserId(3),
             session_id: "s".into(),
+            mute: false,
             flags: VoiceFlags {
                 self_mute: true,
                 ..VoiceFlags::default()

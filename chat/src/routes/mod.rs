@@ -25,3 +25,4 @@ pub mod recovery;
 pub mod relationships;
 pub mod search;
 pub mod voice;
+pub mod voice_moderation;

@@ -115,6 +115,13 @@ async fn join(
     claims.name = Some(u.display_name.clone());
     claims.ns = Some(RoomNamespace::Chat);
     claims.grants = grants_for(p);
+    // A moderator's server-mute: the SFU forwards none of the microphone.
+    claims.grants.muted = !c.is_dm()
+        && state
+            .store
+            .member(c.guild_id, user)
+            .await?
+            .is_some_and(|m| m.server_mute);
     if let Some(limit) = c.user_limit {
         // Caps in a room token apply to the room whoever holds it; members never get the
         // admin grant, which would open the room admin API to them.

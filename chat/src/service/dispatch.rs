@@ -297,6 +297,7 @@ mod tests {
             display_name: "Ann".into(),
             joined_at: 10,
             roles: vec![RoleId(2)],
+            server_mute: false,
         };
         let view = MemberView::from(&m);
         assert_eq!(

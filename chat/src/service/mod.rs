@@ -16,6 +16,7 @@ pub mod oidc;
 pub mod outgoing;
 pub mod presence;
 pub mod push;
+pub mod room_admin;
 pub mod sessions;
 pub mod views;
 pub mod visibility;

@@ -207,6 +207,8 @@ pub(crate) struct MemberView {
     user: MemberUserView,
     roles: Vec<String>,
     joined_at: i64,
+    /// Server-muted by a moderator.
+    mute: bool,
 }
 
 impl From<&Member> for MemberView {
@@ -219,6 +221,7 @@ impl From<&Member> for MemberView {
             },
             roles: m.roles.iter().map(|r| r.to_string()).collect(),
             joined_at: m.joined_at,
+            mute: m.server_mute,
         }
     }
 }

@@ -14,6 +14,8 @@ pub struct Member {
     pub display_name: String,
     pub joined_at: i64,
     pub roles: Vec<RoleId>,
+    /// Server-muted by a moderator, in every voice channel of the guild.
+    pub server_mute: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -138,7 +140,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Member>, StoreError> {
         let rows = sqlx::query(
-            "SELECT m.user_id, u.username, u.display_name, m.joined_at FROM members m \
+            "SELECT m.user_id, u.username, u.display_name, m.joined_at, m.server_mute \
+             FROM members m \
              JOIN users u ON u.id = m.user_id WHERE m.guild_id = $1 AND m.user_id > $2 \
              ORDER BY m.user_id LIMIT $3",
         )
@@ -156,6 +159,7 @@ impl Store {
                 display_name: r.try_get("display_name")?,
                 joined_at: r.try_get("joined_at")?,
                 roles: self.member_role_ids(guild_id, user_id).await?,
+                server_mute: r.try_get::<i64, _>("server_mute")? != 0,
             });
         }
         Ok(out)
@@ -183,6 +187,23 @@ impl Store {
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Server-mutes a member (or lifts it); false if they are not one.
+    pub async fn set_server_mute(
+        &self,
+        guild_id: GuildId,
+        user_id: UserId,
+        muted: bool,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE members SET server_mute = $1 WHERE guild_id = $2 AND user_id = $3")
+                .bind(i64::from(muted))
+                .bind(guild_id)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Removes a member (leave or kick); false if they were not one.

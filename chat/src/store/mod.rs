@@ -104,6 +104,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../../migrations/0011_email_recovery.sql")),
     (12, include_str!("../../migrations/0012_oidc.sql")),
     (13, include_str!("../../migrations/0013_relationships.sql")),
+    (
+        14,
+        include_str!("../../migrations/0014_voice_moderation.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -128,6 +132,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../../migrations/0011_email_recovery.sql")),
     (12, include_str!("../../migrations/0012_oidc.sql")),
     (13, include_str!("../../migrations/0013_relationships.sql")),
+    (
+        14,
+        include_str!("../../migrations/0014_voice_moderation.sql"),
+    ),
 ];
 
 /// The `users` columns a [`User`] is read from.

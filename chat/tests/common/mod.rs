@@ -354,6 +354,16 @@ impl Ws {
         }
     }
 
+    /// The next dispatch of this type about `user` (`d.user_id`); its `d`.
+    pub async fn update_of(&mut self, kind: &str, user: &str) -> Value {
+        loop {
+            let f = self.dispatch(kind).await;
+            if f["d"]["user_id"] == user {
+                return f["d"].clone();
+            }
+        }
+    }
+
     /// Identifies; the ready dispatch.
     pub async fn identify(&mut self, token: &str) -> Value {
         self.seq = 0;

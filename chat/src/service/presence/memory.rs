@@ -172,6 +172,7 @@ mod tests {
             channel_id: crate::model::ChannelId(2),
             user_id: UserId(3),
             session_id: "s1".into(),
+            mute: false,
             flags: Default::default(),
         };
         assert_eq!(m.set_voice(v.clone()), None);

@@ -161,7 +161,7 @@ impl Presence {
         }
     }
 
-    async fn voice_of(&self, user: UserId) -> Option<VoiceState> {
+    pub async fn voice_of(&self, user: UserId) -> Option<VoiceState> {
         match &self.backend {
             Backend::Memory(m) => m.voice_of(user),
             Backend::Redis(r) => soft(r.voice_of(user).await),
@@ -175,7 +175,7 @@ impl Presence {
         }
     }
 
-    async fn clear_voice(&self, user: UserId, session: &str) -> Option<VoiceState> {
+    pub async fn clear_voice(&self, user: UserId, session: &str) -> Option<VoiceState> {
         match &self.backend {
             Backend::Memory(m) => m.clear_voice(user, session),
             Backend::Redis(r) => soft(r.clear_voice(user, session).await),
@@ -374,7 +374,7 @@ pub async fn joined_guild(state: &ChatState, user: UserId, guild: GuildId) {
     }
 }
 
-fn announce_left(state: &ChatState, v: &VoiceState) {
+pub fn announce_left(state: &ChatState, v: &VoiceState) {
     state.dispatch(
         Audience::Channel {
             guild_id: v.guild_id,
@@ -405,14 +405,32 @@ pub async fn set_voice(
     if moving {
         check_room(state, c.guild_id, c.id, c.user_limit, user).await?;
     }
+    // A moderator's mute is the member's standing in the guild: looked up on joining,
+    // kept while the user stays (and changed by the moderator).
+    let mute = match &before {
+        Some(b) if !moving => b.mute,
+        _ => state
+            .store
+            .member(c.guild_id, user)
+            .await?
+            .is_some_and(|m| m.server_mute),
+    };
     let v = VoiceState {
         guild_id: c.guild_id,
         channel_id: c.id,
         user_id: user,
         session_id: session.to_owned(),
+        mute,
         flags,
     };
-    let replaced = p.set_voice_state(&v).await;
+    put_voice(state, &v).await;
+    Ok(())
+}
+
+/// Stores a voice state and tells who can see the channel; if it replaced one in another
+/// channel, that channel's viewers hear that the user left.
+pub async fn put_voice(state: &ChatState, v: &VoiceState) {
+    let replaced = state.presence.set_voice_state(v).await;
     if let Some(old) = replaced.filter(|o| o.channel_id != v.channel_id) {
         announce_left(state, &old);
     }
@@ -421,9 +439,8 @@ pub async fn set_voice(
             guild_id: v.guild_id,
             channel_id: v.channel_id,
         },
-        Dispatch::VoiceStateUpdate(&VoiceStateView::of(&v)),
+        Dispatch::VoiceStateUpdate(&VoiceStateView::of(v)),
     );
-    Ok(())
 }
 
 /// Refuses a voice channel whose cap its occupants (other than `user`) already fill.
