@@ -273,18 +273,27 @@ async fn moderation(db: Db) {
     // The member's own client hears where it now is (and joins that room).
     let v = moved_to(&mut caller, m, &b).await;
     assert_eq!(v["mute"], true);
+    let mv = caller.dispatch("voice_move").await;
+    assert_eq!(
+        (mv["d"]["channel_id"].as_str(), mv["d"]["guild_id"].as_str()),
+        (Some(b.as_str()), Some(gid.as_str()))
+    );
     let (st, e) = patch(&modr, json!({"channel_id": gid})).await;
     assert_eq!(st, 404, "{e}");
     let (st, e) = patch(&modr, json!({"channel_id": a, "mute": false})).await;
     assert_eq!(st, 204, "{e}");
     let v = moved_to(&mut caller, m, &a).await;
     assert_eq!(v["mute"], false);
+    let mv = caller.dispatch("voice_move").await;
+    assert_eq!(mv["d"]["channel_id"], a.as_str());
 
     // Disconnect: the member is out of voice, and then there is nothing to move.
     let (st, _) = patch(&modr, json!({"channel_id": null})).await;
     assert_eq!(st, 204);
     let v = watch.update_of("voice_state_update", m).await;
     assert!(v["channel_id"].is_null(), "{v}");
+    let mv = caller.dispatch("voice_move").await;
+    assert!(mv["d"]["channel_id"].is_null(), "{mv}");
     let (st, e) = patch(&modr, json!({"channel_id": a})).await;
     assert_eq!((st, e["code"].as_str()), (400, Some("not_in_voice")));
     let (_, list) = s

@@ -96,6 +96,7 @@ pub enum EventKind {
     VoiceStateUpdate,
     RelationshipUpdate,
     RelationshipRemove,
+    VoiceMove,
 }
 
 impl EventKind {
@@ -139,6 +140,7 @@ impl EventKind {
             EventKind::VoiceStateUpdate => "voice_state_update",
             EventKind::RelationshipUpdate => "relationship_update",
             EventKind::RelationshipRemove => "relationship_remove",
+            EventKind::VoiceMove => "voice_move",
         }
     }
 

@@ -158,8 +158,15 @@ async fn moderate(
                 }
             }
         }
-        // Out of the old room at the SFU; the member's client, told its new voice state,
-        // joins the new one.
+        // The member's device in voice is told to follow (or to hang up), and the SFU
+        // takes it out of the old room.
+        state.dispatch(
+            Audience::Session(v.session_id.clone()),
+            Dispatch::VoiceMove {
+                guild_id: guild,
+                channel_id: to,
+            },
+        );
         let room = room_of(v.channel_id);
         enforce(state.rooms.remove(&room, &identity_of(target)).await);
     }

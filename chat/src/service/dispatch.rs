@@ -117,6 +117,14 @@ pub(crate) enum Dispatch<'a> {
         #[serde(serialize_with = "string")]
         user_id: UserId,
     },
+    /// To the session in voice: a moderator moved it to another voice channel, or (with
+    /// no channel) disconnected it.
+    VoiceMove {
+        #[serde(serialize_with = "string")]
+        guild_id: GuildId,
+        #[serde(serialize_with = "opt_string")]
+        channel_id: Option<ChannelId>,
+    },
 }
 
 /// A new session's state.
@@ -233,6 +241,7 @@ impl Dispatch<'_> {
             Dispatch::VoiceStateUpdate(_) => EventKind::VoiceStateUpdate,
             Dispatch::RelationshipUpdate(_) => EventKind::RelationshipUpdate,
             Dispatch::RelationshipRemove { .. } => EventKind::RelationshipRemove,
+            Dispatch::VoiceMove { .. } => EventKind::VoiceMove,
         }
     }
 }
