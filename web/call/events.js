@@ -4,7 +4,7 @@
 
 import { ParlorError } from "../shared/errors.js";
 import { addParticipant, fail, forgetRemoteTrack, rejoinRoom, removeParticipant, restartSession, teardown } from "./session.js";
-import { setState, showError } from "./state.js";
+import { setState, setStatus, showError } from "./state.js";
 import { render } from "./tiles.js";
 
 /** @typedef {import("./state.js").Call} Call */
@@ -43,6 +43,11 @@ export function onEvent(call, frame) {
       render(call);
       break;
     case "track_muted": {
+      if (d.participant === call.identity) {
+        // Our own track muted by the server: a moderator's server-mute (protocol §5.5).
+        call.serverMuted = Boolean(d.muted);
+        setStatus(call, d.muted ? "A moderator muted you" : "A moderator unmuted you");
+      }
       const track = call.remoteTracks.get(d.track_id);
       if (track) track.muted = d.muted;
       render(call);
@@ -64,7 +69,12 @@ export function onEvent(call, frame) {
       else fail(call, new ParlorError("shutdown", `The server is shutting down${d.reason ? ` (${d.reason})` : ""}. Try joining again in a moment.`));
       break;
     case "error":
-      if (d.code === "replaced") {
+      if (d.code === "removed") {
+        // A moderator took us out (disconnected, or moved elsewhere: the page follows).
+        teardown(call);
+        setState(call, "left");
+        showError(call, "A moderator removed you from the call.", d.code);
+      } else if (d.code === "replaced") {
         // Another tab or device joined as us. Rejoining would only replace it in turn.
         teardown(call);
         setState(call, "left");

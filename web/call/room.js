@@ -16,6 +16,8 @@ import { wireViewing } from "./viewing.js";
 
 export { clearError, configureCall } from "./state.js";
 export { defaultSignalingUrl, fetchGuestToken, joinRoom, leave } from "./session.js";
+export { setMuted } from "./publish.js";
+export { toggleDeafen } from "./viewing.js";
 
 /** @typedef {import("./state.js").Call} Call */
 /** @typedef {ReturnType<typeof parlorHandle>} ParlorHandle */

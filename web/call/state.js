@@ -133,6 +133,8 @@ export function createCall(ui) {
     volumes: new Map(),
     /** We hear nothing (and our microphone is muted). */
     deafened: false,
+    /** A moderator server-muted our microphone: nobody hears it until they lift it. */
+    serverMuted: false,
     /** The microphone was muted before deafening: undeafening leaves it so. */
     mutedBeforeDeafen: false,
     /** The audio output chosen ("" for the default). */
@@ -161,6 +163,7 @@ export function setState(call, state) {
     call.focus = null;
     call.stopped.clear();
     call.deafened = false;
+    call.serverMuted = false;
     call.ui.devicesPanel.hidden = true;
   }
   call.hooks.onState(state);

@@ -241,9 +241,10 @@ function updateControls(call) {
   const mic = call.local.get("microphone");
   const cam = call.local.get("camera");
   const sharing = call.local.has("screen");
-  call.ui.micBtn.disabled = !mic;
-  call.ui.micBtn.textContent = mic?.muted ? "Unmute" : "Mute";
-  call.ui.micBtn.setAttribute("aria-pressed", String(Boolean(mic?.muted)));
+  call.ui.micBtn.disabled = !mic || call.serverMuted;
+  call.ui.micBtn.textContent = call.serverMuted ? "Server muted" : mic?.muted ? "Unmute" : "Mute";
+  call.ui.micBtn.title = call.serverMuted ? "A moderator muted you; only a moderator can unmute you" : "";
+  call.ui.micBtn.setAttribute("aria-pressed", String(Boolean(mic?.muted || call.serverMuted)));
   call.ui.camBtn.disabled = !cam;
   call.ui.camBtn.textContent = cam?.muted ? "Start video" : "Stop video";
   call.ui.camBtn.setAttribute("aria-pressed", String(Boolean(cam?.muted)));

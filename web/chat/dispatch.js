@@ -12,7 +12,7 @@ import { renderMembers } from "./members.js";
 import { applyReaction } from "./message-actions.js";
 import { renderMessages } from "./message-view.js";
 import { renderChannels, renderGuilds, renderMe, renderStatus } from "./sidebar.js";
-import { DM_HOME, DM_KINDS, cacheUser, findChannel, firstTextChannel, inDmHome, noteDmActivity, upsertDm, upsertGuild } from "./state.js";
+import { DM_HOME, DM_KINDS, cacheUser, findChannel, firstTextChannel, inDmHome, noteDmActivity, noteServerMute, upsertDm, upsertGuild } from "./state.js";
 import { applyPresences, applyVoiceStates, onNewSession, onPresenceUpdate, onVoiceStateUpdate, refreshGuildPresence, renderMyStatus } from "./presence.js";
 import { applySettings, onSettingsUpdate } from "./notify-menu.js";
 import { applyReadStates, markRead, noteUnseen, onMessageAck, onNotification, refreshUnreadBy, seeing } from "./reads.js";
@@ -20,6 +20,7 @@ import { parsePath } from "./route.js";
 import { onThreadChannel, onThreadMessage } from "./threads.js";
 import { LAST_KEY } from "./storage.js";
 import { clearTyper, onTyping } from "./typing.js";
+import { onVoiceMove } from "./voice-moderation.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
 
@@ -206,6 +207,7 @@ export function onDispatch(app, t, d) {
     case "guild_member_add":
     case "guild_member_update": {
       cacheUser(app, d.user);
+      noteServerMute(app, d.guild_id, d);
       const ids = chat.members.get(d.guild_id);
       if (ids && d.user?.id && !ids.includes(d.user.id)) ids.push(d.user.id);
       renderMessages(app);
@@ -247,6 +249,9 @@ export function onDispatch(app, t, d) {
       break;
     case "voice_state_update":
       onVoiceStateUpdate(app, d);
+      break;
+    case "voice_move":
+      onVoiceMove(app, d);
       break;
     default:
       // Roles, pins, ...: not shown here yet.

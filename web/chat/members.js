@@ -7,7 +7,7 @@ import { renderMain } from "./main-pane.js";
 import { renderMessages } from "./message-view.js";
 import { presenceOf, statusDot } from "./presence.js";
 import { renderChannels, setAvatar } from "./sidebar.js";
-import { cacheUser, currentGuild, findChannel, inDmHome } from "./state.js";
+import { cacheUser, currentGuild, findChannel, inDmHome, noteServerMute } from "./state.js";
 import { renderTyping } from "./typing.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
@@ -54,6 +54,7 @@ export async function loadMembers(app, guildId, { force = false } = {}) {
       const page = await api("GET", `/guilds/${guildId}/members?limit=1000${after ? `&after=${after}` : ""}`);
       for (const member of page) {
         cacheUser(app, member.user);
+        noteServerMute(app, guildId, member);
         ids.push(member.user.id);
       }
       if (page.length < 1000) break;

@@ -1,6 +1,7 @@
 // @ts-check
-// A person's card: clicking a member in the list or an author's name shows their avatar,
-// names, presence and custom status, with *Message* and *Add friend*.
+// A person's card: clicking a member in the list, an author's name or someone in a voice
+// channel shows their avatar, names, presence and custom status, with *Message*, *Add
+// friend* and, for moderators, voice moderation.
 
 import { closestTarget, h } from "../shared/dom.js";
 import { openDm } from "./dms.js";
@@ -8,6 +9,7 @@ import { showChatError } from "./main-pane.js";
 import { nameOf } from "./members.js";
 import { STATUS_LABEL, presenceOf, statusDot } from "./presence.js";
 import { setAvatar } from "./sidebar.js";
+import { moderateFromCard, moderationSection } from "./voice-moderation.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
 
@@ -39,6 +41,7 @@ export function openProfile(app, userId, anchor) {
             ? null
             : h("button", { type: "button", class: "small-button accent", dataset: { act: "friend" }, text: rel === "incoming" ? "Accept friend" : "Add friend" }),
         ),
+    moderationSection(app, userId),
   );
   ui.profileCard.dataset.userId = userId;
   ui.profileCard.hidden = false;
@@ -61,16 +64,21 @@ export function wireProfiles(app) {
     const member = /** @type {HTMLElement | null} */ (closestTarget(event, ".member"));
     if (member && !closestTarget(event, "button")) openProfile(app, member.dataset.userId, member);
   });
+  ui.channelList.addEventListener("click", (event) => {
+    const person = /** @type {HTMLElement | null} */ (closestTarget(event, ".voice-member"));
+    if (person?.dataset.userId) openProfile(app, person.dataset.userId, person);
+  });
   ui.messages.addEventListener("click", (event) => {
     const author = closestTarget(event, ".author");
     const message = /** @type {HTMLElement | null} */ (author?.closest(".message") ?? null);
     if (author && message) openProfile(app, message.dataset.authorId, author);
   });
   ui.profileCard.addEventListener("click", async (event) => {
-    const b = closestTarget(event, "[data-act]");
+    const b = /** @type {HTMLElement | null} */ (closestTarget(event, "[data-act]"));
     const id = ui.profileCard.dataset.userId;
     if (!b || !id) return;
     close();
+    if (await moderateFromCard(app, id, b, ui.profileCard)) return;
     if (b.dataset.act === "message") openDm(app, id);
     else {
       const user = chat.users.get(id);
@@ -82,7 +90,7 @@ export function wireProfiles(app) {
     }
   });
   document.addEventListener("mousedown", (event) => {
-    if (!ui.profileCard.hidden && !closestTarget(event, "#profile-card, .member, .author")) close();
+    if (!ui.profileCard.hidden && !closestTarget(event, "#profile-card, .member, .author, .voice-member")) close();
   });
   addEventListener("keydown", (event) => {
     if (event.key === "Escape") close();

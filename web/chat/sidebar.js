@@ -47,12 +47,14 @@ function voiceOccupantList(app, channel, inside) {
         "li",
         { class: `voice-member${speaking ? " speaking" : ""}`, dataset: { userId: v.user_id } },
         h("span", { class: "avatar-dot small", text: initials(name) }),
-        h("span", { class: "voice-member-name", text: name }),
+        h("button", { type: "button", class: "voice-member-name", text: name, title: `${name}: open their card` }),
         v.self_stream ? h("span", { class: "live-badge", text: "LIVE", title: "Sharing their screen" }) : null,
         v.self_video ? h("span", { class: "voice-icon icon-video", role: "img", "aria-label": "Camera on", title: "Camera on", innerHTML: VIDEO_ICON }) : null,
-        v.self_mute || v.self_deaf
-          ? h("span", { class: "voice-icon icon-muted", role: "img", "aria-label": v.self_deaf ? "Deafened" : "Muted", title: v.self_deaf ? "Deafened" : "Muted", innerHTML: MIC_OFF_ICON })
-          : null,
+        v.mute
+          ? h("span", { class: "voice-icon icon-muted server", role: "img", "aria-label": "Server muted", title: "Muted by a moderator", innerHTML: MIC_OFF_ICON })
+          : v.self_mute || v.self_deaf
+            ? h("span", { class: "voice-icon icon-muted", role: "img", "aria-label": v.self_deaf ? "Deafened" : "Muted", title: v.self_deaf ? "Deafened" : "Muted", innerHTML: MIC_OFF_ICON })
+            : null,
       );
     }),
   );

@@ -63,7 +63,10 @@ export const PERM = {
   ADMINISTRATOR: 1n << 1n,
   MANAGE_MESSAGES: 1n << 5n,
   MANAGE_CHANNELS: 1n << 9n,
+  MANAGE_ROLES: 1n << 10n,
   CREATE_INVITES: 1n << 11n,
+  MUTE_MEMBERS: 1n << 18n,
+  MOVE_MEMBERS: 1n << 19n,
 };
 
 /**
@@ -176,6 +179,13 @@ export function createChatState() {
     /** @type {string | null} The channel `messageEls` belongs to. */
     renderedChannel: null,
     voiceRenderKey: "",
+    /** @type {Set<string>} "<guild id>:<user id>" of members a moderator server-muted. */
+    serverMutes: new Set(),
+    /** Mute and deafen chosen in the user panel, kept for the next call. */
+    selfMute: false,
+    selfDeaf: false,
+    /** The panel's choices still have to be applied to the call being joined. */
+    applyVoicePrefs: false,
     /** The gateway was stopped when the page was hidden, to start again if it comes back. */
     restartOnShow: false,
     /** DMs are being fetched again (a message came for one we did not know). */
@@ -392,4 +402,16 @@ export function noteDmActivity(app, channelId, messageId) {
 export function titleWithUnread(app, title) {
   const n = app.chat.unread.size;
   return n > 0 ? `(${n}) ${title}` : title;
+}
+
+/**
+ * Remembers a member's server-mute from a member view (list or `guild_member_update`).
+ * @param {ChatApp} app
+ * @param {string} guildId
+ * @param {any} member
+ */
+export function noteServerMute(app, guildId, member) {
+  const key = `${guildId}:${member?.user?.id}`;
+  if (member?.mute) app.chat.serverMutes.add(key);
+  else app.chat.serverMutes.delete(key);
 }

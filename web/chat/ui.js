@@ -144,6 +144,8 @@ export function chatElements() {
     webhookUrl: $("#webhook-url"),
     /** @type {HTMLButtonElement} */
     settingsBtn: $("#settings-btn"),
+    panelMicBtn: $("#panel-mic-btn"),
+    panelDeafenBtn: $("#panel-deafen-btn"),
     /** @type {HTMLDialogElement} */
     settingsDialog: $("#settings-dialog"),
     /** @type {HTMLButtonElement} */

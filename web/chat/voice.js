@@ -2,7 +2,7 @@
 // Voice channels: joining one (its room joins through call/), the voice panel, and the list
 // of who is in it.
 
-import { joinRoom, leave as leaveRoom } from "../call/room.js";
+import { joinRoom, leave as leaveRoom, setMuted, toggleDeafen } from "../call/room.js";
 import { closestTarget } from "../shared/dom.js";
 import { ParlorError } from "../shared/errors.js";
 import { renderMain } from "./main-pane.js";
@@ -40,6 +40,7 @@ export async function joinVoice(app, channelId) {
   }
   if (roomState === "joining" || roomState === "joined") await leaveRoom(call);
   chat.voiceChannelId = channelId;
+  chat.applyVoicePrefs = true;
   chat.view = "voice";
   renderMain(app);
   renderChannels(app);
@@ -73,6 +74,7 @@ export function onRoomState(app, state) {
   }
   document.body.dataset.voice = state;
   renderVoicePanel(app);
+  renderPanelToggles(app);
   renderChannels(app);
   renderMain(app);
 }
@@ -83,6 +85,8 @@ export function onRoomState(app, state) {
  */
 export function onRoomRender(app) {
   const { chat } = app;
+  applyVoicePrefs(app);
+  renderPanelToggles(app);
   const key = JSON.stringify(voiceMembers(app));
   if (key === chat.voiceRenderKey) return;
   chat.voiceRenderKey = key;
@@ -121,8 +125,69 @@ function renderVoicePanel(app) {
 export function wireVoice(app) {
   const { chat, ui, call } = app;
   ui.voiceDisconnect.addEventListener("click", () => leaveRoom(call));
+  ui.panelMicBtn.addEventListener("click", () => {
+    const mic = call.local.get("microphone");
+    if (call.state === "joined" && mic) {
+      // The microphone while deafened undeafens and unmutes, as people expect.
+      if (call.deafened) {
+        toggleDeafen(call);
+        if (mic.muted) setMuted(call, "microphone", false);
+      } else setMuted(call, "microphone", !mic.muted);
+      chat.selfMute = mic.muted;
+      chat.selfDeaf = call.deafened;
+    } else {
+      chat.selfMute = !(chat.selfMute || chat.selfDeaf);
+      if (!chat.selfMute) chat.selfDeaf = false;
+    }
+    renderPanelToggles(app);
+  });
+  ui.panelDeafenBtn.addEventListener("click", () => {
+    if (call.state === "joined") {
+      toggleDeafen(call);
+      chat.selfDeaf = call.deafened;
+    } else {
+      chat.selfDeaf = !chat.selfDeaf;
+    }
+    renderPanelToggles(app);
+  });
+  renderPanelToggles(app);
   ui.voicePanel.addEventListener("click", (event) => {
     // The panel's text leads back to the call.
     if (!closestTarget(event, "button") && chat.voiceChannelId) joinVoice(app, chat.voiceChannelId);
   });
+}
+
+/**
+ * The user panel's microphone and headphones: the call's state while in one, else the
+ * choices the next call starts with.
+ * @param {ChatApp} app
+ */
+function renderPanelToggles(app) {
+  const { chat, call, ui } = app;
+  const inCall = call.state === "joined";
+  const mic = call.local.get("microphone");
+  const deaf = inCall ? call.deafened : chat.selfDeaf;
+  const muted = inCall ? call.serverMuted || deaf || Boolean(mic?.muted) : chat.selfMute || deaf;
+  const micLabel = inCall && call.serverMuted ? "Muted by a moderator" : muted ? "Unmute" : "Mute";
+  ui.panelMicBtn.setAttribute("aria-pressed", String(muted));
+  ui.panelMicBtn.setAttribute("aria-label", micLabel);
+  ui.panelMicBtn.title = micLabel;
+  ui.panelMicBtn.disabled = inCall && call.serverMuted;
+  ui.panelDeafenBtn.setAttribute("aria-pressed", String(deaf));
+  ui.panelDeafenBtn.setAttribute("aria-label", deaf ? "Undeafen" : "Deafen");
+  ui.panelDeafenBtn.title = deaf ? "Undeafen" : "Deafen";
+}
+
+/**
+ * A call just joined starts muted or deafened as the panel says, once its microphone is
+ * published.
+ * @param {ChatApp} app
+ */
+function applyVoicePrefs(app) {
+  const { chat, call } = app;
+  const mic = call.local.get("microphone");
+  if (!chat.applyVoicePrefs || call.state !== "joined" || !mic) return;
+  chat.applyVoicePrefs = false;
+  if (chat.selfDeaf && !call.deafened) toggleDeafen(call);
+  else if (chat.selfMute && !mic.muted) setMuted(call, "microphone", true);
 }
