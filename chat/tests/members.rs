@@ -258,6 +258,41 @@ async fn members_roles_overwrites(db: Db) {
         expect(&mut ws, "message_create", &[]).await["d"]["content"],
         "now you see it"
     );
+    // Both overwrites are listed for those who may edit them; outsiders see no channel.
+    let (st, list) = s
+        .get(&format!("/api/v1/channels/{secret}/permissions"), &owner)
+        .await;
+    assert_eq!(st, 200, "{list}");
+    let mut seen: Vec<(String, String, String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let f = |k: &str| o[k].as_str().unwrap().to_owned();
+            (f("id"), f("type"), f("allow"), f("deny"))
+        })
+        .collect();
+    seen.sort();
+    let mut want = vec![
+        (
+            gid.clone(),
+            "role".into(),
+            "0".into(),
+            VIEW_CHANNEL.to_string(),
+        ),
+        (
+            member_id.clone(),
+            "member".into(),
+            VIEW_CHANNEL.to_string(),
+            "0".into(),
+        ),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
+    let (st, _) = s
+        .get(&format!("/api/v1/channels/{secret}/permissions"), &other)
+        .await;
+    assert_eq!(st, 404);
     let (st, b) = s
         .send(
             Method::PUT,

@@ -27,6 +27,10 @@ pub fn router(state: ChatState) -> Router {
             axum::routing::patch(update_channel).delete(delete_channel),
         )
         .route(
+            "/api/v1/channels/{channel}/permissions",
+            axum::routing::get(list_overwrites),
+        )
+        .route(
             "/api/v1/channels/{channel}/permissions/{target}",
             put(set_overwrite).delete(delete_overwrite),
         )
@@ -176,6 +180,42 @@ async fn overwrite_channel(
     let (c, p) = in_channel(state, cid, user).await?;
     require(p, Perms::MANAGE_ROLES)?;
     Ok((c, p))
+}
+
+/// One overwrite as the API shows it.
+#[derive(Debug, serde::Serialize)]
+struct OverwriteView {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    allow: String,
+    deny: String,
+}
+
+/// The channel's overwrites (of its parent, for a thread), for those who may edit them.
+async fn list_overwrites(
+    State(state): State<ChatState>,
+    Authed(user): Authed,
+    Path(channel): Path<String>,
+) -> Result<Json<Vec<OverwriteView>>, ChatError> {
+    let (c, _) = overwrite_channel(&state, &channel, user).await?;
+    let list = state.store.overwrites(c.perms_channel()).await?;
+    Ok(Json(
+        list.iter()
+            .map(|o| {
+                let (kind, id) = match o.target {
+                    Target::Role(r) => ("role", r.0),
+                    Target::Member(m) => ("member", m.0),
+                };
+                OverwriteView {
+                    id: id.to_string(),
+                    kind,
+                    allow: o.allow.0.to_string(),
+                    deny: o.deny.0.to_string(),
+                }
+            })
+            .collect(),
+    ))
 }
 
 async fn set_overwrite(
