@@ -101,3 +101,41 @@ test("a moderator server-mutes, moves and disconnects a caller, and the panel mu
     await kai.page.waitForFunction(() => window.parlor.deafened === false && document.querySelector("#mic-btn").textContent === "Mute", null, { timeout: LIVE_MS });
   });
 });
+
+test("channel permissions in the server settings hide a channel from everyone but one member", { timeout: 120_000 }, async () => {
+  await withPeople([["Ona", "Ona", DESKTOP], ["Pim", "Pim 핌", DESKTOP]], async ([ona, pim]) => {
+    const guildId = await shareGuild(ona, pim, "Private rooms");
+    const staff = await ona.page.evaluate((g) => window.parlorChat.api("POST", `/guilds/${g}/channels`, { name: "staff", kind: "text" }).then((c) => c.id), guildId);
+    const pimSees = (yes) =>
+      pim.page.waitForFunction(([id, want]) => Boolean(document.querySelector(`#channel-list .channel[data-channel-id="${id}"]`)) === want, [staff, yes], { timeout: LIVE_MS });
+    await pimSees(true);
+
+    await ona.page.click("#server-settings-btn");
+    await ona.page.click('#server-tabs [data-tab="permissions"]');
+    await ona.page.waitForSelector(`#perm-channel option[value="${staff}"]`, { state: "attached" });
+    await ona.page.selectOption("#perm-channel", staff);
+    await ona.page.waitForSelector("#overwrites-list li.hint", { state: "attached" });
+    // @everyone may not view it: Pim loses it.
+    await ona.page.selectOption("#overwrite-target", `role:${guildId}`);
+    await ona.page.selectOption('#overwrite-perms select[data-bit="0"]', "deny");
+    await ona.page.click('#overwrite-form button[type="submit"]');
+    await ona.page.waitForFunction(() => /Saved for @everyone/.test(document.querySelector("#server-result").textContent));
+    await pimSees(false);
+    // Pim by name may: Pim has it back.
+    await ona.page.selectOption("#overwrite-target", `member:${pim.userId}`);
+    await ona.page.selectOption('#overwrite-perms select[data-bit="0"]', "allow");
+    await ona.page.click('#overwrite-form button[type="submit"]');
+    await ona.page.waitForFunction(() => document.querySelectorAll("#overwrites-list .overwrite-row").length === 2);
+    await pimSees(true);
+    const rows = await ona.page.$$eval("#overwrites-list .overwrite-row", (els) => els.map((e) => e.textContent));
+    assert.ok(rows.some((r) => r.includes("@everyone") && r.includes("Denied: View channels")), JSON.stringify(rows));
+    assert.ok(rows.some((r) => r.includes(pim.displayName) && r.includes("Allowed: View channels")), JSON.stringify(rows));
+    await shot(ona, "desktop-channel-permissions");
+
+    // Removing the member's overwrite hides it again.
+    await ona.page.click(`#overwrites-list .overwrite-edit[data-target="member:${pim.userId}"]`);
+    await ona.page.click("#overwrite-remove");
+    await ona.page.waitForFunction(() => document.querySelectorAll("#overwrites-list .overwrite-row").length === 1);
+    await pimSees(false);
+  });
+});

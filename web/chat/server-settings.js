@@ -1,35 +1,17 @@
 // @ts-check
 // A server's settings, in one dialog with tabs: roles (create one with its permissions,
-// give it to members), scheduled events (create, mark interest), the insights of the open
-// channel (its top words of the week, with words to leave out), and bots (create one; its
-// token shows once). Each tab talks to the chat API (docs/chat-api.md).
+// give it to members), channel permissions (channel-permissions.js), scheduled events
+// (create, mark interest), the insights of the open channel (its top words of the week,
+// with words to leave out), bots (create one; its token shows once) and webhooks. Each tab
+// talks to the chat API (docs/chat-api.md).
 
-import { closestTarget, h } from "../shared/dom.js";
+import { closestTarget, h, showResult as say } from "../shared/dom.js";
+import { renderPermissions, wirePermissions } from "./channel-permissions.js";
 import { nameOf } from "./members.js";
-import { currentGuild, findChannel } from "./state.js";
+import { PERMISSIONS, currentGuild, findChannel } from "./state.js";
 
 /** @typedef {import("./state.js").ChatApp} ChatApp */
 
-/** Permission bits (model/perms.rs) a role can be given here, by what people call them. */
-const PERMISSIONS = [
-  [0, "View channels"], [1, "Administrator"], [2, "Manage server"], [3, "Send messages"],
-  [4, "Send in threads"], [5, "Manage messages"], [6, "Attach files"], [7, "Add reactions"],
-  [8, "Mention @everyone"], [9, "Manage channels"], [10, "Manage roles"], [11, "Create invites"],
-  [12, "Kick members"], [13, "Ban members"], [14, "Connect to voice"], [15, "Speak"],
-  [16, "Video"], [17, "Share screen"], [18, "Mute members"], [19, "Move members"],
-];
-
-/**
- * Shows what a tab's request did.
- * @param {HTMLElement} el
- * @param {string} text
- * @param {boolean} [ok]
- */
-function say(el, text, ok = false) {
-  el.textContent = text;
-  el.hidden = !text;
-  el.classList.toggle("ok", ok);
-}
 
 /** @param {ChatApp} app */
 async function renderRoles(app) {
@@ -143,7 +125,7 @@ async function renderWebhooks(app) {
   );
 }
 
-const RENDER = { roles: renderRoles, events: renderEvents, insights: renderInsights, bots: renderBots, webhooks: renderWebhooks };
+const RENDER = { roles: renderRoles, permissions: renderPermissions, events: renderEvents, insights: renderInsights, bots: renderBots, webhooks: renderWebhooks };
 
 /**
  * @param {ChatApp} app
@@ -191,6 +173,7 @@ export function wireServerSettings(app) {
     showTab(app, "roles");
   });
   ui.serverClose.addEventListener("click", () => ui.serverDialog.close());
+  wirePermissions(app, (action) => act(app, "permissions", action));
   ui.serverTabs.addEventListener("click", (event) => {
     const tab = closestTarget(event, "[data-tab]");
     if (tab) showTab(app, tab.dataset.tab);

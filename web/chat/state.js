@@ -69,6 +69,15 @@ export const PERM = {
   MOVE_MEMBERS: 1n << 19n,
 };
 
+/** Permission bits (model/perms.rs) by what people call them. */
+export const PERMISSIONS = /** @type {[number, string][]} */ ([
+  [0, "View channels"], [1, "Administrator"], [2, "Manage server"], [3, "Send messages"],
+  [4, "Send in threads"], [5, "Manage messages"], [6, "Attach files"], [7, "Add reactions"],
+  [8, "Mention @everyone"], [9, "Manage channels"], [10, "Manage roles"], [11, "Create invites"],
+  [12, "Kick members"], [13, "Ban members"], [14, "Connect to voice"], [15, "Speak"],
+  [16, "Video"], [17, "Share screen"], [18, "Mute members"], [19, "Move members"],
+]);
+
 /**
  * Ids are decimal strings of 64-bit numbers: longer is larger, then lexicographic.
  * @param {string} a

@@ -104,6 +104,12 @@ export function chatElements() {
     roleName: $("#role-name"),
     /** @type {HTMLElement} */
     rolePerms: $("#role-perms"),
+    permChannel: $("#perm-channel"),
+    overwritesList: $("#overwrites-list"),
+    overwriteForm: $("#overwrite-form"),
+    overwriteTarget: $("#overwrite-target"),
+    overwritePerms: $("#overwrite-perms"),
+    overwriteRemove: $("#overwrite-remove"),
     /** @type {HTMLElement} */
     eventsList: $("#events-list"),
     /** @type {HTMLFormElement} */

@@ -52,3 +52,16 @@ export function closestTarget(event, selector) {
 export function queryAll(root, selector) {
   return [.../** @type {NodeListOf<HTMLElement>} */ (root.querySelectorAll(selector))];
 }
+
+/**
+ * Shows what a request did in a status element: an error, or (`ok`) a success; hidden
+ * when `text` is empty.
+ * @param {HTMLElement} el
+ * @param {string} text
+ * @param {boolean} [ok]
+ */
+export function showResult(el, text, ok = false) {
+  el.textContent = text;
+  el.hidden = !text;
+  el.classList.toggle("ok", ok);
+}
