@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn the_api_base_follows_the_signaling_socket_unless_configured() {
-        let mut c = Config::new("sqlite::memory:".into(), b"k");
+        let mut c = Config::new("sqlite::memory:", b"k");
         assert_eq!(api_base(&c), None);
         c.signaling_url = Some("wss://rtc.example.com/ws".into());
         assert_eq!(api_base(&c).as_deref(), Some("https://rtc.example.com"));
