@@ -319,6 +319,7 @@ mod tests {
                 "user": {"id": "5", "username": "ann", "display_name": "Ann"},
                 "roles": ["2"],
                 "joined_at": 10,
+                "mute": false,
             })
         );
     }
