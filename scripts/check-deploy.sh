@@ -4,10 +4,10 @@
 #  1. renders every overlay under k8s/overlays with `kubectl kustomize`, and validates each
 #     rendered object against the Kubernetes JSON schemas shipped inside the PyPI package
 #     kubernetes-validate (strict: unknown fields fail), for the oldest and the newest
-#     Kubernetes versions in K8S_VERSIONS. The one custom kind, ServiceMonitor
-#     (monitoring.coreos.com/v1, a Prometheus Operator CRD the package has no schema for), is
-#     checked against a small schema written below instead; any other kind without a schema
-#     fails. Then the objects are checked against each other: Services, Ingresses,
+#     Kubernetes versions in K8S_VERSIONS. The custom kinds, ServiceMonitor and
+#     PrometheusRule (monitoring.coreos.com/v1, Prometheus Operator CRDs the package has no
+#     schema for), are checked against small schemas written below instead; any other kind
+#     without a schema fails. Then the objects are checked against each other: Services, Ingresses,
 #     ServiceMonitors, autoscalers and disruption budgets point at things that exist, and
 #     the SFU pods outlive their drain grace;
 #  2. lints the Dockerfile: with hadolint when it is on PATH (Debian does not package it),
@@ -127,7 +127,59 @@ SERVICE_MONITOR = {
         },
     },
 }
-CUSTOM = {("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR}
+DURATION = {"type": "string", "pattern": r"^(\d+(ms|s|m|h|d|w|y))+$"}
+PROMETHEUS_RULE = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "required": ["groups"],
+            "additionalProperties": False,
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "rules"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {"type": "string"},
+                            "interval": DURATION,
+                            "rules": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["expr"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "alert": {"type": "string"},
+                                        "record": {"type": "string"},
+                                        "expr": {"type": "string", "minLength": 1},
+                                        "for": DURATION,
+                                        "labels": {"type": "object",
+                                                   "additionalProperties": {"type": "string"}},
+                                        "annotations": {"type": "object",
+                                                        "additionalProperties": {"type": "string"}},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+CUSTOM = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUS_RULE,
+}
 # Secrets the operator creates (k8s/overlays/production/kustomization.yaml); a reference
 # to any other Secret that the render lacks fails.
 EXTERNAL_SECRETS = {"parlor-secrets", "parlor-tls"}

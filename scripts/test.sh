@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Parlor test. Installs what the tests need first (idempotent): Chromium from
-# Debian for the browser tests, playwright-core from npm, Postgres, Redis and NATS
-# (started if down), and an S3 server from PyPI for the attachment store's S3 backend.
+# Debian for the browser tests, promtool (Debian's prometheus), playwright-core from npm,
+# Postgres, Redis and NATS (started if down), and an S3 server from PyPI for the
+# attachment store's S3 backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ command -v chromium >/dev/null || need_apt+=(chromium chromium-driver)
 # Korean and emoji in the browser tests' screenshots (target/e2e-screenshots/).
 [ -d /usr/share/fonts/opentype/noto ] || need_apt+=(fonts-noto-cjk)
 [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_apt+=(fonts-noto-color-emoji)
+# promtool, for the alert rules' checks and unit tests and the metrics lint.
+command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v pip3 >/dev/null || command -v moto_server >/dev/null || need_apt+=(python3-pip)
@@ -96,6 +99,12 @@ ensure_nats
 
 echo "==> deployment files (Kubernetes manifests, Dockerfile)"
 bash scripts/check-deploy.sh
+
+echo "==> alert rules and dashboards"
+python3 scripts/alerts.py --check
+python3 scripts/dashboards.py --check
+promtool check rules k8s/alerts/rules.yaml
+(cd k8s/alerts && promtool test rules alerts-test.yaml)
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -108,6 +108,7 @@ pub fn sfu(a: SfuArgs) -> anyhow::Result<()> {
 async fn sfu_async(a: SfuArgs) -> anyhow::Result<()> {
     let (nats, registry) = a.cluster.connect().await?;
     let metrics = prometheus::Registry::new();
+    parlor_edge::process::ProcessMetrics::register(&metrics)?;
     let sfu = Arc::new(
         Sfu::start(
             &a.media.sfu_config(&a.cluster.node_id),
@@ -197,6 +198,7 @@ async fn signaling_async(a: SignalingArgs) -> anyhow::Result<()> {
     sfu.region = Some(a.cluster.region.clone());
     sfu.deadline = a.sfu_deadline.into();
     let metrics = prometheus::Registry::new();
+    parlor_edge::process::ProcessMetrics::register(&metrics)?;
     let mut config = parlor_signaling::Config::new(key);
     config.guest_tokens = a.guest_tokens;
     config.drain_reason = parlor_proto::control::CloseReason::Moved;

@@ -379,6 +379,7 @@ fn chat(c: ChatArgs) -> anyhow::Result<()> {
         let state = parlor_chat::ChatState::open(config)
             .await
             .context("opening the chat store")?;
+        parlor_edge::process::ProcessMetrics::register(&state.metrics.registry)?;
         let listener = tokio::net::TcpListener::bind(c.listen)
             .await
             .with_context(|| format!("binding {}", c.listen))?;
@@ -455,6 +456,7 @@ fn serve(s: ServeArgs) -> anyhow::Result<()> {
 async fn serve_async(s: ServeArgs) -> anyhow::Result<()> {
     let key = token_key(&s.data_dir)?;
     let registry = prometheus::Registry::new();
+    parlor_edge::process::ProcessMetrics::register(&registry)?;
     let sfu_config = s.media.sfu_config(parlor_sfu::LOCAL_NODE);
     let sfu = Arc::new(
         Sfu::start(&sfu_config, parlor_sfu::Metrics::new(&registry)?)
@@ -486,9 +488,18 @@ async fn serve_async(s: ServeArgs) -> anyhow::Result<()> {
     let chat = parlor_chat::ChatState::open(chat_config)
         .await
         .context("opening the chat store")?;
+    // One /metrics for the process: signaling's and the SFU's registry, and chat's.
+    let chat_metrics: parlor_signaling::ops::Gather = {
+        let chat = chat.clone();
+        Arc::new(move || parlor_chat::service::metrics::gather(&chat))
+    };
     let app = parlor_signaling::router(state.clone())
         .merge(parlor_chat::router(chat))
-        .merge(parlor_signaling::ops::router(registry, state.clone()))
+        .merge(parlor_signaling::ops::router_with(
+            registry,
+            vec![chat_metrics],
+            state.clone(),
+        ))
         .merge(web::router())
         .layer(web::security_layer(
             std::env::var("PARLOR_SIGNALING_URL").ok().as_deref(),

@@ -360,12 +360,24 @@ pub fn router(state: ChatState) -> Router {
         .merge(bots::router(state.clone()))
         .merge(events::router(state.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES));
+    let metrics = state.metrics.clone();
     json.merge(attachments::router(state.clone()))
         .route(
             "/api/v1/gateway",
             axum::routing::get(gateway::handler).with_state(state),
         )
         .route("/api/v1/openapi.json", axum::routing::get(openapi))
+        // Every answer of the chat API, by status class.
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let metrics = metrics.clone();
+                async move {
+                    let res = next.run(req).await;
+                    metrics.response(res.status().as_u16());
+                    res
+                }
+            },
+        ))
 }
 
 /// The OpenAPI 3.1 document of the routes above.

@@ -1,6 +1,7 @@
 //! What every Parlor service runs at its edge, whether it serves alone or beside the
 //! others: a request id and a tracing span per HTTP request, rate limits, and the
-//! session layer of both WebSocket gateways ([`session`]).
+//! session layer of both WebSocket gateways ([`session`]), and the process's own metrics
+//! ([`process`]).
 //!
 //! Each request gets an `x-request-id` (the client's, if it sent one, else a fresh one:
 //! this process's random prefix and a counter, which costs no syscall), echoed in the
@@ -8,6 +9,7 @@
 //! included, is inside a span `request{method, path, request_id}`; WebSocket sessions
 //! open their own span inside it when they upgrade.
 
+pub mod process;
 pub mod rate;
 pub mod session;
 

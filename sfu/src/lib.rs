@@ -164,8 +164,7 @@ impl Sfu {
                             }
                         };
                         let local = udp.local;
-                        let _ = addr_tx.send(Ok(local));
-                        let w = Worker::new(WorkerConfig {
+                        let mut w = Worker::new(WorkerConfig {
                             index: i,
                             udp,
                             advertised: ips
@@ -177,6 +176,9 @@ impl Sfu {
                             metrics,
                             commands: rx,
                         });
+                        // The worker's series exist (at zero) once `start` returns.
+                        w.publish_metrics();
+                        let _ = addr_tx.send(Ok(local));
                         w.run().await;
                     });
                 })?;

@@ -1,7 +1,9 @@
 //! Prometheus series of the SFU. Workers count locally and publish once a second, so the
 //! forwarding path touches no shared counter.
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -18,6 +20,12 @@ pub struct Metrics {
     pub plis: IntCounterVec,
     pub rtx: IntCounterVec,
     pub send_syscalls: IntCounterVec,
+    /// Per participant, once a second: round-trip time, loss, jitter and the egress
+    /// bandwidth estimate, from str0m's stats (off the packet path).
+    pub rtt: Histogram,
+    pub loss: HistogramVec,
+    pub jitter: HistogramVec,
+    pub bandwidth: Histogram,
 }
 
 impl Metrics {
@@ -90,8 +98,70 @@ impl Metrics {
                 "sendmsg calls (each may carry a GSO batch)",
                 &["worker"],
             )?,
+            rtt: histogram(
+                registry,
+                HistogramOpts::new(
+                    "parlor_sfu_rtt_seconds",
+                    "Round-trip time to participants, sampled once a second each",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0,
+                ]),
+            )?,
+            loss: histogram_vec(
+                registry,
+                HistogramOpts::new(
+                    "parlor_sfu_loss_ratio",
+                    "Packet loss per participant and second: of what it sent us (ingress) \
+                     or of what we sent it, by its receiver reports (egress)",
+                )
+                .buckets(vec![0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]),
+                "direction",
+                &["ingress", "egress"],
+            )?,
+            jitter: histogram_vec(
+                registry,
+                HistogramOpts::new(
+                    "parlor_sfu_jitter_seconds",
+                    "Interarrival jitter subscribers report for what we send them",
+                )
+                .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2]),
+                "kind",
+                &["audio", "video"],
+            )?,
+            bandwidth: histogram(
+                registry,
+                HistogramOpts::new(
+                    "parlor_sfu_bandwidth_estimate_bytes_per_second",
+                    "Egress bandwidth estimates toward participants, once a second each",
+                )
+                .buckets(vec![
+                    12.5e3, 31.25e3, 62.5e3, 125e3, 187.5e3, 312.5e3, 500e3, 750e3, 1.25e6, 2.5e6,
+                ]),
+            )?,
         })
     }
+}
+
+fn histogram(registry: &Registry, opts: HistogramOpts) -> Result<Histogram, prometheus::Error> {
+    let h = Histogram::with_opts(opts)?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+/// A histogram by one label, with each of `values` present from the start.
+fn histogram_vec(
+    registry: &Registry,
+    opts: HistogramOpts,
+    label: &str,
+    values: &[&str],
+) -> Result<HistogramVec, prometheus::Error> {
+    let h = HistogramVec::new(opts, &[label])?;
+    registry.register(Box::new(h.clone()))?;
+    for v in values {
+        h.with_label_values(&[v]);
+    }
+    Ok(h)
 }
 
 /// A worker's local tallies since the last publish.

@@ -500,8 +500,13 @@ impl Connection {
                     hidden: false,
                     auto_subscribe: j.auto_subscribe,
                 };
+                let started = std::time::Instant::now();
                 match sfu.join(req).await {
                     Ok((joined, erx)) => {
+                        self.state
+                            .metrics
+                            .join_duration
+                            .observe(started.elapsed().as_secs_f64());
                         session.set_handle(Some(joined.handle.clone()));
                         self.record(session).await;
                         tokio::spawn(pump(session.clone(), erx));

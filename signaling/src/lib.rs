@@ -74,6 +74,8 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     /// Sessions taken over from another signaling node of the cluster.
     pub taken_over: IntCounter,
+    /// From a `join` to the SFU's answer.
+    pub join_duration: prometheus::Histogram,
 }
 
 impl Metrics {
@@ -109,7 +111,22 @@ impl Metrics {
         registry.register(Box::new(frames_in.clone()))?;
         registry.register(Box::new(frames_out.clone()))?;
         registry.register(Box::new(errors.clone()))?;
+        // The codes the alerts watch exist before the first one is sent.
+        for code in ["internal", "unavailable"] {
+            errors.with_label_values(&[code]);
+        }
+        let join_duration = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "parlor_signaling_join_duration_seconds",
+                "Time from a join request to the SFU admitting the participant",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )?;
+        registry.register(Box::new(join_duration.clone()))?;
         Ok(Metrics {
+            join_duration,
             taken_over,
             connections,
             sessions,

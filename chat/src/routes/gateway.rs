@@ -16,6 +16,7 @@ use crate::error::ChatError;
 use crate::model::{ChannelId, GuildId};
 use crate::service::dispatch::{Dispatch, Ready};
 use crate::service::hub::{Audience, Event, Next, ResumeError, Session};
+use crate::service::metrics::ChatMetrics;
 use crate::service::presence;
 use crate::{ChatState, service::auth};
 use parlor_edge::{CloseCode, Heartbeat};
@@ -121,7 +122,8 @@ impl ClientFrame {
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
-async fn send(sink: &mut Sink, text: String) -> Result<(), ()> {
+async fn send(m: &ChatMetrics, sink: &mut Sink, text: String) -> Result<(), ()> {
+    m.gateway_frames.with_label_values(&["out"]).inc();
     match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Text(text.into()))).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
@@ -197,7 +199,7 @@ async fn run(state: ChatState, socket: WebSocket) {
         heartbeat_interval_ms: hb.as_millis() as u64,
         session_timeout_ms: state.hub.limits.session_timeout.as_millis() as u64,
     };
-    if send(&mut sink, hello.text()).await.is_err() {
+    if send(&state.metrics, &mut sink, hello.text()).await.is_err() {
         return;
     }
     let mut bucket = parlor_edge::FrameLimit::new(RATE_BURST, RATE_PER_SEC);
@@ -261,7 +263,7 @@ async fn attach(
                 break Err(End::Close(CloseCode::NotIdentified, "identify in time"));
             }
         };
-        let text = match frame_text(msg) {
+        let text = match frame_text(&state.metrics, msg) {
             Ok(Some(t)) => t,
             Ok(None) => continue,
             Err(end) => break Err(end),
@@ -308,25 +310,28 @@ async fn attach(
                             resumable: false,
                             code,
                         };
-                        if send(sink, f.text()).await.is_err() {
+                        if send(&state.metrics, sink, f.text()).await.is_err() {
                             break Err(End::Gone);
                         }
                     }
                 }
             }
             Ok(ClientFrame::Heartbeat) => {
-                if send(sink, ServerOp::HeartbeatAck.text()).await.is_err() {
+                if send(&state.metrics, sink, ServerOp::HeartbeatAck.text())
+                    .await
+                    .is_err()
+                {
                     break Err(End::Gone);
                 }
             }
             Ok(ClientFrame::Presence(_) | ClientFrame::VoiceState(_)) => {
                 let f = error_frame("not_identified", "identify or resume first");
-                if send(sink, f).await.is_err() {
+                if send(&state.metrics, sink, f).await.is_err() {
                     break Err(End::Gone);
                 }
             }
             Err(e) => {
-                let _ = send(sink, error_frame("invalid_frame", &e)).await;
+                let _ = send(&state.metrics, sink, error_frame("invalid_frame", &e)).await;
                 break Err(End::Close(CloseCode::DecodeError, "invalid frame"));
             }
         }
@@ -334,9 +339,13 @@ async fn attach(
 }
 
 /// The text of a client frame; `None` for frames to ignore.
-fn frame_text(msg: Option<Result<Message, axum::Error>>) -> Result<Option<String>, End> {
+fn frame_text(
+    m: &ChatMetrics,
+    msg: Option<Result<Message, axum::Error>>,
+) -> Result<Option<String>, End> {
     match msg {
         Some(Ok(Message::Text(t))) => {
+            m.gateway_frames.with_label_values(&["in"]).inc();
             if t.len() > MAX_CLIENT_FRAME {
                 Err(End::Close(CloseCode::TooLarge, "frame too large"))
             } else {
@@ -377,7 +386,7 @@ async fn pump(
             next = session.outbox.next(generation) => match next {
                 Next::Frames(frames) => {
                     for f in frames {
-                        if send(sink, f.to_string()).await.is_err() {
+                        if send(&state.metrics, sink, f.to_string()).await.is_err() {
                             return End::Gone;
                         }
                     }
@@ -391,7 +400,7 @@ async fn pump(
                 return End::Close(CloseCode::SessionTimeout, "no heartbeat");
             }
             msg = stream.next() => {
-                let text = match frame_text(msg) {
+                let text = match frame_text(&state.metrics, msg) {
                     Ok(Some(t)) => t,
                     Ok(None) => continue,
                     Err(end) => return end,
@@ -410,29 +419,29 @@ async fn pump(
                             let (bus, id, user) = (bus.clone(), session.id.clone(), session.user_id);
                             tokio::spawn(async move { bus.record_session(&id, user).await });
                         }
-                        if send(sink, ServerOp::HeartbeatAck.text()).await.is_err() {
+                        if send(&state.metrics, sink, ServerOp::HeartbeatAck.text()).await.is_err() {
                             return End::Gone;
                         }
                     }
                     Ok(ClientFrame::Presence(d)) => {
                         if let Err(e) = super::gateway_ops::presence_op(state, session, d).await
-                            && send(sink, op_error(&e)).await.is_err()
+                            && send(&state.metrics, sink, op_error(&e)).await.is_err()
                         {
                             return End::Gone;
                         }
                     }
                     Ok(ClientFrame::VoiceState(d)) => {
                         if let Err(e) = super::gateway_ops::voice_state_op(state, session, d).await
-                            && send(sink, op_error(&e)).await.is_err()
+                            && send(&state.metrics, sink, op_error(&e)).await.is_err()
                         {
                             return End::Gone;
                         }
                     }
                     Ok(_) => {
-                        let _ = send(sink, error_frame("already_identified", "this connection has a session")).await;
+                        let _ = send(&state.metrics, sink, error_frame("already_identified", "this connection has a session")).await;
                     }
                     Err(e) => {
-                        let _ = send(sink, error_frame("invalid_frame", &e)).await;
+                        let _ = send(&state.metrics, sink, error_frame("invalid_frame", &e)).await;
                         return End::Close(CloseCode::DecodeError, "invalid frame");
                     }
                 }

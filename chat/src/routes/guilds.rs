@@ -95,8 +95,8 @@ pub(crate) async fn in_channel(
     user: UserId,
 ) -> Result<(Channel, Perms), ChatError> {
     let c = state
-        .store
-        .channel(channel_id)
+        .metrics
+        .db("channel", state.store.channel(channel_id))
         .await?
         .ok_or_else(unknown_channel)?;
     if c.is_dm() {

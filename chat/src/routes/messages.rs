@@ -308,7 +308,10 @@ async fn history(
             ));
         }
     };
-    let mut page = state.store.history(id, cursor, limit).await?;
+    let mut page = state
+        .metrics
+        .db("messages", state.store.history(id, cursor, limit))
+        .await?;
     let reactions = state.store.message_extras(id, &mut page, user).await?;
     let mut views: Vec<MessageView> = page
         .iter()

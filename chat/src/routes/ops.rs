@@ -31,11 +31,12 @@ async fn ready(State(state): State<ChatState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<ChatState>) -> impl IntoResponse {
-    let m = &state.metrics;
-    m.gateway_sessions.set(state.hub.session_count() as i64);
     let mut buf = Vec::new();
     let enc = TextEncoder::new();
-    if enc.encode(&m.registry.gather(), &mut buf).is_err() {
+    if enc
+        .encode(&crate::service::metrics::gather(&state), &mut buf)
+        .is_err()
+    {
         return (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed").into_response();
     }
     ([(header::CONTENT_TYPE, enc.format_type().to_owned())], buf).into_response()

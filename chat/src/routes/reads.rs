@@ -249,7 +249,10 @@ async fn ack(
     state.store.message(cid, mid).await?.ok_or_else(|| {
         ChatError::new(StatusCode::NOT_FOUND, "unknown_message", "no such message")
     })?;
-    state.store.ack(user, cid, mid).await?;
+    state
+        .metrics
+        .db("read_state", state.store.ack(user, cid, mid))
+        .await?;
     // Acks never move backwards: tell everyone where the mark really is.
     let last_read_id = state.store.read_mark(user, cid).await?.unwrap_or(mid);
     let mark = ReadMark {

@@ -294,7 +294,10 @@ async fn visible_matches(
     while (out.len() as i64) < limit && rounds < 20 {
         rounds += 1;
         let want = limit - out.len() as i64;
-        let batch = state.store.search(f, terms, want).await?;
+        let batch = state
+            .metrics
+            .db("search", state.store.search(f, terms, want))
+            .await?;
         if (batch.len() as i64) < want {
             exhausted = true;
         }

@@ -39,8 +39,13 @@ pub(crate) async fn create(
         ..draft
     };
     state
-        .store
-        .insert_message(&mut m, |last| state.ids.after(last))
+        .metrics
+        .db(
+            "insert_message",
+            state
+                .store
+                .insert_message(&mut m, |last| state.ids.after(last)),
+        )
         .await?;
     state.metrics.messages.inc();
     let view = MessageView::new(state, &m, &[], false);

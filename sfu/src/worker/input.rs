@@ -200,6 +200,17 @@ impl Worker {
                 let Some(Some(o)) = p.outs.get_mut(slot as usize) else {
                     return;
                 };
+                if let Some(r) = &s.remote {
+                    // RTP timestamp units: Opus runs at 48 kHz, video at 90 kHz.
+                    let (kind, clock) = match o.kind {
+                        MediaKind::Audio => ("audio", 48_000.0),
+                        _ => ("video", 90_000.0),
+                    };
+                    self.metrics
+                        .jitter
+                        .with_label_values(&[kind])
+                        .observe(f64::from(r.jitter) / clock);
+                }
                 let sent = s.packets.saturating_sub(o.stat_packets);
                 let written = o.written - o.stat_written;
                 self.tally.rtx += sent.saturating_sub(written);
@@ -215,7 +226,21 @@ impl Worker {
                     pb.stat_nacks = s.nacks;
                 }
             }
-            Event::PeerStats(_) => {}
+            Event::PeerStats(s) => {
+                let m = &self.metrics;
+                if let Some(rtt) = s.rtt {
+                    m.rtt.observe(rtt.as_secs_f64());
+                }
+                if let Some(l) = s.ingress_loss_fraction {
+                    m.loss.with_label_values(&["ingress"]).observe(f64::from(l));
+                }
+                if let Some(l) = s.egress_loss_fraction {
+                    m.loss.with_label_values(&["egress"]).observe(f64::from(l));
+                }
+                if let Some(b) = s.bwe_tx {
+                    m.bandwidth.observe(b.as_f64() / 8.0);
+                }
+            }
             _ => {}
         }
     }

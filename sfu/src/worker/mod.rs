@@ -307,9 +307,14 @@ impl Worker {
         }
         if now >= self.next_metrics {
             self.next_metrics = now + METRICS_INTERVAL;
-            self.tally.publish(&self.metrics, &self.label);
-            self.publish_gauges();
+            self.publish_metrics();
         }
+    }
+
+    /// Publishes the tallies since the last time, and the gauges.
+    pub(crate) fn publish_metrics(&mut self) {
+        self.tally.publish(&self.metrics, &self.label);
+        self.publish_gauges();
     }
 
     fn publish_gauges(&self) {
