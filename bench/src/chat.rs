@@ -19,7 +19,7 @@ pub struct ChatServer {
     pub base: String,
     pub pid: u32,
     child: tokio::process::Child,
-    data: std::path::PathBuf,
+    pub data: std::path::PathBuf,
 }
 
 impl ChatServer {
@@ -96,7 +96,7 @@ async fn post(
 }
 
 /// A user's access token and id.
-async fn register(
+pub(crate) async fn register(
     http: &reqwest::Client,
     base: &str,
     name: &str,
@@ -115,7 +115,7 @@ async fn register(
 }
 
 /// A guild and its `general` channel.
-async fn guild(
+pub(crate) async fn guild(
     http: &reqwest::Client,
     base: &str,
     token: &str,
@@ -136,7 +136,7 @@ async fn guild(
     Ok((g["id"].as_str().unwrap_or_default().to_owned(), general))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail};
 mod chat;
 mod deploy;
+mod search;
 
 use clap::{Parser, Subcommand};
 use deploy::{Layout, cluster, serve};
@@ -78,6 +79,21 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Search latency over one guild of N messages, by kind of query (no match, rare,
+    /// common, Korean, two characters), each checked for its number of results.
+    Search {
+        #[arg(long, default_value = "target/release/parlor")]
+        parlor: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// Timed queries per kind, after two untimed ones.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        /// `postgres://...` (an empty database); SQLite in a temporary directory by
+        /// default.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Chat fan-out: latency from one message to N connected clients in one channel,
     /// and server memory per idle WebSocket.
     ChatFanout {
@@ -124,6 +140,17 @@ fn main() -> anyhow::Result<()> {
             messages,
             rate,
         } => rt.block_on(chat::fanout(&parlor, clients, messages, rate)),
+        Command::Search {
+            parlor,
+            messages,
+            runs,
+            database_url,
+        } => rt.block_on(search::run(
+            &parlor,
+            messages,
+            runs,
+            database_url.as_deref(),
+        )),
         Command::Forward {
             parlor,
             subscribers,

@@ -188,6 +188,76 @@ async fn scenario(db: Db) {
         .collect();
     assert_eq!(seen, want);
 
+    // The trigram index follows edits and deletions: a message is found by its text as
+    // it is now, and not at all once deleted.
+    let post = |text: &str| {
+        let (s, owner, general, text) = (&s, owner.clone(), general.clone(), text.to_owned());
+        async move {
+            let (st, m) = s
+                .post(
+                    &format!("/api/v1/channels/{general}/messages"),
+                    Some(&owner),
+                    json!({"content": text}),
+                )
+                .await;
+            assert_eq!(st, 201, "{m}");
+            id(&m)
+        }
+    };
+    let edited = post("보관소 원래 문장 typo").await;
+    let gone = post("보관소 지울 문장 ephemeral").await;
+    assert_eq!(contents(&search(&member, "보관소").await.1).len(), 2);
+    let (st, _) = s
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/channels/{general}/messages/{edited}"),
+            &owner,
+            json!({"content": "보관소 고친 문장 fixed"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, _) = s
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/channels/{general}/messages/{gone}"),
+            &owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 204);
+    assert!(contents(&search(&member, "typo").await.1).is_empty());
+    assert!(contents(&search(&member, "ephemeral").await.1).is_empty());
+    assert_eq!(
+        contents(&search(&member, "fixed").await.1),
+        vec!["보관소 고친 문장 fixed"]
+    );
+    assert_eq!(
+        contents(&search(&member, "고친 문장").await.1),
+        vec!["보관소 고친 문장 fixed"]
+    );
+
+    // Many newer matches that a filter rejects (another channel) do not hide older ones
+    // that it keeps.
+    for i in 0..300 {
+        say(&owner, &secret, &format!("회의록 잡음 {i}")).await;
+    }
+    let url = reqwest::Url::parse_with_params(
+        &s.url(&format!("/api/v1/channels/{general}/messages/search")),
+        &[("q", "회의록")],
+    )
+    .unwrap();
+    let p: Value = s
+        .http
+        .get(url)
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(contents(&p), vec!["회의록 공유드립니다 @owner"]);
+
     // A channel's own search.
     let (st, p) = s
         .get(

@@ -108,6 +108,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../migrations/0014_voice_moderation.sql"),
     ),
+    (
+        15,
+        include_str!("../../migrations/sqlite/0015_search_index.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -135,6 +139,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         14,
         include_str!("../../migrations/0014_voice_moderation.sql"),
+    ),
+    (
+        15,
+        include_str!("../../migrations/postgres/0015_search_index.sql"),
     ),
 ];
 

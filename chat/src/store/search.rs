@@ -1,11 +1,16 @@
-//! Search in the store: LIKE over lowercased messages, with its filters.
+//! Search in the store: substring matching over lowercased messages, with its filters.
+//! A trigram index finds the candidates (SQLite's FTS5 `trigram` tokenizer, Postgres'
+//! `pg_trgm`), and `LIKE` decides, so results are exactly those of a full scan.
 
 use crate::model::{ChannelId, GuildId, MessageId, UserId};
 use crate::store::guilds::Message;
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 /// Terms per query.
 pub const MAX_TERMS: usize = 5;
+
+/// Candidate ids read from SQLite's trigram index per round.
+const CANDIDATES: i64 = 256;
 
 /// `%term%` for LIKE, with the wildcards in the term escaped.
 fn like(term: &str) -> String {
@@ -19,6 +24,12 @@ fn like(term: &str) -> String {
     }
     s.push('%');
     s
+}
+
+/// Whether the trigram index can find a term: three characters or more, and no LIKE
+/// wildcard to escape (FTS5 takes no ESCAPE clause). Other terms are only checked by LIKE.
+fn indexable(term: &str) -> bool {
+    term.chars().count() >= 3 && !term.contains(['%', '_', '\\'])
 }
 
 /// What a search is restricted to, resolved to ids (0: no restriction).
@@ -35,51 +46,119 @@ pub struct Filters {
     pub from_id: MessageId,
 }
 
+/// The filters and the LIKE of every term; `$14` onwards may add an id list.
+const MATCHES: &str = "SELECT m.id, m.channel_id, m.author_id, m.content, m.reply_to, \
+     m.edited_at, m.created_at, m.pinned_at, m.mention_everyone FROM messages m \
+     JOIN channels c ON c.id = m.channel_id \
+     WHERE ($1 = 0 OR c.guild_id = $1) AND ($2 = 0 OR m.channel_id = $2) \
+     AND m.id < $3 AND m.id >= $4 \
+     AND ($5 = 0 OR m.author_id = $5) \
+     AND ($6 = 0 OR EXISTS (SELECT 1 FROM mentions mt WHERE mt.message_id = m.id \
+          AND mt.kind = 'user' AND mt.target_id = $6)) \
+     AND ($7 = 0 OR EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id)) \
+     AND m.search_text LIKE $8 ESCAPE '\\' AND m.search_text LIKE $9 ESCAPE '\\' \
+     AND m.search_text LIKE $10 ESCAPE '\\' AND m.search_text LIKE $11 ESCAPE '\\' \
+     AND m.search_text LIKE $12 ESCAPE '\\'";
+
 impl Store {
-    /// Up to `limit` matching messages below `f.below`, newest first.
+    /// Up to `limit` matching messages below `f.below`, newest first. Fewer than `limit`
+    /// only when no more match.
     pub async fn search(
         &self,
         f: &Filters,
         terms: &[String],
         limit: i64,
     ) -> Result<Vec<Message>, StoreError> {
-        let mut patterns: Vec<String> = terms.iter().map(|t| like(t)).collect();
-        patterns.resize(MAX_TERMS, "%".into());
-        let rows = sqlx::query(
-            "SELECT m.id, m.channel_id, m.author_id, m.content, m.reply_to, m.edited_at, \
-             m.created_at, m.pinned_at, m.mention_everyone FROM messages m \
-             JOIN channels c ON c.id = m.channel_id \
-             WHERE ($1 = 0 OR c.guild_id = $1) AND ($2 = 0 OR m.channel_id = $2) \
-             AND m.id < $3 AND m.id >= $4 \
-             AND ($5 = 0 OR m.author_id = $5) \
-             AND ($6 = 0 OR EXISTS (SELECT 1 FROM mentions mt WHERE mt.message_id = m.id \
-                  AND mt.kind = 'user' AND mt.target_id = $6)) \
-             AND ($7 = 0 OR EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id)) \
-             AND m.search_text LIKE $8 ESCAPE '\\' AND m.search_text LIKE $9 ESCAPE '\\' \
-             AND m.search_text LIKE $10 ESCAPE '\\' AND m.search_text LIKE $11 ESCAPE '\\' \
-             AND m.search_text LIKE $12 ESCAPE '\\' \
-             ORDER BY m.id DESC LIMIT $13",
-        )
+        let indexed: Vec<&String> = terms.iter().filter(|t| indexable(t)).collect();
+        if self.backend == Backend::Sqlite && !indexed.is_empty() {
+            return self.search_by_index(f, terms, &indexed, limit).await;
+        }
+        // Postgres picks pg_trgm's index for the LIKEs itself where it pays.
+        // Only constant text and `$n` placeholders are formatted in; values are bound.
+        let sql = format!("{MATCHES} ORDER BY m.id DESC LIMIT $13");
+        let rows = bind_matches(sqlx::query(sqlx::AssertSqlSafe(sql)), f, f.below, terms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(crate::store::guilds::message_from)
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::Db)
+    }
+
+    /// SQLite: candidates from the trigram index, newest first, a round at a time; the
+    /// filters and every term's LIKE decide among them.
+    async fn search_by_index(
+        &self,
+        f: &Filters,
+        terms: &[String],
+        indexed: &[&String],
+        limit: i64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let index_sql = format!(
+            "SELECT rowid FROM message_search WHERE {} AND rowid < $1 AND rowid >= $2 \
+             ORDER BY rowid DESC LIMIT $3",
+            (0..indexed.len())
+                .map(|i| format!("search_text LIKE ${}", i + 4))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        );
+        let mut out: Vec<Message> = Vec::new();
+        let mut below = f.below;
+        loop {
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(index_sql.clone()))
+                .bind(below)
+                .bind(f.from_id)
+                .bind(CANDIDATES);
+            for t in indexed {
+                q = q.bind(format!("%{t}%"));
+            }
+            let ids: Vec<i64> = q.fetch_all(&self.pool).await?;
+            let Some(&last) = ids.last() else { break };
+            let list = (0..ids.len())
+                .map(|i| format!("${}", i + 14))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = format!("{MATCHES} AND m.id IN ({list}) ORDER BY m.id DESC LIMIT $13");
+            let mut q =
+                bind_matches(sqlx::query(sqlx::AssertSqlSafe(sql)), f, below, terms).bind(limit);
+            for id in &ids {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(crate::store::guilds::message_from(&r)?);
+            }
+            if out.len() as i64 >= limit || (ids.len() as i64) < CANDIDATES {
+                break;
+            }
+            below = MessageId(last);
+        }
+        out.truncate(limit.max(0) as usize);
+        Ok(out)
+    }
+}
+
+/// Binds `$1`–`$12` of [`MATCHES`]: the filters, ids below `below`, and the terms.
+fn bind_matches<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    f: &Filters,
+    below: MessageId,
+    terms: &[String],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    let mut patterns: Vec<String> = terms.iter().map(|t| like(t)).collect();
+    patterns.resize(MAX_TERMS, "%".into());
+    let mut q = q
         .bind(f.guild_id)
         .bind(f.channel_id)
-        .bind(f.below)
+        .bind(below)
         .bind(f.from_id)
         .bind(f.author_id)
         .bind(f.mentions_id)
-        .bind(i64::from(f.has_attachment))
-        .bind(&patterns[0])
-        .bind(&patterns[1])
-        .bind(&patterns[2])
-        .bind(&patterns[3])
-        .bind(&patterns[4])
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(crate::store::guilds::message_from)
-            .collect::<Result<_, _>>()?)
+        .bind(i64::from(f.has_attachment));
+    for p in patterns {
+        q = q.bind(p);
     }
+    q
 }
 
 #[cfg(test)]
@@ -90,5 +169,14 @@ mod tests {
     fn like_patterns_escape_wildcards() {
         assert_eq!(like("50%_off"), r"%50\%\_off%");
         assert_eq!(like("안녕"), "%안녕%");
+    }
+
+    #[test]
+    fn only_terms_of_three_characters_without_wildcards_use_the_index() {
+        assert!(indexable("회의록"));
+        assert!(indexable("abc"));
+        assert!(!indexable("안녕"));
+        assert!(!indexable("50%"));
+        assert!(!indexable("a_b_c"));
     }
 }
