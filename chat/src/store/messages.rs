@@ -22,7 +22,9 @@ pub const MAX_PINS: i64 = 50;
 
 impl Store {
     /// Fills in the mentions of messages in one channel, and returns their reactions as
-    /// `viewer` sees them, keyed by message id.
+    /// `viewer` sees them, keyed by message id. The ranges are taken on the mentions' and
+    /// reactions' own message ids, so the cost follows the rows there, not the messages'
+    /// depth in the channel.
     pub async fn message_extras(
         &self,
         channel_id: ChannelId,
@@ -37,8 +39,8 @@ impl Store {
         };
         let rows = sqlx::query(
             "SELECT mt.message_id, mt.kind, mt.target_id FROM mentions mt \
-             JOIN messages m ON m.id = mt.message_id \
-             WHERE m.channel_id = $1 AND m.id BETWEEN $2 AND $3 \
+             WHERE mt.message_id BETWEEN $2 AND $3 AND EXISTS (SELECT 1 FROM messages m \
+             WHERE m.id = mt.message_id AND m.channel_id = $1) \
              ORDER BY mt.message_id, mt.kind, mt.target_id",
         )
         .bind(channel_id)
@@ -71,8 +73,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT r.message_id, r.emoji, COUNT(*) AS n, \
              SUM(CASE WHEN r.user_id = $4 THEN 1 ELSE 0 END) AS mine, MIN(r.created_at) AS first \
-             FROM reactions r JOIN messages m ON m.id = r.message_id \
-             WHERE m.channel_id = $1 AND m.id BETWEEN $2 AND $3 \
+             FROM reactions r WHERE r.message_id BETWEEN $2 AND $3 AND EXISTS (SELECT 1 \
+             FROM messages m WHERE m.id = r.message_id AND m.channel_id = $1) \
              GROUP BY r.message_id, r.emoji ORDER BY r.message_id, first",
         )
         .bind(channel_id)

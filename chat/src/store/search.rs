@@ -12,6 +12,9 @@ pub const MAX_TERMS: usize = 5;
 /// Candidate ids read from SQLite's trigram index per round.
 const CANDIDATES: i64 = 256;
 
+/// Postgres: how many of the newest messages are read before the index is asked.
+const RECENT: i64 = 5_000;
+
 /// `%term%` for LIKE, with the wildcards in the term escaped.
 fn like(term: &str) -> String {
     let mut s = String::with_capacity(term.len() + 2);
@@ -46,7 +49,7 @@ pub struct Filters {
     pub from_id: MessageId,
 }
 
-/// The filters and the LIKE of every term; `$14` onwards may add an id list.
+/// The filters and the LIKE of every term, `$1`–`$12`.
 const MATCHES: &str = "SELECT m.id, m.channel_id, m.author_id, m.content, m.reply_to, \
      m.edited_at, m.created_at, m.pinned_at, m.mention_everyone FROM messages m \
      JOIN channels c ON c.id = m.channel_id \
@@ -70,20 +73,64 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Message>, StoreError> {
         let indexed: Vec<&String> = terms.iter().filter(|t| indexable(t)).collect();
-        if self.backend == Backend::Sqlite && !indexed.is_empty() {
-            return self.search_by_index(f, terms, &indexed, limit).await;
+        match self.backend {
+            Backend::Sqlite if !indexed.is_empty() => {
+                self.search_by_index(f, terms, &indexed, limit).await
+            }
+            Backend::Postgres if !terms.is_empty() => {
+                self.search_recent_first(f, terms, limit).await
+            }
+            _ => matches(&self.pool, f, f.below, f.from_id, terms, "m.id", limit).await,
         }
-        // Postgres picks pg_trgm's index for the LIKEs itself where it pays.
-        // Only constant text and `$n` placeholders are formatted in; values are bound.
-        let sql = format!("{MATCHES} ORDER BY m.id DESC LIMIT $13");
-        let rows = bind_matches(sqlx::query(sqlx::AssertSqlSafe(sql)), f, f.below, terms)
-            .bind(limit)
-            .fetch_all(&self.pool)
+    }
+
+    /// Postgres: the newest [`RECENT`] messages first, read newest first along
+    /// the primary key (bitmap scans, and so the trigram index, off for that query), which
+    /// fills the page at once for a common term; then, for a rarer one, the rest through
+    /// pg_trgm's index, ordered after the fact (`m.id + 0` keeps the planner from walking
+    /// the primary key newest first through a million messages instead).
+    async fn search_recent_first(
+        &self,
+        f: &Filters,
+        terms: &[String],
+        limit: i64,
+    ) -> Result<Vec<Message>, StoreError> {
+        // Plans made for these values: a plan cached for any pattern or window is the
+        // wrong one for most of them.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+            .execute(&mut *tx)
             .await?;
-        rows.iter()
-            .map(crate::store::guilds::message_from)
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::Db)
+        // The window is the newest messages of all, which the primary key gives at once
+        // whatever the guild; the matches below it come from the index.
+        let floor: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM messages WHERE id < $1 AND id >= $2 ORDER BY id DESC \
+             OFFSET $3 LIMIT 1",
+        )
+        .bind(f.below)
+        .bind(f.from_id)
+        .bind(RECENT - 1)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(floor) = floor.map(MessageId).filter(|fl| *fl > f.from_id) else {
+            // Fewer messages than the window: one read covers them all.
+            let out = matches(&mut *tx, f, f.below, f.from_id, terms, "m.id", limit).await?;
+            tx.commit().await?;
+            return Ok(out);
+        };
+        sqlx::query("SET LOCAL enable_bitmapscan = off")
+            .execute(&mut *tx)
+            .await?;
+        let mut out = matches(&mut *tx, f, f.below, floor, terms, "m.id", limit).await?;
+        if (out.len() as i64) < limit {
+            sqlx::query("SET LOCAL enable_bitmapscan = on")
+                .execute(&mut *tx)
+                .await?;
+            let rest = limit - out.len() as i64;
+            out.extend(matches(&mut *tx, f, floor, f.from_id, terms, "(m.id + 0)", rest).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// SQLite: candidates from the trigram index, newest first, a round at a time; the
@@ -115,19 +162,31 @@ impl Store {
             }
             let ids: Vec<i64> = q.fetch_all(&self.pool).await?;
             let Some(&last) = ids.last() else { break };
+            // The candidates by their ids: no ORDER BY, which would let the planner walk
+            // the whole table newest first to satisfy it instead.
             let list = (0..ids.len())
-                .map(|i| format!("${}", i + 14))
+                .map(|i| format!("${}", i + 13))
                 .collect::<Vec<_>>()
                 .join(",");
-            let sql = format!("{MATCHES} AND m.id IN ({list}) ORDER BY m.id DESC LIMIT $13");
-            let mut q =
-                bind_matches(sqlx::query(sqlx::AssertSqlSafe(sql)), f, below, terms).bind(limit);
+            let sql = format!("{MATCHES} AND m.id IN ({list})");
+            let mut q = bind_matches(
+                sqlx::query(sqlx::AssertSqlSafe(sql)),
+                f,
+                below,
+                f.from_id,
+                terms,
+            );
             for id in &ids {
                 q = q.bind(*id);
             }
-            for r in q.fetch_all(&self.pool).await? {
-                out.push(crate::store::guilds::message_from(&r)?);
-            }
+            let mut round = q
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(crate::store::guilds::message_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            round.sort_by(|a, b| b.id.cmp(&a.id));
+            out.extend(round);
             if out.len() as i64 >= limit || (ids.len() as i64) < CANDIDATES {
                 break;
             }
@@ -138,11 +197,38 @@ impl Store {
     }
 }
 
-/// Binds `$1`–`$12` of [`MATCHES`]: the filters, ids below `below`, and the terms.
+/// Matches between `from` (included) and `below`, ordered by `order` descending.
+async fn matches<'e, E>(
+    db: E,
+    f: &Filters,
+    below: MessageId,
+    from: MessageId,
+    terms: &[String],
+    order: &str,
+    limit: i64,
+) -> Result<Vec<Message>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    // Only constant text and `$n` placeholders are formatted in; values are bound.
+    let sql = format!("{MATCHES} ORDER BY {order} DESC LIMIT $13");
+    let rows = bind_matches(sqlx::query(sqlx::AssertSqlSafe(sql)), f, below, from, terms)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.iter()
+        .map(crate::store::guilds::message_from)
+        .collect::<Result<_, _>>()
+        .map_err(StoreError::Db)
+}
+
+/// Binds `$1`–`$12` of [`MATCHES`]: the filters, ids from `from` to below `below`, and
+/// the terms.
 fn bind_matches<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     f: &Filters,
     below: MessageId,
+    from: MessageId,
     terms: &[String],
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
     let mut patterns: Vec<String> = terms.iter().map(|t| like(t)).collect();
@@ -151,7 +237,7 @@ fn bind_matches<'q>(
         .bind(f.guild_id)
         .bind(f.channel_id)
         .bind(below)
-        .bind(f.from_id)
+        .bind(from)
         .bind(f.author_id)
         .bind(f.mentions_id)
         .bind(i64::from(f.has_attachment));
