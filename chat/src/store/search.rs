@@ -185,7 +185,7 @@ impl Store {
                 .iter()
                 .map(crate::store::guilds::message_from)
                 .collect::<Result<Vec<_>, _>>()?;
-            round.sort_by(|a, b| b.id.cmp(&a.id));
+            round.sort_by_key(|m| std::cmp::Reverse(m.id));
             out.extend(round);
             if out.len() as i64 >= limit || (ids.len() as i64) < CANDIDATES {
                 break;
