@@ -160,7 +160,7 @@ async fn register(
         .map(str::trim)
         .filter(|e| !e.is_empty())
     {
-        Some(e) => Some(crate::routes::recovery::clean_email(e)?),
+        Some(e) => Some(clean_email(e)?),
         None => None,
     };
     if let Some(e) = &email
@@ -447,4 +447,48 @@ async fn login_refusals(
             .map(|(ip, reason, at)| Refusal { ip, reason, at })
             .collect(),
     ))
+}
+
+/// An address as typed, checked for the shape `local@domain`.
+pub(crate) fn clean_email(e: &str) -> Result<String, ChatError> {
+    let e = e.trim();
+    let ok = e.len() <= 254
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+        && !e
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+    if ok {
+        Ok(e.to_owned())
+    } else {
+        Err(ChatError::bad_request(
+            "invalid_email",
+            "that is not an e-mail address",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_checked() {
+        assert_eq!(clean_email(" ann@example.com ").unwrap(), "ann@example.com");
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@localhost",
+            "a b@example.com",
+            "<a@b.c>",
+        ] {
+            assert!(clean_email(bad).is_err(), "{bad:?}");
+        }
+    }
 }

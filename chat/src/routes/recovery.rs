@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 use crate::error::ChatError;
-use crate::routes::api::{Authed, check_password, hash, limit_auth, verify};
+use crate::routes::api::{Authed, check_password, clean_email, hash, limit_auth, verify};
 use crate::routes::extract::{Body, ClientIp};
 use crate::service::auth::token_hash;
 use crate::{ChatState, now_ms};
@@ -31,29 +31,6 @@ pub fn router(state: ChatState) -> Router {
         .route("/api/v1/auth/password-reset", post(request_reset))
         .route("/api/v1/auth/password-reset/confirm", post(confirm_reset))
         .with_state(state)
-}
-
-/// An address as typed, checked for the shape `local@domain`.
-pub(crate) fn clean_email(e: &str) -> Result<String, ChatError> {
-    let e = e.trim();
-    let ok = e.len() <= 254
-        && e.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        })
-        && !e
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
-    if ok {
-        Ok(e.to_owned())
-    } else {
-        Err(ChatError::bad_request(
-            "invalid_email",
-            "that is not an e-mail address",
-        ))
-    }
 }
 
 async fn get_email(
@@ -241,21 +218,5 @@ mod tests {
         assert!(c.bytes().all(|b| CODE_ALPHABET.contains(&b)));
         assert_ne!(new_code(), new_code());
         assert_eq!(normal_code(" abcde-fghij "), "ABCDEFGHIJ");
-    }
-
-    #[test]
-    fn addresses_are_checked() {
-        assert_eq!(clean_email(" ann@example.com ").unwrap(), "ann@example.com");
-        for bad in [
-            "",
-            "ann",
-            "ann@",
-            "@example.com",
-            "ann@localhost",
-            "a b@example.com",
-            "<a@b.c>",
-        ] {
-            assert!(clean_email(bad).is_err(), "{bad:?}");
-        }
     }
 }

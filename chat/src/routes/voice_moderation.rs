@@ -113,64 +113,96 @@ async fn moderate(
     if let Some(muted) = patch.mute
         && muted != member.server_mute
     {
-        state.store.set_server_mute(guild, target, muted).await?;
-        if let Some(m) = state.store.member(guild, target).await? {
-            state.dispatch(
-                Audience::Guild(guild),
-                Dispatch::GuildMemberUpdate(GuildMember {
-                    guild_id: guild,
-                    member: &MemberView::from(&m),
-                }),
-            );
-        }
-        if let Some(v) = &voice {
-            let room = room_of(v.channel_id);
-            enforce(state.rooms.mute(&room, &identity_of(target), muted).await);
-            if patch.channel_id.is_none() {
-                presence::put_voice(
-                    &state,
-                    &VoiceState {
-                        mute: muted,
-                        ..v.clone()
-                    },
-                )
-                .await;
-            }
-        }
+        let stays = patch.channel_id.is_none();
+        set_mute(
+            &state,
+            guild,
+            target,
+            muted,
+            voice.as_ref().filter(|_| stays),
+        )
+        .await?;
     }
-    if let (Some(v), Some(to_channel)) = (&voice, &patch.channel_id) {
-        match to {
-            Some(c) => {
-                presence::put_voice(
-                    &state,
-                    &VoiceState {
-                        channel_id: c,
-                        mute: patch.mute.unwrap_or(v.mute),
-                        ..v.clone()
-                    },
-                )
-                .await;
-            }
-            None => {
-                debug_assert!(to_channel.is_none());
-                if let Some(old) = state.presence.clear_voice(target, &v.session_id).await {
-                    presence::announce_left(&state, &old);
-                }
-            }
-        }
-        // The member's device in voice is told to follow (or to hang up), and the SFU
-        // takes it out of the old room.
-        state.dispatch(
-            Audience::Session(v.session_id.clone()),
-            Dispatch::VoiceMove {
-                guild_id: guild,
-                channel_id: to,
-            },
-        );
-        let room = room_of(v.channel_id);
-        enforce(state.rooms.remove(&room, &identity_of(target)).await);
+    if let (Some(v), Some(_)) = (&voice, &patch.channel_id) {
+        let v = VoiceState {
+            mute: patch.mute.unwrap_or(v.mute),
+            ..v.clone()
+        };
+        move_to(&state, guild, target, &v, to).await;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Server-mutes a member (or lifts it): stored, told to the guild, enforced in the room
+/// the member is in, and shown in their voice state unless they are moving.
+async fn set_mute(
+    state: &ChatState,
+    guild: GuildId,
+    target: UserId,
+    muted: bool,
+    voice: Option<&VoiceState>,
+) -> Result<(), ChatError> {
+    state.store.set_server_mute(guild, target, muted).await?;
+    if let Some(m) = state.store.member(guild, target).await? {
+        state.dispatch(
+            Audience::Guild(guild),
+            Dispatch::GuildMemberUpdate(GuildMember {
+                guild_id: guild,
+                member: &MemberView::from(&m),
+            }),
+        );
+    }
+    if let Some(v) = voice {
+        let room = room_of(v.channel_id);
+        enforce(state.rooms.mute(&room, &identity_of(target), muted).await);
+        presence::put_voice(
+            state,
+            &VoiceState {
+                mute: muted,
+                ..v.clone()
+            },
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Moves a member in voice to channel `to`, or (`None`) disconnects them: their voice
+/// state changes, the session in voice is told to follow or hang up, and the SFU takes
+/// them out of the old room.
+async fn move_to(
+    state: &ChatState,
+    guild: GuildId,
+    target: UserId,
+    v: &VoiceState,
+    to: Option<ChannelId>,
+) {
+    match to {
+        Some(c) => {
+            presence::put_voice(
+                state,
+                &VoiceState {
+                    channel_id: c,
+                    ..v.clone()
+                },
+            )
+            .await;
+        }
+        None => {
+            if let Some(old) = state.presence.clear_voice(target, &v.session_id).await {
+                presence::announce_left(state, &old);
+            }
+        }
+    }
+    state.dispatch(
+        Audience::Session(v.session_id.clone()),
+        Dispatch::VoiceMove {
+            guild_id: guild,
+            channel_id: to,
+        },
+    );
+    let room = room_of(v.channel_id);
+    enforce(state.rooms.remove(&room, &identity_of(target)).await);
 }
 
 /// A voice channel of the guild that the moderator may move people into and the member
