@@ -53,6 +53,7 @@ async fn scenario(db: Db) {
                 )
                 .await;
             assert_eq!(st, 201, "{m}");
+            id(&m)
         }
     };
     say(&owner, &general, "오늘 회의는 3시에 시작합니다").await;
@@ -190,22 +191,8 @@ async fn scenario(db: Db) {
 
     // The trigram index follows edits and deletions: a message is found by its text as
     // it is now, and not at all once deleted.
-    let post = |text: &str| {
-        let (s, owner, general, text) = (&s, owner.clone(), general.clone(), text.to_owned());
-        async move {
-            let (st, m) = s
-                .post(
-                    &format!("/api/v1/channels/{general}/messages"),
-                    Some(&owner),
-                    json!({"content": text}),
-                )
-                .await;
-            assert_eq!(st, 201, "{m}");
-            id(&m)
-        }
-    };
-    let edited = post("보관소 원래 문장 typo").await;
-    let gone = post("보관소 지울 문장 ephemeral").await;
+    let edited = say(&owner, &general, "보관소 원래 문장 typo").await;
+    let gone = say(&owner, &general, "보관소 지울 문장 ephemeral").await;
     assert_eq!(contents(&search(&member, "보관소").await.1).len(), 2);
     let (st, _) = s
         .send(
