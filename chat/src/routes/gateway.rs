@@ -6,23 +6,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
-use tracing::{Instrument, debug, info_span};
+use futures_util::StreamExt;
+use tracing::{Instrument, info_span};
 
 use crate::error::ChatError;
 use crate::model::{ChannelId, GuildId};
+use crate::routes::gateway_frames::{
+    ClientFrame, End, ServerOp, Sink, close_with, error_frame, frame_text, op_error, send,
+};
 use crate::service::dispatch::{Dispatch, Ready};
 use crate::service::hub::{Audience, Event, Next, ResumeError, Session};
-use crate::service::metrics::ChatMetrics;
 use crate::service::presence;
 use crate::{ChatState, service::auth};
 use parlor_edge::{CloseCode, Heartbeat};
 
-/// Largest frame a client may send.
-pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
+pub use crate::routes::gateway_frames::MAX_CLIENT_FRAME;
 /// Client frames per second, sustained, and in a burst.
 const RATE_PER_SEC: f64 = 5.0;
 const RATE_BURST: f64 = 20.0;
@@ -31,8 +31,6 @@ const RATE_BURST: f64 = 20.0;
 const READY_PRESENCE_USERS: i64 = 1000;
 /// How long a client has to identify after hello.
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long one write to a client may take before the connection is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub async fn handler(State(state): State<ChatState>, ws: WebSocketUpgrade) -> Response {
     // The transport cap is above the protocol limit so an oversized frame gets a close
@@ -48,148 +46,6 @@ pub async fn handler(State(state): State<ChatState>, ws: WebSocketUpgrade) -> Re
             let span = info_span!("chat_ws", session = tracing::field::Empty);
             run(state, socket).instrument(span)
         })
-}
-
-/// What a client sends: `{"op": ..., "d": ...}`.
-#[derive(Debug)]
-enum ClientFrame {
-    Identify {
-        token: String,
-    },
-    Resume {
-        token: String,
-        session_id: String,
-        seq: u64,
-        position: Option<String>,
-    },
-    Heartbeat,
-    /// Status, custom status or idleness of this device.
-    Presence(serde_json::Value),
-    /// Joining, changing or leaving a voice channel.
-    VoiceState(serde_json::Value),
-}
-
-#[derive(Debug, Deserialize)]
-struct RawFrame {
-    op: String,
-    #[serde(default)]
-    d: serde_json::Value,
-}
-
-#[derive(Debug, Deserialize)]
-struct IdentifyData {
-    token: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ResumeData {
-    token: String,
-    session_id: String,
-    seq: u64,
-    /// The last `p` the client saw: lets another node of a cluster take the session over.
-    #[serde(default)]
-    position: Option<String>,
-}
-
-impl ClientFrame {
-    fn parse(text: &str) -> Result<ClientFrame, String> {
-        let raw: RawFrame = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let bad = |e: serde_json::Error| format!("{}: {e}", raw.op);
-        match raw.op.as_str() {
-            "identify" => {
-                let d: IdentifyData = serde_json::from_value(raw.d.clone()).map_err(bad)?;
-                Ok(ClientFrame::Identify { token: d.token })
-            }
-            "resume" => {
-                let d: ResumeData = serde_json::from_value(raw.d.clone()).map_err(bad)?;
-                Ok(ClientFrame::Resume {
-                    token: d.token,
-                    session_id: d.session_id,
-                    seq: d.seq,
-                    position: d.position,
-                })
-            }
-            "heartbeat" => Ok(ClientFrame::Heartbeat),
-            "presence" => Ok(ClientFrame::Presence(raw.d)),
-            "voice_state" => Ok(ClientFrame::VoiceState(raw.d)),
-            other => Err(format!(
-                "unknown op {other:?}; expected identify, resume, heartbeat, presence or \
-                 voice_state"
-            )),
-        }
-    }
-}
-
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
-
-async fn send(m: &ChatMetrics, sink: &mut Sink, text: String) -> Result<(), ()> {
-    m.gateway_frames.with_label_values(&["out"]).inc();
-    match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Text(text.into()))).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
-}
-
-async fn close_with(sink: &mut Sink, code: CloseCode, reason: &str) {
-    let _ = tokio::time::timeout(
-        Duration::from_secs(2),
-        sink.send(Message::Close(Some(CloseFrame {
-            code: code.code(),
-            reason: reason.to_owned().into(),
-        }))),
-    )
-    .await;
-}
-
-/// The frames the server sends besides dispatches (which the hub numbers and buffers).
-#[derive(Debug, Serialize)]
-#[serde(tag = "op", content = "d", rename_all = "snake_case")]
-enum ServerOp<'a> {
-    Hello {
-        heartbeat_interval_ms: u64,
-        session_timeout_ms: u64,
-    },
-    HeartbeatAck,
-    InvalidSession {
-        resumable: bool,
-        code: &'a str,
-    },
-    Error {
-        code: &'a str,
-        message: &'a str,
-    },
-}
-
-impl ServerOp<'_> {
-    fn text(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
-fn error_frame(code: &str, message: &str) -> String {
-    ServerOp::Error { code, message }.text()
-}
-
-/// The error frame of an operation that failed.
-fn op_error(e: &ChatError) -> String {
-    match e {
-        ChatError::Api { message, .. } => error_frame(e.code(), message),
-        ChatError::RateLimited { .. } => error_frame(e.code(), "too many requests"),
-        ChatError::Internal(m) => {
-            tracing::error!(error = %m, "gateway operation failed");
-            error_frame(e.code(), "internal error")
-        }
-    }
-}
-
-/// What ends a connection.
-enum End {
-    /// Send this close code and reason.
-    Close(CloseCode, &'static str),
-    /// The socket is gone already.
-    Gone,
-    /// The client closed cleanly: the session ends too.
-    ClientClosed,
 }
 
 async fn run(state: ChatState, socket: WebSocket) {
@@ -333,37 +189,6 @@ async fn attach(
             Err(e) => {
                 let _ = send(&state.metrics, sink, error_frame("invalid_frame", &e)).await;
                 break Err(End::Close(CloseCode::DecodeError, "invalid frame"));
-            }
-        }
-    }
-}
-
-/// The text of a client frame; `None` for frames to ignore.
-fn frame_text(
-    m: &ChatMetrics,
-    msg: Option<Result<Message, axum::Error>>,
-) -> Result<Option<String>, End> {
-    match msg {
-        Some(Ok(Message::Text(t))) => {
-            m.gateway_frames.with_label_values(&["in"]).inc();
-            if t.len() > MAX_CLIENT_FRAME {
-                Err(End::Close(CloseCode::TooLarge, "frame too large"))
-            } else {
-                Ok(Some(t.to_string()))
-            }
-        }
-        Some(Ok(Message::Binary(_))) => {
-            Err(End::Close(CloseCode::DecodeError, "frames are JSON text"))
-        }
-        Some(Ok(Message::Close(Some(f)))) if f.code == 1000 => Err(End::ClientClosed),
-        Some(Ok(Message::Close(_))) | None => Err(End::Gone),
-        Some(Ok(_)) => Ok(None),
-        Some(Err(e)) => {
-            debug!(error = %e, "websocket error");
-            if e.to_string().contains("too long") || e.to_string().contains("size") {
-                Err(End::Close(CloseCode::TooLarge, "frame too large"))
-            } else {
-                Err(End::Gone)
             }
         }
     }

@@ -9,6 +9,7 @@ pub mod dms;
 pub mod events;
 pub mod extract;
 pub mod gateway;
+pub mod gateway_frames;
 mod gateway_ops;
 pub mod guilds;
 pub mod invites;
