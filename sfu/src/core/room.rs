@@ -920,40 +920,6 @@ impl Room {
         }
     }
 
-    /// An audio level (RFC 6464, -dBov) from a member's microphone.
-    pub fn on_audio_level(&mut self, now: Instant, owner: PeerKey, level_dbov: u8) {
-        // A server-muted member is heard by nobody, so it is not speaking.
-        if let Some(m) = self.members.get_mut(&owner).filter(|m| !m.grants.muted) {
-            m.level.observe(now, level_dbov);
-        }
-    }
-
-    /// Active speakers, loudest first, when the set changed since it was last reported.
-    /// Evaluated at most every [`SPEAKERS_INTERVAL`].
-    pub fn poll_speakers(&mut self, now: Instant) -> Option<Vec<(PeerKey, f32)>> {
-        if self
-            .last_speakers_check
-            .is_some_and(|t| now.saturating_duration_since(t) < SPEAKERS_INTERVAL)
-        {
-            return None;
-        }
-        self.last_speakers_check = Some(now);
-        let mut speaking: Vec<(PeerKey, f32)> = self
-            .members
-            .iter()
-            .filter(|(_, m)| !m.hidden)
-            .filter_map(|(k, m)| m.level.speaking(now).map(|l| (*k, l)))
-            .collect();
-        speaking.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let mut keys: Vec<PeerKey> = speaking.iter().map(|s| s.0).collect();
-        keys.sort();
-        if keys == self.last_speakers {
-            return None;
-        }
-        self.last_speakers = keys;
-        Some(speaking)
-    }
-
     /// Periodic upkeep: layers that stopped, and keyframes still awaited.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self
@@ -995,6 +961,9 @@ mod span;
 
 #[path = "moderation.rs"]
 mod moderation;
+
+#[path = "room_speakers.rs"]
+mod room_speakers;
 
 #[cfg(test)]
 #[path = "room_tests.rs"]
