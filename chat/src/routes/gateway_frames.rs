@@ -90,7 +90,7 @@ impl ClientFrame {
 pub(crate) type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 pub(crate) async fn send(m: &ChatMetrics, sink: &mut Sink, text: String) -> Result<(), ()> {
-    m.gateway_frames.with_label_values(&["out"]).inc();
+    m.frames_out.inc();
     match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Text(text.into()))).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
@@ -166,7 +166,7 @@ pub(crate) fn frame_text(
 ) -> Result<Option<String>, End> {
     match msg {
         Some(Ok(Message::Text(t))) => {
-            m.gateway_frames.with_label_values(&["in"]).inc();
+            m.frames_in.inc();
             if t.len() > MAX_CLIENT_FRAME {
                 Err(End::Close(CloseCode::TooLarge, "frame too large"))
             } else {

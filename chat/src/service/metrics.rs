@@ -24,8 +24,10 @@ pub struct ChatMetrics {
     pub registry: Registry,
     /// Chat WebSocket sessions on this node (attached or waiting for a resume).
     pub gateway_sessions: IntGauge,
-    /// Gateway frames received (`in`) and sent (`out`).
-    pub gateway_frames: IntCounterVec,
+    /// Gateway frames received and sent (`parlor_chat_gateway_frames_total{direction}`),
+    /// resolved once: they count on every frame.
+    pub frames_in: IntCounter,
+    pub frames_out: IntCounter,
     /// Chat API responses by status class.
     pub http_requests: IntCounterVec,
     /// Latency of the store's main operations.
@@ -80,16 +82,18 @@ impl ChatMetrics {
         for op in DB_OPS {
             db_query.with_label_values(&[op]);
         }
+        let frames = counter_vec(
+            "parlor_chat_gateway_frames_total",
+            "Chat WebSocket frames received (in) and sent (out)",
+            "direction",
+            &["in", "out"],
+        );
         ChatMetrics {
+            frames_in: frames.with_label_values(&["in"]),
+            frames_out: frames.with_label_values(&["out"]),
             gateway_sessions: gauge(
                 "parlor_chat_gateway_sessions",
                 "Chat WebSocket sessions on this node, attached or awaiting a resume",
-            ),
-            gateway_frames: counter_vec(
-                "parlor_chat_gateway_frames_total",
-                "Chat WebSocket frames received (in) and sent (out)",
-                "direction",
-                &["in", "out"],
             ),
             http_requests: counter_vec(
                 "parlor_chat_http_requests_total",
