@@ -61,13 +61,7 @@ impl ChatServer {
 
     /// Resident memory, bytes.
     pub fn rss(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .ok_or_else(|| anyhow!("no VmRSS"))?;
-        Ok(kb * 1024)
+        crate::procfs::rss(self.pid)
     }
 
     pub async fn stop(mut self) {

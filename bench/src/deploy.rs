@@ -77,8 +77,12 @@ pub(crate) fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
-/// `parlor serve` with one SFU worker.
-pub(crate) async fn serve(parlor: &str, data: &std::path::Path) -> anyhow::Result<Deployment> {
+/// `parlor serve` with one SFU worker, rooms capped at `cap` participants.
+pub(crate) async fn serve(
+    parlor: &str,
+    data: &std::path::Path,
+    cap: usize,
+) -> anyhow::Result<Deployment> {
     let mut a = args(&[
         "serve",
         "--listen",
@@ -89,7 +93,9 @@ pub(crate) async fn serve(parlor: &str, data: &std::path::Path) -> anyhow::Resul
         "1",
     ]);
     a.extend(["--data-dir".into(), data.display().to_string()]);
-    let (child, line) = start(parlor, &a, &[], "http://").await?;
+    let cap = cap.to_string();
+    let env = [("PARLOR_MAX_PARTICIPANTS", cap.as_str())];
+    let (child, line) = start(parlor, &a, &env, "http://").await?;
     let pid = child.id().ok_or_else(|| anyhow!("server exited"))?;
     let (base, http) = printed_http(&line)?;
     Ok(Deployment {
@@ -136,12 +142,15 @@ pub(crate) async fn sfu_node(
 /// One `parlor sfu` node (one worker) and two `parlor signaling` nodes, meeting through
 /// NATS and Redis at their default addresses, under a cluster name of their own. With
 /// `span`, a second SFU node in another region, and the signaling nodes one per region.
-pub(crate) async fn cluster(parlor: &str, span: bool) -> anyhow::Result<Deployment> {
+/// Rooms are capped at `cap` participants.
+pub(crate) async fn cluster(parlor: &str, span: bool, cap: usize) -> anyhow::Result<Deployment> {
     let name = format!("bench{}", std::process::id());
     let secret = format!("bench-secret-{}-{}", std::process::id(), rand_suffix());
+    let cap = cap.to_string();
     let env = [
         ("PARLOR_CLUSTER", name.as_str()),
         ("PARLOR_TOKEN_SECRET", secret.as_str()),
+        ("PARLOR_MAX_PARTICIPANTS", cap.as_str()),
     ];
     let (sfu, pid, metrics) = sfu_node(parlor, &env, "bench-sfu", "east").await?;
     let mut children = vec![sfu];

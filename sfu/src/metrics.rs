@@ -174,6 +174,8 @@ pub(crate) struct Tally {
     pub forwarded: u64,
     pub dropped_send: u64,
     pub dropped_unknown: u64,
+    /// Received RTP not forwarded because it waited too long before the worker read it.
+    pub dropped_late: u64,
     pub nacks_rx: u64,
     pub nacks_tx: u64,
     pub plis_rx: u64,
@@ -200,6 +202,9 @@ impl Tally {
         m.dropped
             .with_label_values(&[worker, "unknown_source"])
             .inc_by(t.dropped_unknown);
+        m.dropped
+            .with_label_values(&[worker, "late"])
+            .inc_by(t.dropped_late);
         m.nacks
             .with_label_values(&[worker, "rx"])
             .inc_by(t.nacks_rx);

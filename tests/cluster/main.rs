@@ -9,6 +9,7 @@ mod common;
 
 mod calls;
 mod chat;
+mod overload;
 mod presence;
 mod restarts;
 mod spanning;

@@ -137,6 +137,10 @@ impl Worker {
         if r.core.track(track).is_some_and(|t| t.codec.is_none()) {
             r.core.set_codec(track, codec);
         }
+        if self.late {
+            self.tally.dropped_late += 1;
+            return;
+        }
         let packet = Packet {
             codec,
             track,

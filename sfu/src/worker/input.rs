@@ -3,6 +3,14 @@
 
 use super::*;
 
+use std::sync::Arc;
+
+/// A subscriber stream's resend cache: packets kept to answer NACKs, by count and by age.
+const RTX_CACHE_PACKETS: usize = 1024;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
+/// Due timeouts one poll of a peer handles before leaving the rest to the timer heap.
+const IMMEDIATE_TIMEOUTS: u32 = 64;
+
 impl Worker {
     pub(super) fn receive(&mut self) {
         let (mut rx, mut metas) = std::mem::take(&mut self.rx);
@@ -19,13 +27,20 @@ impl Worker {
                 break;
             }
             let now = Instant::now();
+            let wall = crate::udp_sys::realtime_ns();
             for (i, meta) in metas.iter().take(n).enumerate() {
                 let buf = &rx[i * slot..i * slot + meta.len];
+                // Media that waited in the socket too long is no longer worth sending:
+                // under overload the worker sheds it instead of queueing.
+                self.late = meta
+                    .received_ns
+                    .is_some_and(|t| wall.saturating_sub(t) > LATE_AFTER.as_nanos() as u64);
                 // A GRO batch holds several datagrams of `stride` bytes from one source.
                 for seg in buf.chunks(meta.stride.max(1)) {
                     self.datagram(now, meta.addr, meta.dst_ip, seg);
                 }
             }
+            self.late = false;
             // Subscribers written to by this batch are polled once, together.
             self.drive(now);
             self.flush();
@@ -94,17 +109,35 @@ impl Worker {
     }
 
     pub(super) fn timeouts(&mut self, now: Instant) {
-        for p in self.peers.values_mut().filter(|p| p.next_timeout <= now) {
+        while let Some(&Reverse((t, k))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(p) = self.peers.get_mut(&k) else {
+                continue;
+            };
+            if p.next_timeout != t {
+                continue;
+            }
             if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                 debug!(peer = %p.identity, error = %e, "rtc timeout failed");
                 p.closing.get_or_insert(CloseReason::MediaError);
             }
-            // Pushed forward until poll_output reports the real next timeout.
-            p.next_timeout = now + Duration::from_secs(1);
+            // Until poll_output reports the real next timeout.
+            set_timeout(&mut self.timers, p, now + Duration::from_secs(1));
             if !p.dirty {
                 p.dirty = true;
                 self.dirty.push(p.key);
             }
+        }
+        // Stale entries pile up while timeouts move later; rebuild once they dominate.
+        if self.timers.len() > 4 * self.peers.len() + 1024 {
+            self.timers = self
+                .peers
+                .values()
+                .map(|p| Reverse((p.next_timeout, p.key)))
+                .collect();
         }
     }
 
@@ -115,10 +148,20 @@ impl Worker {
                 p.dirty = false;
             }
             self.poll_peer(now, k);
+            // Send as soon as one system call's worth is ready: the first subscribers of a
+            // large fan-out do not wait for the last.
+            if self.udp.queued() >= crate::udp_sys::SEND_CHUNK {
+                self.flush();
+            }
         }
     }
 
     pub(super) fn poll_peer(&mut self, now: Instant, k: PeerKey) {
+        // Timeouts already due are handled here, not by a later turn of the loop: a
+        // write queues its packet behind an immediate pacer timeout, and serving it now
+        // sends the packet in this batch's flush. Bounded, so a timeout str0m keeps
+        // reporting as due cannot spin the worker.
+        let mut due_now = 0;
         loop {
             let Some(p) = self.peers.get_mut(&k) else {
                 return;
@@ -136,7 +179,19 @@ impl Worker {
             };
             match out {
                 Output::Timeout(t) => {
-                    p.next_timeout = t;
+                    // The pacer asks for its next turn 1 µs after its last one, once per
+                    // queued packet: compare with the clock, not the batch's instant.
+                    let real = if t <= now { now } else { Instant::now() };
+                    if t <= real && due_now < IMMEDIATE_TIMEOUTS {
+                        due_now += 1;
+                        if let Err(e) = p.rtc.handle_input(Input::Timeout(real)) {
+                            debug!(peer = %p.identity, error = %e, "rtc timeout failed");
+                            p.closing.get_or_insert(CloseReason::MediaError);
+                            return;
+                        }
+                        continue;
+                    }
+                    set_timeout(&mut self.timers, p, t);
                     return;
                 }
                 Output::Transmit(t) => self.udp.queue(t.destination, t.source.ip(), &t.contents),
@@ -260,6 +315,11 @@ impl Worker {
             self.tally.dropped_unknown += 1;
             return;
         };
+        if self.late {
+            // Received and acknowledged upstream (no NACK), but not forwarded.
+            self.tally.dropped_late += 1;
+            return;
+        }
         let Some(room) = self.rooms.get_mut(&p.room) else {
             return;
         };
@@ -299,6 +359,9 @@ impl Worker {
     pub(super) fn write_forwards(&mut self, now: Instant, p: Packet<'_>, actions: &[Action]) {
         let codec = p.codec;
         let video = codec.is_video();
+        // One copy of the payload, shared by every subscriber's send stream and resend
+        // cache.
+        let mut shared: Option<Arc<[u8]>> = None;
         for a in actions {
             let Action::Forward(f) = a else { continue };
             let Some(s) = self.peers.get_mut(&f.sub) else {
@@ -317,6 +380,10 @@ impl Worker {
                     // Forwarded media leaves in bursts, as it came: the pacer would spread
                     // it over timer wake-ups and defeat send batching. BWE still runs.
                     tx.set_unpaced(true);
+                    // Resends answer NACKs for a second: older packets would arrive after
+                    // the receiver gave up on them, and the cache is most of a
+                    // subscriber's memory.
+                    tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(0.15));
                     Some(tx.ssrc())
                 });
             }
@@ -328,10 +395,16 @@ impl Worker {
                 continue;
             };
             tx.write_rtp(
-                RtpWrite::new(pt, f.seq.into(), f.ts, now, p.payload.to_vec())
-                    .marker(p.marker)
-                    .nackable(video)
-                    .ext_vals(p.ext.clone()),
+                RtpWrite::new(
+                    pt,
+                    f.seq.into(),
+                    f.ts,
+                    now,
+                    shared.get_or_insert_with(|| Arc::from(p.payload)).clone(),
+                )
+                .marker(p.marker)
+                .nackable(video)
+                .ext_vals(p.ext.clone()),
             );
             out.written += 1;
             self.tally.forwarded += 1;
@@ -424,6 +497,14 @@ pub(super) fn decide(
         },
         actions,
     );
+}
+
+/// Sets a peer's next timeout, scheduling it when it changed.
+fn set_timeout(timers: &mut BinaryHeap<Reverse<(Instant, PeerKey)>>, p: &mut Peer, t: Instant) {
+    if p.next_timeout != t {
+        p.next_timeout = t;
+        timers.push(Reverse((t, p.key)));
+    }
 }
 
 /// First packet on an SSRC: find its m-line, layer and codec.

@@ -68,6 +68,7 @@ impl Worker {
 
         let peer = self.new_peer(key, &req, events);
         self.by_ufrag.insert(peer.ufrag.clone(), key);
+        self.timers.push(Reverse((peer.next_timeout, key)));
         self.peers.insert(key, peer);
 
         let me = self.participant_info(&req.room, key);

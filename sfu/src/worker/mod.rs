@@ -12,7 +12,8 @@ mod moderation;
 mod negotiation;
 mod pipe_wire;
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,10 @@ use crate::sdp_scan;
 use crate::udp::Udp;
 
 const TICK: Duration = Duration::from_millis(50);
+/// Media that waited longer than this in the socket's receive queue (by the kernel's
+/// receive time) is not forwarded: past saturation latency stays bounded and the load
+/// sheds instead of queueing.
+pub(crate) const LATE_AFTER: Duration = Duration::from_millis(20);
 const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) enum Command {
@@ -132,7 +137,7 @@ pub(crate) struct Worker {
     tally: Tally,
     commands: mpsc::Receiver<Command>,
     /// Receive buffer and its per-datagram metadata.
-    rx: (Vec<u8>, Vec<quinn_udp::RecvMeta>),
+    rx: (Vec<u8>, Vec<crate::udp::RecvMeta>),
     rooms: HashMap<RoomId, RoomEntry>,
     /// Caps set through the admin API, applied whenever the room opens.
     preset_caps: HashMap<RoomId, RoomCaps>,
@@ -144,6 +149,9 @@ pub(crate) struct Worker {
     /// Scratch space for the core's actions; reused so the hot path does not allocate.
     actions: Vec<Action>,
     dirty: Vec<PeerKey>,
+    /// Each peer's next `Rtc` timeout, soonest first. An entry whose instant is no longer
+    /// its peer's `next_timeout` is stale and skipped when it comes up.
+    timers: BinaryHeap<Reverse<(Instant, PeerKey)>>,
     next_tick: Instant,
     next_metrics: Instant,
     shutting_down: bool,
@@ -152,6 +160,8 @@ pub(crate) struct Worker {
     negotiate_due: bool,
     /// Pipes to and from other SFU nodes, for rooms that span them.
     pipes: cascade::Pipes,
+    /// Whether the datagram being handled waited past [`LATE_AFTER`].
+    late: bool,
 }
 
 impl Worker {
@@ -177,11 +187,13 @@ impl Worker {
             next_track_base: 1,
             actions: Vec::with_capacity(256),
             dirty: Vec::with_capacity(256),
+            timers: BinaryHeap::new(),
             next_tick: now,
             next_metrics: now + METRICS_INTERVAL,
             shutting_down: false,
             negotiate_due: false,
             pipes: cascade::Pipes::default(),
+            late: false,
         }
     }
 
@@ -191,12 +203,9 @@ impl Worker {
         let mut shutdown_ack: Option<oneshot::Sender<()>> = None;
         loop {
             let deadline = self
-                .peers
-                .values()
-                .map(|p| p.next_timeout)
-                .min()
-                .unwrap_or(self.next_tick)
-                .min(self.next_tick);
+                .timers
+                .peek()
+                .map_or(self.next_tick, |t| t.0.0.min(self.next_tick));
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => match cmd {
@@ -226,10 +235,13 @@ impl Worker {
             }
             let now = Instant::now();
             self.timeouts(now);
+            // Peers marked closing go at the next tick (or right after a command).
             if now >= self.next_tick {
                 self.tick(now);
+                self.reap();
+            } else if self.negotiate_due {
+                self.reap();
             }
-            self.reap();
             if std::mem::take(&mut self.negotiate_due) {
                 self.negotiate_all();
             }
