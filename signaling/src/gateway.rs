@@ -31,9 +31,13 @@ const RATE_BURST: f64 = 60.0;
 
 pub async fn ws_handler(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     // The transport cap is above the protocol limit so an oversized frame gets a proper
-    // error frame instead of a dropped connection.
+    // error frame instead of a dropped connection. Small buffers: a participant's socket
+    // should cost kilobytes, not the 128 KiB read buffer a WebSocket gets by default;
+    // they grow for the rare large frame (an SDP offer).
     ws.max_message_size(MAX_FRAME_BYTES * 16)
         .max_frame_size(MAX_FRAME_BYTES * 16)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| {
             let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
             Connection::new(state)
