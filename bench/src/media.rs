@@ -328,6 +328,7 @@ async fn client(
     let mut last_seq = 0u64;
     let mut first_video = publish.is_some();
     let mut keyframe_due = true;
+    let mut deferred: Option<Value> = None;
     loop {
         let timeout = loop {
             match rtc.poll_output()? {
@@ -365,17 +366,16 @@ async fn client(
                 let v: Value = serde_json::from_str(t.as_str())?;
                 last_seq = v["seq"].as_u64().unwrap_or(last_seq);
                 match v["op"].as_str() {
-                    Some("offer") => {
-                        let offer = SdpOffer::from_sdp_string(v["d"]["sdp"].as_str().unwrap_or(""))?;
-                        let answer = rtc.sdp_api().accept_offer(offer)?;
-                        tx.send(send(json!({"op": "answer", "d": {
-                            "offer_id": v["d"]["offer_id"], "sdp": answer.to_sdp_string()}})))
-                            .await?;
-                    }
+                    // The server's offer waits while ours is unanswered (glare).
+                    Some("offer") if pending.is_some() => deferred = Some(v),
+                    Some("offer") => answer_offer(&mut rtc, &mut tx, &v).await?,
                     Some("answer") => {
                         if let Some(p) = pending.take() {
                             let answer = SdpAnswer::from_sdp_string(v["d"]["sdp"].as_str().unwrap_or(""))?;
                             rtc.sdp_api().accept_answer(p, answer)?;
+                        }
+                        if let Some(offer) = deferred.take() {
+                            answer_offer(&mut rtc, &mut tx, &offer).await?;
                         }
                     }
                     Some("error") => bail!("server error: {v}"),
@@ -427,6 +427,20 @@ async fn client(
             }
         }
     }
+}
+
+/// Answers a server offer (`v`, the whole frame).
+async fn answer_offer(
+    rtc: &mut Rtc,
+    tx: &mut (impl futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin),
+    v: &Value,
+) -> anyhow::Result<()> {
+    let offer = SdpOffer::from_sdp_string(v["d"]["sdp"].as_str().unwrap_or(""))?;
+    let answer = rtc.sdp_api().accept_offer(offer)?;
+    let frame = json!({"op": "answer", "d": {
+        "offer_id": v["d"]["offer_id"], "sdp": answer.to_sdp_string()}});
+    tx.send(Message::text(frame.to_string())).await?;
+    Ok(())
 }
 
 #[cfg(test)]

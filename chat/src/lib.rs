@@ -148,9 +148,12 @@ pub struct ChatState {
     pub oidc: Arc<service::oidc::Oidc>,
     /// Signaling's room admin API, for moderating voice channels.
     pub rooms: Arc<service::room_admin::RoomAdmin>,
-    /// Serializes id, insert and dispatch per channel (striped), so events leave in id
-    /// order and a client catching up by id misses nothing.
+    /// Serializes taking an id and queueing the message per channel (striped), so
+    /// messages are written and their events leave in id order and a client catching up
+    /// by id misses nothing.
     channel_locks: Arc<[tokio::sync::Mutex<()>]>,
+    /// Writes new messages in batches (group commit).
+    pub(crate) writer: Arc<service::message_writer::MessageWriter>,
 }
 
 impl ChatState {
@@ -207,14 +210,22 @@ impl ChatState {
             )),
             None => None,
         };
+        let metrics: Arc<service::metrics::ChatMetrics> = Arc::default();
+        let ids = Arc::new(IdGen::new(id_node));
+        let writer = Arc::new(service::message_writer::MessageWriter::start(
+            store.clone(),
+            ids.clone(),
+            metrics.clone(),
+        ));
         let state = ChatState {
+            writer,
             store,
             keys: auth::AccessKeys::new(&config.secret),
             ended,
             auth_limit: parlor_edge::KeyedLimit::maybe(config.auth_rate),
             user_limit: parlor_edge::KeyedLimit::maybe(config.user_rate),
             config: Arc::new(config),
-            ids: Arc::new(IdGen::new(id_node)),
+            ids,
             invite_limit: Arc::new(parlor_edge::KeyedLimit::new(10.0, 10.0 / 60.0)),
             // Bursts of 30, then 5 a second.
             webhook_limit: Arc::new(parlor_edge::KeyedLimit::new(30.0, 5.0)),
@@ -223,7 +234,7 @@ impl ChatState {
             outgoing,
             channel_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             bus,
-            metrics: Arc::default(),
+            metrics,
             presence: Arc::new(presence),
             push_key: service::push::crypto::VapidKey::derive(&config_secret)
                 .ok()

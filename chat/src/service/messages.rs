@@ -23,32 +23,43 @@ pub(crate) fn check_content(content: &str) -> Result<(), ChatError> {
 }
 
 /// Stores a message and sends `message_create`, in one order per channel: the id is
-/// taken, the row written and the event queued under the channel's lock, so events
-/// leave in id order and a client catching up by id misses nothing. `draft` supplies
-/// the author and contents; the id, channel and time are set here.
+/// taken and the message queued for the writer under the channel's lock, and the writer
+/// commits and dispatches in queue order (group commit, `message_writer.rs`), so events
+/// leave in id order and a client catching up by id misses nothing. `draft` supplies the
+/// author and contents; the id, channel and time are set here. Returns once the message
+/// is committed.
 pub(crate) async fn create(
     state: &ChatState,
     c: &Channel,
     draft: Message,
 ) -> Result<(Message, MessageView), crate::store::StoreError> {
-    let _order = state.lock_channel(c.id).await;
-    let mut m = Message {
-        id: state.ids.next(),
-        channel_id: c.id,
-        created_at: now_ms(),
-        ..draft
-    };
-    state
-        .metrics
-        .db(
-            "insert_message",
-            state
-                .store
-                .insert_message(&mut m, |last| state.ids.after(last)),
-        )
-        .await?;
-    state.metrics.messages.inc();
-    let view = MessageView::new(state, &m, &[], false);
-    state.dispatch(channel_audience(c), Dispatch::MessageCreate(&view));
-    Ok((m, view))
+    let (reply, stored) = tokio::sync::oneshot::channel();
+    {
+        let _order = state.lock_channel(c.id).await;
+        let m = Message {
+            id: state.ids.next(),
+            channel_id: c.id,
+            created_at: now_ms(),
+            ..draft
+        };
+        let st = state.clone();
+        let audience = channel_audience(c);
+        state.writer.submit(
+            m,
+            Box::new(move |r| {
+                let r = r.map(|m| {
+                    st.metrics.messages.inc();
+                    let view = MessageView::new(&st, &m, &[], false);
+                    st.dispatch(audience, Dispatch::MessageCreate(&view));
+                    (m, view)
+                });
+                let _ = reply.send(r);
+            }),
+        );
+    }
+    stored.await.unwrap_or_else(|_| {
+        Err(crate::store::StoreError::Files(
+            "the message writer stopped".into(),
+        ))
+    })
 }

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 /// The store operations whose latency is measured (`op` label).
@@ -34,6 +34,8 @@ pub struct ChatMetrics {
     pub db_query: HistogramVec,
     /// Messages stored by this node.
     pub messages: IntCounter,
+    /// Messages per group commit.
+    pub message_batch: Histogram,
     /// Messages sent to and received from other chat nodes on the bus.
     pub bus_out: IntCounter,
     pub bus_in: IntCounter,
@@ -103,6 +105,18 @@ impl ChatMetrics {
             ),
             db_query,
             messages: counter("parlor_chat_messages_total", "Messages stored by this node"),
+            message_batch: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "parlor_chat_message_batch_size",
+                        "Messages written per transaction (group commit)",
+                    )
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+                )
+                .unwrap_or_else(|_| unreachable_metric("parlor_chat_message_batch_size"));
+                let _ = registry.register(Box::new(h.clone()));
+                h
+            },
             bus_out: counter(
                 "parlor_chat_bus_published_total",
                 "Messages published to the other chat nodes",

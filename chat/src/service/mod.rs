@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod hub;
 pub mod mail;
 pub mod mentions;
+pub mod message_writer;
 pub mod messages;
 pub mod metrics;
 pub mod oidc;

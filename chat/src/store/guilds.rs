@@ -471,69 +471,6 @@ impl Store {
             .map_err(StoreError::Db)
     }
 
-    /// Stores a message with its mentions, in one transaction.
-    /// Stores a message. Its id must be above every id already in its channel, so that a
-    /// client catching up by id never skips one: on Postgres, where several chat nodes
-    /// write, the channel's row is locked for the transaction and, if another node's
-    /// message got there first with a later id, `later` gives this one an id after it
-    /// (`m.id` is updated). One process alone (SQLite) orders by its channel lock.
-    pub async fn insert_message(
-        &self,
-        m: &mut Message,
-        later: impl Fn(MessageId) -> MessageId,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if self.backend == crate::store::Backend::Postgres {
-            sqlx::query("SELECT id FROM channels WHERE id = $1 FOR UPDATE")
-                .bind(m.channel_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let last: Option<MessageId> =
-                sqlx::query_scalar("SELECT MAX(id) FROM messages WHERE channel_id = $1")
-                    .bind(m.channel_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if let Some(last) = last.filter(|last| *last >= m.id) {
-                m.id = later(last);
-            }
-        }
-        sqlx::query(
-            "INSERT INTO messages (id, channel_id, author_id, content, reply_to, edited_at, \
-             created_at, mention_everyone, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-             $9)",
-        )
-        .bind(m.id)
-        .bind(m.channel_id)
-        .bind(m.author_id)
-        .bind(&m.content)
-        .bind(m.reply_to)
-        .bind(m.edited_at)
-        .bind(m.created_at)
-        .bind(i64::from(m.mention_everyone))
-        .bind(crate::store::fold(&m.content))
-        .execute(&mut *tx)
-        .await?;
-        insert_mentions(&mut tx, m).await?;
-        for a in &m.attachments {
-            // Only the uploader's own unclaimed uploads to this channel.
-            let claimed = sqlx::query(
-                "UPDATE attachments SET message_id = $1 WHERE id = $2 AND uploader_id = $3 \
-                 AND channel_id = $4 AND message_id IS NULL",
-            )
-            .bind(m.id)
-            .bind(a.id)
-            .bind(m.author_id)
-            .bind(m.channel_id)
-            .execute(&mut *tx)
-            .await?;
-            if claimed.rows_affected() != 1 {
-                return Err(StoreError::Conflict);
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub async fn message(
         &self,
         channel_id: ChannelId,
@@ -632,7 +569,7 @@ impl Store {
     }
 }
 
-async fn insert_mentions(
+pub(crate) async fn insert_mentions(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     m: &Message,
 ) -> Result<(), StoreError> {

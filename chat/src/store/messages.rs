@@ -1,12 +1,12 @@
-//! Mentions, reactions and pins of messages in the [`Store`].
+//! Messages written in batches, and their mentions, reactions and pins, in the [`Store`].
 
 use std::collections::HashMap;
 
-use sqlx::Row;
+use sqlx::{Acquire, Row};
 
 use crate::model::{ChannelId, Mention, MessageId, UserId};
-use crate::store::guilds::Message;
-use crate::store::{Store, StoreError};
+use crate::store::guilds::{Message, insert_mentions};
+use crate::store::{Backend, Store, StoreError};
 
 /// One emoji on one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,48 @@ pub struct Reaction {
 pub const MAX_PINS: i64 = 50;
 
 impl Store {
+    /// Stores messages in one transaction, each in a savepoint of its own: one that fails
+    /// (an attachment that is not the author's to claim) is left out with its error, and
+    /// the rest commit together. Returns each message's outcome, or the error that failed
+    /// the transaction as a whole.
+    ///
+    /// A message's id must be above every id already in its channel, so that a client
+    /// catching up by id never skips one: on Postgres, where several chat nodes write,
+    /// the channel's row is locked for the transaction and, if another node's message got
+    /// there first with a later id, `later` gives this one an id after it (`m.id` is
+    /// updated). One process alone (SQLite) orders by its channel lock.
+    pub async fn insert_messages(
+        &self,
+        batch: &mut [Message],
+        later: impl Fn(MessageId) -> MessageId,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(batch.len());
+        let mut last = HashMap::new();
+        for m in batch.iter_mut() {
+            let order = Order {
+                backend: self.backend,
+                later: &later,
+            };
+            if m.attachments.is_empty() {
+                // Nothing in it can fail on its own: an error here fails the batch.
+                insert_one(&order, &mut last, &mut tx, m).await?;
+                out.push(Ok(()));
+                continue;
+            }
+            // A savepoint: claiming someone else's upload rolls back this message alone.
+            let mut one = (&mut *tx).begin().await?;
+            let r = insert_one(&order, &mut last, &mut one, m).await;
+            match r {
+                Ok(()) => one.commit().await?,
+                Err(_) => one.rollback().await?,
+            }
+            out.push(r);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// Fills in the mentions of messages in one channel, and returns their reactions as
     /// `viewer` sees them, keyed by message id. The ranges are taken on the mentions' and
     /// reactions' own message ids, so the cost follows the rows there, not the messages'
@@ -218,4 +260,74 @@ impl Store {
             .map(crate::store::guilds::message_from)
             .collect::<Result<_, _>>()?)
     }
+}
+
+/// How a batch orders ids: the backend, and the id to use after another node's.
+struct Order<'a, F> {
+    backend: Backend,
+    later: &'a F,
+}
+
+/// One message of a batch (in its savepoint when it has attachments). `last` holds, per
+/// channel this transaction has locked, the last id in it: the lock and the look-up are
+/// taken once per channel and batch, not per message.
+async fn insert_one<F: Fn(MessageId) -> MessageId>(
+    order: &Order<'_, F>,
+    last: &mut HashMap<ChannelId, Option<MessageId>>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    m: &mut Message,
+) -> Result<(), StoreError> {
+    if order.backend == Backend::Postgres {
+        let newest = match last.get(&m.channel_id) {
+            Some(newest) => *newest,
+            None => {
+                sqlx::query("SELECT id FROM channels WHERE id = $1 FOR UPDATE")
+                    .bind(m.channel_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                sqlx::query_scalar("SELECT MAX(id) FROM messages WHERE channel_id = $1")
+                    .bind(m.channel_id)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+        };
+        if let Some(newest) = newest.filter(|n| *n >= m.id) {
+            m.id = (order.later)(newest);
+        }
+        last.insert(m.channel_id, Some(m.id));
+    }
+    sqlx::query(
+        "INSERT INTO messages (id, channel_id, author_id, content, reply_to, edited_at, \
+         created_at, mention_everyone, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+         $9)",
+    )
+    .bind(m.id)
+    .bind(m.channel_id)
+    .bind(m.author_id)
+    .bind(&m.content)
+    .bind(m.reply_to)
+    .bind(m.edited_at)
+    .bind(m.created_at)
+    .bind(i64::from(m.mention_everyone))
+    .bind(crate::store::fold(&m.content))
+    .execute(&mut **tx)
+    .await?;
+    insert_mentions(tx, m).await?;
+    for a in &m.attachments {
+        // Only the uploader's own unclaimed uploads to this channel.
+        let claimed = sqlx::query(
+            "UPDATE attachments SET message_id = $1 WHERE id = $2 AND uploader_id = $3 \
+             AND channel_id = $4 AND message_id IS NULL",
+        )
+        .bind(m.id)
+        .bind(a.id)
+        .bind(m.author_id)
+        .bind(m.channel_id)
+        .execute(&mut **tx)
+        .await?;
+        if claimed.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
+    }
+    Ok(())
 }

@@ -48,6 +48,20 @@ impl StoreError {
 
     /// Whether the database could not be reached (down, restarting, or every connection
     /// busy for too long), as opposed to refusing the request: worth retrying shortly.
+    /// The same error for another caller (`sqlx::Error` cannot be cloned): the same
+    /// kind, so an unavailable database still reads as unavailable, with its text.
+    pub(crate) fn replica(&self) -> StoreError {
+        match self {
+            StoreError::Conflict => StoreError::Conflict,
+            StoreError::Files(s) => StoreError::Files(s.clone()),
+            e if e.is_unavailable() => StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                e.to_string(),
+            ))),
+            e => StoreError::Db(sqlx::Error::Protocol(e.to_string())),
+        }
+    }
+
     pub fn is_unavailable(&self) -> bool {
         let StoreError::Db(e) = self else {
             return false;
