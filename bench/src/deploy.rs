@@ -11,14 +11,18 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 /// The server processes a forward bench runs against, stopped when dropped.
 pub(crate) struct Deployment {
     _children: Vec<tokio::process::Child>,
-    /// The process that forwards media, whose CPU time is measured.
-    pub(crate) sfu_pid: u32,
+    /// The process that forwards media, whose CPU time is measured; `None` for a
+    /// deployment elsewhere, measured through its `/metrics`.
+    pub(crate) sfu_pid: Option<u32>,
     /// Where the SFU's counters are (`/metrics`).
     pub(crate) metrics: String,
-    /// The signaling nodes of the publisher and of the subscribers: base URL and address.
-    pub(crate) publisher: (String, SocketAddr),
-    pub(crate) subscribers: (String, SocketAddr),
-    pub(crate) what: &'static str,
+    /// The signaling nodes (base URLs) of the publishers and of the subscribers.
+    pub(crate) publisher: String,
+    pub(crate) subscribers: String,
+    pub(crate) what: String,
+    /// The deployment's token secret, when room tokens are signed here rather than asked
+    /// of its guest-token endpoint.
+    pub(crate) token_secret: Option<String>,
     /// When the room spans nodes: the publisher's SFU node (pid, `/metrics` base), which
     /// pipes the tracks to the measured one.
     pub(crate) origin: Option<(u32, String)>,
@@ -97,14 +101,15 @@ pub(crate) async fn serve(
     let env = [("PARLOR_MAX_PARTICIPANTS", cap.as_str())];
     let (child, line) = start(parlor, &a, &env, "http://").await?;
     let pid = child.id().ok_or_else(|| anyhow!("server exited"))?;
-    let (base, http) = printed_http(&line)?;
+    let (base, _) = printed_http(&line)?;
     Ok(Deployment {
         _children: vec![child],
-        sfu_pid: pid,
+        sfu_pid: Some(pid),
         metrics: base.clone(),
-        publisher: (base.clone(), http),
-        subscribers: (base, http),
-        what: "parlor serve",
+        publisher: base.clone(),
+        subscribers: base,
+        what: "parlor serve".into(),
+        token_secret: None,
         origin: None,
     })
 }
@@ -179,7 +184,7 @@ pub(crate) async fn cluster(parlor: &str, span: bool, cap: usize) -> anyhow::Res
             "--guest-tokens=true",
         ]);
         let (child, line) = start(parlor, &a, &env, "http://").await?;
-        nodes.push(printed_http(&line)?);
+        nodes.push(printed_http(&line)?.0);
         children.push(child);
     }
     // The SFU node's first heartbeats reach the registry.
@@ -188,7 +193,7 @@ pub(crate) async fn cluster(parlor: &str, span: bool, cap: usize) -> anyhow::Res
     let publisher = nodes.pop().ok_or_else(|| anyhow!("no signaling node"))?;
     Ok(Deployment {
         _children: children,
-        sfu_pid: pid,
+        sfu_pid: Some(pid),
         metrics,
         publisher,
         subscribers,
@@ -196,9 +201,33 @@ pub(crate) async fn cluster(parlor: &str, span: bool, cap: usize) -> anyhow::Res
             "cluster, room spanning 2 SFU nodes: publisher on one, subscribers on the other"
         } else {
             "cluster: 1 SFU node, 2 signaling nodes, NATS and Redis"
-        },
+        }
+        .into(),
+        token_secret: None,
         origin,
     })
+}
+
+/// A deployment run elsewhere: its signaling base URL, the `/metrics` base of the SFU
+/// node to measure, and its token secret (or `None`: its guest-token endpoint).
+#[derive(Debug, Clone)]
+pub(crate) struct Remote {
+    pub(crate) url: String,
+    pub(crate) metrics: String,
+    pub(crate) token_secret: Option<String>,
+}
+
+pub(crate) fn remote(r: &Remote) -> Deployment {
+    Deployment {
+        _children: Vec::new(),
+        sfu_pid: None,
+        metrics: r.metrics.trim_end_matches('/').to_owned(),
+        publisher: r.url.trim_end_matches('/').to_owned(),
+        subscribers: r.url.trim_end_matches('/').to_owned(),
+        what: format!("remote: {}", r.url),
+        token_secret: r.token_secret.clone(),
+        origin: None,
+    }
 }
 
 pub(crate) fn rand_suffix() -> u64 {

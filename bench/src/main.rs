@@ -115,6 +115,20 @@ struct MediaArgs {
     /// subscribers' node is measured.
     #[arg(long, requires = "cluster")]
     span: bool,
+    /// Load a deployment that runs elsewhere instead of starting one: its signaling
+    /// base URL (`https://parlor.example.com`). Media goes wherever its SFU nodes
+    /// announce; rooms get names of their own.
+    #[arg(long, conflicts_with_all = ["cluster", "pin_server"])]
+    url: Option<String>,
+    /// With --url: the `/metrics` base URL of the SFU node to measure (its CPU, memory
+    /// and counters). Rooms must all land on that node for the per-packet figure to
+    /// hold: use one room, or a deployment with one SFU node.
+    #[arg(long, requires = "url")]
+    metrics_url: Option<String>,
+    /// With --url: the deployment's token secret, to sign room tokens here. Without it
+    /// the bench asks the deployment's guest-token endpoint (`PARLOR_GUEST_TOKENS`).
+    #[arg(long, env = "PARLOR_BENCH_TOKEN_SECRET", requires = "url")]
+    token_secret: Option<String>,
     /// Pin the measured SFU process to these CPUs (`0`, `0,2`, `1-3`).
     #[arg(long)]
     pin_server: Option<String>,
@@ -204,6 +218,11 @@ async fn media_scenario(a: MediaArgs) -> anyhow::Result<()> {
         seconds: a.seconds,
         join_rate: a.join_rate,
         layout,
+        remote: a.url.as_ref().map(|url| deploy::Remote {
+            url: url.clone(),
+            metrics: a.metrics_url.clone().unwrap_or_else(|| url.clone()),
+            token_secret: a.token_secret.clone(),
+        }),
         pin_server: a
             .pin_server
             .as_deref()

@@ -5,7 +5,6 @@
 //! a core). Every packet a publisher sends carries its send time in its last 8 bytes, so a
 //! subscriber in this process knows each packet's one-way latency through the SFU.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::chat::percentile;
-use crate::deploy::{Deployment, Layout, cluster, serve};
+use crate::deploy::{Deployment, Layout, Remote, cluster, remote, serve};
 use crate::procfs::{cpu_seconds, pin, rss};
 use crate::progress::Progress;
 
@@ -39,8 +38,10 @@ pub(crate) struct Load {
     /// Subscribers connecting per second (after the publishers).
     pub join_rate: f64,
     pub layout: Layout,
-    /// Cores for the server's threads and for this process's.
+    /// Cores for the server's threads.
     pub pin_server: Option<Vec<usize>>,
+    /// Run against this deployment instead of starting one.
+    pub remote: Option<Remote>,
 }
 
 /// Counters every client of a run shares.
@@ -55,6 +56,8 @@ struct Stats {
     /// Subscribers' WebSocket connect → first video packet, ms.
     ttff_ms: Mutex<Vec<f64>>,
     failed: AtomicU64,
+    /// Server offers that did not apply (stale after glare).
+    stale_offers: AtomicU64,
 }
 
 /// The clock publishers stamp packets with, shared by every client of this process.
@@ -85,13 +88,14 @@ pub(crate) async fn run(parlor: &str, load: &Load) -> anyhow::Result<Value> {
         crate::deploy::rand_suffix()
     ));
     let cap = load.publishers + load.subscribers + 1;
-    let d = match load.layout {
-        Layout::Serve => serve(parlor, &data, cap).await?,
-        Layout::Cluster => cluster(parlor, false, cap).await?,
-        Layout::Span => cluster(parlor, true, cap).await?,
+    let d = match (&load.remote, load.layout) {
+        (Some(r), _) => remote(r),
+        (None, Layout::Serve) => serve(parlor, &data, cap).await?,
+        (None, Layout::Cluster) => cluster(parlor, false, cap).await?,
+        (None, Layout::Span) => cluster(parlor, true, cap).await?,
     };
-    if let Some(cpus) = &load.pin_server {
-        pin(d.sfu_pid, cpus)?;
+    if let (Some(cpus), Some(pid)) = (&load.pin_server, d.sfu_pid) {
+        pin(pid, cpus)?;
     }
     let r = measure(&d, load).await;
     drop(d);
@@ -99,36 +103,84 @@ pub(crate) async fn run(parlor: &str, load: &Load) -> anyhow::Result<Value> {
     r
 }
 
+/// The measured SFU's CPU seconds: from `/proc` when it runs here, else from its
+/// `/metrics`.
+async fn cpu(d: &Deployment) -> anyhow::Result<f64> {
+    match d.sfu_pid {
+        Some(pid) => cpu_seconds(pid),
+        None => metric(&d.metrics, "process_cpu_seconds_total").await,
+    }
+}
+
+/// The measured SFU's resident memory, bytes.
+async fn memory(d: &Deployment) -> anyhow::Result<u64> {
+    match d.sfu_pid {
+        Some(pid) => rss(pid),
+        None => Ok(metric(&d.metrics, "process_resident_memory_bytes").await? as u64),
+    }
+}
+
+/// A room token: signed with the deployment's secret, or from its guest-token endpoint.
+async fn room_token(d: &Deployment, base: &str, room: &str, name: &str) -> anyhow::Result<String> {
+    match &d.token_secret {
+        Some(secret) => {
+            let claims = parlor_proto::Claims::new(
+                parlor_proto::RoomId::parse(room).ok_or_else(|| anyhow!("bad room {room}"))?,
+                parlor_proto::ParticipantId::parse(name)
+                    .ok_or_else(|| anyhow!("bad identity {name}"))?,
+                Duration::from_secs(3600),
+            );
+            Ok(parlor_proto::TokenKey::new(secret.as_bytes()).sign(&claims))
+        }
+        None => guest_token(base, room, name).await,
+    }
+}
+
+/// The WebSocket URL of a signaling base URL.
+fn ws_url(base: &str) -> String {
+    let ws = match base.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}"),
+        None => format!("ws://{}", base.trim_start_matches("http://")),
+    };
+    format!("{ws}/ws")
+}
+
 async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
-    let pid = d.sfu_pid;
-    let rss0 = rss(pid)?;
+    let rss0 = memory(d).await?;
     let stats = Arc::new(Stats::default());
     let mut clients = Vec::new();
     let total_subs = load.rooms * load.subscribers;
-    let (pub_base, pub_http) = d.publisher.clone();
+    // Rooms of their own, even on a deployment in use.
+    let run_id = crate::deploy::rand_suffix() % 1_000_000;
+    let room_name = |r: usize| format!("bench-{run_id}-{r}");
+    let pub_base = d.publisher.clone();
     for r in 0..load.rooms {
         for p in 0..load.publishers {
-            let token = guest_token(&pub_base, &format!("bench-{r}"), &format!("pub{p}")).await?;
+            let token = room_token(d, &pub_base, &room_name(r), &format!("pub{p}")).await?;
             let stats = stats.clone();
             let kbps = load.video_kbps;
+            let url = ws_url(&pub_base);
             clients.push(tokio::spawn(async move {
-                if let Err(e) = client(pub_http, token, Some(kbps), stats.clone()).await {
+                if let Err(e) = client(url, token, Some(kbps), stats.clone()).await {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
                     eprintln!("publisher {p} of room {r}: {e:#}");
                 }
             }));
+            // One publisher's negotiation at a time.
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
-    let (sub_base, sub_http) = d.subscribers.clone();
+    let sub_base = d.subscribers.clone();
     let mut progress = Progress::new("joining", total_subs as u64);
     let gap = Duration::from_secs_f64(1.0 / load.join_rate.max(0.1));
     let mut next = Instant::now();
     for i in 0..total_subs {
-        let room = format!("bench-{}", i % load.rooms);
-        let token = guest_token(&sub_base, &room, &format!("sub{i}")).await?;
+        let token =
+            room_token(d, &sub_base, &room_name(i % load.rooms), &format!("sub{i}")).await?;
         let stats = stats.clone();
+        let url = ws_url(&sub_base);
         clients.push(tokio::spawn(async move {
-            if let Err(e) = client(sub_http, token, None, stats.clone()).await {
+            if let Err(e) = client(url, token, None, stats.clone()).await {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 eprintln!("subscriber {i}: {e:#}");
             }
@@ -148,7 +200,7 @@ async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
         )),
         None => None,
     };
-    let cpu0 = cpu_seconds(pid)?;
+    let cpu0 = cpu(d).await?;
     let fwd0 = metric(&d.metrics, "parlor_sfu_rtp_forwarded_total").await?;
     let late0 = metric_where(
         &d.metrics,
@@ -174,10 +226,10 @@ async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
         stats.sent.load(Ordering::Relaxed) - sent0,
     );
     let elapsed = t0.elapsed().as_secs_f64();
-    let rss1 = rss(pid)?;
+    let rss1 = memory(d).await?;
     // Metrics are published once a second; wait for the window's last second to land.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let cpu = cpu_seconds(pid)? - cpu0;
+    let cpu = cpu(d).await? - cpu0;
     let forwarded = metric(&d.metrics, "parlor_sfu_rtp_forwarded_total").await? - fwd0;
     let syscalls = metric(&d.metrics, "parlor_sfu_send_syscalls_total").await?;
     let out = metric(&d.metrics, "parlor_sfu_packets_out_total").await?;
@@ -223,6 +275,7 @@ async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
         "video_kbps": load.video_kbps,
         "window_s": elapsed,
         "clients_failed": stats.failed.load(Ordering::Relaxed),
+        "stale_server_offers": stats.stale_offers.load(Ordering::Relaxed),
         "publisher_packets_per_s": sent as f64 / elapsed,
         "forwarded_packets_per_s": forwarded / elapsed,
         "received_packets_per_s": rx as f64 / elapsed,
@@ -283,13 +336,13 @@ pub(crate) async fn guest_token(base: &str, room: &str, name: &str) -> anyhow::R
 /// (`Some(video kbit/s or None for audio only)`) sends Opus-sized audio and VP8-sized
 /// video and answers keyframe requests; every client counts what it receives.
 async fn client(
-    http: SocketAddr,
+    ws: String,
     token: String,
     publish: Option<Option<u64>>,
     stats: Arc<Stats>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws")).await?;
+    let (ws, _) = tokio_tungstenite::connect_async(ws).await?;
     let (mut tx, mut rx) = ws.split();
     let send = |v: Value| Message::text(v.to_string());
     tx.send(send(json!({"op": "identify", "d": {"token": token}})))
@@ -328,7 +381,8 @@ async fn client(
     let mut last_seq = 0u64;
     let mut first_video = publish.is_some();
     let mut keyframe_due = true;
-    let mut deferred: Option<Value> = None;
+    // The `seq` of the answer to our offer.
+    let mut answered_at = 0u64;
     loop {
         let timeout = loop {
             match rtc.poll_output()? {
@@ -366,16 +420,28 @@ async fn client(
                 let v: Value = serde_json::from_str(t.as_str())?;
                 last_seq = v["seq"].as_u64().unwrap_or(last_seq);
                 match v["op"].as_str() {
-                    // The server's offer waits while ours is unanswered (glare).
-                    Some("offer") if pending.is_some() => deferred = Some(v),
-                    Some("offer") => answer_offer(&mut rtc, &mut tx, &v).await?,
+                    // Glare (protocol §6.5): a server offer that crosses ours is rolled
+                    // back by the server when ours arrives, and a fresh one follows the
+                    // answer. Ignore it.
+                    Some("offer") if pending.is_some() => {}
+                    // Sent before the server handled our offer, so rolled back (§6.5,
+                    // rule 3).
+                    Some("offer") if v["seq"].as_u64().is_some_and(|s| s < answered_at) => {}
+                    Some("offer") => {
+                        // A server offer rolled back by ours can still arrive after the
+                        // answer to ours (signaling sends the events it held during a
+                        // request after the reply); it fails to apply, and the fresh one
+                        // follows. Count it, as a browser would log it, and go on.
+                        if let Err(e) = answer_offer(&mut rtc, &mut tx, &v).await {
+                            stats.stale_offers.fetch_add(1, Ordering::Relaxed);
+                            tracing_note(&e);
+                        }
+                    }
                     Some("answer") => {
                         if let Some(p) = pending.take() {
+                            answered_at = v["seq"].as_u64().unwrap_or(answered_at);
                             let answer = SdpAnswer::from_sdp_string(v["d"]["sdp"].as_str().unwrap_or(""))?;
                             rtc.sdp_api().accept_answer(p, answer)?;
-                        }
-                        if let Some(offer) = deferred.take() {
-                            answer_offer(&mut rtc, &mut tx, &offer).await?;
                         }
                     }
                     Some("error") => bail!("server error: {v}"),
@@ -429,6 +495,12 @@ async fn client(
     }
 }
 
+fn tracing_note(e: &anyhow::Error) {
+    if std::env::var_os("PARLOR_BENCH_VERBOSE").is_some() {
+        eprintln!("a server offer did not apply: {e:#}");
+    }
+}
+
 /// Answers a server offer (`v`, the whole frame).
 async fn answer_offer(
     rtc: &mut Rtc,
@@ -446,6 +518,15 @@ async fn answer_offer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signaling_urls_become_websocket_urls() {
+        assert_eq!(ws_url("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/ws");
+        assert_eq!(
+            ws_url("https://parlor.example.com"),
+            "wss://parlor.example.com/ws"
+        );
+    }
 
     #[test]
     fn a_stamped_payload_reads_its_age() {
