@@ -37,7 +37,7 @@ enum Command {
     /// clients; forwarded packets/s, loss, latency, time to first frame, the SFU's CPU per
     /// forwarded packet and its memory.
     #[command(alias = "forward")]
-    Media(MediaArgs),
+    Media(Box<MediaArgs>),
     /// Chat messages persisted per second: concurrent writers post for a while.
     ChatWrite {
         #[arg(long, default_value = "target/release/parlor")]
@@ -152,10 +152,8 @@ struct MediaArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Media(MediaArgs {
-        pin_load: Some(cpus),
-        ..
-    }) = &cli.command
+    if let Command::Media(a) = &cli.command
+        && let Some(cpus) = &a.pin_load
     {
         // Before the runtime starts, so its threads inherit the mask.
         procfs::pin(0, &procfs::parse_cpus(cpus).map_err(anyhow::Error::msg)?)?;
@@ -200,7 +198,7 @@ fn main() -> anyhow::Result<()> {
             runs,
             database_url.as_deref(),
         )),
-        Command::Media(a) => rt.block_on(media_scenario(a)),
+        Command::Media(a) => rt.block_on(media_scenario(*a)),
     }
 }
 

@@ -145,27 +145,33 @@ fn ws_url(base: &str) -> String {
     format!("{ws}/ws")
 }
 
-async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
-    let rss0 = memory(d).await?;
-    let stats = Arc::new(Stats::default());
+/// Connects the publishers of every room, one at a time, then the subscribers at the
+/// join rate; the clients' tasks.
+async fn join_everyone(
+    d: &Deployment,
+    load: &Load,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut clients = Vec::new();
     let total_subs = load.rooms * load.subscribers;
     // Rooms of their own, even on a deployment in use.
     let run_id = crate::deploy::rand_suffix() % 1_000_000;
     let room_name = |r: usize| format!("bench-{run_id}-{r}");
+    let spawn = |url: String, token: String, publish: Option<Option<u64>>, who: String| {
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client(url, token, publish, stats.clone()).await {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                eprintln!("{who}: {e:#}");
+            }
+        })
+    };
     let pub_base = d.publisher.clone();
     for r in 0..load.rooms {
         for p in 0..load.publishers {
             let token = room_token(d, &pub_base, &room_name(r), &format!("pub{p}")).await?;
-            let stats = stats.clone();
-            let kbps = load.video_kbps;
-            let url = ws_url(&pub_base);
-            clients.push(tokio::spawn(async move {
-                if let Err(e) = client(url, token, Some(kbps), stats.clone()).await {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("publisher {p} of room {r}: {e:#}");
-                }
-            }));
+            let who = format!("publisher {p} of room {r}");
+            clients.push(spawn(ws_url(&pub_base), token, Some(load.video_kbps), who));
             // One publisher's negotiation at a time.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -177,19 +183,24 @@ async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
     for i in 0..total_subs {
         let token =
             room_token(d, &sub_base, &room_name(i % load.rooms), &format!("sub{i}")).await?;
-        let stats = stats.clone();
-        let url = ws_url(&sub_base);
-        clients.push(tokio::spawn(async move {
-            if let Err(e) = client(url, token, None, stats.clone()).await {
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-                eprintln!("subscriber {i}: {e:#}");
-            }
-        }));
+        clients.push(spawn(
+            ws_url(&sub_base),
+            token,
+            None,
+            format!("subscriber {i}"),
+        ));
         progress.set(i as u64 + 1);
         next += gap;
         tokio::time::sleep_until(next.into()).await;
     }
     progress.done();
+    Ok(clients)
+}
+
+async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
+    let rss0 = memory(d).await?;
+    let stats = Arc::new(Stats::default());
+    let clients = join_everyone(d, load, &stats).await?;
     // Everyone connected and media flowing before the window opens.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
