@@ -254,6 +254,11 @@ async fn told_to_move(c: &mut Client) -> anyhow::Result<()> {
 
 /// The value of a gauge on a node's `/metrics`, summed over its series.
 async fn gauge(node: &Node, name: &str) -> f64 {
+    series_sum(node, name, "").await
+}
+
+/// The sum of a metric's series on a node's `/metrics` whose line contains `labels`.
+async fn series_sum(node: &Node, name: &str, labels: &str) -> f64 {
     let text = reqwest::get(format!("http://{}/metrics", node.http.unwrap()))
         .await
         .unwrap()
@@ -262,6 +267,7 @@ async fn gauge(node: &Node, name: &str) -> f64 {
         .unwrap();
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

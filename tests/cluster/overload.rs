@@ -54,14 +54,5 @@ async fn media_that_queued_while_the_sfu_stalled_is_shed_not_delivered_late() ->
 
 /// Received RTP the node did not forward because it waited too long.
 async fn late(node: &Node) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", node.http.unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("parlor_sfu_dropped_packets_total{") && l.contains("\"late\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    series_sum(node, "parlor_sfu_dropped_packets_total", "reason=\"late\"").await
 }
