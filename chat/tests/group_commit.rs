@@ -120,10 +120,72 @@ async fn one_bad_message_fails_alone(db: Db) {
     s.stop().await;
 }
 
+/// One batch across two channels, one of its ids below a message already in its channel
+/// (as when another chat node wrote first): both are stored, and on Postgres, where
+/// several nodes write, the late id is moved after the channel's newest.
+async fn a_batch_across_channels(db: Db) {
+    let s = Server::start(db).await;
+    let (owner, owner_id) = s.register("spanner").await;
+    let (_, gid, general) = s.guild(&owner, &[]).await;
+    let (st, other) = s
+        .post(
+            &format!("/api/v1/guilds/{gid}/channels"),
+            Some(&owner),
+            json!({"name": "other", "kind": "text"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{other}");
+    let other = ChannelId(other["id"].as_str().unwrap().parse().unwrap());
+    let general = ChannelId(general.parse().unwrap());
+    let (st, newest) = s
+        .post(
+            &format!("/api/v1/channels/{}/messages", general.0),
+            Some(&owner),
+            json!({"content": "already here"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{newest}");
+    let newest: i64 = newest["id"].as_str().unwrap().parse().unwrap();
+
+    let store = Store::open(&s.db_url).await.unwrap();
+    let author = UserId(owner_id.parse().unwrap());
+    let message = |channel_id: ChannelId, id: i64, content: &str| Message {
+        id: MessageId(id),
+        channel_id,
+        author_id: author,
+        content: content.into(),
+        created_at: 1,
+        ..Message::default()
+    };
+    let mut batch = vec![
+        message(other, newest + 10, "in other"),
+        message(general, newest - 1, "behind the newest"),
+    ];
+    let outcomes = store
+        .insert_messages(&mut batch, |l| MessageId(l.0 + 1))
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(|r| r.is_ok()), "{outcomes:?}");
+    let moved = batch[1].id.0;
+    match db {
+        Db::Postgres => assert_eq!(moved, newest + 1, "after the channel's newest"),
+        Db::Sqlite => assert_eq!(moved, newest - 1, "one process orders by its lock"),
+    }
+    for (channel, content) in [(other, "in other"), (general, "behind the newest")] {
+        let page = store.history(channel, Cursor::Latest, 10).await.unwrap();
+        assert!(
+            page.iter().any(|m| m.content == content),
+            "{content} is stored"
+        );
+    }
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn group_commit_on_both_stores() {
     for db in BOTH {
         concurrent_posts_keep_their_order(db).await;
         one_bad_message_fails_alone(db).await;
+        a_batch_across_channels(db).await;
     }
 }

@@ -39,6 +39,26 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut out = Vec::with_capacity(batch.len());
         let mut last = HashMap::new();
+        if self.backend == Backend::Postgres {
+            // Every channel of the batch locked up front, in id order: two nodes' batches
+            // over the same channels cannot deadlock, and a message's savepoint rolled
+            // back cannot release a lock the rest of the batch relies on.
+            let mut channels: Vec<ChannelId> = batch.iter().map(|m| m.channel_id).collect();
+            channels.sort_unstable();
+            channels.dedup();
+            for c in channels {
+                sqlx::query("SELECT id FROM channels WHERE id = $1 FOR UPDATE")
+                    .bind(c)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let newest: Option<MessageId> =
+                    sqlx::query_scalar("SELECT MAX(id) FROM messages WHERE channel_id = $1")
+                        .bind(c)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                last.insert(c, newest);
+            }
+        }
         for m in batch.iter_mut() {
             let order = Order {
                 backend: self.backend,
@@ -268,9 +288,8 @@ struct Order<'a, F> {
     later: &'a F,
 }
 
-/// One message of a batch (in its savepoint when it has attachments). `last` holds, per
-/// channel this transaction has locked, the last id in it: the lock and the look-up are
-/// taken once per channel and batch, not per message.
+/// One message of a batch (in its savepoint when it has attachments). On Postgres `last`
+/// holds the last id of each channel of the batch, whose rows the transaction has locked.
 async fn insert_one<F: Fn(MessageId) -> MessageId>(
     order: &Order<'_, F>,
     last: &mut HashMap<ChannelId, Option<MessageId>>,
@@ -278,19 +297,7 @@ async fn insert_one<F: Fn(MessageId) -> MessageId>(
     m: &mut Message,
 ) -> Result<(), StoreError> {
     if order.backend == Backend::Postgres {
-        let newest = match last.get(&m.channel_id) {
-            Some(newest) => *newest,
-            None => {
-                sqlx::query("SELECT id FROM channels WHERE id = $1 FOR UPDATE")
-                    .bind(m.channel_id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                sqlx::query_scalar("SELECT MAX(id) FROM messages WHERE channel_id = $1")
-                    .bind(m.channel_id)
-                    .fetch_one(&mut **tx)
-                    .await?
-            }
-        };
+        let newest = last.get(&m.channel_id).copied().flatten();
         if let Some(newest) = newest.filter(|n| *n >= m.id) {
             m.id = (order.later)(newest);
         }
