@@ -20,6 +20,7 @@ mod procfs;
 mod progress;
 mod report;
 mod search;
+mod signaling;
 
 use clap::{Parser, Subcommand};
 use deploy::Layout;
@@ -38,6 +39,29 @@ enum Command {
     /// forwarded packet and its memory.
     #[command(alias = "forward")]
     Media(Box<MediaArgs>),
+    /// Join storms through signaling: participants join rooms of a size at a rate, stay,
+    /// and leave; time to `joined`, errors, and presence fan-out.
+    Signaling {
+        #[arg(long, default_value = "target/release/parlor")]
+        parlor: String,
+        /// Participants in all.
+        #[arg(long, default_value_t = 400)]
+        joins: usize,
+        /// Joins per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10)]
+        room_size: usize,
+        /// Seconds each participant stays; longer than room-size / rate, so everyone in
+        /// a room sees the room fill.
+        #[arg(long, default_value_t = 10)]
+        hold: u64,
+        /// A deployment that runs elsewhere (its signaling base URL), as for `media`.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, env = "PARLOR_BENCH_TOKEN_SECRET", requires = "url")]
+        token_secret: Option<String>,
+    },
     /// Chat messages persisted per second: concurrent writers post for a while.
     ChatWrite {
         #[arg(long, default_value = "target/release/parlor")]
@@ -199,6 +223,30 @@ fn main() -> anyhow::Result<()> {
             database_url.as_deref(),
         )),
         Command::Media(a) => rt.block_on(media_scenario(*a)),
+        Command::Signaling {
+            parlor,
+            joins,
+            rate,
+            room_size,
+            hold,
+            url,
+            token_secret,
+        } => {
+            let storm = signaling::Storm {
+                joins,
+                rate,
+                room_size,
+                hold: std::time::Duration::from_secs(hold),
+                remote: url.map(|url| deploy::Remote {
+                    metrics: url.clone(),
+                    url,
+                    token_secret,
+                }),
+            };
+            let r = rt.block_on(signaling::run(&parlor, &storm))?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
+        }
     }
 }
 

@@ -121,7 +121,12 @@ async fn memory(d: &Deployment) -> anyhow::Result<u64> {
 }
 
 /// A room token: signed with the deployment's secret, or from its guest-token endpoint.
-async fn room_token(d: &Deployment, base: &str, room: &str, name: &str) -> anyhow::Result<String> {
+pub(crate) async fn room_token(
+    d: &Deployment,
+    base: &str,
+    room: &str,
+    name: &str,
+) -> anyhow::Result<String> {
     match &d.token_secret {
         Some(secret) => {
             let claims = parlor_proto::Claims::new(
@@ -137,7 +142,7 @@ async fn room_token(d: &Deployment, base: &str, room: &str, name: &str) -> anyho
 }
 
 /// The WebSocket URL of a signaling base URL.
-fn ws_url(base: &str) -> String {
+pub(crate) fn ws_url(base: &str) -> String {
     let ws = match base.strip_prefix("https://") {
         Some(rest) => format!("wss://{rest}"),
         None => format!("ws://{}", base.trim_start_matches("http://")),
