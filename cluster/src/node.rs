@@ -485,27 +485,42 @@ impl NodeServer {
     }
 }
 
-/// This process's CPU time, as a share of one core since the last reading.
+/// This process's CPU time since the last reading, as a share of the cores it may use
+/// (0 to 1, as the placement score expects).
 struct CpuClock {
     at: Instant,
     cpu: Duration,
+    cores: f64,
+    /// The last share measured over a long enough window.
+    last: f64,
 }
+
+/// CPU time is counted in 10 ms ticks: over a shorter window than this a reading is
+/// mostly rounding (one tick over 2 ms reads as five cores), so the last share stands.
+const CPU_WINDOW: Duration = Duration::from_secs(1);
 
 impl CpuClock {
     fn new() -> CpuClock {
         CpuClock {
             at: Instant::now(),
             cpu: process_cpu(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+            last: 0.0,
         }
     }
 
     fn share(&mut self) -> f64 {
-        let (now, cpu) = (Instant::now(), process_cpu());
-        let wall = now.saturating_duration_since(self.at).as_secs_f64();
+        let now = Instant::now();
+        let wall = now.saturating_duration_since(self.at);
+        if wall < CPU_WINDOW {
+            return self.last;
+        }
+        let cpu = process_cpu();
         let used = cpu.saturating_sub(self.cpu).as_secs_f64();
         self.at = now;
         self.cpu = cpu;
-        if wall > 0.0 { used / wall } else { 0.0 }
+        self.last = (used / wall.as_secs_f64() / self.cores).min(1.0);
+        self.last
     }
 }
 
@@ -524,4 +539,27 @@ fn process_cpu() -> Duration {
     // ticks of 1/100 s on Linux.
     let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
     Duration::from_millis(ticks * 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Work done just before a heartbeat does not make a node look busy: a reading over
+    /// a window shorter than the CPU clock's resolution keeps the last share (0 at
+    /// first), and a full window is a share of the cores, never above 1.
+    #[test]
+    fn a_short_window_does_not_read_as_a_busy_node() {
+        let mut clock = CpuClock::new();
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(40) {
+            x = x.wrapping_mul(31).wrapping_add(1);
+        }
+        assert!(x != 1);
+        assert_eq!(clock.share(), 0.0, "40 ms of work over a 40 ms window");
+        std::thread::sleep(CPU_WINDOW);
+        let share = clock.share();
+        assert!((0.0..=1.0).contains(&share), "{share}");
+    }
 }
