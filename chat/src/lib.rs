@@ -8,6 +8,7 @@ pub mod routes;
 pub mod service;
 pub mod store;
 
+use axum::serve::ListenerExt;
 use routes::{
     api, attachments, bots, channels, dms, events, gateway, guilds, invites, members, messages,
     oidc, presence, push, reactions, reads, recovery, relationships, search, voice,
@@ -410,7 +411,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let bus = state.bus.clone();
     axum::serve(
-        listener,
+        listener.tap_io(parlor_edge::no_delay),
         parlor_edge::with_request_spans(router(state.clone()).merge(routes::ops::router(state)))
             .into_make_service_with_connect_info::<SocketAddr>(),
     )

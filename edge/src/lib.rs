@@ -52,6 +52,16 @@ impl MakeRequestId for MakeId {
     }
 }
 
+/// Turns Nagle's algorithm off on an accepted connection. Signaling and chat write small
+/// frames back to back (a reply, then the events it caused); with Nagle on, the second
+/// waits for the client's acknowledgement of the first, which a client that delays its
+/// acknowledgements sends up to 40 ms later.
+pub fn no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+}
+
 /// `router` with a request id and a span per request.
 pub fn with_request_spans(router: Router) -> Router {
     router

@@ -9,6 +9,7 @@ pub mod ops;
 pub mod session;
 pub mod whip;
 
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -225,7 +226,7 @@ pub async fn run(
     let st = state.clone();
     let app = parlor_edge::with_request_spans(app)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
+    let result = axum::serve(listener.tap_io(parlor_edge::no_delay), app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             st.begin_shutdown();
