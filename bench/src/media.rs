@@ -358,13 +358,8 @@ async fn client(
     stats: Arc<Stats>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (ws, _) = tokio_tungstenite::connect_async(ws).await?;
-    let (mut tx, mut rx) = ws.split();
+    let (mut tx, mut rx) = open_session(ws, &token).await?;
     let send = |v: Value| Message::text(v.to_string());
-    tx.send(send(json!({"op": "identify", "d": {"token": token}})))
-        .await?;
-    tx.send(send(json!({"op": "join", "id": 1, "d": {}})))
-        .await?;
 
     let sock = UdpSocket::bind("127.0.0.1:0").await?;
     let local = sock.local_addr()?;
@@ -515,6 +510,28 @@ fn tracing_note(e: &anyhow::Error) {
     if std::env::var_os("PARLOR_BENCH_VERBOSE").is_some() {
         eprintln!("a server offer did not apply: {e:#}");
     }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a signaling session at `url`: connects, identifies with `token` and asks to
+/// join (request id 1); the socket's two halves.
+pub(crate) async fn open_session(
+    url: String,
+    token: &str,
+) -> anyhow::Result<(
+    futures_util::stream::SplitSink<Ws, Message>,
+    futures_util::stream::SplitStream<Ws>,
+)> {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let (mut tx, rx) = ws.split();
+    let send = |v: Value| Message::text(v.to_string());
+    tx.send(send(json!({"op": "identify", "d": {"token": token}})))
+        .await?;
+    tx.send(send(json!({"op": "join", "id": 1, "d": {}})))
+        .await?;
+    Ok((tx, rx))
 }
 
 /// Answers a server offer (`v`, the whole frame).

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::chat::percentile;
 use crate::deploy::{Deployment, Remote, remote, serve};
-use crate::media::{room_token, ws_url};
+use crate::media::{open_session, room_token, ws_url};
 use crate::progress::Progress;
 
 /// What one storm does.
@@ -137,13 +137,8 @@ async fn participant(
     tally: Arc<Mutex<Tally>>,
 ) -> anyhow::Result<()> {
     let opened = Instant::now();
-    let (ws, _) = tokio_tungstenite::connect_async(url).await?;
-    let (mut tx, mut rx) = ws.split();
+    let (mut tx, mut rx) = open_session(url, &token).await?;
     let send = |v: Value| Message::text(v.to_string());
-    tx.send(send(json!({"op": "identify", "d": {"token": token}})))
-        .await?;
-    tx.send(send(json!({"op": "join", "id": 1, "d": {}})))
-        .await?;
     let leave_at = tokio::time::Instant::now() + hold;
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
     let mut last_seq = 0u64;

@@ -11,17 +11,14 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tracing::{Instrument, debug, info_span};
 
-use parlor_proto::control::{
-    CloseReason, JoinRequest, Reply, Request, RoomEvent, RoomEvents, SessionRecord, SfuError,
-};
+use parlor_proto::control::{CloseReason, JoinRequest, Reply, Request, SessionRecord, SfuError};
 use parlor_proto::signal::{
-    ActiveSpeakers, ClientFrame, ClientMessage, Empty, ErrorBody, Hello, Joined, MAX_FRAME_BYTES,
-    PROTOCOL_VERSION, ParticipantJoined, ParticipantLeft, Ready, Resumed, ServerAnswer,
-    ServerFrame, ServerMessage, ServerOffer, Shutdown, TrackMuted, TrackPublished,
-    TrackUnpublished,
+    ClientFrame, ClientMessage, Empty, ErrorBody, Hello, Joined, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    Ready, Resumed, ServerAnswer, ServerFrame, ServerMessage, Shutdown,
 };
 
 use crate::AppState;
+use crate::room_events::pump;
 use crate::session::Session;
 use parlor_edge::{CloseCode, Heartbeat, Next, ResumeError};
 
@@ -600,71 +597,6 @@ impl Connection {
             .metrics
             .sessions
             .set(self.state.sessions.len() as i64);
-    }
-}
-
-/// Moves SFU events for one participant into its session, as client messages.
-async fn pump(session: Arc<Session>, mut events: RoomEvents) {
-    while let Some((n, ev)) = events.recv_numbered().await {
-        let closed = matches!(ev, RoomEvent::Closed(_));
-        if closed {
-            session.set_handle(None);
-        }
-        session.event(client_message(ev), (n > 0).then_some(n));
-        if closed {
-            break;
-        }
-    }
-}
-
-/// The client protocol's message for a room event.
-pub(crate) fn client_message(ev: RoomEvent) -> ServerMessage {
-    match ev {
-        RoomEvent::ParticipantJoined(participant) => {
-            ServerMessage::ParticipantJoined(ParticipantJoined { participant })
-        }
-        RoomEvent::ParticipantLeft { identity, reason } => {
-            ServerMessage::ParticipantLeft(ParticipantLeft {
-                identity,
-                reason: reason.as_str().into(),
-            })
-        }
-        RoomEvent::TrackPublished(track) => ServerMessage::TrackPublished(TrackPublished { track }),
-        RoomEvent::TrackUnpublished {
-            track_id,
-            participant,
-        } => ServerMessage::TrackUnpublished(TrackUnpublished {
-            track_id,
-            participant,
-        }),
-        RoomEvent::TrackMuted {
-            track_id,
-            participant,
-            muted,
-        } => ServerMessage::TrackMuted(TrackMuted {
-            track_id,
-            participant,
-            muted,
-        }),
-        RoomEvent::ActiveSpeakers(speakers) => {
-            ServerMessage::ActiveSpeakers(ActiveSpeakers { speakers })
-        }
-        RoomEvent::Offer {
-            offer_id,
-            sdp,
-            tracks,
-        } => ServerMessage::Offer(ServerOffer {
-            offer_id,
-            sdp,
-            tracks,
-        }),
-        RoomEvent::Closed(CloseReason::ServerShutdown) => ServerMessage::Shutdown(Shutdown {
-            reason: CloseReason::ServerShutdown.as_str().into(),
-        }),
-        RoomEvent::Closed(reason) => ServerMessage::Error(ErrorBody {
-            message: format!("removed from the room: {}", reason.as_str()),
-            code: reason.as_str().into(),
-        }),
     }
 }
 

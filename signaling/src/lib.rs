@@ -6,6 +6,7 @@ pub mod admin;
 pub mod error;
 pub mod gateway;
 pub mod ops;
+mod room_events;
 pub mod session;
 pub mod whip;
 
