@@ -114,11 +114,21 @@ pub(crate) async fn guild(
     base: &str,
     token: &str,
 ) -> anyhow::Result<(String, String)> {
+    guild_named(http, base, token, "bench").await
+}
+
+/// A guild of this name and its `general` channel.
+pub(crate) async fn guild_named(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+) -> anyhow::Result<(String, String)> {
     let g = post(
         http,
         format!("{base}/api/v1/guilds"),
         Some(token),
-        json!({"name": "bench"}),
+        json!({"name": name}),
     )
     .await?;
     let general = g["channels"]

@@ -14,6 +14,7 @@
 
 use anyhow::bail;
 mod chat;
+mod chat_load;
 mod deploy;
 mod media;
 mod procfs;
@@ -62,6 +63,10 @@ enum Command {
         #[arg(long, env = "PARLOR_BENCH_TOKEN_SECRET", requires = "url")]
         token_secret: Option<String>,
     },
+    /// Chat load: C gateway clients across K channels connect at a rate, then messages
+    /// are posted at a rate; delivery latency, deliveries per second and per server
+    /// CPU-second, loss, time to `ready`, server memory per idle connection.
+    Chat(Box<ChatArgs>),
     /// Chat messages persisted per second: concurrent writers post for a while.
     ChatWrite {
         #[arg(long, default_value = "target/release/parlor")]
@@ -102,6 +107,58 @@ enum Command {
         #[arg(long, default_value_t = 5.0)]
         rate: f64,
     },
+}
+
+#[derive(clap::Args)]
+struct ChatArgs {
+    /// The parlor binary to start `parlor chat` from (build it with --release).
+    #[arg(long, default_value = "target/release/parlor")]
+    parlor: String,
+    /// Gateway connections in all.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Accounts the connections belong to (connection c is a session of user c % U):
+    /// each costs the server a password hash to register. Default: the clients, at most
+    /// 1,000.
+    #[arg(long)]
+    users: Option<usize>,
+    /// Channels, each in a guild of its own; user u is a member of channel u % K only.
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Messages per second over all channels (round-robin); with --sweep, the first step.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Seconds of posting per run (per sweep step).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Connections opened per second (the connection storm).
+    #[arg(long, default_value_t = 500.0)]
+    connect_rate: f64,
+    /// Raise the rate by this many messages/s after each step until loss passes 1% or
+    /// p99 delivery latency passes 50 ms.
+    #[arg(long)]
+    sweep: Option<f64>,
+    /// With --sweep: stop at this rate.
+    #[arg(long, default_value_t = 100_000.0)]
+    max_rate: f64,
+    /// `postgres://...` for the started server; SQLite in a temporary directory by
+    /// default.
+    #[arg(long, conflicts_with = "url")]
+    database_url: Option<String>,
+    /// Load a deployment that runs elsewhere: its chat base URL (registration open and
+    /// rate limits raised for the bench's users; see docs/benchmarks.md).
+    #[arg(long)]
+    url: Option<String>,
+    /// With --url: the `/metrics` base of the chat node to measure (CPU and memory).
+    #[arg(long, requires = "url")]
+    metrics_url: Option<String>,
+    /// Write the JSON report here (`-`: standard output, instead of the table).
+    #[arg(long)]
+    json: Option<String>,
+    /// With --sweep: draw p99 delivery latency and deliveries per CPU-second against the
+    /// rate as an SVG here.
+    #[arg(long)]
+    svg: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -223,6 +280,28 @@ fn main() -> anyhow::Result<()> {
             database_url.as_deref(),
         )),
         Command::Media(a) => rt.block_on(media_scenario(*a)),
+        Command::Chat(a) => {
+            let load = chat_load::ChatLoad {
+                clients: a.clients,
+                users: a.users.unwrap_or(a.clients.min(1000)),
+                channels: a.channels,
+                rate: a.rate,
+                seconds: a.seconds,
+                connect_rate: a.connect_rate,
+                sweep: a.sweep,
+                max_rate: a.max_rate,
+                database_url: a.database_url.clone(),
+                remote: a.url.as_ref().map(|u| {
+                    (
+                        u.clone(),
+                        a.metrics_url.clone().unwrap_or_else(|| u.clone()),
+                    )
+                }),
+            };
+            procfs::raise_fd_limit();
+            let report = rt.block_on(chat_load::run(&a.parlor, &load))?;
+            chat_load::emit(&report, a.json.as_deref(), a.svg.as_deref())
+        }
         Command::Signaling {
             parlor,
             joins,

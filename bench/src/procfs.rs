@@ -1,5 +1,6 @@
-//! What the bench reads about a server process from `/proc`, and core pinning
-//! (`sched_setaffinity`, the module's one `unsafe` call).
+//! What the bench reads about a server process from `/proc`, core pinning
+//! (`sched_setaffinity`) and the descriptor limit (`setrlimit`): the module's `unsafe`
+//! calls.
 #![allow(unsafe_code)]
 
 use anyhow::anyhow;
@@ -69,6 +70,22 @@ pub(crate) fn pin(pid: u32, cpus: &[usize]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Thousands of connections need as many descriptors: the soft limit is raised to the
+/// hard one (the server started from here inherits it).
+pub(crate) fn raise_fd_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain calls on a stack value of the type the functions take.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! How a `media` run is shown: a table row per run, the JSON report, and for a sweep an
-//! SVG chart of latency and CPU per packet against subscribers.
+//! SVG chart of latency and CPU per packet against subscribers (the chart drawing is
+//! shared with the `chat` sweep).
 
 use serde_json::{Value, json};
 
@@ -93,9 +94,29 @@ pub(crate) fn svg(runs: &[Value]) -> String {
             )
         })
         .collect();
+    let c = Chart {
+        x: "subscribers per room",
+        left: "p99 latency, ms",
+        right: "CPU µs per forwarded packet",
+        limit: MAX_P99_MS,
+    };
+    chart(&pts, &c)
+}
+
+/// What a sweep's chart names: its x axis, its two lines, and the latency limit drawn
+/// dashed on the left axis.
+pub(crate) struct Chart<'a> {
+    pub x: &'a str,
+    pub left: &'a str,
+    pub right: &'a str,
+    pub limit: f64,
+}
+
+/// Two lines against x: `(x, left, right)` per point, each line on its own axis.
+pub(crate) fn chart(pts: &[(f64, f64, f64)], c: &Chart) -> String {
     let (w, h, l, r, t, b) = (640.0, 360.0, 60.0, 60.0, 30.0, 40.0);
     let max_x = pts.iter().map(|p| p.0).fold(1.0, f64::max);
-    let max_lat = pts.iter().map(|p| p.1).fold(MAX_P99_MS * 1.2, f64::max);
+    let max_lat = pts.iter().map(|p| p.1).fold(c.limit * 1.2, f64::max);
     let max_cpu = pts.iter().map(|p| p.2).fold(1.0, f64::max) * 1.2;
     let x = |v: f64| l + v / max_x * (w - l - r);
     let y = |v: f64, max: f64| h - b - v / max * (h - t - b);
@@ -112,21 +133,24 @@ pub(crate) fn svg(runs: &[Value]) -> String {
 <line x1="{l}" y1="{t}" x2="{l}" y2="{yb}" stroke="black"/>
 <line x1="{xr}" y1="{t}" x2="{xr}" y2="{yb}" stroke="black"/>
 <line x1="{l}" y1="{ylim:.1}" x2="{xr}" y2="{ylim:.1}" stroke="#c0392b" stroke-dasharray="4 4"/>
-<text x="{cx}" y="{h_1}" text-anchor="middle">subscribers per room (max {max_x:.0})</text>
-<text x="8" y="20" fill="#c0392b">p99 latency, ms (max {max_lat:.0})</text>
-<text x="{xr}" y="20" text-anchor="end" fill="#2c3e50">CPU µs per forwarded packet (max {max_cpu:.1})</text>
+<text x="{cx}" y="{h_1}" text-anchor="middle">{xl} (max {max_x:.0})</text>
+<text x="8" y="20" fill="#c0392b">{ll} (max {max_lat:.0})</text>
+<text x="{xr}" y="20" text-anchor="end" fill="#2c3e50">{rl} (max {max_cpu:.1})</text>
 <polyline fill="none" stroke="#c0392b" stroke-width="2" points="{lat}"/>
 <polyline fill="none" stroke="#2c3e50" stroke-width="2" points="{cpu}"/>
 "##,
         yb = h - b,
         xr = w - r,
-        ylim = y(MAX_P99_MS, max_lat),
+        ylim = y(c.limit, max_lat),
         cx = w / 2.0,
         h_1 = h - 10.0,
+        xl = c.x,
+        ll = c.left,
+        rl = c.right,
         lat = line(&|p| p.1, max_lat),
         cpu = line(&|p| p.2, max_cpu),
     );
-    for p in &pts {
+    for p in pts {
         s.push_str(&format!(
             "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
             x(p.0),

@@ -1,5 +1,6 @@
 //! Group commit: posts that arrive together are written in one transaction, and nothing
 //! about a message's order, durability or errors changes. On both stores.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 

@@ -322,7 +322,8 @@ impl Outbox {
     }
 
     /// The client has every frame up to `seq`: written frames up to it need not be kept.
-    pub fn ack(&self, seq: u64) {
+    /// Returns whether none up to it is kept now (false while some are unwritten).
+    pub fn ack(&self, seq: u64) -> bool {
         let mut s = self.lock();
         let written = s.written;
         while let Some(f) = s.queue.front() {
@@ -333,6 +334,7 @@ impl Outbox {
             s.floor = s.floor.max(f);
             s.queue.pop_front();
         }
+        s.queue.front().is_none_or(|f| f.seq > seq)
     }
 
     /// Whether no connection has been attached for longer than `timeout`.

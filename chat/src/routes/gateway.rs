@@ -215,6 +215,7 @@ async fn pump(
                             return End::Gone;
                         }
                     }
+                    session.forget_ready();
                 }
                 Next::Overflowed => return End::Close(CloseCode::SessionTimeout, "too slow"),
                 Next::Replaced => return End::Close(CloseCode::ResumedElsewhere, "resumed elsewhere"),
@@ -424,8 +425,6 @@ async fn identify(state: &ChatState, token: &str) -> Result<(Arc<Session>, u64),
     };
     let mut ev = Event::from(Dispatch::Ready(&ready));
     ev.position = position;
-    state
-        .hub
-        .publish(&Audience::Session(session.id.clone()), &ev);
+    session.push_ready(&ev);
     Ok((session, generation))
 }

@@ -13,6 +13,7 @@
 //! ([`parlor_edge::session`]); this module adds who receives what.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,8 @@ pub struct Session {
     visible: Mutex<HashMap<GuildId, HashSet<ChannelId>>>,
     /// Numbered events, the replay buffer and the connection writing them.
     pub outbox: Outbox,
+    /// The number of the session's `ready` until it is written; 0 after.
+    ready_seq: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -146,6 +149,23 @@ impl Session {
     /// Frames not yet written to the connection of `generation`.
     pub fn take(&self, generation: u64) -> Next {
         self.outbox.take(generation)
+    }
+
+    /// Queues the session's `ready`.
+    pub fn push_ready(&self, ev: &Event) {
+        if let Some(seq) = self.outbox.push(false, |seq| ev.frame(seq)) {
+            self.ready_seq.store(seq, Ordering::Relaxed);
+        }
+    }
+
+    /// Once the frames taken last are written: `ready` and what came before it leave the
+    /// replay buffer. No resume can ask for them (the session's id is in `ready`), and a
+    /// `ready` holds the user's guilds and presences: tens of kilobytes per idle session.
+    pub fn forget_ready(&self) {
+        let seq = self.ready_seq.load(Ordering::Relaxed);
+        if seq > 0 && self.outbox.ack(seq) {
+            self.ready_seq.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Queues one event, if the session can see its channel.
@@ -241,6 +261,7 @@ impl Hub {
                 Some(seq) => Outbox::continuing(limits, seq),
                 None => Outbox::new(limits),
             },
+            ready_seq: AtomicU64::new(0),
         })
     }
 

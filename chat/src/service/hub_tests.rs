@@ -168,3 +168,30 @@ fn ending_a_sign_in_session_ends_its_sockets_only() {
     );
     assert!(h.online(UserId(1)));
 }
+
+#[test]
+fn a_written_ready_leaves_the_replay_buffer_and_later_events_stay() {
+    let h = hub(100, 10);
+    let (a, g1) = h.open("a".into(), UserId(1), None, visible(7, &[70]));
+    let msg = Event::new(EventKind::MessageCreate, &"x");
+    let channel = Audience::Channel {
+        guild_id: GuildId(7),
+        channel_id: ChannelId(70),
+    };
+    // An event that slipped in before ready, then ready.
+    h.publish(&channel, &msg);
+    a.push_ready(&Event::new(EventKind::Ready, &"a large ready"));
+    // Not written yet: forgetting keeps it (the connection may still need to write it).
+    a.forget_ready();
+    assert_eq!(seqs(&frames(a.take(g1))), vec![1, 2]);
+    a.forget_ready();
+    h.publish(&channel, &msg);
+    assert_eq!(seqs(&frames(a.take(g1))), vec![3]);
+    a.outbox.detach(g1);
+    // Nothing up to ready can be asked for again; what came after still replays.
+    assert_eq!(a.outbox.resume(0), Err(ResumeError::TooOld));
+    assert_eq!(a.outbox.resume(1), Err(ResumeError::TooOld));
+    let (g2, replayed) = a.outbox.resume(2).unwrap();
+    assert_eq!(replayed, 1);
+    assert_eq!(seqs(&frames(a.take(g2))), vec![3]);
+}
