@@ -228,3 +228,80 @@ async fn a_second_session_of_an_identity_replaces_the_first() {
     assert_eq!(back["d"]["participant"]["identity"], "ann");
     server.stop().await;
 }
+
+/// Glare across a slow event path (`docs/protocol.md` §6.5): the server offer made when
+/// Xia joined is still on its way to signaling (room events here arrive 300 ms late)
+/// when her own offer reaches the SFU and rolls it back. The rolled-back offer must reach
+/// her before the answer to her offer, and only the fresh offer after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_offer_rolled_back_by_the_clients_offer_never_follows_the_answer()
+-> anyhow::Result<()> {
+    use common::{Bare, make_track};
+    use webrtc::media_stream::track_local::TrackLocal;
+
+    let server = TestServer::start_slow_events(Duration::from_millis(300)).await;
+    let mut yan = Client::join(&server, &server.token("glare", "yan")).await?;
+    yan.publish(&["microphone"]).await?;
+
+    let mut ws = raw_ws(&server).await;
+    assert_eq!(raw_next(&mut ws).await.unwrap()["op"], "hello");
+    let token = server.token("glare", "xia");
+    let send = |v: serde_json::Value| Message::text(v.to_string());
+    ws.send(send(json!({"op": "identify", "d": {"token": token}})))
+        .await?;
+    assert_eq!(raw_next(&mut ws).await.unwrap()["op"], "ready");
+    ws.send(send(json!({"op": "join", "id": 1, "d": {}})))
+        .await?;
+    assert_eq!(raw_next(&mut ws).await.unwrap()["op"], "joined");
+    // At once, an offer to publish her microphone: the SFU's offer of Yan's track is
+    // still on its way.
+    let pc = Bare::new().await?;
+    let track: std::sync::Arc<dyn TrackLocal> = make_track("xia", "microphone");
+    pc.pc.add_track(track).await?;
+    let sdp = pc.offer().await?;
+    let mid = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=mid:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    ws.send(send(json!({"op": "offer", "id": 2, "d": {
+        "sdp": sdp, "tracks": [{"mid": mid, "source": "microphone"}]
+    }})))
+    .await?;
+
+    let mut frames = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while let Ok(Some(f)) = tokio::time::timeout(deadline - Instant::now(), raw_next(&mut ws)).await
+    {
+        frames.push(f);
+    }
+    let ops: Vec<String> = frames
+        .iter()
+        .map(|f| match f["op"].as_str().unwrap() {
+            "offer" => format!("offer {}", f["d"]["offer_id"]),
+            op => op.to_owned(),
+        })
+        .collect();
+    let answer = frames
+        .iter()
+        .position(|f| f["id"] == 2)
+        .unwrap_or_else(|| panic!("no reply to the offer: {ops:?}"));
+    assert_eq!(frames[answer]["op"], "answer", "{ops:?}");
+    let offers = |fs: &[serde_json::Value]| -> Vec<u64> {
+        fs.iter()
+            .filter(|f| f["op"] == "offer")
+            .map(|f| f["d"]["offer_id"].as_u64().unwrap())
+            .collect()
+    };
+    let (before, after) = (offers(&frames[..answer]), offers(&frames[answer + 1..]));
+    assert_eq!(
+        before.len(),
+        1,
+        "the rolled-back offer precedes the answer: {ops:?}"
+    );
+    assert_eq!(after.len(), 1, "only the fresh offer follows it: {ops:?}");
+    assert!(after[0] > before[0], "{ops:?}");
+    server.stop().await;
+    Ok(())
+}

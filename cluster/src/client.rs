@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use tracing::{debug, warn};
 
 use parlor_proto::control::{
-    CloseReason, EventSender, JoinRequest, Joined, Moderation, ParticipantHandle, Reply, Request,
+    CloseReason, EventSender, JoinRequest, Joined, Moderation, ParticipantHandle, Replied, Request,
     RoomEvent, RoomEvents, RoomStatus, SfuControl, SfuError,
 };
 use parlor_proto::{ParticipantId, RoomCaps, RoomId};
@@ -241,14 +241,19 @@ impl SfuControl for ClusterSfu {
         }
     }
 
-    async fn request(&self, who: &ParticipantHandle, req: Request) -> Result<Reply, SfuError> {
+    async fn request(&self, who: &ParticipantHandle, req: Request) -> Replied {
         let call = Call::Request {
             who: who.clone(),
             req,
         };
-        match self.call(&who.node, &call).await? {
-            Answer::Reply(r) => Ok(r),
-            a => Err(unexpected(a)),
+        match self.call(&who.node, &call).await {
+            Ok(Answer::Replied(r)) => r,
+            Ok(Answer::Reply(r)) => Replied {
+                result: Ok(r),
+                after_event: 0,
+            },
+            Ok(a) => Replied::failed(unexpected(a)),
+            Err(e) => Replied::failed(e),
         }
     }
 

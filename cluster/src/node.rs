@@ -252,7 +252,7 @@ impl NodeServer {
                     Answer::Joined(joined)
                 })
             }
-            Call::Request { who, req } => self.sfu.request(&who, req).await.map(Answer::Reply),
+            Call::Request { who, req } => Ok(Answer::Replied(self.sfu.request(&who, req).await)),
             Call::Attach {
                 who,
                 events_to,

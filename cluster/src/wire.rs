@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use parlor_proto::signal::ParticipantInfo;
 
 use parlor_proto::control::{
-    CloseReason, JoinRequest, Joined, Moderation, ParticipantHandle, Reply, Request, RoomEvent,
-    RoomStatus, SfuError,
+    CloseReason, JoinRequest, Joined, Moderation, ParticipantHandle, Replied, Reply, Request,
+    RoomEvent, RoomStatus, SfuError,
 };
 use parlor_proto::{ParticipantId, RoomCaps, RoomId};
 
@@ -98,7 +98,10 @@ pub enum Call {
 #[serde(rename_all = "snake_case")]
 pub enum Answer {
     Joined(Joined),
+    /// A request's reply from a node without event ordering (read, never sent).
     Reply(Reply),
+    /// A request's reply or refusal, with the events that precede it.
+    Replied(Replied),
     Status(RoomStatus),
     /// A pipe out: the room's local participants, the address its SRTP comes from, and
     /// the pipe's SRTP key (hex; NATS should run over TLS between regions).

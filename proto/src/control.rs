@@ -84,6 +84,29 @@ pub enum Reply {
     Ok,
 }
 
+/// The SFU's answer to a [`Request`], with how many of the participant's events it had
+/// sent when it took the request up. Those events come before the reply on the client's
+/// socket and whatever the request caused comes after it: a server offer the request
+/// rolled back reaches the client before the answer, never after (`docs/protocol.md`
+/// §6.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replied {
+    pub result: Result<Reply, SfuError>,
+    /// Events numbered up to this one precede the reply.
+    pub after_event: u64,
+}
+
+impl Replied {
+    /// A request that never reached the participant's events (no such participant, the
+    /// SFU unreachable).
+    pub fn failed(e: SfuError) -> Replied {
+        Replied {
+            result: Err(e),
+            after_event: 0,
+        }
+    }
+}
+
 /// A room's limits, with every field set: the server's defaults where the room's caps
 /// leave a field out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,6 +278,11 @@ impl EventSender {
         self.tx.try_send((n, ev)).map_err(|e| e.into_inner().1)
     }
 
+    /// How many events have been numbered so far.
+    pub fn numbered(&self) -> u64 {
+        self.next.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether the stream's receiver is gone.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -336,7 +364,8 @@ pub trait SfuControl: Send + Sync + std::fmt::Debug + 'static {
     /// Admits a participant (caps checked in the room's core) and returns its handle and
     /// its event stream. Dropping the stream removes the participant as a slow consumer.
     async fn join(&self, req: JoinRequest) -> Result<(Joined, RoomEvents), SfuError>;
-    async fn request(&self, who: &ParticipantHandle, req: Request) -> Result<Reply, SfuError>;
+    /// Handles a participant's request; the reply says which of its events precede it.
+    async fn request(&self, who: &ParticipantHandle, req: Request) -> Replied;
     async fn leave(&self, who: &ParticipantHandle, reason: CloseReason);
     /// Sets a room's caps (the fields given), now if it is open and whenever it opens.
     async fn set_caps(&self, room: &RoomId, caps: RoomCaps) -> Result<RoomStatus, SfuError>;

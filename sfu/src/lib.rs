@@ -26,8 +26,8 @@ use parlor_proto::{ParticipantId, RoomCaps, RoomId};
 
 /// The control interface this SFU serves ([`parlor_proto::control`]).
 pub use parlor_proto::control::{
-    self, Cascade, CloseReason, JoinRequest, Joined, Moderation, ParticipantHandle, Reply, Request,
-    RoomEvent, RoomEvents, RoomStatus, SfuControl, SfuError,
+    self, Cascade, CloseReason, JoinRequest, Joined, Moderation, ParticipantHandle, Replied, Reply,
+    Request, RoomEvent, RoomEvents, RoomStatus, SfuControl, SfuError,
 };
 use parlor_proto::signal::ParticipantInfo;
 
@@ -251,13 +251,16 @@ impl SfuControl for Sfu {
         Ok((joined, stream))
     }
 
-    async fn request(&self, who: &ParticipantHandle, req: Request) -> Result<Reply, SfuError> {
-        let (w, key) = self.worker_of(who).ok_or(SfuError::NotJoined)?;
+    async fn request(&self, who: &ParticipantHandle, req: Request) -> Replied {
+        let Some((w, key)) = self.worker_of(who) else {
+            return Replied::failed(SfuError::NotJoined);
+        };
         let (tx, rx) = oneshot::channel();
-        w.tx.send(Command::Request(key, req, tx))
-            .await
-            .map_err(|_| SfuError::Unavailable)?;
-        rx.await.map_err(|_| SfuError::Unavailable)?
+        if w.tx.send(Command::Request(key, req, tx)).await.is_err() {
+            return Replied::failed(SfuError::Unavailable);
+        }
+        rx.await
+            .unwrap_or_else(|_| Replied::failed(SfuError::Unavailable))
     }
 
     async fn leave(&self, who: &ParticipantHandle, reason: CloseReason) {

@@ -556,31 +556,35 @@ impl Connection {
                     _ => return,
                 };
                 session.hold();
-                match sfu.request(&h, req).await {
+                let replied = sfu.request(&h, req).await;
+                let msg = match replied.result {
                     Ok(Reply::Answer { sdp, tracks }) => {
-                        session.reply(ServerMessage::Answer(ServerAnswer { sdp, tracks }), id)
+                        ServerMessage::Answer(ServerAnswer { sdp, tracks })
                     }
-                    Ok(Reply::Ok) => session.reply(ServerMessage::Ok(Empty {}), id),
-                    Err(e) => self.sfu_error(session, id, e),
-                }
+                    Ok(Reply::Ok) => ServerMessage::Ok(Empty {}),
+                    Err(e) => self.error_message(e),
+                };
+                session.reply_in_order(replied.after_event, msg, id).await;
             }
         }
     }
 
     /// Answers a request the SFU refused, releasing the events held meanwhile.
     fn sfu_error(&self, session: &Session, id: Option<u64>, e: SfuError) {
+        session.reply(self.error_message(e), id);
+    }
+
+    /// The client's error for what the SFU refused, counted.
+    fn error_message(&self, e: SfuError) -> ServerMessage {
         self.state
             .metrics
             .errors
             .with_label_values(&[e.code()])
             .inc();
-        session.reply(
-            ServerMessage::Error(ErrorBody {
-                code: e.code().into(),
-                message: e.to_string(),
-            }),
-            id,
-        );
+        ServerMessage::Error(ErrorBody {
+            code: e.code().into(),
+            message: e.to_string(),
+        })
     }
 
     /// Leaves the room and forgets the session (no resume).

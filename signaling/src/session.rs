@@ -18,6 +18,10 @@ use parlor_proto::signal::{ServerFrame, ServerMessage};
 pub const REPLAY_FRAMES: usize = 1024;
 /// Unwritten frames beyond which ephemeral ones (active speakers, acks) are dropped.
 pub const SHED_AFTER: usize = 256;
+/// How long a reply waits for room events the SFU sent before it that have not arrived
+/// (they travel apart from it: a separate channel, or NATS subject). Locally they are
+/// microseconds behind; past this the reply goes without them.
+pub const REPLY_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct Session {
@@ -26,6 +30,8 @@ pub struct Session {
     /// Numbered frames, the replay buffer and the connection writing them.
     pub outbox: Outbox,
     inner: Mutex<Inner>,
+    /// Wakes a connection whose reply waited for earlier events.
+    released: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +41,18 @@ struct Inner {
     /// before anything the request caused (such as the follow-up server offer).
     holding: bool,
     held: Vec<(ServerMessage, Option<u64>)>,
+    /// The highest room event number seen.
+    last_event: u64,
+    /// A reply that waits for the room events the SFU sent before it (up to `after`)
+    /// and that have not reached this node yet.
+    pending: Option<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    after: u64,
+    msg: ServerMessage,
+    id: Option<u64>,
 }
 
 impl Session {
@@ -49,6 +67,7 @@ impl Session {
                 number_ephemeral: false,
             }),
             inner: Mutex::new(Inner::default()),
+            released: tokio::sync::Notify::new(),
         }
     }
 
@@ -81,6 +100,7 @@ impl Session {
                 after,
             ),
             inner: Mutex::new(Inner::default()),
+            released: tokio::sync::Notify::new(),
         }
     }
 
@@ -92,10 +112,66 @@ impl Session {
     /// Sends the reply to the request in flight, then the events held meanwhile.
     pub fn reply(&self, msg: ServerMessage, id: Option<u64>) {
         let mut g = self.lock();
+        if let Some(p) = g.pending.take() {
+            self.send(p.msg, p.id, None);
+        }
+        self.release_locked(&mut g, Pending { after: 0, msg, id });
+    }
+
+    /// Sends the reply to the request in flight in its place among the room events: the
+    /// held events numbered up to `after` (sent by the SFU before it took the request up)
+    /// first, then the reply, then the rest. If some of those earlier events have not
+    /// arrived yet, the reply waits for them; returns true when it does (see
+    /// [`Session::release`]).
+    pub fn reply_after(&self, after: u64, msg: ServerMessage, id: Option<u64>) -> bool {
+        let mut g = self.lock();
+        let (before, later): (Vec<_>, Vec<_>) = std::mem::take(&mut g.held)
+            .into_iter()
+            .partition(|(_, ev)| ev.is_some_and(|e| e <= after));
+        for (m, ev) in before {
+            self.send(m, None, ev);
+        }
+        g.held = later;
+        if g.last_event >= after {
+            self.release_locked(&mut g, Pending { after, msg, id });
+            return false;
+        }
+        g.pending = Some(Pending { after, msg, id });
+        true
+    }
+
+    /// Sends a reply that waited for earlier events, if it still waits for the events
+    /// up to `after`: for when they never come (the participant's event stream ended, or
+    /// a cluster message was lost).
+    pub fn release(&self, after: u64) {
+        let mut g = self.lock();
+        if g.pending.as_ref().is_some_and(|p| p.after == after)
+            && let Some(p) = g.pending.take()
+        {
+            self.release_locked(&mut g, p);
+        }
+    }
+
+    fn release_locked(&self, g: &mut Inner, p: Pending) {
         g.holding = false;
-        self.send(msg, id, None);
+        self.send(p.msg, p.id, None);
         for (m, ev) in std::mem::take(&mut g.held) {
             self.send(m, None, ev);
+        }
+        self.released.notify_waiters();
+    }
+
+    /// Sends `msg`, the reply to the request in flight, after the events the SFU sent
+    /// before it took the request up ([`Session::reply_after`]), waiting at most
+    /// [`REPLY_WAIT`] for those still on their way. The connection reads its next request
+    /// only after this, so replies never overtake each other.
+    pub async fn reply_in_order(&self, after: u64, msg: ServerMessage, id: Option<u64>) {
+        let released = self.released.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        if self.reply_after(after, msg, id) {
+            let _ = tokio::time::timeout(REPLY_WAIT, released).await;
+            self.release(after);
         }
     }
 
@@ -103,6 +179,25 @@ impl Session {
     /// participant's events.
     pub fn event(&self, msg: ServerMessage, ev: Option<u64>) {
         let mut g = self.lock();
+        if let Some(n) = ev {
+            g.last_event = g.last_event.max(n);
+        }
+        if let Some(after) = g.pending.as_ref().map(|p| p.after) {
+            if ev.is_some_and(|n| n <= after) {
+                // Sent before the request was taken up: it precedes the reply.
+                self.send(msg, None, ev);
+                if g.last_event >= after
+                    && let Some(p) = g.pending.take()
+                {
+                    self.release_locked(&mut g, p);
+                }
+                return;
+            }
+            // A later event (an earlier one was lost): the reply goes first.
+            if let Some(p) = g.pending.take() {
+                self.release_locked(&mut g, p);
+            }
+        }
         if g.holding {
             g.held.push((msg, ev));
         } else {
@@ -219,6 +314,58 @@ mod tests {
         assert_eq!(evs, [None, Some(4), Some(5)]);
         let seqs: Vec<_> = f.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    fn order(s: &Session) -> Vec<String> {
+        frames(s.outbox.take(1))
+            .iter()
+            .map(|v| match v["ev"].as_u64() {
+                Some(n) => format!("ev{n}"),
+                None => v["op"].as_str().unwrap().to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_sent_before_the_request_was_taken_up_precede_its_reply() {
+        let s = session();
+        s.event(err(1), Some(1));
+        s.hold();
+        // Event 2 (say, a server offer the request then rolled back) arrived while the
+        // request was with the SFU; event 3 is what the request caused.
+        s.event(err(2), Some(2));
+        s.event(err(3), Some(3));
+        assert!(!s.reply_after(2, ServerMessage::Ok(Empty {}), Some(9)));
+        s.event(err(4), Some(4));
+        assert_eq!(order(&s), ["ev1", "ev2", "ok", "ev3", "ev4"]);
+    }
+
+    #[test]
+    fn a_reply_waits_for_earlier_events_still_on_their_way() {
+        let s = session();
+        s.hold();
+        assert!(s.reply_after(2, ServerMessage::Ok(Empty {}), Some(9)));
+        assert!(matches!(s.outbox.take(1), Next::Idle));
+        s.event(err(1), Some(1));
+        s.event(err(2), Some(2));
+        s.event(err(3), Some(3));
+        assert_eq!(order(&s), ["ev1", "ev2", "ok", "ev3"]);
+
+        // An event lost on the way: the next one releases the reply ahead of itself.
+        s.hold();
+        assert!(s.reply_after(5, ServerMessage::Ok(Empty {}), Some(10)));
+        s.event(err(6), Some(6));
+        assert_eq!(order(&s), ["ok", "ev6"]);
+
+        // No event at all: the timer's release sends it; a stale release does nothing.
+        s.hold();
+        assert!(s.reply_after(8, ServerMessage::Ok(Empty {}), Some(11)));
+        s.release(7);
+        assert!(matches!(s.outbox.take(1), Next::Idle));
+        s.release(8);
+        assert_eq!(order(&s), ["ok"]);
+        s.event(err(9), Some(9));
+        assert_eq!(order(&s), ["ev9"]);
     }
 
     #[test]

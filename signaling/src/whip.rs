@@ -151,7 +151,7 @@ async fn open_session(
     let room = join.room.clone();
     let (joined, rx) = state.sfu.join(join).await?;
     let handle = joined.handle;
-    let sdp = match state.sfu.request(&handle, offer).await {
+    let sdp = match state.sfu.request(&handle, offer).await.result {
         Ok(Reply::Answer { sdp, .. }) => sdp,
         Ok(Reply::Ok) => String::new(),
         Err(e) => {

@@ -5,13 +5,16 @@
 //! implementation carries is enough.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use parlor_proto::control::{
-    CloseReason, JoinRequest, Joined, Moderation, ParticipantHandle, Reply, Request, RoomEvents,
+    CloseReason, JoinRequest, Joined, Moderation, ParticipantHandle, Replied, Request, RoomEvents,
     RoomStatus, SfuControl, SfuError,
 };
 use parlor_proto::{ParticipantId, RoomCaps, RoomId};
@@ -23,7 +26,12 @@ fn through<T: Serialize + DeserializeOwned>(v: &T) -> T {
 }
 
 #[derive(Debug)]
-pub struct JsonSeam(pub Arc<dyn SfuControl>);
+pub struct JsonSeam(pub Arc<dyn SfuControl>, pub EventDelay);
+
+/// How long every room event takes on its way from the SFU to signaling, replies and
+/// requests staying fast: a cluster whose event path lags its request path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventDelay(pub Duration);
 
 #[async_trait]
 impl SfuControl for JsonSeam {
@@ -33,8 +41,19 @@ impl SfuControl for JsonSeam {
             Err(e) => return Err(through(&e)),
         };
         let (tx, out) = RoomEvents::channel();
+        let delay = self.1.0;
+        // Stamped as they leave the SFU, handed on `delay` later, in order.
+        let (stamped, mut later) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
+                if stamped.send((Instant::now() + delay, ev)).is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some((at, ev)) = later.recv().await {
+                tokio::time::sleep_until(at).await;
                 if tx.send(through(&ev)).await.is_err() {
                     break;
                 }
@@ -43,7 +62,7 @@ impl SfuControl for JsonSeam {
         Ok((through(&joined), out))
     }
 
-    async fn request(&self, who: &ParticipantHandle, req: Request) -> Result<Reply, SfuError> {
+    async fn request(&self, who: &ParticipantHandle, req: Request) -> Replied {
         through(&self.0.request(&through(who), through(&req)).await)
     }
 

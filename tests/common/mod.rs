@@ -65,6 +65,16 @@ impl TestServer {
     }
 
     pub async fn start_with(caps: CapsConfig) -> TestServer {
+        TestServer::start_seam(caps, None).await
+    }
+
+    /// A server whose signaling gets every room event from the SFU through JSON and
+    /// `delay` late ([`json_seam::EventDelay`]).
+    pub async fn start_slow_events(delay: Duration) -> TestServer {
+        TestServer::start_seam(CapsConfig::default(), Some(json_seam::EventDelay(delay))).await
+    }
+
+    async fn start_seam(caps: CapsConfig, delay: Option<json_seam::EventDelay>) -> TestServer {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -90,8 +100,11 @@ impl TestServer {
         let key = TokenKey::new(TEST_SECRET);
         // PARLOR_TEST_SEAM=json: signaling drives the SFU through JSON (json_seam.rs).
         let control: Arc<dyn parlor_proto::control::SfuControl> =
-            match std::env::var("PARLOR_TEST_SEAM").as_deref() {
-                Ok("json") => Arc::new(json_seam::JsonSeam(sfu.clone())),
+            match (delay, std::env::var("PARLOR_TEST_SEAM").as_deref()) {
+                (Some(d), _) => Arc::new(json_seam::JsonSeam(sfu.clone(), d)),
+                (None, Ok("json")) => {
+                    Arc::new(json_seam::JsonSeam(sfu.clone(), Default::default()))
+                }
                 _ => sfu.clone(),
             };
         let state = parlor_signaling::AppState::new(

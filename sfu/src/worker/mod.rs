@@ -32,8 +32,8 @@ use parlor_proto::signal::{MidTrack, ParticipantInfo, PublishTrack, Speaker, Tra
 use parlor_proto::{MediaKind, ParticipantId, RoomCaps, RoomId, Source, TrackId};
 
 use crate::control::{
-    CloseReason, EventSender, JoinRequest, Joined, Moderation, ParticipantHandle, Reply, Request,
-    RoomEvent, RoomStatus, SfuError,
+    CloseReason, EventSender, JoinRequest, Joined, Moderation, ParticipantHandle, Replied, Reply,
+    Request, RoomEvent, RoomStatus, SfuError,
 };
 use crate::core::codec::{self, Codec};
 use crate::core::{
@@ -59,7 +59,7 @@ pub(crate) enum Command {
         EventSender,
         oneshot::Sender<Result<Joined, SfuError>>,
     ),
-    Request(PeerKey, Request, oneshot::Sender<Result<Reply, SfuError>>),
+    Request(PeerKey, Request, oneshot::Sender<Replied>),
     Leave(PeerKey, CloseReason),
     /// Set (Some) or read (None) a room's caps.
     SetCaps(RoomId, Option<RoomCaps>, oneshot::Sender<RoomStatus>),
@@ -375,10 +375,14 @@ impl Worker {
                 let _ = reply.send(r);
             }
             Command::Request(k, req, reply) => {
-                let r = if self.peers.contains_key(&k) {
-                    self.request(k, req)
-                } else {
-                    Err(SfuError::NotJoined)
+                // The events sent before this request (a server offer it may roll back
+                // among them) go to the client before the reply.
+                let r = match self.peers.get(&k) {
+                    Some(p) => Replied {
+                        after_event: p.events.numbered(),
+                        result: self.request(k, req),
+                    },
+                    None => Replied::failed(SfuError::NotJoined),
                 };
                 let _ = reply.send(r);
             }
