@@ -10,8 +10,14 @@ use super::codec::Codec;
 use super::munger::Munger;
 use super::speakers::LevelMeter;
 
-/// At most one keyframe request per track layer in this interval.
+/// A keyframe request the publisher has not answered with a keyframe is repeated after
+/// this long, not before.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// Once the publisher answered, the next request may follow this long after the last: a
+/// subscriber that joins just after a keyframe waits at most this (plus the publisher's
+/// answer) for its first frame, and a join storm costs the publisher at most five
+/// keyframes a second.
+pub const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(200);
 /// A simulcast layer with no packet for this long is considered stopped.
 pub const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Active speakers are evaluated at most this often.
@@ -155,6 +161,8 @@ struct Layer {
     /// Bits per second over the last full window.
     bitrate: u64,
     last_keyframe_request: Option<Instant>,
+    /// A keyframe arrived since the last request.
+    answered: bool,
 }
 
 impl Layer {
@@ -165,6 +173,7 @@ impl Layer {
             window_bytes: 0,
             bitrate: 0,
             last_keyframe_request: None,
+            answered: false,
         }
     }
 
@@ -174,11 +183,13 @@ impl Layer {
     }
 
     fn throttle_keyframe(&mut self, now: Instant) -> bool {
-        let allowed = self
-            .last_keyframe_request
-            .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_REQUEST_INTERVAL);
+        let allowed = self.last_keyframe_request.is_none_or(|t| {
+            let since = now.saturating_duration_since(t);
+            since >= KEYFRAME_REQUEST_INTERVAL || (self.answered && since >= KEYFRAME_MIN_GAP)
+        });
         if allowed {
             self.last_keyframe_request = Some(now);
+            self.answered = false;
         }
         allowed
     }
@@ -865,6 +876,7 @@ impl Room {
         };
         let newly_active = !l.active(now);
         l.last_packet = Some(now);
+        l.answered |= p.keyframe;
         l.window_bytes += p.len as u64;
         match l.window_start {
             None => l.window_start = Some(now),
@@ -895,12 +907,14 @@ impl Room {
                 ts: p.ts,
             }));
         }
+        let mut waiting = false;
         for d in &mut t.downtracks {
             let (Some(slot), DownState::Active) = (d.slot, d.state) else {
                 continue;
             };
             if d.target == Some(layer) && d.current != Some(layer) {
                 if !p.keyframe {
+                    waiting = true;
                     continue;
                 }
                 d.current = Some(layer);
@@ -917,6 +931,16 @@ impl Room {
                     ts: m.ts,
                 }));
             }
+        }
+        // Subscribers still wait for a keyframe of this layer (they came after the last
+        // one, or their request was throttled): ask again as soon as the interval allows,
+        // not at the next tick.
+        if waiting && t.layers[layer].throttle_keyframe(now) {
+            out.push(Action::KeyframeRequest {
+                owner: t.owner,
+                track,
+                layer,
+            });
         }
     }
 

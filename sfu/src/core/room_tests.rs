@@ -528,18 +528,53 @@ fn keyframe_requests_are_throttled_per_layer() {
         "two new subscribers, one PLI"
     );
     out.clear();
-    r.on_rtp(t0, cam, 0, pkt(2, 3000, true), &mut out);
     let ms = |n: u64| t0 + Duration::from_millis(n);
-    for n in [100, 200, 300, 499] {
+    // The publisher answered with a keyframe: the next request may come 200 ms after
+    // the last one.
+    r.on_rtp(ms(30), cam, 0, pkt(2, 3000, true), &mut out);
+    for n in [100, 150, 199] {
         r.subscriber_keyframe_request(ms(n), PeerKey(1), cam, &mut out);
         r.subscriber_keyframe_request(ms(n), PeerKey(2), cam, &mut out);
     }
     assert!(keyframe_requests(&out).is_empty());
-    r.subscriber_keyframe_request(ms(500), PeerKey(2), cam, &mut out);
-    r.subscriber_keyframe_request(ms(600), PeerKey(1), cam, &mut out);
+    r.subscriber_keyframe_request(ms(200), PeerKey(2), cam, &mut out);
+    r.subscriber_keyframe_request(ms(300), PeerKey(1), cam, &mut out);
     assert_eq!(keyframe_requests(&out).len(), 1);
-    r.subscriber_keyframe_request(ms(1000), PeerKey(1), cam, &mut out);
+    // Not answered: repeated only after 500 ms.
+    r.subscriber_keyframe_request(ms(699), PeerKey(1), cam, &mut out);
+    assert_eq!(keyframe_requests(&out).len(), 1);
+    r.subscriber_keyframe_request(ms(700), PeerKey(1), cam, &mut out);
     assert_eq!(keyframe_requests(&out).len(), 2);
+}
+
+#[test]
+fn a_subscriber_waiting_for_a_keyframe_is_asked_for_on_the_next_packet_the_gap_allows() {
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let mut r = room_with(3);
+    let cam = r
+        .publish(PeerKey(0), Source::Camera, vec![], false)
+        .unwrap();
+    let mut out = Vec::new();
+    r.on_rtp(t0, cam, 0, pkt(1, 0, false), &mut out);
+    r.subscribe(PeerKey(1), cam).unwrap();
+    r.downtrack_ready(t0, PeerKey(1), cam, 1, &mut out);
+    assert_eq!(keyframe_requests(&out).len(), 1);
+    r.on_rtp(ms(30), cam, 0, pkt(2, 3000, true), &mut out);
+    // A second subscriber comes just after that keyframe: too soon to ask again.
+    r.subscribe(PeerKey(2), cam).unwrap();
+    r.downtrack_ready(ms(50), PeerKey(2), cam, 1, &mut out);
+    r.on_rtp(ms(100), cam, 0, pkt(3, 6000, false), &mut out);
+    r.on_rtp(ms(199), cam, 0, pkt(4, 9000, false), &mut out);
+    assert_eq!(keyframe_requests(&out).len(), 1);
+    // The first packet once the gap allows asks again (not the next tick).
+    r.on_rtp(ms(210), cam, 0, pkt(5, 12000, false), &mut out);
+    assert_eq!(keyframe_requests(&out).len(), 2);
+    out.clear();
+    r.on_rtp(ms(240), cam, 0, pkt(6, 15000, true), &mut out);
+    let to: Vec<PeerKey> = forwards(&out).iter().map(|f| f.sub).collect();
+    assert_eq!(to, [PeerKey(1), PeerKey(2)]);
+    assert!(keyframe_requests(&out).is_empty(), "nobody waits any more");
 }
 
 #[test]
