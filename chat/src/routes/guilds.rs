@@ -94,9 +94,10 @@ pub(crate) async fn in_channel(
     channel_id: ChannelId,
     user: UserId,
 ) -> Result<(Channel, Perms), ChatError> {
-    let c = state
+    // With the overwrites that apply: a thread's visibility follows its parent channel.
+    let (c, overwrites) = state
         .metrics
-        .db("channel", state.store.channel(channel_id))
+        .db("channel", state.store.channel_access(channel_id))
         .await?
         .ok_or_else(unknown_channel)?;
     if c.is_dm() {
@@ -110,8 +111,6 @@ pub(crate) async fn in_channel(
         .membership(c.guild_id, user)
         .await?
         .ok_or_else(unknown_channel)?;
-    // A thread's visibility follows its parent channel.
-    let overwrites = state.store.overwrites(c.perms_channel()).await?;
     let p = channel_perms(&member_perms(user, &m), c.guild_id, &overwrites);
     if !p.contains(Perms::VIEW_CHANNEL) {
         return Err(unknown_channel());

@@ -105,7 +105,7 @@ pub(crate) fn message_from(r: &sqlx::any::AnyRow) -> Result<Message, sqlx::Error
     })
 }
 
-fn channel_from(r: &sqlx::any::AnyRow) -> Result<Channel, sqlx::Error> {
+pub(super) fn channel_from(r: &sqlx::any::AnyRow) -> Result<Channel, sqlx::Error> {
     Ok(Channel {
         id: r.try_get("id")?,
         guild_id: r
@@ -173,7 +173,7 @@ impl GuildAccess {
     }
 }
 
-fn overwrite_from(r: &sqlx::any::AnyRow) -> Result<Overwrite, sqlx::Error> {
+pub(super) fn overwrite_from(r: &sqlx::any::AnyRow) -> Result<Overwrite, sqlx::Error> {
     let id: i64 = r.try_get("target_id")?;
     let kind: String = r.try_get("target_kind")?;
     Ok(Overwrite {
@@ -268,51 +268,6 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    pub async fn membership(
-        &self,
-        guild_id: GuildId,
-        user_id: UserId,
-    ) -> Result<Option<Membership>, StoreError> {
-        let Some(g) = self.guild(guild_id).await? else {
-            return Ok(None);
-        };
-        let member: Option<UserId> =
-            sqlx::query_scalar("SELECT user_id FROM members WHERE guild_id = $1 AND user_id = $2")
-                .bind(guild_id)
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        if member.is_none() {
-            return Ok(None);
-        }
-        let everyone: i64 = sqlx::query_scalar("SELECT permissions FROM roles WHERE id = $1")
-            .bind(guild_id)
-            .fetch_one(&self.pool)
-            .await?;
-        let rows = sqlx::query(
-            "SELECT r.id, r.permissions FROM roles r JOIN member_roles m ON m.role_id = r.id \
-             WHERE m.guild_id = $1 AND m.user_id = $2",
-        )
-        .bind(guild_id)
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let roles = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("id")?,
-                    Perms(r.try_get::<i64, _>("permissions")? as u64),
-                ))
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
-        Ok(Some(Membership {
-            is_owner: g.owner_id == user_id,
-            everyone: Perms(everyone as u64),
-            roles,
-        }))
     }
 
     /// How many members a guild has.

@@ -3,6 +3,7 @@
 //! migrations, applied at open. Every SQL statement of chat lives in this module and its
 //! children, one per area; nothing else issues SQL.
 
+pub mod access;
 pub mod attachments;
 pub mod blobs;
 pub mod bots;
