@@ -70,7 +70,7 @@ impl ChatServer {
     }
 }
 
-async fn post(
+pub(crate) async fn post(
     http: &reqwest::Client,
     url: String,
     token: Option<&str>,

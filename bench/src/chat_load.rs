@@ -168,25 +168,6 @@ struct User {
     refresh: String,
 }
 
-async fn call(
-    http: &reqwest::Client,
-    url: String,
-    token: Option<&str>,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let mut r = http.post(url).json(&body);
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let r = r.send().await?;
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("{status}: {v}");
-    }
-    Ok(v)
-}
-
 /// Registers `n` users, 16 at a time (each costs the server a password hash).
 async fn register_users(
     http: &reqwest::Client,
@@ -206,7 +187,7 @@ async fn register_users(
                 if i >= n {
                     return Ok::<_, anyhow::Error>(mine);
                 }
-                let v = call(
+                let v = crate::chat::post(
                     &http,
                     format!("{base}/api/v1/auth/register"),
                     None,
@@ -252,7 +233,7 @@ async fn make_channels(
     for (i, owner) in users[..k].iter().enumerate() {
         let (gid, general) =
             crate::chat::guild_named(http, base, &owner.token, &format!("bench {i}")).await?;
-        let inv = call(
+        let inv = crate::chat::post(
             http,
             format!("{base}/api/v1/guilds/{gid}/invites"),
             Some(&owner.token),
@@ -274,7 +255,7 @@ async fn make_channels(
                 u.token.clone(),
             );
             tasks.push(tokio::spawn(async move {
-                call(&http, url, Some(&token), json!({})).await
+                crate::chat::post(&http, url, Some(&token), json!({})).await
             }));
         }
         for t in tasks {
@@ -515,7 +496,7 @@ fn connections_line(c: &Value) -> String {
 /// Fresh access tokens for the posters (they live 15 minutes; a sweep can outlast that).
 async fn refresh(http: &reqwest::Client, base: &str, users: &mut [User]) -> anyhow::Result<()> {
     for u in users {
-        let v = call(
+        let v = crate::chat::post(
             http,
             format!("{base}/api/v1/auth/refresh"),
             None,
