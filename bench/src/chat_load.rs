@@ -275,14 +275,17 @@ async fn client(url: String, token: String, channel: usize, sh: Arc<Shared>) {
     let ready = match open(&url, &token).await {
         Ok(ws) => ws,
         Err(e) => {
-            sh.failed.lock().unwrap().push(format!("{e:#}"));
+            sh.failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!("{e:#}"));
             return;
         }
     };
     let (ws, interval) = ready;
     sh.ready_ms
         .lock()
-        .unwrap()
+        .unwrap_or_else(|p| p.into_inner())
         .push(start.elapsed().as_secs_f64() * 1e3);
     sh.live[channel].fetch_add(1, Ordering::Relaxed);
     let (mut tx, mut rx) = ws.split();
@@ -386,15 +389,22 @@ async fn measure(base: &str, probe: &Probe, load: &ChatLoad) -> anyhow::Result<V
         progress.set(c as u64 + 1);
     }
     progress.done();
-    let settled = |sh: &Shared| sh.ready_ms.lock().unwrap().len() + sh.failed.lock().unwrap().len();
+    let settled = |sh: &Shared| {
+        sh.ready_ms.lock().unwrap_or_else(|p| p.into_inner()).len()
+            + sh.failed.lock().unwrap_or_else(|p| p.into_inner()).len()
+    };
     let wait = Instant::now();
     while settled(&sh) < load.clients && wait.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let storm_s = storm_start.elapsed().as_secs_f64();
-    let mut ready = sh.ready_ms.lock().unwrap().clone();
+    let mut ready = sh
+        .ready_ms
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     ready.sort_by(f64::total_cmp);
-    let failed = sh.failed.lock().unwrap().clone();
+    let failed = sh.failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // Idle a moment: what is left is what idle connections cost.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_idle = probe.rss().await?;
@@ -572,7 +582,7 @@ async fn window(
                 Ok(r) if r.status().is_success() => {
                     post_ms
                         .lock()
-                        .unwrap()
+                        .unwrap_or_else(|p| p.into_inner())
                         .push(started.elapsed().as_secs_f64() * 1e3);
                     ok.fetch_add(1, Ordering::Relaxed);
                     expected.fetch_add(audience, Ordering::Relaxed);
@@ -580,7 +590,7 @@ async fn window(
                 Ok(r) => {
                     *errors
                         .lock()
-                        .unwrap()
+                        .unwrap_or_else(|p| p.into_inner())
                         .entry(r.status().to_string())
                         .or_default() += 1
                 }
@@ -590,7 +600,11 @@ async fn window(
                     } else {
                         "transport"
                     };
-                    *errors.lock().unwrap().entry(what.into()).or_default() += 1;
+                    *errors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(what.into())
+                        .or_default() += 1;
                 }
             }
         });
@@ -610,7 +624,7 @@ async fn window(
     let delivered = sh.delivered.load(Ordering::Relaxed) - delivered0;
     let expected = expected.load(Ordering::Relaxed);
     let counts = sh.latency.take();
-    let mut post = std::mem::take(&mut *post_ms.lock().unwrap());
+    let mut post = std::mem::take(&mut *post_ms.lock().unwrap_or_else(|p| p.into_inner()));
     post.sort_by(f64::total_cmp);
     let posted = ok.load(Ordering::Relaxed);
     Ok(json!({
@@ -618,7 +632,7 @@ async fn window(
         "window_s": window_s,
         "posted": posted,
         "posted_per_s": posted as f64 / window_s,
-        "post_errors": *errors.lock().unwrap(),
+        "post_errors": *errors.lock().unwrap_or_else(|p| p.into_inner()),
         "posts_skipped": skipped,
         "deliveries_expected": expected,
         "deliveries": delivered,
