@@ -378,26 +378,39 @@ async fn measure(base: &str, probe: &Probe, load: &ChatLoad) -> anyhow::Result<V
             .replacen("http://", "ws://", 1)
     );
     let gap = Duration::from_secs_f64(1.0 / load.connect_rate.max(0.1));
-    let storm_start = Instant::now();
-    let mut progress = Progress::new("connecting", load.clients as u64);
-    for c in 0..load.clients {
-        let at = storm_start + gap.mul_f64(c as f64);
-        tokio::time::sleep_until(at.into()).await;
-        let u = c % load.users;
-        let token = users[u].token.clone();
-        tokio::spawn(client(ws_url.clone(), token, u % load.channels, sh.clone()));
-        progress.set(c as u64 + 1);
-    }
-    progress.done();
     let settled = |sh: &Shared| {
         sh.ready_ms.lock().unwrap_or_else(|p| p.into_inner()).len()
             + sh.failed.lock().unwrap_or_else(|p| p.into_inner()).len()
     };
-    let wait = Instant::now();
-    while settled(&sh) < load.clients && wait.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // Two halves, each left to settle: the memory per connection is the growth from the
+    // first half to the whole, so what registering users left in the allocator (password
+    // hashing takes tens of MiB, returned when the allocator gets to it) does not count.
+    let half = load.clients / 2;
+    let mut rss_half = rss_before;
+    let mut storm_s = 0.0;
+    let mut progress = Progress::new("connecting", load.clients as u64);
+    for (from, to) in [(0, half), (half, load.clients)] {
+        let start = Instant::now();
+        for c in from..to {
+            tokio::time::sleep_until((start + gap.mul_f64((c - from) as f64)).into()).await;
+            let u = c % load.users;
+            let token = users[u].token.clone();
+            tokio::spawn(client(ws_url.clone(), token, u % load.channels, sh.clone()));
+            progress.set(c as u64 + 1);
+        }
+        let wait = Instant::now();
+        while settled(&sh) < to && wait.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        storm_s += start.elapsed().as_secs_f64();
+        // Idle a moment: what is left is what idle connections cost.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if to == half {
+            rss_half = probe.rss().await?;
+        }
     }
-    let storm_s = storm_start.elapsed().as_secs_f64();
+    progress.done();
+    let rss_idle = probe.rss().await?;
     let mut ready = sh
         .ready_ms
         .lock()
@@ -405,9 +418,7 @@ async fn measure(base: &str, probe: &Probe, load: &ChatLoad) -> anyhow::Result<V
         .clone();
     ready.sort_by(f64::total_cmp);
     let failed = sh.failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    // Idle a moment: what is left is what idle connections cost.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_idle = probe.rss().await?;
+    let second_half = (load.clients - half).max(1) as f64;
     let connections = json!({
         "opened": load.clients,
         "ready": ready.len(),
@@ -421,9 +432,10 @@ async fn measure(base: &str, probe: &Probe, load: &ChatLoad) -> anyhow::Result<V
             "max": ready.last().copied().unwrap_or(f64::NAN),
         },
         "server_rss_before_mib": rss_before as f64 / 1048576.0,
+        "server_rss_half_mib": rss_half as f64 / 1048576.0,
         "server_rss_idle_mib": rss_idle as f64 / 1048576.0,
         "server_bytes_per_idle_connection":
-            rss_idle.saturating_sub(rss_before) as f64 / ready.len().max(1) as f64,
+            rss_idle.saturating_sub(rss_half) as f64 / second_half,
     });
     if ready.is_empty() {
         bail!(

@@ -40,7 +40,7 @@ pub async fn handler(State(state): State<ChatState>, ws: WebSocketUpgrade) -> Re
     // for the rare large one.
     ws.max_message_size(MAX_CLIENT_FRAME * 4)
         .max_frame_size(MAX_CLIENT_FRAME * 4)
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             let span = info_span!("chat_ws", session = tracing::field::Empty);
