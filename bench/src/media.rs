@@ -439,10 +439,10 @@ async fn client(
                     // rule 3).
                     Some("offer") if v["seq"].as_u64().is_some_and(|s| s < answered_at) => {}
                     Some("offer") => {
-                        // A server offer rolled back by ours can still arrive after the
-                        // answer to ours (signaling sends the events it held during a
-                        // request after the reply); it fails to apply, and the fresh one
-                        // follows. Count it, as a browser would log it, and go on.
+                        // An offer after the answer to ours is a fresh one (§6.5). One
+                        // that fails to apply would be a rolled-back offer sent after the
+                        // answer, which the protocol rules out: count it, as a browser
+                        // would log it, and go on (the fresh one follows).
                         if let Err(e) = answer_offer(&mut rtc, &mut tx, &v).await {
                             stats.stale_offers.fetch_add(1, Ordering::Relaxed);
                             tracing_note(&e);
