@@ -14,6 +14,7 @@
 
 use anyhow::bail;
 mod chat;
+mod chat_clients;
 mod chat_load;
 mod deploy;
 mod media;
