@@ -160,14 +160,7 @@ impl Client {
 
     /// Connects to the signaling node at `http` and identifies, without joining.
     pub async fn connect_at(http: SocketAddr, token: &str) -> anyhow::Result<Client> {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
-            .await
-            .context("ws connect")?;
-        let (mut sink, mut stream) = ws.split();
-        let hello = next_frame(&mut stream).await?;
-        if hello.msg_op() != "hello" {
-            bail!("expected hello, got {}", hello.to_json());
-        }
+        let (mut sink, mut stream) = open_ws(http).await?;
         sink.send(Message::text(
             json!({"op": "identify", "d": {"token": token}}).to_string(),
         ))
@@ -248,14 +241,7 @@ impl Client {
     /// peer connection stays. Returns the server's answer to the resume.
     pub async fn resume_at(&mut self, http: SocketAddr) -> anyhow::Result<ServerFrame> {
         self.pumps[1].abort();
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
-            .await
-            .context("ws connect")?;
-        let (mut sink, mut stream) = ws.split();
-        let hello = next_frame(&mut stream).await?;
-        if hello.msg_op() != "hello" {
-            bail!("expected hello, got {}", hello.to_json());
-        }
+        let (mut sink, mut stream) = open_ws(http).await?;
         let ev = self.reader.ev.load(Ordering::SeqCst);
         let resume = json!({"op": "resume", "d": {
             "session_id": self.session_id,
@@ -381,6 +367,19 @@ impl Client {
     pub async fn close(self) {
         let _ = self.pc.close().await;
     }
+}
+
+/// A socket to the signaling node at `http`, split, past its `hello`.
+async fn open_ws(http: SocketAddr) -> anyhow::Result<(WsSink, WsStream)> {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
+        .await
+        .context("ws connect")?;
+    let (sink, mut stream) = ws.split();
+    let hello = next_frame(&mut stream).await?;
+    if hello.msg_op() != "hello" {
+        bail!("expected hello, got {}", hello.to_json());
+    }
+    Ok((sink, stream))
 }
 
 /// Owns the SDP state machine: our offers and the server's, one at a time, in order.
