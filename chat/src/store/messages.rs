@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::{Acquire, Row};
 
 use crate::model::{ChannelId, Mention, MessageId, UserId};
-use crate::store::guilds::{Message, insert_mentions};
+use crate::store::guilds::{Cursor, Message, message_from};
 use crate::store::{Backend, Store, StoreError};
 
 /// One emoji on one message.
@@ -335,6 +335,121 @@ async fn insert_one<F: Fn(MessageId) -> MessageId>(
         if claimed.rows_affected() != 1 {
             return Err(StoreError::Conflict);
         }
+    }
+    Ok(())
+}
+
+// Reading, editing and deleting stored messages, and a channel's history.
+impl Store {
+    pub async fn message(
+        &self,
+        channel_id: ChannelId,
+        id: MessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            crate::message_columns!(),
+            " FROM messages WHERE id = $1 AND channel_id = $2"
+        ))
+        .bind(id)
+        .bind(channel_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| message_from(&r)).transpose()?)
+    }
+
+    /// Stores an edit: new content and the mentions parsed from it.
+    pub async fn edit_message(&self, m: &Message) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE messages SET content = $1, edited_at = $2, mention_everyone = $3, \
+             search_text = $4 WHERE id = $5",
+        )
+        .bind(&m.content)
+        .bind(m.edited_at)
+        .bind(i64::from(m.mention_everyone))
+        .bind(crate::store::fold(&m.content))
+        .bind(m.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM mentions WHERE message_id = $1")
+            .bind(m.id)
+            .execute(&mut *tx)
+            .await?;
+        insert_mentions(&mut tx, m).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_message(&self, id: MessageId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM messages WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A page of a channel's history, newest first.
+    pub async fn history(
+        &self,
+        channel_id: ChannelId,
+        cursor: Cursor,
+        limit: i64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let older = |below: MessageId, n: i64| {
+            sqlx::query(concat!(
+                "SELECT ",
+                crate::message_columns!(),
+                " FROM messages WHERE channel_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            ))
+            .bind(channel_id)
+            .bind(below)
+            .bind(n)
+            .fetch_all(&self.pool)
+        };
+        let newer = |above: MessageId, n: i64| {
+            sqlx::query(concat!(
+                "SELECT ",
+                crate::message_columns!(),
+                " FROM messages WHERE channel_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3"
+            ))
+            .bind(channel_id)
+            .bind(above)
+            .bind(n)
+            .fetch_all(&self.pool)
+        };
+        let rows = match cursor {
+            Cursor::Latest => older(MessageId(i64::MAX), limit).await?,
+            Cursor::Before(id) => older(id, limit).await?,
+            Cursor::After(id) => {
+                let mut r = newer(id, limit).await?;
+                r.reverse();
+                r
+            }
+            Cursor::Around(id) => {
+                // The message itself and the newer half, then the older half.
+                let mut r = newer(MessageId(id.0 - 1), (limit + 1) / 2).await?;
+                r.reverse();
+                let take = limit - r.len() as i64;
+                r.extend(older(id, take).await?);
+                r
+            }
+        };
+        Ok(rows.iter().map(message_from).collect::<Result<_, _>>()?)
+    }
+}
+
+pub(crate) async fn insert_mentions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    m: &Message,
+) -> Result<(), StoreError> {
+    for mention in &m.mentions {
+        sqlx::query("INSERT INTO mentions (message_id, kind, target_id) VALUES ($1, $2, $3)")
+            .bind(m.id)
+            .bind(mention.kind())
+            .bind(mention.target_id())
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
