@@ -253,8 +253,10 @@ async fn a_server_offer_rolled_back_by_the_clients_offer_never_follows_the_answe
     ws.send(send(json!({"op": "join", "id": 1, "d": {}})))
         .await?;
     assert_eq!(raw_next(&mut ws).await.unwrap()["op"], "joined");
-    // At once, an offer to publish her microphone: the SFU's offer of Yan's track is
-    // still on its way.
+    // The SFU makes its offer of Yan's track right after the join, in the same turn of
+    // its loop unless a busy machine delays that turn: give it 100 ms, well inside the
+    // 300 ms the offer then spends on its way. Then an offer to publish her microphone.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let pc = Bare::new().await?;
     let track: std::sync::Arc<dyn TrackLocal> = make_track("xia", "microphone");
     pc.pc.add_track(track).await?;
