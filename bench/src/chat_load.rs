@@ -18,6 +18,7 @@ use crate::chat::{ChatServer, percentile};
 use crate::chat_clients::{
     Histogram, Shared, client, make_channels, quantile_ms, refresh, register_users, stamp,
 };
+use crate::deploy::Probe;
 use crate::progress::Progress;
 use crate::report::{Chart, MAX_LOSS, MAX_P99_MS, chart};
 
@@ -64,30 +65,6 @@ pub(crate) async fn run(parlor: &str, load: &ChatLoad) -> anyhow::Result<Value> 
         s.stop().await;
     }
     r
-}
-
-/// Where the server's CPU time and memory come from.
-struct Probe {
-    pid: Option<u32>,
-    metrics: String,
-}
-
-impl Probe {
-    async fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        match self.pid {
-            Some(pid) => crate::procfs::cpu_seconds(pid),
-            None => crate::media::metric(&self.metrics, "process_cpu_seconds_total").await,
-        }
-    }
-
-    async fn rss(&self) -> anyhow::Result<u64> {
-        match self.pid {
-            Some(pid) => crate::procfs::rss(pid),
-            None => Ok(
-                crate::media::metric(&self.metrics, "process_resident_memory_bytes").await? as u64,
-            ),
-        }
-    }
 }
 
 async fn measure(base: &str, probe: &Probe, load: &ChatLoad) -> anyhow::Result<Value> {

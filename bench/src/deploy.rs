@@ -230,6 +230,31 @@ pub(crate) fn remote(r: &Remote) -> Deployment {
     }
 }
 
+/// Where a measured process's CPU time and memory come from: `/proc` when it runs here
+/// (`pid`), else its `/metrics`.
+pub(crate) struct Probe {
+    pub(crate) pid: Option<u32>,
+    pub(crate) metrics: String,
+}
+
+impl Probe {
+    pub(crate) async fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        match self.pid {
+            Some(pid) => crate::procfs::cpu_seconds(pid),
+            None => crate::media::metric(&self.metrics, "process_cpu_seconds_total").await,
+        }
+    }
+
+    pub(crate) async fn rss(&self) -> anyhow::Result<u64> {
+        match self.pid {
+            Some(pid) => crate::procfs::rss(pid),
+            None => Ok(
+                crate::media::metric(&self.metrics, "process_resident_memory_bytes").await? as u64,
+            ),
+        }
+    }
+}
+
 pub(crate) fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

@@ -22,8 +22,8 @@ use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::chat::percentile;
-use crate::deploy::{Deployment, Layout, Remote, cluster, remote, serve};
-use crate::procfs::{cpu_seconds, pin, rss};
+use crate::deploy::{Deployment, Layout, Probe, Remote, cluster, remote, serve};
+use crate::procfs::{cpu_seconds, pin};
 use crate::progress::Progress;
 
 /// What one `media` run loads the server with.
@@ -103,21 +103,23 @@ pub(crate) async fn run(parlor: &str, load: &Load) -> anyhow::Result<Value> {
     r
 }
 
+/// Where the measured SFU's CPU seconds and memory come from.
+fn probe(d: &Deployment) -> Probe {
+    Probe {
+        pid: d.sfu_pid,
+        metrics: d.metrics.clone(),
+    }
+}
+
 /// The measured SFU's CPU seconds: from `/proc` when it runs here, else from its
 /// `/metrics`.
 async fn cpu(d: &Deployment) -> anyhow::Result<f64> {
-    match d.sfu_pid {
-        Some(pid) => cpu_seconds(pid),
-        None => metric(&d.metrics, "process_cpu_seconds_total").await,
-    }
+    probe(d).cpu_seconds().await
 }
 
 /// The measured SFU's resident memory, bytes.
 async fn memory(d: &Deployment) -> anyhow::Result<u64> {
-    match d.sfu_pid {
-        Some(pid) => rss(pid),
-        None => Ok(metric(&d.metrics, "process_resident_memory_bytes").await? as u64),
-    }
+    probe(d).rss().await
 }
 
 /// A room token: signed with the deployment's secret, or from its guest-token endpoint.

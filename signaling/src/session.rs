@@ -115,7 +115,7 @@ impl Session {
         if let Some(p) = g.pending.take() {
             self.send(p.msg, p.id, None);
         }
-        self.release_locked(&mut g, Pending { after: 0, msg, id });
+        self.release_locked(&mut g, msg, id);
     }
 
     /// Sends the reply to the request in flight in its place among the room events: the
@@ -133,7 +133,7 @@ impl Session {
         }
         g.held = later;
         if g.last_event >= after {
-            self.release_locked(&mut g, Pending { after, msg, id });
+            self.release_locked(&mut g, msg, id);
             return false;
         }
         g.pending = Some(Pending { after, msg, id });
@@ -148,13 +148,14 @@ impl Session {
         if g.pending.as_ref().is_some_and(|p| p.after == after)
             && let Some(p) = g.pending.take()
         {
-            self.release_locked(&mut g, p);
+            self.release_locked(&mut g, p.msg, p.id);
         }
     }
 
-    fn release_locked(&self, g: &mut Inner, p: Pending) {
+    /// Sends the reply, then every held event, and stops holding.
+    fn release_locked(&self, g: &mut Inner, msg: ServerMessage, id: Option<u64>) {
         g.holding = false;
-        self.send(p.msg, p.id, None);
+        self.send(msg, id, None);
         for (m, ev) in std::mem::take(&mut g.held) {
             self.send(m, None, ev);
         }
@@ -189,13 +190,13 @@ impl Session {
                 if g.last_event >= after
                     && let Some(p) = g.pending.take()
                 {
-                    self.release_locked(&mut g, p);
+                    self.release_locked(&mut g, p.msg, p.id);
                 }
                 return;
             }
             // A later event (an earlier one was lost): the reply goes first.
             if let Some(p) = g.pending.take() {
-                self.release_locked(&mut g, p);
+                self.release_locked(&mut g, p.msg, p.id);
             }
         }
         if g.holding {
