@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
+# A CI build is cold and built once: incremental state would only take disk (about 3 GB).
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+echo "==> disk free where the build goes: $(df -h . | awk 'NR == 2 { print $4 }')"
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
@@ -119,7 +122,9 @@ echo "==> the media integration tests again, with every SFU call and event throu
 PARLOR_TEST_SEAM=json cargo test --locked --test rooms --test whip --test bad_input
 
 echo "==> browser tests (headless Chromium)"
-cargo build --locked --bin parlor
+# `cargo test` above built target/debug/parlor for the integration tests; a separate
+# `cargo build` would rebuild the workspace with other dependency features (a minute, 0.6 GB).
+[ -x target/debug/parlor ] || cargo build --locked --bin parlor
 (
   cd tests/browser
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
