@@ -18,6 +18,7 @@ mod chat_clients;
 mod chat_load;
 mod deploy;
 mod media;
+mod media_client;
 mod procfs;
 mod progress;
 mod report;
@@ -184,6 +185,10 @@ struct MediaArgs {
     /// Publishers send audio only (one 100-byte Opus-sized packet per 20 ms).
     #[arg(long)]
     audio_only: bool,
+    /// Publishers send video as three simulcast layers (rids l, m, h at 10%, a third and
+    /// all of --video-kbps); each subscriber gets the layer its bandwidth estimate allows.
+    #[arg(long, conflicts_with = "audio_only")]
+    simulcast: bool,
     /// Subscribers connecting per second.
     #[arg(long, default_value_t = 20.0)]
     join_rate: f64,
@@ -341,6 +346,7 @@ async fn media_scenario(a: MediaArgs) -> anyhow::Result<()> {
         publishers: a.publishers,
         subscribers: a.subscribers,
         video_kbps: (!a.audio_only).then_some(a.video_kbps),
+        simulcast: a.simulcast,
         seconds: a.seconds,
         join_rate: a.join_rate,
         layout,

@@ -1,28 +1,18 @@
 //! The `media` scenario: R rooms × P publishers × S subscribers over `/ws` and real UDP,
 //! measured on the SFU's process.
 //!
-//! Clients are str0m in RTP mode (DTLS, SRTP, RTCP, NACK; cheap enough that hundreds share
-//! a core). Every packet a publisher sends carries its send time in its last 8 bytes, so a
-//! subscriber in this process knows each packet's one-way latency through the SFU.
+//! The clients are in `media_client.rs`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::rtp::RtpWrite;
-use str0m::{Candidate, Event, Input, Output, Rtc};
-use tokio::net::UdpSocket;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::chat::percentile;
 use crate::deploy::{Deployment, Layout, Probe, Remote, cluster, remote, serve};
+use crate::media_client::{LAYERS, Publish, Stats, client, clock};
 use crate::procfs::{cpu_seconds, pin};
 use crate::progress::Progress;
 
@@ -34,6 +24,8 @@ pub(crate) struct Load {
     pub subscribers: usize,
     /// Video kbit/s per publisher in 1200-byte packets; `None`: audio only.
     pub video_kbps: Option<u64>,
+    /// Video as three simulcast layers (10%, a third and all of `video_kbps`).
+    pub simulcast: bool,
     pub seconds: u64,
     /// Subscribers connecting per second (after the publishers).
     pub join_rate: f64,
@@ -42,41 +34,6 @@ pub(crate) struct Load {
     pub pin_server: Option<Vec<usize>>,
     /// Run against this deployment instead of starting one.
     pub remote: Option<Remote>,
-}
-
-/// Counters every client of a run shares.
-#[derive(Default)]
-struct Stats {
-    sent: AtomicU64,
-    received: AtomicU64,
-    /// Set during the measurement window: latencies are kept only then.
-    recording: AtomicBool,
-    /// One-way latency of each packet received in the window, µs.
-    latency_us: Mutex<Vec<u32>>,
-    /// Subscribers' WebSocket connect → first video packet, ms.
-    ttff_ms: Mutex<Vec<f64>>,
-    failed: AtomicU64,
-    /// Server offers that did not apply (stale after glare).
-    stale_offers: AtomicU64,
-}
-
-/// The clock publishers stamp packets with, shared by every client of this process.
-fn clock() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-fn stamp(payload: &mut [u8]) {
-    let n = payload.len();
-    let t = clock().elapsed().as_nanos() as u64;
-    payload[n - 8..].copy_from_slice(&t.to_be_bytes());
-}
-
-fn age_us(payload: &[u8]) -> Option<u32> {
-    let n = payload.len();
-    let t = u64::from_be_bytes(payload.get(n.checked_sub(8)?..)?.try_into().ok()?);
-    let now = clock().elapsed().as_nanos() as u64;
-    Some((now.saturating_sub(t) / 1000).min(u64::from(u32::MAX)) as u32)
 }
 
 /// Runs one load and returns its report.
@@ -164,7 +121,7 @@ async fn join_everyone(
     // Rooms of their own, even on a deployment in use.
     let run_id = crate::deploy::rand_suffix() % 1_000_000;
     let room_name = |r: usize| format!("bench-{run_id}-{r}");
-    let spawn = |url: String, token: String, publish: Option<Option<u64>>, who: String| {
+    let spawn = |url: String, token: String, publish: Option<Publish>, who: String| {
         let stats = stats.clone();
         tokio::spawn(async move {
             if let Err(e) = client(url, token, publish, stats.clone()).await {
@@ -178,7 +135,11 @@ async fn join_everyone(
         for p in 0..load.publishers {
             let token = room_token(d, &pub_base, &room_name(r), &format!("pub{p}")).await?;
             let who = format!("publisher {p} of room {r}");
-            clients.push(spawn(ws_url(&pub_base), token, Some(load.video_kbps), who));
+            let publish = Publish {
+                video_kbps: load.video_kbps,
+                simulcast: load.simulcast,
+            };
+            clients.push(spawn(ws_url(&pub_base), token, Some(publish), who));
             // One publisher's negotiation at a time.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -276,9 +237,28 @@ async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
     if forwarded <= 0.0 {
         bail!("nothing was forwarded");
     }
-    // Every participant receives every other one's packets.
+    // Every participant receives every other one's packets; with simulcast, one layer of
+    // each video track, which the sender-side count cannot tell: the gaps in what each
+    // subscriber received tell it.
     let per_room = load.publishers + load.subscribers;
     let expected = sent as f64 * (per_room - 1) as f64;
+    let loss_from_sent = (1.0 - rx as f64 / expected.max(1.0)).max(0.0);
+    let loss_from_gaps = stats.loss_from_gaps();
+    let by_layer: Vec<f64> = stats
+        .received_by_layer
+        .iter()
+        .map(|n| n.load(Ordering::Relaxed) as f64 / elapsed)
+        .collect();
+    let video_by_layer = if load.simulcast {
+        let layers = LAYERS.iter().zip(&by_layer);
+        json!(
+            layers
+                .map(|((rid, ..), n)| json!({"rid": rid, "packets_per_s": n}))
+                .collect::<Vec<_>>()
+        )
+    } else {
+        Value::Null
+    };
     let mut lat = std::mem::take(&mut *stats.latency_us.lock().expect("latency"));
     lat.sort_unstable();
     let lat_ms: Vec<f64> = lat.iter().map(|&u| f64::from(u) / 1000.0).collect();
@@ -291,13 +271,16 @@ async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
         "publishers_per_room": load.publishers,
         "subscribers_per_room": load.subscribers,
         "video_kbps": load.video_kbps,
+        "simulcast": load.simulcast,
         "window_s": elapsed,
         "clients_failed": stats.failed.load(Ordering::Relaxed),
         "stale_server_offers": stats.stale_offers.load(Ordering::Relaxed),
         "publisher_packets_per_s": sent as f64 / elapsed,
         "forwarded_packets_per_s": forwarded / elapsed,
         "received_packets_per_s": rx as f64 / elapsed,
-        "loss": (1.0 - rx as f64 / expected.max(1.0)).max(0.0),
+        "loss": if load.simulcast { loss_from_gaps } else { loss_from_sent },
+        "loss_from_sequence_gaps": loss_from_gaps,
+        "received_video_packets_per_s_by_layer": video_by_layer,
         "latency_ms": {
             "p50": percentile(&lat_ms, 0.50),
             "p99": percentile(&lat_ms, 0.99),
@@ -350,206 +333,6 @@ pub(crate) async fn guest_token(base: &str, room: &str, name: &str) -> anyhow::R
         .ok_or_else(|| anyhow!("no token: {v}"))
 }
 
-/// One participant: `/ws` signaling plus a str0m `Rtc` on its own UDP socket. A publisher
-/// (`Some(video kbit/s or None for audio only)`) sends Opus-sized audio and VP8-sized
-/// video and answers keyframe requests; every client counts what it receives.
-async fn client(
-    ws: String,
-    token: String,
-    publish: Option<Option<u64>>,
-    stats: Arc<Stats>,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let (mut tx, mut rx) = open_session(ws, &token).await?;
-    let send = |v: Value| Message::text(v.to_string());
-
-    let sock = UdpSocket::bind("127.0.0.1:0").await?;
-    let local = sock.local_addr()?;
-    let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
-    rtc.add_local_candidate(Candidate::host(local, "udp")?);
-
-    let mut pending = None;
-    let mut media: Option<(Mid, Option<Mid>)> = None;
-    if let Some(video) = publish {
-        let mut api = rtc.sdp_api();
-        let a = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let v =
-            video.map(|_| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None));
-        let (offer, p) = api.apply().ok_or_else(|| anyhow!("no offer"))?;
-        pending = Some(p);
-        media = Some((a, v));
-        let mut tracks = vec![json!({"mid": a.to_string(), "source": "microphone"})];
-        if let Some(v) = v {
-            tracks.push(json!({"mid": v.to_string(), "source": "camera"}));
-        }
-        tx.send(send(json!({"op": "offer", "id": 2, "d": {
-            "sdp": offer.to_sdp_string(), "tracks": tracks}})))
-            .await?;
-    }
-
-    let mut buf = vec![0u8; 2000];
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
-    let mut frame_tick = tokio::time::interval(Duration::from_millis(20));
-    let (mut seq_a, mut seq_v, mut n): (u64, u64, u64) = (1, 1, 0);
-    let mut last_seq = 0u64;
-    let mut first_video = publish.is_some();
-    let mut keyframe_due = true;
-    // The `seq` of the answer to our offer.
-    let mut answered_at = 0u64;
-    loop {
-        let timeout = loop {
-            match rtc.poll_output()? {
-                Output::Timeout(t) => break t,
-                Output::Transmit(t) => {
-                    sock.send_to(&t.contents, t.destination).await?;
-                }
-                Output::Event(Event::RtpPacket(p)) => {
-                    stats.received.fetch_add(1, Ordering::Relaxed);
-                    if !first_video && p.payload.len() > 200 {
-                        first_video = true;
-                        let ms = started.elapsed().as_secs_f64() * 1000.0;
-                        stats.ttff_ms.lock().expect("ttff").push(ms);
-                    }
-                    if stats.recording.load(Ordering::Relaxed)
-                        && let Some(us) = age_us(&p.payload)
-                    {
-                        stats.latency_us.lock().expect("latency").push(us);
-                    }
-                }
-                Output::Event(Event::KeyframeRequest(_)) => keyframe_due = true,
-                Output::Event(_) => {}
-            }
-        };
-        let wait = timeout.saturating_duration_since(Instant::now());
-        tokio::select! {
-            r = sock.recv_from(&mut buf) => {
-                let (len, source) = r?;
-                if let Ok(input) = Receive::new(Protocol::Udp, source, local, &buf[..len]) {
-                    rtc.handle_input(Input::Receive(Instant::now(), input))?;
-                }
-            }
-            m = rx.next() => {
-                let Some(Ok(Message::Text(t))) = m else { bail!("signaling closed") };
-                let v: Value = serde_json::from_str(t.as_str())?;
-                last_seq = v["seq"].as_u64().unwrap_or(last_seq);
-                match v["op"].as_str() {
-                    // Glare (protocol §6.5): a server offer that crosses ours is rolled
-                    // back by the server when ours arrives, and a fresh one follows the
-                    // answer. Ignore it.
-                    Some("offer") if pending.is_some() => {}
-                    // Sent before the server handled our offer, so rolled back (§6.5,
-                    // rule 3).
-                    Some("offer") if v["seq"].as_u64().is_some_and(|s| s < answered_at) => {}
-                    Some("offer") => {
-                        // An offer after the answer to ours is a fresh one (§6.5). One
-                        // that fails to apply would be a rolled-back offer sent after the
-                        // answer, which the protocol rules out: count it, as a browser
-                        // would log it, and go on (the fresh one follows).
-                        if let Err(e) = answer_offer(&mut rtc, &mut tx, &v).await {
-                            stats.stale_offers.fetch_add(1, Ordering::Relaxed);
-                            tracing_note(&e);
-                        }
-                    }
-                    Some("answer") => {
-                        if let Some(p) = pending.take() {
-                            answered_at = v["seq"].as_u64().unwrap_or(answered_at);
-                            let answer = SdpAnswer::from_sdp_string(v["d"]["sdp"].as_str().unwrap_or(""))?;
-                            rtc.sdp_api().accept_answer(p, answer)?;
-                        }
-                    }
-                    Some("error") => bail!("server error: {v}"),
-                    _ => {}
-                }
-            }
-            _ = heartbeat.tick() => {
-                tx.send(send(json!({"op": "heartbeat", "d": {"seq": last_seq}}))).await?;
-            }
-            _ = frame_tick.tick(), if publish.is_some() && rtc.is_connected() => {
-                let Some((a, v)) = media else { continue };
-                let now = Instant::now();
-                let pt = |c: Codec| rtc.codec_config().params().iter().find(|p| p.spec().codec == c).map(|p| p.pt());
-                let (pt_a, pt_v) = (pt(Codec::Opus), pt(Codec::Vp8));
-                // Audio: one 100-byte packet per 20 ms.
-                if let (Some(pt_a), Some(s)) = (pt_a, rtc.direct_api().stream_tx_by_mid(a, None)) {
-                    let mut p = vec![0xfc; 100];
-                    stamp(&mut p);
-                    s.write_rtp(RtpWrite::new(pt_a, seq_a.into(), (n * 960) as u32, now, p));
-                    seq_a += 1;
-                    stats.sent.fetch_add(1, Ordering::Relaxed);
-                }
-                // Video: the bitrate in 1200-byte packets, 50 frames/s; a keyframe when
-                // asked and every 2 s.
-                let kbps = publish.flatten().unwrap_or(0);
-                let per_tick = (kbps * 1000 / 8 / 1200 / 50).max(1);
-                let key = std::mem::take(&mut keyframe_due) || n.is_multiple_of(100);
-                if let (Some(v), Some(pt_v)) = (v, pt_v)
-                    && let Some(s) = rtc.direct_api().stream_tx_by_mid(v, None)
-                {
-                    for i in 0..per_tick {
-                        let mut p = vec![0u8; 1200];
-                        p[0] = if i == 0 { 0x10 } else { 0 };
-                        p[1] = if key { 0 } else { 1 };
-                        stamp(&mut p);
-                        s.write_rtp(
-                            RtpWrite::new(pt_v, seq_v.into(), (n * 1800) as u32, now, p)
-                                .marker(i + 1 == per_tick)
-                                .nackable(true),
-                        );
-                        seq_v += 1;
-                        stats.sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                n += 1;
-            }
-            _ = tokio::time::sleep(wait) => {
-                rtc.handle_input(Input::Timeout(Instant::now()))?;
-            }
-        }
-    }
-}
-
-fn tracing_note(e: &anyhow::Error) {
-    if std::env::var_os("PARLOR_BENCH_VERBOSE").is_some() {
-        eprintln!("a server offer did not apply: {e:#}");
-    }
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens a signaling session at `url`: connects, identifies with `token` and asks to
-/// join (request id 1); the socket's two halves.
-pub(crate) async fn open_session(
-    url: String,
-    token: &str,
-) -> anyhow::Result<(
-    futures_util::stream::SplitSink<Ws, Message>,
-    futures_util::stream::SplitStream<Ws>,
-)> {
-    let (ws, _) = tokio_tungstenite::connect_async(url).await?;
-    let (mut tx, rx) = ws.split();
-    let send = |v: Value| Message::text(v.to_string());
-    tx.send(send(json!({"op": "identify", "d": {"token": token}})))
-        .await?;
-    tx.send(send(json!({"op": "join", "id": 1, "d": {}})))
-        .await?;
-    Ok((tx, rx))
-}
-
-/// Answers a server offer (`v`, the whole frame).
-async fn answer_offer(
-    rtc: &mut Rtc,
-    tx: &mut (impl futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin),
-    v: &Value,
-) -> anyhow::Result<()> {
-    let offer = SdpOffer::from_sdp_string(v["d"]["sdp"].as_str().unwrap_or(""))?;
-    let answer = rtc.sdp_api().accept_offer(offer)?;
-    let frame = json!({"op": "answer", "d": {
-        "offer_id": v["d"]["offer_id"], "sdp": answer.to_sdp_string()}});
-    tx.send(Message::text(frame.to_string())).await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,15 +344,5 @@ mod tests {
             ws_url("https://parlor.example.com"),
             "wss://parlor.example.com/ws"
         );
-    }
-
-    #[test]
-    fn a_stamped_payload_reads_its_age() {
-        let mut p = vec![0u8; 100];
-        stamp(&mut p);
-        std::thread::sleep(Duration::from_millis(5));
-        let us = age_us(&p).unwrap();
-        assert!((5_000..1_000_000).contains(&us), "{us}");
-        assert_eq!(age_us(&[0; 4]), None);
     }
 }

@@ -60,6 +60,22 @@ pub(crate) fn emit(
         for r in runs {
             println!("{}", row(r));
         }
+        for r in runs {
+            if let Some(layers) = r["received_video_packets_per_s_by_layer"].as_array() {
+                let each: Vec<String> = layers
+                    .iter()
+                    .map(|l| {
+                        let n = l["packets_per_s"].as_f64().unwrap_or(f64::NAN);
+                        format!("{} {n:.0}", l["rid"].as_str().unwrap_or("?"))
+                    })
+                    .collect();
+                println!(
+                    "{} subscribers: video packets/s received by simulcast layer: {}",
+                    r["subscribers_per_room"],
+                    each.join(", ")
+                );
+            }
+        }
         if let Some(best) = best {
             match best {
                 Some(n) => println!(

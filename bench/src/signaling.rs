@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::chat::percentile;
 use crate::deploy::{Deployment, Remote, remote, serve};
-use crate::media::{open_session, room_token, ws_url};
+use crate::media::{room_token, ws_url};
+use crate::media_client::open_session;
 use crate::progress::Progress;
 
 /// What one storm does.
