@@ -140,6 +140,8 @@ pub(crate) struct Peer {
     pub addrs: Vec<SocketAddr>,
     /// Set when the session must go (error, dead transport); removed by the worker.
     pub closing: Option<CloseReason>,
+    /// The bitrate its bandwidth estimator was last told to probe toward, bits/s.
+    pub bwe_desired: u64,
 }
 
 impl std::fmt::Debug for Peer {

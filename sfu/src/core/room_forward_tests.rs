@@ -148,6 +148,54 @@ fn measure_layers(r: &mut Room, cam: TrackKey, t0: Instant, out: &mut Vec<Action
     }
 }
 
+/// The rate a subscriber's estimator is told to probe toward follows the quality it asked
+/// for and the layers that are sending, not its estimate: held on the low layer by a low
+/// estimate, it still wants the high layer's rate, or it could never climb back.
+#[test]
+fn a_subscriber_wants_the_rate_of_the_layer_it_asked_for_whatever_its_estimate() {
+    let t0 = Instant::now();
+    let now = t0 + Duration::from_millis(1100);
+    let (mut r, cam, mut out) = simulcast_room(t0);
+    measure_layers(&mut r, cam, t0, &mut out);
+    r.set_bandwidth(now, PeerKey(1), 150_000, &mut out);
+    let target = r.track(cam).unwrap().downtrack(PeerKey(1)).unwrap().target;
+    assert_eq!(target, Some(0), "the estimate holds it on the low layer");
+    let wanted = r.wanted_bitrate(PeerKey(1), now);
+    assert!((1_500_000..1_700_000).contains(&wanted), "high: {wanted}");
+
+    r.set_quality(now, PeerKey(1), cam, Quality::Medium, &mut out);
+    let wanted = r.wanted_bitrate(PeerKey(1), now);
+    assert!((380_000..420_000).contains(&wanted), "medium: {wanted}");
+
+    // A layer that stopped sending is not wanted: the best one below it is.
+    r.set_quality(now, PeerKey(1), cam, Quality::High, &mut out);
+    let later = t0 + Duration::from_millis(1100) + LAYER_TIMEOUT;
+    let mut p = 500_000;
+    for ms in (1101..=later.duration_since(t0).as_millis() as u64).step_by(10) {
+        let at = t0 + Duration::from_millis(ms);
+        for (layer, len) in [(0, 120), (1, 500)] {
+            p += 1;
+            let pkt = PacketIn {
+                seq: p + layer as u64 * 1_000_000,
+                ts: ms as u32 * 90,
+                keyframe: false,
+                len,
+            };
+            r.on_rtp(at, cam, layer, pkt, &mut out);
+        }
+    }
+    let wanted = r.wanted_bitrate(PeerKey(1), later);
+    assert!(
+        (380_000..420_000).contains(&wanted),
+        "high stopped: {wanted}"
+    );
+
+    // Paused, and the publisher itself: nothing.
+    r.set_paused(later, PeerKey(1), cam, true, &mut out);
+    assert_eq!(r.wanted_bitrate(PeerKey(1), later), 0);
+    assert_eq!(r.wanted_bitrate(PeerKey(0), later), 0);
+}
+
 #[test]
 fn a_bandwidth_estimate_within_ten_percent_moves_nothing() {
     let t0 = Instant::now();

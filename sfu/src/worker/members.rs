@@ -145,6 +145,7 @@ impl Worker {
             ice_restart: false,
             addrs: Vec::new(),
             closing: None,
+            bwe_desired: 0,
         }
     }
 

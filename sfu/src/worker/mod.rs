@@ -17,7 +17,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use str0m::bwe::BweKind;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec as StrCodec;
@@ -320,6 +320,35 @@ impl Worker {
         if now >= self.next_metrics {
             self.next_metrics = now + METRICS_INTERVAL;
             self.publish_metrics();
+            self.set_bandwidth_targets(now);
+        }
+    }
+
+    /// Once a second: tells each subscriber's bandwidth estimator the rate it would take
+    /// to send what the subscriber asked for (plus a quarter for headers and headroom),
+    /// when that moved by more than 10%. A rise above the estimate makes str0m probe
+    /// for it, so a simulcast subscriber can climb to a layer above its starting
+    /// estimate; layers still follow the estimate that results (`Room::set_bandwidth`).
+    fn set_bandwidth_targets(&mut self, now: Instant) {
+        let mut changed = Vec::new();
+        for p in self.peers.values_mut() {
+            let Some(room) = self.rooms.get(&p.room) else {
+                continue;
+            };
+            let wanted = room.core.wanted_bitrate(p.key, now);
+            let desired = wanted + wanted / 4;
+            if desired.abs_diff(p.bwe_desired) * 10 <= p.bwe_desired {
+                continue;
+            }
+            p.bwe_desired = desired;
+            tracing::debug!(peer = %p.identity, desired, "bandwidth target");
+            p.rtc
+                .bwe()
+                .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+            changed.push(p.key);
+        }
+        for k in changed {
+            self.mark_dirty(k);
         }
     }
 
