@@ -241,16 +241,14 @@ impl Probe {
     pub(crate) async fn cpu_seconds(&self) -> anyhow::Result<f64> {
         match self.pid {
             Some(pid) => crate::procfs::cpu_seconds(pid),
-            None => crate::media::metric(&self.metrics, "process_cpu_seconds_total").await,
+            None => metric(&self.metrics, "process_cpu_seconds_total").await,
         }
     }
 
     pub(crate) async fn rss(&self) -> anyhow::Result<u64> {
         match self.pid {
             Some(pid) => crate::procfs::rss(pid),
-            None => Ok(
-                crate::media::metric(&self.metrics, "process_resident_memory_bytes").await? as u64,
-            ),
+            None => Ok(metric(&self.metrics, "process_resident_memory_bytes").await? as u64),
         }
     }
 }
@@ -260,4 +258,22 @@ pub(crate) fn rand_suffix() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(Instant::now().elapsed().as_nanos());
     h.finish()
+}
+
+/// A metric from the `/metrics` page at `base`, summed over its series.
+pub(crate) async fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
+    metric_where(base, name, "").await
+}
+
+/// The sum of a metric's series whose line contains `labels`.
+pub(crate) async fn metric_where(base: &str, name: &str, labels: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
 }

@@ -11,7 +11,9 @@ use anyhow::{anyhow, bail};
 use serde_json::{Value, json};
 
 use crate::chat::percentile;
-use crate::deploy::{Deployment, Layout, Probe, Remote, cluster, remote, serve};
+use crate::deploy::{
+    Deployment, Layout, Probe, Remote, cluster, metric, metric_where, remote, serve,
+};
 use crate::media_client::{LAYERS, Publish, Stats, client, clock};
 use crate::procfs::{cpu_seconds, pin};
 use crate::progress::Progress;
@@ -300,23 +302,6 @@ async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
         "server_rss_kib_per_participant": (rss1.saturating_sub(rss0)) as f64 / 1024.0 / participants,
         "origin": origin,
     }))
-}
-
-pub(crate) async fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
-    metric_where(base, name, "").await
-}
-
-/// The sum of a metric's series whose line contains `labels`.
-pub(crate) async fn metric_where(base: &str, name: &str, labels: &str) -> anyhow::Result<f64> {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
 }
 
 pub(crate) async fn guest_token(base: &str, room: &str, name: &str) -> anyhow::Result<String> {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
@@ -155,44 +155,12 @@ pub(crate) async fn client(
     let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp")?);
 
-    let simulcast = publish.is_some_and(|p| p.simulcast && p.video_kbps.is_some());
-    // The video layers a publisher writes: rid (none without simulcast) and kbit/s.
-    let mut layers: Vec<(Option<Rid>, u64)> = Vec::new();
     let mut pending = None;
-    let mut media: Option<(Mid, Option<Mid>)> = None;
-    if let Some(Publish { video_kbps, .. }) = publish {
-        let mut api = rtc.sdp_api();
-        let a = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let sim = simulcast.then(|| {
-            let mut s = Simulcast::new();
-            for (rid, _, _) in LAYERS {
-                s.add_send_layer(SimulcastLayer::new(rid));
-            }
-            s
-        });
-        let v = video_kbps
-            .map(|_| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, sim));
-        let (offer, p) = api.apply().ok_or_else(|| anyhow!("no offer"))?;
+    let mut sender = None;
+    if let Some(publish) = publish {
+        let (s, offer, p, tracks) = Sender::offer(&mut rtc, publish)?;
+        sender = Some(s);
         pending = Some(p);
-        media = Some((a, v));
-        let mut tracks = vec![json!({"mid": a.to_string(), "source": "microphone"})];
-        if let Some(v) = v {
-            let mut t = json!({"mid": v.to_string(), "source": "camera"});
-            if simulcast {
-                t["layers"] = json!(LAYERS.map(|l| l.0));
-            }
-            tracks.push(t);
-        }
-        if let Some(kbps) = video_kbps {
-            layers = if simulcast {
-                LAYERS
-                    .iter()
-                    .map(|&(rid, num, den)| (Some(Rid::from(rid)), kbps * num / den))
-                    .collect()
-            } else {
-                vec![(None, kbps)]
-            };
-        }
         tx.send(send(json!({"op": "offer", "id": 2, "d": {
             "sdp": offer.to_sdp_string(), "tracks": tracks}})))
             .await?;
@@ -201,9 +169,6 @@ pub(crate) async fn client(
     let mut buf = vec![0u8; 2000];
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
     let mut frame_tick = tokio::time::interval(Duration::from_millis(20));
-    let (mut seq_a, mut n): (u64, u64) = (1, 0);
-    let mut seq_v = [1u64; 3];
-    let mut keyframe_due = [true; 3];
     let mut last_seq = 0u64;
     let mut first_video = publish.is_some();
     let mut spans = Spans::default();
@@ -236,10 +201,8 @@ pub(crate) async fn client(
                     }
                 }
                 Output::Event(Event::KeyframeRequest(r)) => {
-                    for (due, (rid, _)) in keyframe_due.iter_mut().zip(&layers) {
-                        if r.rid.is_none() || *rid == r.rid {
-                            *due = true;
-                        }
+                    if let Some(s) = &mut sender {
+                        s.keyframe_requested(r.rid);
                     }
                 }
                 Output::Event(_) => {}
@@ -289,48 +252,133 @@ pub(crate) async fn client(
             _ = heartbeat.tick() => {
                 tx.send(send(json!({"op": "heartbeat", "d": {"seq": last_seq}}))).await?;
             }
-            _ = frame_tick.tick(), if publish.is_some() && rtc.is_connected() => {
-                let Some((a, v)) = media else { continue };
-                let now = Instant::now();
-                let pt = |c: Codec| rtc.codec_config().params().iter().find(|p| p.spec().codec == c).map(|p| p.pt());
-                let (pt_a, pt_v) = (pt(Codec::Opus), pt(Codec::Vp8));
-                // Audio: one 100-byte packet per 20 ms.
-                if let (Some(pt_a), Some(s)) = (pt_a, rtc.direct_api().stream_tx_by_mid(a, None)) {
-                    let mut p = vec![0xfc; 100];
-                    stamp(&mut p);
-                    s.write_rtp(RtpWrite::new(pt_a, seq_a.into(), (n * 960) as u32, now, p));
-                    seq_a += 1;
-                    stats.sent.fetch_add(1, Ordering::Relaxed);
+            _ = frame_tick.tick(), if sender.is_some() && rtc.is_connected() => {
+                if let Some(s) = &mut sender {
+                    s.frame(&mut rtc, &stats);
                 }
-                // Video: each layer's bitrate at 50 frames/s; a keyframe when asked and
-                // every 2 s.
-                let (Some(v), Some(pt_v)) = (v, pt_v) else { n += 1; continue };
-                for (i, (rid, kbps)) in layers.iter().enumerate() {
-                    let mut api = rtc.direct_api();
-                    let Some(s) = api.stream_tx_by_mid(v, *rid) else { continue };
-                    let key = std::mem::take(&mut keyframe_due[i]) || n.is_multiple_of(100);
-                    let (count, size) = frame_packets(*kbps);
-                    for k in 0..count {
-                        let mut p = vec![0u8; size];
-                        // VP8: start of partition 0 in the first packet; P bit 0 on a
-                        // keyframe.
-                        p[0] = if k == 0 { 0x10 } else { 0 };
-                        p[1] = if key { 0 } else { 1 };
-                        p[size - 9] = i as u8;
-                        stamp(&mut p);
-                        s.write_rtp(
-                            RtpWrite::new(pt_v, seq_v[i].into(), (n * 1800) as u32, now, p)
-                                .marker(k + 1 == count)
-                                .nackable(true),
-                        );
-                        seq_v[i] += 1;
-                        stats.sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                n += 1;
             }
             _ = tokio::time::sleep(wait) => {
                 rtc.handle_input(Input::Timeout(Instant::now()))?;
+            }
+        }
+    }
+}
+
+/// A publisher's media: audio, and video on one stream or on each simulcast layer.
+struct Sender {
+    audio: Mid,
+    video: Option<Mid>,
+    /// The video streams: rid (none without simulcast) and kbit/s.
+    layers: Vec<(Option<Rid>, u64)>,
+    seq_audio: u64,
+    seq_video: [u64; 3],
+    keyframe_due: [bool; 3],
+    /// Frames sent.
+    frames: u64,
+}
+
+impl Sender {
+    /// Adds the publisher's m-lines to `rtc`: the offer, its pending state and the track
+    /// labels that go with it.
+    fn offer(
+        rtc: &mut Rtc,
+        publish: Publish,
+    ) -> anyhow::Result<(Sender, SdpOffer, SdpPendingOffer, Vec<Value>)> {
+        let simulcast = publish.simulcast && publish.video_kbps.is_some();
+        let mut api = rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let sim = simulcast.then(|| {
+            let mut s = Simulcast::new();
+            for (rid, _, _) in LAYERS {
+                s.add_send_layer(SimulcastLayer::new(rid));
+            }
+            s
+        });
+        let video = publish
+            .video_kbps
+            .map(|_| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, sim));
+        let (offer, pending) = api.apply().ok_or_else(|| anyhow!("no offer"))?;
+        let mut tracks = vec![json!({"mid": audio.to_string(), "source": "microphone"})];
+        if let Some(v) = video {
+            let mut t = json!({"mid": v.to_string(), "source": "camera"});
+            if simulcast {
+                t["layers"] = json!(LAYERS.map(|l| l.0));
+            }
+            tracks.push(t);
+        }
+        let layers = match publish.video_kbps {
+            Some(kbps) if simulcast => LAYERS
+                .iter()
+                .map(|&(rid, num, den)| (Some(Rid::from(rid)), kbps * num / den))
+                .collect(),
+            Some(kbps) => vec![(None, kbps)],
+            None => Vec::new(),
+        };
+        let sender = Sender {
+            audio,
+            video,
+            layers,
+            seq_audio: 1,
+            seq_video: [1; 3],
+            keyframe_due: [true; 3],
+            frames: 0,
+        };
+        Ok((sender, offer, pending, tracks))
+    }
+
+    /// A keyframe request for one layer (`rid`), or for every layer.
+    fn keyframe_requested(&mut self, rid: Option<Rid>) {
+        for (due, (r, _)) in self.keyframe_due.iter_mut().zip(&self.layers) {
+            if rid.is_none() || *r == rid {
+                *due = true;
+            }
+        }
+    }
+
+    /// Writes one 20 ms frame: a 100-byte audio packet, and each video layer's bitrate at
+    /// 50 frames/s, a keyframe when asked and every 2 s.
+    fn frame(&mut self, rtc: &mut Rtc, stats: &Stats) {
+        let now = Instant::now();
+        let n = self.frames;
+        self.frames += 1;
+        let pt = |c: Codec| {
+            let params = rtc.codec_config().params();
+            params.iter().find(|p| p.spec().codec == c).map(|p| p.pt())
+        };
+        let (pt_a, pt_v) = (pt(Codec::Opus), pt(Codec::Vp8));
+        let mut api = rtc.direct_api();
+        if let (Some(pt_a), Some(s)) = (pt_a, api.stream_tx_by_mid(self.audio, None)) {
+            let mut p = vec![0xfc; 100];
+            stamp(&mut p);
+            let seq = self.seq_audio.into();
+            s.write_rtp(RtpWrite::new(pt_a, seq, (n * 960) as u32, now, p));
+            self.seq_audio += 1;
+            stats.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        let (Some(v), Some(pt_v)) = (self.video, pt_v) else {
+            return;
+        };
+        for (i, (rid, kbps)) in self.layers.iter().enumerate() {
+            let Some(s) = api.stream_tx_by_mid(v, *rid) else {
+                continue;
+            };
+            let key = std::mem::take(&mut self.keyframe_due[i]) || n.is_multiple_of(100);
+            let (count, size) = frame_packets(*kbps);
+            for k in 0..count {
+                let mut p = vec![0u8; size];
+                // VP8: start of partition 0 in the first packet; P bit 0 on a keyframe.
+                p[0] = if k == 0 { 0x10 } else { 0 };
+                p[1] = if key { 0 } else { 1 };
+                p[size - 9] = i as u8;
+                stamp(&mut p);
+                let seq = self.seq_video[i].into();
+                s.write_rtp(
+                    RtpWrite::new(pt_v, seq, (n * 1800) as u32, now, p)
+                        .marker(k + 1 == count)
+                        .nackable(true),
+                );
+                self.seq_video[i] += 1;
+                stats.sent.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
