@@ -153,6 +153,7 @@ fn measure_layers(r: &mut Room, cam: TrackKey, t0: Instant, out: &mut Vec<Action
 /// estimate, it still wants the high layer's rate, or it could never climb back.
 #[test]
 fn a_subscriber_wants_the_rate_of_the_layer_it_asked_for_whatever_its_estimate() {
+    let wanted_by = |r: &Room, sub, now| r.wanted_bitrates(now).get(&sub).copied().unwrap_or(0);
     let t0 = Instant::now();
     let now = t0 + Duration::from_millis(1100);
     let (mut r, cam, mut out) = simulcast_room(t0);
@@ -160,11 +161,11 @@ fn a_subscriber_wants_the_rate_of_the_layer_it_asked_for_whatever_its_estimate()
     r.set_bandwidth(now, PeerKey(1), 150_000, &mut out);
     let target = r.track(cam).unwrap().downtrack(PeerKey(1)).unwrap().target;
     assert_eq!(target, Some(0), "the estimate holds it on the low layer");
-    let wanted = r.wanted_bitrate(PeerKey(1), now);
+    let wanted = wanted_by(&r, PeerKey(1), now);
     assert!((1_500_000..1_700_000).contains(&wanted), "high: {wanted}");
 
     r.set_quality(now, PeerKey(1), cam, Quality::Medium, &mut out);
-    let wanted = r.wanted_bitrate(PeerKey(1), now);
+    let wanted = wanted_by(&r, PeerKey(1), now);
     assert!((380_000..420_000).contains(&wanted), "medium: {wanted}");
 
     // A layer that stopped sending is not wanted: the best one below it is.
@@ -184,7 +185,7 @@ fn a_subscriber_wants_the_rate_of_the_layer_it_asked_for_whatever_its_estimate()
             r.on_rtp(at, cam, layer, pkt, &mut out);
         }
     }
-    let wanted = r.wanted_bitrate(PeerKey(1), later);
+    let wanted = wanted_by(&r, PeerKey(1), later);
     assert!(
         (380_000..420_000).contains(&wanted),
         "high stopped: {wanted}"
@@ -192,8 +193,8 @@ fn a_subscriber_wants_the_rate_of_the_layer_it_asked_for_whatever_its_estimate()
 
     // Paused, and the publisher itself: nothing.
     r.set_paused(later, PeerKey(1), cam, true, &mut out);
-    assert_eq!(r.wanted_bitrate(PeerKey(1), later), 0);
-    assert_eq!(r.wanted_bitrate(PeerKey(0), later), 0);
+    assert_eq!(wanted_by(&r, PeerKey(1), later), 0);
+    assert_eq!(wanted_by(&r, PeerKey(0), later), 0);
 }
 
 #[test]

@@ -137,23 +137,24 @@ impl Room {
         self.retarget_subscriber(now, sub, out);
     }
 
-    /// What a subscriber would receive, bits/s, at the qualities it asked for: for each of
-    /// its active downtracks, the measured rate of the layer it would get with no limit on
-    /// bandwidth. Its bandwidth estimator is told to probe toward this: an estimator only
-    /// learns of capacity it is asked to use, so without it a top layer above the estimate
-    /// would never be reached.
-    pub fn wanted_bitrate(&self, sub: PeerKey, now: Instant) -> u64 {
-        self.tracks
-            .values()
-            .filter_map(|t| {
-                let d = t.downtrack(sub)?;
+    /// What each subscriber would receive, bits/s, at the qualities it asked for: for each
+    /// of its active downtracks, the measured rate of the layer it would get with no limit
+    /// on bandwidth, summed; one pass over the room's downtracks. Its bandwidth estimator
+    /// is told to probe toward this: an estimator only learns of capacity it is asked to
+    /// use, so without it a top layer above the estimate would never be reached.
+    pub fn wanted_bitrates(&self, now: Instant) -> HashMap<PeerKey, u64> {
+        let mut wanted = HashMap::new();
+        for t in self.tracks.values() {
+            for d in &t.downtracks {
                 if d.state != DownState::Active || d.slot.is_none() {
-                    return None;
+                    continue;
                 }
-                let layer = t.pick_layer(d.requested.index(), now)?;
-                Some(t.layers[layer].bitrate)
-            })
-            .sum()
+                if let Some(layer) = t.pick_layer(d.requested.index(), now) {
+                    *wanted.entry(d.sub).or_default() += t.layers[layer].bitrate;
+                }
+            }
+        }
+        wanted
     }
 
     /// Per-video-downtrack share of a subscriber's estimate.

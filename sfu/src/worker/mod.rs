@@ -330,12 +330,17 @@ impl Worker {
     /// for it, so a simulcast subscriber can climb to a layer above its starting
     /// estimate; layers still follow the estimate that results (`Room::set_bandwidth`).
     fn set_bandwidth_targets(&mut self, now: Instant) {
+        let wanted: HashMap<&RoomId, HashMap<PeerKey, u64>> = self
+            .rooms
+            .iter()
+            .map(|(id, r)| (id, r.core.wanted_bitrates(now)))
+            .collect();
         let mut changed = Vec::new();
         for p in self.peers.values_mut() {
-            let Some(room) = self.rooms.get(&p.room) else {
+            let Some(room) = wanted.get(&p.room) else {
                 continue;
             };
-            let wanted = room.core.wanted_bitrate(p.key, now);
+            let wanted = room.get(&p.key).copied().unwrap_or(0);
             let desired = wanted + wanted / 4;
             if desired.abs_diff(p.bwe_desired) * 10 <= p.bwe_desired {
                 continue;
