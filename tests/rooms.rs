@@ -240,3 +240,39 @@ async fn caps_race_admits_exactly_the_cap() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// A simulcast subscriber gets the top layer once its bandwidth estimate allows it, even
+/// when that layer (2.5 Mbit/s here) is above the 1.5 Mbit/s the SFU's estimate starts
+/// at: the SFU tells the estimator what the subscriber asked for, so it probes up to it.
+/// Without that the estimate settles near 2 Mbit/s and the subscriber stays on the middle
+/// layer for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulcast_subscriber_climbs_to_a_top_layer_above_its_starting_estimate()
+-> anyhow::Result<()> {
+    let server = TestServer::start().await;
+    let mut ann = Client::join(&server, &server.token("climb", "ann")).await?;
+    let r = ann.publish_simulcast_camera().await?;
+    assert_eq!(r.msg_op(), "answer", "{}", r.to_json());
+    // Bob arrives once the SFU has measured each layer's rate (over one-second windows),
+    // so his estimate, not an unmeasured layer, decides where he starts.
+    sleep_ms(2500).await;
+    let bob = Client::join(&server, &server.token("climb", "bob")).await?;
+    let layers = |t: &Table| {
+        t.values()
+            .filter(|r| r.owner == "ann")
+            .fold([0u64; 3], |a, r| [0, 1, 2].map(|i| a[i] + r.layers[i]))
+    };
+    bob.wait_media("bob receives ann's camera", |t| {
+        layers(t).iter().sum::<u64>() > 50
+    })
+    .await?;
+    // From here on, the top layer: 250 packets a second of it.
+    let before = layers(&bob.counts())[2];
+    bob.wait_media("bob climbs to ann's top layer", |t| {
+        layers(t)[2] > before + 500
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: layers received {:?}", layers(&bob.counts())))?;
+    server.stop().await;
+    Ok(())
+}

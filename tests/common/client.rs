@@ -34,6 +34,8 @@ pub struct Received {
     pub seqs: Vec<u16>,
     /// For audio from [`spawn_pump`]: each packet's frame number and when it arrived.
     pub stamps: Vec<(u64, Instant)>,
+    /// For video from [`pump_simulcast`]: packets received of each layer, lowest first.
+    pub layers: [u64; 3],
     pub ended: bool,
 }
 
@@ -303,6 +305,27 @@ impl Client {
         Ok(reply)
     }
 
+    /// Publishes a camera as three simulcast layers ([`SIMULCAST_KBPS`]) and pumps them.
+    pub async fn publish_simulcast_camera(&mut self) -> anyhow::Result<ServerFrame> {
+        let track = make_simulcast_track(&self.identity);
+        let (done, rx) = oneshot::channel();
+        self.neg
+            .send(Neg::Publish {
+                tracks: vec![(track.clone(), "camera")],
+                done,
+            })
+            .map_err(|_| anyhow!("negotiator gone"))?;
+        let reply = tokio::time::timeout(WAIT, rx).await???;
+        if reply.msg_op() == "answer" {
+            let answer = reply.to_json();
+            let sdp = answer["d"]["sdp"].as_str().unwrap_or_default();
+            let tags = SimulcastTags::from_answer(sdp)
+                .ok_or_else(|| anyhow!("no mid or rid extension in the answer: {sdp}"))?;
+            self.pumps.push(tokio::spawn(pump_simulcast(track, tags)));
+        }
+        Ok(reply)
+    }
+
     /// Waits for an event frame with this op, skipping others.
     pub async fn wait_event(&mut self, op: &str) -> anyhow::Result<ServerFrame> {
         let deadline = Instant::now() + WAIT;
@@ -416,7 +439,18 @@ async fn negotiate(
                     for (t, source) in &tracks {
                         let tid = t.track_id().await.to_string();
                         let mid = mids.get(&tid).ok_or_else(|| anyhow!("no mid for {tid}"))?;
-                        labels.push(json!({"mid": mid, "source": source}));
+                        let mut label = json!({"mid": mid, "source": source});
+                        let rids: Vec<String> = t
+                            .codings()
+                            .await
+                            .into_iter()
+                            .map(|c| c.rtp_coding_parameters.rid)
+                            .filter(|rid| !rid.is_empty())
+                            .collect();
+                        if !rids.is_empty() {
+                            label["layers"] = json!(rids);
+                        }
+                        labels.push(label);
                     }
                     next_id += 1;
                     let id = 1_000_000 + next_id;
