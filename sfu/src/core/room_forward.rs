@@ -153,7 +153,7 @@ impl Room {
                 });
             }
         }
-        let subs: Vec<(PeerKey, Option<u64>)> =
+        let subs: HashMap<PeerKey, Option<u64>> =
             self.members.keys().map(|k| (*k, self.budget(*k))).collect();
         for t in self.tracks.values_mut() {
             if !t.is_video() {
@@ -161,9 +161,14 @@ impl Room {
             }
             for i in 0..t.downtracks.len() {
                 let d = &t.downtracks[i];
+                let budget = subs.get(&d.sub).copied().flatten();
                 let current_stopped = d.current.is_some_and(|c| !t.layers[c].active(now));
-                if d.current != d.target || current_stopped || d.current.is_none() {
-                    let budget = subs.iter().find(|(k, _)| *k == d.sub).and_then(|(_, b)| *b);
+                // A layer chosen before its rate was measured, or one whose rate grew,
+                // may no longer fit the subscriber's share of its estimate.
+                let over_budget = d
+                    .current
+                    .is_some_and(|c| c > 0 && budget.is_some_and(|b| t.layers[c].bitrate > b));
+                if d.current != d.target || current_stopped || over_budget || d.current.is_none() {
                     t.retarget(i, budget, now, out);
                 }
             }

@@ -197,6 +197,31 @@ fn a_subscriber_wants_the_rate_of_the_layer_it_asked_for_whatever_its_estimate()
     assert_eq!(wanted_by(&r, PeerKey(0), later), 0);
 }
 
+/// A subscriber who arrived before the publisher's layer rates were measured got the
+/// top layer whatever its estimate; once the rates are known, the periodic pass lowers it
+/// to the layer that fits.
+#[test]
+fn a_layer_chosen_before_its_rate_was_known_is_lowered_once_it_does_not_fit() {
+    let t0 = Instant::now();
+    let target = |r: &Room, cam| r.track(cam).unwrap().downtrack(PeerKey(1)).unwrap().target;
+    let (mut r, cam, mut out) = simulcast_room(t0);
+    r.set_bandwidth(t0, PeerKey(1), 500_000, &mut out);
+    assert_eq!(
+        target(&r, cam),
+        Some(2),
+        "no rate measured yet: the top layer"
+    );
+    r.on_rtp(t0, cam, 2, pkt(20_001, 3000, true), &mut out);
+    measure_layers(&mut r, cam, t0, &mut out);
+    let current = r.track(cam).unwrap().downtrack(PeerKey(1)).unwrap().current;
+    assert_eq!(current, Some(2));
+    out.clear();
+    r.tick(t0 + Duration::from_millis(1200), &mut out);
+    // ~1.6 Mbit/s does not fit 500 kbit/s; the medium layer's ~400 kbit/s does.
+    assert_eq!(target(&r, cam), Some(1));
+    assert_eq!(keyframe_requests(&out), vec![1]);
+}
+
 #[test]
 fn a_bandwidth_estimate_within_ten_percent_moves_nothing() {
     let t0 = Instant::now();
