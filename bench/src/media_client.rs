@@ -117,14 +117,15 @@ struct Spans {
 }
 
 impl Spans {
-    fn on_packet(&mut self, stats: &Stats, ssrc: Ssrc, seq: u64) {
+    /// Counts a received packet against its stream's span; whether the window is open.
+    fn on_packet(&mut self, stats: &Stats, ssrc: Ssrc, seq: u64) -> bool {
         let recording = stats.recording.load(Ordering::Relaxed);
         if recording != self.window {
             self.window = recording;
             self.highest.clear();
         }
         if !recording {
-            return;
+            return false;
         }
         let highest = self.highest.entry(ssrc).or_insert_with(|| {
             stats.seq_span.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +136,7 @@ impl Spans {
             *highest = seq;
         }
         stats.seq_received.fetch_add(1, Ordering::Relaxed);
+        true
     }
 }
 
@@ -189,8 +191,7 @@ pub(crate) async fn client(
                         let ms = started.elapsed().as_secs_f64() * 1000.0;
                         stats.ttff_ms.lock().expect("ttff").push(ms);
                     }
-                    spans.on_packet(&stats, p.header.ssrc, *p.seq_no);
-                    if stats.recording.load(Ordering::Relaxed) {
+                    if spans.on_packet(&stats, p.header.ssrc, *p.seq_no) {
                         if let Some(us) = age_us(&p.payload) {
                             stats.latency_us.lock().expect("latency").push(us);
                         }

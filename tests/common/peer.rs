@@ -26,6 +26,7 @@ use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
 };
 use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::rtp::header::Header;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -153,7 +154,7 @@ pub fn make_simulcast_track(identity: &str) -> Arc<TrackLocalStaticRTP> {
 /// webrtc-rs writes neither itself).
 #[derive(Debug, Clone)]
 pub struct SimulcastTags {
-    mid: String,
+    mid: Bytes,
     mid_id: u8,
     rid_id: u8,
 }
@@ -167,11 +168,12 @@ impl SimulcastTags {
                 .and_then(|l| l.split([' ', '/']).next()?.parse().ok())
         };
         Some(SimulcastTags {
-            mid: sdp
-                .lines()
-                .find_map(|l| l.strip_prefix("a=mid:"))?
-                .trim()
-                .to_owned(),
+            mid: Bytes::from(
+                sdp.lines()
+                    .find_map(|l| l.strip_prefix("a=mid:"))?
+                    .trim()
+                    .to_owned(),
+            ),
             mid_id: extmap("urn:ietf:params:rtp-hdrext:sdes:mid")?,
             rid_id: extmap("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id")?,
         })
@@ -197,23 +199,12 @@ pub async fn pump_simulcast(track: Arc<TrackLocalStaticRTP>, tags: SimulcastTags
             let bytes = (kbps * 1000 / 8 / 50) as usize;
             let count = bytes.div_ceil(1200);
             for i in 0..count {
-                let mut p = vec![0u8; bytes / count];
-                p[0] = if i == 0 { 0x10 } else { 0x00 };
-                p[1] = if key { 0x00 } else { 0x01 };
+                let mut p = vp8_payload(bytes / count, i == 0, key);
                 p[2] = SIMULCAST_MARK;
                 p[3] = layer as u8;
-                let mut header = rtc::rtp::header::Header {
-                    version: 2,
-                    marker: i + 1 == count,
-                    sequence_number: seqs[layer],
-                    timestamp: ts,
-                    ssrc,
-                    payload_type: 96,
-                    ..Default::default()
-                };
-                let mid = Bytes::from(tags.mid.clone());
+                let mut header = rtp_header(seqs[layer], ts, ssrc, VP8_PT, i + 1 == count);
                 let rid = Bytes::from_static(SIMULCAST_LAYERS[layer].0.as_bytes());
-                if header.set_extension(tags.mid_id, mid).is_err()
+                if header.set_extension(tags.mid_id, tags.mid.clone()).is_err()
                     || header.set_extension(tags.rid_id, rid).is_err()
                 {
                     continue;
@@ -348,6 +339,31 @@ pub fn mids_by_track(sdp: &str) -> HashMap<String, String> {
     out
 }
 
+/// The payload types register_default_codecs gives VP8 and Opus.
+const VP8_PT: u8 = 96;
+const OPUS_PT: u8 = 111;
+
+/// A synthetic VP8 payload of `len` bytes: the start of partition 0 on a frame's first
+/// packet, the P bit clear on a keyframe (all the SFU reads), zeros after.
+fn vp8_payload(len: usize, first: bool, key: bool) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    p[0] = if first { 0x10 } else { 0x00 };
+    p[1] = if key { 0x00 } else { 0x01 };
+    p
+}
+
+fn rtp_header(seq: u16, ts: u32, ssrc: u32, payload_type: u8, marker: bool) -> Header {
+    Header {
+        version: 2,
+        marker,
+        sequence_number: seq,
+        timestamp: ts,
+        ssrc,
+        payload_type,
+        ..Default::default()
+    }
+}
+
 /// Synthetic media: Opus-sized audio every 20 ms; VP8 frames of three packets every 33 ms
 /// with a keyframe every 500 ms. Nothing decodes it; the SFU only reads the VP8 keyframe bit.
 pub async fn pump(track: Arc<TrackLocalStaticRTP>, video: bool) {
@@ -362,12 +378,7 @@ pub async fn pump(track: Arc<TrackLocalStaticRTP>, video: bool) {
         let packets: Vec<Bytes> = if video {
             let key = frame.is_multiple_of(15);
             (0..3)
-                .map(|i| {
-                    let mut p = vec![0u8; 1000];
-                    p[0] = if i == 0 { 0x10 } else { 0x00 };
-                    p[1] = if key { 0x00 } else { 0x01 };
-                    Bytes::from(p)
-                })
+                .map(|i| Bytes::from(vp8_payload(1000, i == 0, key)))
                 .collect()
         } else {
             // The frame's number after the TOC byte: receivers match packets by it.
@@ -377,17 +388,9 @@ pub async fn pump(track: Arc<TrackLocalStaticRTP>, video: bool) {
         };
         let n = packets.len();
         for (i, payload) in packets.into_iter().enumerate() {
+            let pt = if video { VP8_PT } else { OPUS_PT };
             let pkt = rtc::rtp::packet::Packet {
-                header: rtc::rtp::header::Header {
-                    version: 2,
-                    marker: video && i + 1 == n,
-                    sequence_number: seq,
-                    timestamp: ts,
-                    ssrc,
-                    // The payload types register_default_codecs gives Opus and VP8.
-                    payload_type: if video { 96 } else { 111 },
-                    ..Default::default()
-                },
+                header: rtp_header(seq, ts, ssrc, pt, video && i + 1 == n),
                 payload,
             };
             seq = seq.wrapping_add(1);

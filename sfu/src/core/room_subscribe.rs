@@ -46,8 +46,7 @@ impl Room {
 
     /// Stops forwarding a track to a member. Returns the slot it used, if negotiated.
     pub fn unsubscribe(&mut self, sub: PeerKey, track: TrackKey) -> Option<Option<u32>> {
-        let t = self.tracks.get_mut(&track)?;
-        let i = t.downtracks.iter().position(|d| d.sub == sub)?;
+        let (t, i) = self.downtrack_at(track, sub)?;
         Some(t.downtracks.remove(i).slot)
     }
 
@@ -62,10 +61,7 @@ impl Room {
         out: &mut Vec<Action>,
     ) {
         let budget = self.budget(sub);
-        let Some(t) = self.tracks.get_mut(&track) else {
-            return;
-        };
-        let Some(i) = t.downtracks.iter().position(|d| d.sub == sub) else {
+        let Some((t, i)) = self.downtrack_at(track, sub) else {
             return;
         };
         t.downtracks[i].slot = Some(slot);
@@ -81,10 +77,7 @@ impl Room {
         out: &mut Vec<Action>,
     ) -> bool {
         let budget = self.budget(sub);
-        let Some(t) = self.tracks.get_mut(&track) else {
-            return false;
-        };
-        let Some(i) = t.downtracks.iter().position(|d| d.sub == sub) else {
+        let Some((t, i)) = self.downtrack_at(track, sub) else {
             return false;
         };
         let d = &mut t.downtracks[i];
@@ -109,10 +102,7 @@ impl Room {
         out: &mut Vec<Action>,
     ) -> bool {
         let budget = self.budget(sub);
-        let Some(t) = self.tracks.get_mut(&track) else {
-            return false;
-        };
-        let Some(i) = t.downtracks.iter().position(|d| d.sub == sub) else {
+        let Some((t, i)) = self.downtrack_at(track, sub) else {
             return false;
         };
         t.downtracks[i].requested = q;
@@ -155,6 +145,13 @@ impl Room {
             }
         }
         wanted
+    }
+
+    /// A track and the index of `sub`'s downtrack in it.
+    fn downtrack_at(&mut self, track: TrackKey, sub: PeerKey) -> Option<(&mut Track, usize)> {
+        let t = self.tracks.get_mut(&track)?;
+        let i = t.downtracks.iter().position(|d| d.sub == sub)?;
+        Some((t, i))
     }
 
     /// Per-video-downtrack share of a subscriber's estimate.
