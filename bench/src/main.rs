@@ -19,6 +19,7 @@ mod chat_load;
 mod deploy;
 mod media;
 mod media_client;
+mod media_sender;
 mod procfs;
 mod progress;
 mod report;
@@ -189,6 +190,11 @@ struct MediaArgs {
     /// all of --video-kbps); each subscriber gets the layer its bandwidth estimate allows.
     #[arg(long, conflicts_with = "audio_only")]
     simulcast: bool,
+    /// Publishers send as a browser does: audio 10 ms after each video frame, and a
+    /// frame's video packets spread at 2.5 times the video bitrate (libwebrtc's pacer),
+    /// instead of a 20 ms frame's audio and video packets all at once.
+    #[arg(long)]
+    paced: bool,
     /// Subscribers connecting per second.
     #[arg(long, default_value_t = 20.0)]
     join_rate: f64,
@@ -347,6 +353,7 @@ async fn media_scenario(a: MediaArgs) -> anyhow::Result<()> {
         subscribers: a.subscribers,
         video_kbps: (!a.audio_only).then_some(a.video_kbps),
         simulcast: a.simulcast,
+        paced: a.paced,
         seconds: a.seconds,
         join_rate: a.join_rate,
         layout,

@@ -3,8 +3,8 @@
 //!
 //! The clients are in `media_client.rs`.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
@@ -14,7 +14,8 @@ use crate::chat::percentile;
 use crate::deploy::{
     Deployment, Layout, Probe, Remote, cluster, metric, metric_where, remote, serve,
 };
-use crate::media_client::{LAYERS, Publish, Stats, client, clock};
+use crate::media_client::{Stats, client};
+use crate::media_sender::{LAYERS, Publish};
 use crate::procfs::{cpu_seconds, pin};
 use crate::progress::Progress;
 
@@ -28,6 +29,8 @@ pub(crate) struct Load {
     pub video_kbps: Option<u64>,
     /// Video as three simulcast layers (10%, a third and all of `video_kbps`).
     pub simulcast: bool,
+    /// Publishers pace their packets as a browser does ([`Publish::paced`]).
+    pub paced: bool,
     pub seconds: u64,
     /// Subscribers connecting per second (after the publishers).
     pub join_rate: f64,
@@ -40,7 +43,6 @@ pub(crate) struct Load {
 
 /// Runs one load and returns its report.
 pub(crate) async fn run(parlor: &str, load: &Load) -> anyhow::Result<Value> {
-    clock();
     let data = std::env::temp_dir().join(format!(
         "parlor-bench-{}-{}",
         std::process::id(),
@@ -140,6 +142,7 @@ async fn join_everyone(
             let publish = Publish {
                 video_kbps: load.video_kbps,
                 simulcast: load.simulcast,
+                paced: load.paced,
             };
             clients.push(spawn(ws_url(&pub_base), token, Some(publish), who));
             // One publisher's negotiation at a time.
@@ -261,9 +264,8 @@ async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
     } else {
         Value::Null
     };
-    let mut lat = std::mem::take(&mut *stats.latency_us.lock().expect("latency"));
-    lat.sort_unstable();
-    let lat_ms: Vec<f64> = lat.iter().map(|&u| f64::from(u) / 1000.0).collect();
+    let lat_ms = sorted_ms(&stats.latency_us);
+    let arrival_ms = sorted_ms(&stats.arrival_us);
     let mut ttff = std::mem::take(&mut *stats.ttff_ms.lock().expect("ttff"));
     ttff.sort_by(f64::total_cmp);
     let participants = (load.rooms * per_room) as f64;
@@ -274,6 +276,7 @@ async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
         "subscribers_per_room": load.subscribers,
         "video_kbps": load.video_kbps,
         "simulcast": load.simulcast,
+        "paced": load.paced,
         "window_s": elapsed,
         "clients_failed": stats.failed.load(Ordering::Relaxed),
         "stale_server_offers": stats.stale_offers.load(Ordering::Relaxed),
@@ -283,11 +286,8 @@ async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
         "loss": if load.simulcast { loss_from_gaps } else { loss_from_sent },
         "loss_from_sequence_gaps": loss_from_gaps,
         "received_video_packets_per_s_by_layer": video_by_layer,
-        "latency_ms": {
-            "p50": percentile(&lat_ms, 0.50),
-            "p99": percentile(&lat_ms, 0.99),
-            "max": lat_ms.last().copied().unwrap_or(f64::NAN),
-        },
+        "latency_ms": spread(&arrival_ms),
+        "latency_read_ms": spread(&lat_ms),
         "ttff_ms": {
             "p50": percentile(&ttff, 0.50),
             "p95": percentile(&ttff, 0.95),
@@ -316,6 +316,21 @@ pub(crate) async fn guest_token(base: &str, room: &str, name: &str) -> anyhow::R
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("no token: {v}"))
+}
+
+/// The latencies of the window, sorted, in ms.
+fn sorted_ms(us: &Mutex<Vec<u32>>) -> Vec<f64> {
+    let mut v = std::mem::take(&mut *us.lock().expect("latency"));
+    v.sort_unstable();
+    v.iter().map(|&u| f64::from(u) / 1000.0).collect()
+}
+
+fn spread(sorted: &[f64]) -> Value {
+    json!({
+        "p50": percentile(sorted, 0.50),
+        "p99": percentile(sorted, 0.99),
+        "max": sorted.last().copied().unwrap_or(f64::NAN),
+    })
 }
 
 #[cfg(test)]

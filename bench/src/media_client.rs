@@ -1,43 +1,33 @@
 //! One client of the `media` scenario: a str0m `Rtc` in RTP mode (DTLS, SRTP, RTCP, NACK;
-//! cheap enough that hundreds share a core) behind a `/ws` session, publishing or
-//! receiving, and the counters every client of a run shares.
+//! cheap enough that hundreds share a core) behind a `/ws` session, publishing (through a
+//! [`Sender`]) or receiving, and the counters every client of a run shares.
 //!
 //! Every packet a publisher sends carries its send time in its last 8 bytes, so a
-//! subscriber in this process knows each packet's one-way latency through the SFU; a video
-//! packet carries its simulcast layer in the byte before.
+//! subscriber in this process knows each packet's one-way latency through the SFU twice:
+//! at its arrival (the kernel's receive time of the datagram, what the SFU and the network
+//! added) and once the client has read and decrypted it (adding the wait for this
+//! process, whose one core serves every client). A video packet carries its simulcast
+//! layer in the byte before.
 
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use futures_util::{SinkExt, StreamExt};
+use parlor_sfu::udp_sys::{self, RecvMeta, realtime_ns};
 use serde_json::{Value, json};
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
+use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpWrite, Ssrc};
+use str0m::rtp::Ssrc;
 use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
-/// What a publishing client sends: audio, and video at `video_kbps` unless `None`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Publish {
-    pub video_kbps: Option<u64>,
-    /// Video as three simulcast layers ([`LAYERS`]) instead of one stream.
-    pub simulcast: bool,
-}
-
-/// Simulcast layers, lowest first: rid and the share of the video bitrate, as numerator
-/// and denominator. At 1,500 kbit/s that is 150, 500 and 1,500, the encodings
-/// `docs/protocol.md` §6.6 suggests to browsers.
-pub(crate) const LAYERS: [(&str, u64, u64); 3] = [("l", 1, 10), ("m", 1, 3), ("h", 1, 1)];
-
-/// Payloads at least this long are video (audio packets are 100 bytes).
-const MIN_VIDEO_PAYLOAD: usize = 250;
+use crate::media_sender::{FRAME, MIN_VIDEO_PAYLOAD, Publish, Sender};
 
 /// Counters every client of a run shares.
 #[derive(Default)]
@@ -47,8 +37,10 @@ pub(crate) struct Stats {
     /// Set during the measurement window: latencies, layers and sequence spans are kept
     /// only then.
     pub recording: AtomicBool,
-    /// One-way latency of each packet received in the window, µs.
+    /// One-way latency of each packet received in the window when the client read it, µs.
     pub latency_us: Mutex<Vec<u32>>,
+    /// The same packets' latency at their arrival in the client's socket, µs.
+    pub arrival_us: Mutex<Vec<u32>>,
     /// Subscribers' WebSocket connect → first video packet, ms.
     pub ttff_ms: Mutex<Vec<f64>>,
     pub failed: AtomicU64,
@@ -79,34 +71,11 @@ impl Stats {
     }
 }
 
-/// The clock publishers stamp packets with, shared by every client of this process.
-pub(crate) fn clock() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-fn stamp(payload: &mut [u8]) {
-    let n = payload.len();
-    let t = clock().elapsed().as_nanos() as u64;
-    payload[n - 8..].copy_from_slice(&t.to_be_bytes());
-}
-
-fn age_us(payload: &[u8]) -> Option<u32> {
+/// How long before `at_ns` the payload was stamped, µs.
+fn age_us(payload: &[u8], at_ns: u64) -> Option<u32> {
     let n = payload.len();
     let t = u64::from_be_bytes(payload.get(n.checked_sub(8)?..)?.try_into().ok()?);
-    let now = clock().elapsed().as_nanos() as u64;
-    Some((now.saturating_sub(t) / 1000).min(u64::from(u32::MAX)) as u32)
-}
-
-/// Packets per 20 ms frame and their size for `kbps` of video: 1200-byte packets, and
-/// one smaller packet (at least [`MIN_VIDEO_PAYLOAD`]) when a frame is under 1200 bytes.
-fn frame_packets(kbps: u64) -> (u64, usize) {
-    let bytes = kbps * 1000 / 8 / 50;
-    if bytes >= 1200 {
-        (bytes / 1200, 1200)
-    } else {
-        (1, (bytes as usize).max(MIN_VIDEO_PAYLOAD))
-    }
+    Some((at_ns.saturating_sub(t) / 1000).min(u64::from(u32::MAX)) as u32)
 }
 
 /// A received stream's highest sequence number in the window, for the gap count.
@@ -154,6 +123,10 @@ pub(crate) async fn client(
 
     let sock = UdpSocket::bind("127.0.0.1:0").await?;
     let local = sock.local_addr()?;
+    udp_sys::enable_rx_timestamps(sock.as_raw_fd())?;
+    // The kernel's receive time of the datagram handled last.
+    let mut arrived_ns = None;
+    let mut meta = [RecvMeta::default()];
     let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp")?);
 
@@ -170,7 +143,7 @@ pub(crate) async fn client(
 
     let mut buf = vec![0u8; 2000];
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
-    let mut frame_tick = tokio::time::interval(Duration::from_millis(20));
+    let mut frame_tick = tokio::time::interval(FRAME);
     let mut last_seq = 0u64;
     let mut first_video = publish.is_some();
     let mut spans = Spans::default();
@@ -191,9 +164,13 @@ pub(crate) async fn client(
                         let ms = started.elapsed().as_secs_f64() * 1000.0;
                         stats.ttff_ms.lock().expect("ttff").push(ms);
                     }
+                    let arrived = arrived_ns.take();
                     if spans.on_packet(&stats, p.header.ssrc, *p.seq_no) {
-                        if let Some(us) = age_us(&p.payload) {
+                        if let Some(us) = age_us(&p.payload, realtime_ns()) {
                             stats.latency_us.lock().expect("latency").push(us);
+                        }
+                        if let Some(us) = arrived.and_then(|at| age_us(&p.payload, at)) {
+                            stats.arrival_us.lock().expect("latency").push(us);
                         }
                         if video {
                             let layer = usize::from(p.payload[p.payload.len() - 9]).min(2);
@@ -209,11 +186,16 @@ pub(crate) async fn client(
                 Output::Event(_) => {}
             }
         };
-        let wait = timeout.saturating_duration_since(Instant::now());
+        let paced_at = sender.as_ref().and_then(Sender::next_due);
+        let wait = paced_at
+            .map_or(timeout, |t| t.min(timeout))
+            .saturating_duration_since(Instant::now());
         tokio::select! {
-            r = sock.recv_from(&mut buf) => {
-                let (len, source) = r?;
-                if let Ok(input) = Receive::new(Protocol::Udp, source, local, &buf[..len]) {
+            r = sock.async_io(Interest::READABLE, || udp_sys::recv(sock.as_raw_fd(), &mut buf, &mut meta)) => {
+                r?;
+                let [m] = meta;
+                arrived_ns = m.received_ns;
+                if let Ok(input) = Receive::new(Protocol::Udp, m.addr, local, &buf[..m.len]) {
                     rtc.handle_input(Input::Receive(Instant::now(), input))?;
                 }
             }
@@ -255,131 +237,14 @@ pub(crate) async fn client(
             }
             _ = frame_tick.tick(), if sender.is_some() && rtc.is_connected() => {
                 if let Some(s) = &mut sender {
-                    s.frame(&mut rtc, &stats);
+                    s.frame(&mut rtc, &stats.sent);
                 }
             }
             _ = tokio::time::sleep(wait) => {
                 rtc.handle_input(Input::Timeout(Instant::now()))?;
-            }
-        }
-    }
-}
-
-/// A publisher's media: audio, and video on one stream or on each simulcast layer.
-struct Sender {
-    audio: Mid,
-    video: Option<Mid>,
-    /// The video streams: rid (none without simulcast) and kbit/s.
-    layers: Vec<(Option<Rid>, u64)>,
-    seq_audio: u64,
-    seq_video: [u64; 3],
-    keyframe_due: [bool; 3],
-    /// Frames sent.
-    frames: u64,
-}
-
-impl Sender {
-    /// Adds the publisher's m-lines to `rtc`: the offer, its pending state and the track
-    /// labels that go with it.
-    fn offer(
-        rtc: &mut Rtc,
-        publish: Publish,
-    ) -> anyhow::Result<(Sender, SdpOffer, SdpPendingOffer, Vec<Value>)> {
-        let simulcast = publish.simulcast && publish.video_kbps.is_some();
-        let mut api = rtc.sdp_api();
-        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let sim = simulcast.then(|| {
-            let mut s = Simulcast::new();
-            for (rid, _, _) in LAYERS {
-                s.add_send_layer(SimulcastLayer::new(rid));
-            }
-            s
-        });
-        let video = publish
-            .video_kbps
-            .map(|_| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, sim));
-        let (offer, pending) = api.apply().ok_or_else(|| anyhow!("no offer"))?;
-        let mut tracks = vec![json!({"mid": audio.to_string(), "source": "microphone"})];
-        if let Some(v) = video {
-            let mut t = json!({"mid": v.to_string(), "source": "camera"});
-            if simulcast {
-                t["layers"] = json!(LAYERS.map(|l| l.0));
-            }
-            tracks.push(t);
-        }
-        let layers = match publish.video_kbps {
-            Some(kbps) if simulcast => LAYERS
-                .iter()
-                .map(|&(rid, num, den)| (Some(Rid::from(rid)), kbps * num / den))
-                .collect(),
-            Some(kbps) => vec![(None, kbps)],
-            None => Vec::new(),
-        };
-        let sender = Sender {
-            audio,
-            video,
-            layers,
-            seq_audio: 1,
-            seq_video: [1; 3],
-            keyframe_due: [true; 3],
-            frames: 0,
-        };
-        Ok((sender, offer, pending, tracks))
-    }
-
-    /// A keyframe request for one layer (`rid`), or for every layer.
-    fn keyframe_requested(&mut self, rid: Option<Rid>) {
-        for (due, (r, _)) in self.keyframe_due.iter_mut().zip(&self.layers) {
-            if rid.is_none() || *r == rid {
-                *due = true;
-            }
-        }
-    }
-
-    /// Writes one 20 ms frame: a 100-byte audio packet, and each video layer's bitrate at
-    /// 50 frames/s, a keyframe when asked and every 2 s.
-    fn frame(&mut self, rtc: &mut Rtc, stats: &Stats) {
-        let now = Instant::now();
-        let n = self.frames;
-        self.frames += 1;
-        let pt = |c: Codec| {
-            let params = rtc.codec_config().params();
-            params.iter().find(|p| p.spec().codec == c).map(|p| p.pt())
-        };
-        let (pt_a, pt_v) = (pt(Codec::Opus), pt(Codec::Vp8));
-        let mut api = rtc.direct_api();
-        if let (Some(pt_a), Some(s)) = (pt_a, api.stream_tx_by_mid(self.audio, None)) {
-            let mut p = vec![0xfc; 100];
-            stamp(&mut p);
-            let seq = self.seq_audio.into();
-            s.write_rtp(RtpWrite::new(pt_a, seq, (n * 960) as u32, now, p));
-            self.seq_audio += 1;
-            stats.sent.fetch_add(1, Ordering::Relaxed);
-        }
-        let (Some(v), Some(pt_v)) = (self.video, pt_v) else {
-            return;
-        };
-        for (i, (rid, kbps)) in self.layers.iter().enumerate() {
-            let Some(s) = api.stream_tx_by_mid(v, *rid) else {
-                continue;
-            };
-            let key = std::mem::take(&mut self.keyframe_due[i]) || n.is_multiple_of(100);
-            let (count, size) = frame_packets(*kbps);
-            for k in 0..count {
-                let mut p = vec![0u8; size];
-                // VP8: start of partition 0 in the first packet; P bit 0 on a keyframe.
-                p[0] = if k == 0 { 0x10 } else { 0 };
-                p[1] = if key { 0 } else { 1 };
-                p[size - 9] = i as u8;
-                stamp(&mut p);
-                let seq = self.seq_video[i].into();
-                s.write_rtp(
-                    RtpWrite::new(pt_v, seq, (n * 1800) as u32, now, p)
-                        .marker(k + 1 == count)
-                        .nackable(true),
-                );
-                self.seq_video[i] += 1;
-                stats.sent.fetch_add(1, Ordering::Relaxed);
+                if let Some(s) = &mut sender {
+                    s.send_due(&mut rtc, &stats.sent);
+                }
             }
         }
     }
@@ -430,25 +295,16 @@ async fn answer_offer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media_sender::stamp;
 
     #[test]
     fn a_stamped_payload_reads_its_age() {
         let mut p = vec![0u8; 100];
         stamp(&mut p);
         std::thread::sleep(Duration::from_millis(5));
-        let us = age_us(&p).unwrap();
+        let us = age_us(&p, realtime_ns()).unwrap();
         assert!((5_000..1_000_000).contains(&us), "{us}");
-        assert_eq!(age_us(&[0; 4]), None);
-    }
-
-    #[test]
-    fn frames_are_full_packets_and_a_small_one_for_low_bitrates() {
-        // 1,200 kbit/s: 3,000 bytes a frame, two full packets (as before simulcast).
-        assert_eq!(frame_packets(1200), (2, 1200));
-        assert_eq!(frame_packets(1500), (3, 1200));
-        // The low layer of 1,500: 150 kbit/s, one 375-byte packet.
-        assert_eq!(frame_packets(150), (1, 375));
-        assert_eq!(frame_packets(10), (1, MIN_VIDEO_PAYLOAD));
+        assert_eq!(age_us(&[0; 4], realtime_ns()), None);
     }
 
     #[test]

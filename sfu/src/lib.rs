@@ -10,7 +10,7 @@ pub mod metrics;
 mod peer;
 pub mod sdp_scan;
 mod udp;
-mod udp_sys;
+pub mod udp_sys;
 mod worker;
 
 use std::hash::{DefaultHasher, Hash, Hasher};

@@ -3,6 +3,9 @@
 //! call, each message a GSO run. `quinn-udp` sets the socket up (buffers, GRO, packet info)
 //! and probes GSO; it sends one message per call, which is what this replaces.
 //!
+//! `parlor-bench`'s media clients read with [`recv`] too, for the kernel receive time of
+//! each packet they get.
+//!
 //! The one module of the SFU with `unsafe`: these calls and their C structs have no safe
 //! wrapper in the crates the workspace uses. Every block states what keeps it sound, and
 //! the tests in `udp.rs` drive each path over real sockets.
@@ -16,7 +19,7 @@ use std::os::fd::RawFd;
 /// Messages per `sendmmsg` call (its arrays live on the stack).
 pub(crate) const SEND_CHUNK: usize = 64;
 /// Messages per `recvmmsg` call.
-pub(crate) const RECV_CHUNK: usize = 32;
+pub const RECV_CHUNK: usize = 32;
 
 /// Control space for the ancillary data of one message, aligned for `cmsghdr`.
 #[repr(C, align(8))]
@@ -25,7 +28,7 @@ struct Ctrl([u8; 192]);
 
 /// One datagram (or GRO run) read.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RecvMeta {
+pub struct RecvMeta {
     pub addr: SocketAddr,
     /// Bytes in the slot.
     pub len: usize,
@@ -50,7 +53,7 @@ impl Default for RecvMeta {
 }
 
 /// Asks the kernel to stamp every received datagram with its arrival time.
-pub(crate) fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
+pub fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: a valid socket and a c_int option value of the right size.
     let r = unsafe {
@@ -70,7 +73,7 @@ pub(crate) fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
 }
 
 /// `CLOCK_REALTIME` now, nanoseconds: what [`RecvMeta::received_ns`] is compared with.
-pub(crate) fn realtime_ns() -> u64 {
+pub fn realtime_ns() -> u64 {
     // SAFETY: clock_gettime writes one timespec.
     let mut ts: libc::timespec = unsafe { zeroed() };
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
@@ -79,7 +82,7 @@ pub(crate) fn realtime_ns() -> u64 {
 
 /// Reads up to `metas.len()` (at most [`RECV_CHUNK`]) datagrams into equal slots of `rx`
 /// without blocking. Returns how many were read, or `WouldBlock`.
-pub(crate) fn recv(fd: RawFd, rx: &mut [u8], metas: &mut [RecvMeta]) -> io::Result<usize> {
+pub fn recv(fd: RawFd, rx: &mut [u8], metas: &mut [RecvMeta]) -> io::Result<usize> {
     let n = metas.len().min(RECV_CHUNK);
     let slot = rx.len() / metas.len();
     // SAFETY: all-zero is a valid value of these C structs.
