@@ -276,3 +276,50 @@ async fn a_simulcast_subscriber_climbs_to_a_top_layer_above_its_starting_estimat
     server.stop().await;
     Ok(())
 }
+
+/// A voice-only room (caps that allow no camera and no screen share) runs no bandwidth
+/// estimation: the server offers no transport-wide sequence numbers there, so its
+/// clients send no transport-wide feedback, while a room that can carry video does.
+/// Audio flows in both, and audio levels and the mid stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_only_room_negotiates_no_transport_wide_feedback() -> anyhow::Result<()> {
+    let server = TestServer::start().await;
+    let voice = |c: &mut parlor_proto::Claims| {
+        c.caps = Some(parlor_proto::RoomCaps {
+            max_video_publishers: Some(0),
+            max_screen_shares: Some(0),
+            ..Default::default()
+        });
+    };
+    for (room, voice_only) in [("stage", true), ("hangout", false)] {
+        let token = |who: &str| {
+            if voice_only {
+                server.token_with(room, who, voice)
+            } else {
+                server.token(room, who)
+            }
+        };
+        let mut speaker = Client::join(&server, &token("speaker")).await?;
+        let answer = speaker.publish(&["microphone"]).await?;
+        assert_eq!(answer.msg_op(), "answer", "{}", answer.to_json());
+        let listener = Client::join(&server, &token("listener")).await?;
+        listener
+            .wait_media(&format!("{room}: the listener hears the speaker"), |t| {
+                audio_from(t, "speaker") > 10
+            })
+            .await?;
+        // The server's offer to the listener: its extensions are the server's choice.
+        let sdp = listener.remote_sdp().await;
+        assert_eq!(
+            sdp.contains("transport-wide-cc"),
+            !voice_only,
+            "{room}: {sdp}"
+        );
+        assert!(sdp.contains("ssrc-audio-level"), "{room}: {sdp}");
+        assert!(sdp.contains("sdes:mid"), "{room}: {sdp}");
+        speaker.close().await;
+        listener.close().await;
+    }
+    server.stop().await;
+    Ok(())
+}

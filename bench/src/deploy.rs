@@ -81,11 +81,31 @@ pub(crate) fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
-/// `parlor serve` with one SFU worker, rooms capped at `cap` participants.
+/// The default caps of the rooms in a deployment the bench starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    pub participants: usize,
+    /// Rooms that allow no camera and no screen share: voice-only rooms.
+    pub voice_only: bool,
+}
+
+impl Caps {
+    /// As the environment of the SFU's process.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("PARLOR_MAX_PARTICIPANTS", self.participants.to_string())];
+        if self.voice_only {
+            env.push(("PARLOR_MAX_VIDEO_PUBLISHERS", "0".into()));
+            env.push(("PARLOR_MAX_SCREEN_SHARES", "0".into()));
+        }
+        env
+    }
+}
+
+/// `parlor serve` with one SFU worker, rooms capped by `caps`.
 pub(crate) async fn serve(
     parlor: &str,
     data: &std::path::Path,
-    cap: usize,
+    caps: Caps,
 ) -> anyhow::Result<Deployment> {
     let mut a = args(&[
         "serve",
@@ -97,8 +117,8 @@ pub(crate) async fn serve(
         "1",
     ]);
     a.extend(["--data-dir".into(), data.display().to_string()]);
-    let cap = cap.to_string();
-    let env = [("PARLOR_MAX_PARTICIPANTS", cap.as_str())];
+    let env = caps.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (child, line) = start(parlor, &a, &env, "http://").await?;
     let pid = child.id().ok_or_else(|| anyhow!("server exited"))?;
     let (base, _) = printed_http(&line)?;
@@ -147,16 +167,16 @@ pub(crate) async fn sfu_node(
 /// One `parlor sfu` node (one worker) and two `parlor signaling` nodes, meeting through
 /// NATS and Redis at their default addresses, under a cluster name of their own. With
 /// `span`, a second SFU node in another region, and the signaling nodes one per region.
-/// Rooms are capped at `cap` participants.
-pub(crate) async fn cluster(parlor: &str, span: bool, cap: usize) -> anyhow::Result<Deployment> {
+/// Rooms are capped by `caps`.
+pub(crate) async fn cluster(parlor: &str, span: bool, caps: Caps) -> anyhow::Result<Deployment> {
     let name = format!("bench{}", std::process::id());
     let secret = format!("bench-secret-{}-{}", std::process::id(), rand_suffix());
-    let cap = cap.to_string();
-    let env = [
+    let caps = caps.env();
+    let mut env = vec![
         ("PARLOR_CLUSTER", name.as_str()),
         ("PARLOR_TOKEN_SECRET", secret.as_str()),
-        ("PARLOR_MAX_PARTICIPANTS", cap.as_str()),
     ];
+    env.extend(caps.iter().map(|(k, v)| (*k, v.as_str())));
     let (sfu, pid, metrics) = sfu_node(parlor, &env, "bench-sfu", "east").await?;
     let mut children = vec![sfu];
     let origin = if span {

@@ -195,6 +195,11 @@ struct MediaArgs {
     /// instead of a 20 ms frame's audio and video packets all at once.
     #[arg(long)]
     paced: bool,
+    /// Rooms whose caps allow no camera and no screen share (voice-only rooms), where the
+    /// SFU runs no bandwidth estimation. Needs --audio-only; against a deployment
+    /// elsewhere, --token-secret (the caps go in the tokens).
+    #[arg(long, requires = "audio_only")]
+    voice_rooms: bool,
     /// Subscribers connecting per second.
     #[arg(long, default_value_t = 20.0)]
     join_rate: f64,
@@ -354,6 +359,7 @@ async fn media_scenario(a: MediaArgs) -> anyhow::Result<()> {
         video_kbps: (!a.audio_only).then_some(a.video_kbps),
         simulcast: a.simulcast,
         paced: a.paced,
+        voice_rooms: a.voice_rooms,
         seconds: a.seconds,
         join_rate: a.join_rate,
         layout,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::chat::percentile;
 use crate::deploy::{
-    Deployment, Layout, Probe, Remote, cluster, metric, metric_where, remote, serve,
+    Caps, Deployment, Layout, Probe, Remote, cluster, metric, metric_where, remote, serve,
 };
 use crate::media_client::{Stats, client};
 use crate::media_sender::{LAYERS, Publish};
@@ -31,6 +31,9 @@ pub(crate) struct Load {
     pub simulcast: bool,
     /// Publishers pace their packets as a browser does ([`Publish::paced`]).
     pub paced: bool,
+    /// Rooms whose caps allow no video (voice-only): the caps go in the tokens the bench
+    /// signs, or in the environment of the deployment it starts.
+    pub voice_rooms: bool,
     pub seconds: u64,
     /// Subscribers connecting per second (after the publishers).
     pub join_rate: f64,
@@ -43,17 +46,28 @@ pub(crate) struct Load {
 
 /// Runs one load and returns its report.
 pub(crate) async fn run(parlor: &str, load: &Load) -> anyhow::Result<Value> {
+    if load.voice_rooms
+        && load
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.token_secret.is_none())
+    {
+        bail!("voice-only rooms in a deployment elsewhere need --token-secret");
+    }
     let data = std::env::temp_dir().join(format!(
         "parlor-bench-{}-{}",
         std::process::id(),
         crate::deploy::rand_suffix()
     ));
-    let cap = load.publishers + load.subscribers + 1;
+    let caps = Caps {
+        participants: load.publishers + load.subscribers + 1,
+        voice_only: load.voice_rooms,
+    };
     let d = match (&load.remote, load.layout) {
         (Some(r), _) => remote(r),
-        (None, Layout::Serve) => serve(parlor, &data, cap).await?,
-        (None, Layout::Cluster) => cluster(parlor, false, cap).await?,
-        (None, Layout::Span) => cluster(parlor, true, cap).await?,
+        (None, Layout::Serve) => serve(parlor, &data, caps).await?,
+        (None, Layout::Cluster) => cluster(parlor, false, caps).await?,
+        (None, Layout::Span) => cluster(parlor, true, caps).await?,
     };
     if let (Some(cpus), Some(pid)) = (&load.pin_server, d.sfu_pid) {
         pin(pid, cpus)?;
@@ -84,20 +98,30 @@ async fn memory(d: &Deployment) -> anyhow::Result<u64> {
 }
 
 /// A room token: signed with the deployment's secret, or from its guest-token endpoint.
+/// With `voice_only`, signed tokens carry caps that allow no video (guest tokens carry
+/// none: a deployment the bench starts gets those caps as its defaults).
 pub(crate) async fn room_token(
     d: &Deployment,
     base: &str,
     room: &str,
     name: &str,
+    voice_only: bool,
 ) -> anyhow::Result<String> {
     match &d.token_secret {
         Some(secret) => {
-            let claims = parlor_proto::Claims::new(
+            let mut claims = parlor_proto::Claims::new(
                 parlor_proto::RoomId::parse(room).ok_or_else(|| anyhow!("bad room {room}"))?,
                 parlor_proto::ParticipantId::parse(name)
                     .ok_or_else(|| anyhow!("bad identity {name}"))?,
                 Duration::from_secs(3600),
             );
+            if voice_only {
+                claims.caps = Some(parlor_proto::RoomCaps {
+                    max_video_publishers: Some(0),
+                    max_screen_shares: Some(0),
+                    ..Default::default()
+                });
+            }
             Ok(parlor_proto::TokenKey::new(secret.as_bytes()).sign(&claims))
         }
         None => guest_token(base, room, name).await,
@@ -137,7 +161,14 @@ async fn join_everyone(
     let pub_base = d.publisher.clone();
     for r in 0..load.rooms {
         for p in 0..load.publishers {
-            let token = room_token(d, &pub_base, &room_name(r), &format!("pub{p}")).await?;
+            let token = room_token(
+                d,
+                &pub_base,
+                &room_name(r),
+                &format!("pub{p}"),
+                load.voice_rooms,
+            )
+            .await?;
             let who = format!("publisher {p} of room {r}");
             let publish = Publish {
                 video_kbps: load.video_kbps,
@@ -154,8 +185,14 @@ async fn join_everyone(
     let gap = Duration::from_secs_f64(1.0 / load.join_rate.max(0.1));
     let mut next = Instant::now();
     for i in 0..total_subs {
-        let token =
-            room_token(d, &sub_base, &room_name(i % load.rooms), &format!("sub{i}")).await?;
+        let token = room_token(
+            d,
+            &sub_base,
+            &room_name(i % load.rooms),
+            &format!("sub{i}"),
+            load.voice_rooms,
+        )
+        .await?;
         clients.push(spawn(
             ws_url(&sub_base),
             token,
@@ -277,6 +314,7 @@ async fn measure(d: &Deployment, load: &Load) -> anyhow::Result<Value> {
         "video_kbps": load.video_kbps,
         "simulcast": load.simulcast,
         "paced": load.paced,
+        "voice_rooms": load.voice_rooms,
         "window_s": elapsed,
         "clients_failed": stats.failed.load(Ordering::Relaxed),
         "stale_server_offers": stats.stale_offers.load(Ordering::Relaxed),

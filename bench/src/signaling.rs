@@ -56,7 +56,13 @@ pub(crate) async fn run(parlor: &str, storm: &Storm) -> anyhow::Result<Value> {
     ));
     let d = match &storm.remote {
         Some(r) => remote(r),
-        None => serve(parlor, &data, storm.room_size + 1).await?,
+        None => {
+            let caps = crate::deploy::Caps {
+                participants: storm.room_size + 1,
+                voice_only: false,
+            };
+            serve(parlor, &data, caps).await?
+        }
     };
     let r = measure(&d, storm).await;
     drop(d);
@@ -75,7 +81,7 @@ async fn measure(d: &Deployment, storm: &Storm) -> anyhow::Result<Value> {
     for i in 0..storm.joins {
         let room = format!("storm-{run_id}-{}", i / storm.room_size);
         let identity = format!("u{i}");
-        let token = room_token(d, &d.subscribers, &room, &identity).await?;
+        let token = room_token(d, &d.subscribers, &room, &identity, false).await?;
         let (url, tally, hold) = (ws_url(&d.subscribers), tally.clone(), storm.hold);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = participant(url, token, identity, hold, tally.clone()).await {

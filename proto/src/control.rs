@@ -127,6 +127,12 @@ impl Default for CapsConfig {
 }
 
 impl CapsConfig {
+    /// Whether a room with these caps can carry video: a camera or a screen share. One
+    /// that cannot is a voice-only room.
+    pub fn carries_video(&self) -> bool {
+        self.max_video_publishers > 0 || self.max_screen_shares > 0
+    }
+
     /// These caps with any field the override sets replaced.
     pub fn with(self, o: Option<RoomCaps>) -> CapsConfig {
         let Some(o) = o else { return self };

@@ -56,6 +56,7 @@ impl Worker {
             }
         };
         entry.core.set_auto_subscribe(key, req.auto_subscribe);
+        let voice_only = !entry.core.caps.carries_video();
         self.next_track_base += 1_000_000;
         self.next_peer += 1;
         // The core decided that this session replaces an older one of the same identity.
@@ -66,7 +67,7 @@ impl Worker {
             entry.peers.push(key);
         }
 
-        let peer = self.new_peer(key, &req, events);
+        let peer = self.new_peer(key, &req, events, voice_only);
         self.by_ufrag.insert(peer.ufrag.clone(), key);
         self.timers.push(Reverse((peer.next_timeout, key)));
         self.peers.insert(key, peer);
@@ -102,9 +103,21 @@ impl Worker {
 
     /// A participant's media session: an ICE-lite `Rtc` in RTP mode with this worker's
     /// certificate and candidates.
-    fn new_peer(&self, key: PeerKey, req: &JoinRequest, events: EventSender) -> Peer {
+    ///
+    /// In a voice-only room (caps that allow no camera and no screen share) nothing needs
+    /// a bandwidth estimate, which only picks video layers: the session runs no estimator
+    /// (nor its pacer) and negotiates no transport-wide sequence numbers, so clients send
+    /// no transport-wide feedback to process. It keeps audio levels (active speakers) and
+    /// the mid (BUNDLE). Caps raised later apply to sessions that start after.
+    fn new_peer(
+        &self,
+        key: PeerKey,
+        req: &JoinRequest,
+        events: EventSender,
+        voice_only: bool,
+    ) -> Peer {
         let creds = IceCreds::new();
-        let mut rtc = RtcConfig::new()
+        let config = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_dtls_cert(self.cert.clone())
@@ -114,9 +127,16 @@ impl Worker {
             .enable_vp8(true)
             .enable_h264(true)
             .enable_vp9(true)
-            .enable_bwe(Some(str0m::bwe::Bitrate::kbps(1_500)))
-            .set_stats_interval(Some(Duration::from_secs(1)))
-            .build(Instant::now());
+            .set_stats_interval(Some(Duration::from_secs(1)));
+        let config = if voice_only {
+            config
+                .clear_extension_map()
+                .set_extension(1, Extension::AudioLevel)
+                .set_extension(4, Extension::RtpMid)
+        } else {
+            config.enable_bwe(Some(str0m::bwe::Bitrate::kbps(1_500)))
+        };
+        let mut rtc = config.build(Instant::now());
         for addr in &self.advertised {
             match Candidate::host(*addr, "udp") {
                 Ok(c) => {

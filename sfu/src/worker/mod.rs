@@ -23,7 +23,7 @@ use str0m::config::DtlsCert;
 use str0m::format::Codec as StrCodec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind as StrKind, Mid, Rid};
 use str0m::net::{DatagramRecv, Protocol, Receive};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::{Extension, ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
