@@ -331,6 +331,8 @@ async fn window(
     }
     let delivered = sh.delivered.load(Ordering::Relaxed) - delivered0;
     let expected = expected.load(Ordering::Relaxed);
+    // What the sessions keep of what they were sent (their replay buffers) shows here.
+    let rss_after = probe.rss().await?;
     let counts = sh.latency.take();
     let mut post = std::mem::take(&mut *post_ms.lock().unwrap_or_else(|p| p.into_inner()));
     post.sort_by(f64::total_cmp);
@@ -338,6 +340,7 @@ async fn window(
     Ok(json!({
         "rate_per_s": rate,
         "window_s": window_s,
+        "server_rss_after_mib": rss_after as f64 / 1048576.0,
         "posted": posted,
         "posted_per_s": posted as f64 / window_s,
         "post_errors": *errors.lock().unwrap_or_else(|p| p.into_inner()),

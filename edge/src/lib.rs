@@ -14,7 +14,7 @@ pub mod rate;
 pub mod session;
 
 pub use rate::{FrameLimit, KeyedLimit};
-pub use session::{CloseCode, Heartbeat, Next, Outbox, OutboxLimits, ResumeError};
+pub use session::{CloseCode, Heartbeat, Next, Numbered, Outbox, OutboxLimits, ResumeError};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -87,11 +87,26 @@ pub struct OutboxLimits {
     pub number_ephemeral: bool,
 }
 
+/// A frame many sessions send, built once and numbered by each as it is written. The
+/// sessions' queues and replay buffers share it instead of each keeping a copy with its
+/// number in.
+pub trait Numbered: Send + Sync + std::fmt::Debug {
+    /// The frame's text with this session's number for it.
+    fn render(&self, seq: u64) -> String;
+}
+
+/// A queued frame: its text, or a shared frame that gets its number when written.
+#[derive(Debug, Clone)]
+enum Body {
+    Text(Arc<str>),
+    Shared(Arc<dyn Numbered>),
+}
+
 /// What a connection should do next.
 #[derive(Debug)]
 pub enum Next {
     /// Frames to write, in order.
-    Frames(Vec<Arc<str>>),
+    Frames(Vec<String>),
     /// Nothing to write yet.
     Idle,
     /// A kept frame fell out of the buffer unwritten: the session cannot go on.
@@ -108,7 +123,7 @@ struct Queued {
     pos: u64,
     /// The number the client sees.
     seq: u64,
-    text: Arc<str>,
+    body: Body,
     ephemeral: bool,
 }
 
@@ -179,6 +194,16 @@ impl Outbox {
     /// Numbers a frame, builds it with its number and queues it. Returns the number, or
     /// `None` if an ephemeral frame was shed (or the session is over).
     pub fn push(&self, ephemeral: bool, frame: impl FnOnce(u64) -> String) -> Option<u64> {
+        self.enqueue(ephemeral, |seq| Body::Text(frame(seq).into()))
+    }
+
+    /// Numbers a shared frame and queues it; it is built with the number when written.
+    /// Returns as [`Outbox::push`] does.
+    pub fn push_shared(&self, ephemeral: bool, frame: &Arc<dyn Numbered>) -> Option<u64> {
+        self.enqueue(ephemeral, |_| Body::Shared(frame.clone()))
+    }
+
+    fn enqueue(&self, ephemeral: bool, body: impl FnOnce(u64) -> Body) -> Option<u64> {
         let mut s = self.lock();
         if s.overflowed || s.ended {
             return None;
@@ -195,7 +220,7 @@ impl Outbox {
         s.queue.push_back(Queued {
             pos,
             seq,
-            text: frame(seq).into(),
+            body: body(seq),
             ephemeral,
         });
         while s.queue.len() > self.limits.replay {
@@ -232,16 +257,24 @@ impl Outbox {
             return Next::Idle;
         }
         let written = s.written;
-        let out = s
+        let out: Vec<(u64, Body)> = s
             .queue
             .iter()
             .filter(|f| f.pos > written)
-            .map(|f| f.text.clone())
+            .map(|f| (f.seq, f.body.clone()))
             .collect();
         s.written = s.pos;
         // Written ephemeral frames are never replayed.
         s.queue.retain(|f| !f.ephemeral);
-        Next::Frames(out)
+        drop(s);
+        Next::Frames(
+            out.into_iter()
+                .map(|(seq, body)| match body {
+                    Body::Text(t) => t.to_string(),
+                    Body::Shared(f) => f.render(seq),
+                })
+                .collect(),
+        )
     }
 
     /// Like [`Outbox::take`], but waits while there is nothing to write. Cancel-safe:
@@ -415,6 +448,37 @@ mod tests {
         assert_eq!(texts(o.take(g)), ["b2", "c3"]);
         assert!(matches!(o.take(1), Next::Replaced));
         assert_eq!(o.resume(9), Err(ResumeError::Invalid), "a seq never sent");
+    }
+
+    #[derive(Debug)]
+    struct Dispatch(&'static str);
+
+    impl Numbered for Dispatch {
+        fn render(&self, seq: u64) -> String {
+            format!("{}{seq}", self.0)
+        }
+    }
+
+    #[test]
+    fn a_shared_frame_is_kept_once_and_numbered_by_each_session() {
+        let (a, b) = (outbox(8, 8, false), outbox(8, 8, false));
+        push(&a, false, "x");
+        let frame: Arc<dyn Numbered> = Arc::new(Dispatch("d"));
+        assert_eq!(a.push_shared(false, &frame), Some(2));
+        assert_eq!(b.push_shared(false, &frame), Some(1));
+        // Queued in both, and not copied: the two queues hold the one frame.
+        assert_eq!(Arc::strong_count(&frame), 3);
+        assert_eq!(texts(a.take(1)), ["x1", "d2"]);
+        assert_eq!(texts(b.take(1)), ["d1"]);
+        // Written but kept for a resume, still shared; replayed with the same number.
+        assert_eq!(Arc::strong_count(&frame), 3);
+        let (g, replayed) = a.resume(1).unwrap();
+        assert_eq!(replayed, 1);
+        assert_eq!(texts(a.take(g)), ["d2"]);
+        // Acknowledged, it leaves the buffer.
+        a.ack(2);
+        b.ack(1);
+        assert_eq!(Arc::strong_count(&frame), 1);
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl Connection {
             Next::Frames(frames) => {
                 for frame in frames {
                     if sink
-                        .send(Message::Text(Utf8Bytes::from(&*frame)))
+                        .send(Message::Text(Utf8Bytes::from(frame)))
                         .await
                         .is_err()
                     {
@@ -207,7 +207,7 @@ impl Connection {
                 s.emit(msg, None);
                 // Written in `finish`, after the session is gone.
                 if let Next::Frames(frames) = s.outbox.take(self.generation) {
-                    self.direct.extend(frames.iter().map(|f| f.to_string()));
+                    self.direct.extend(frames);
                 }
             }
             None => self.direct_frame(None, msg),
@@ -222,7 +222,7 @@ impl Connection {
         if let Some(s) = &self.session
             && let Next::Frames(frames) = s.outbox.take(self.generation)
         {
-            self.direct.extend(frames.iter().map(|f| f.to_string()));
+            self.direct.extend(frames);
         }
         let _ = self.write_direct(sink).await;
         if let Step::Close(code, reason) = step {

@@ -211,7 +211,7 @@ async fn pump(
             next = session.outbox.next(generation) => match next {
                 Next::Frames(frames) => {
                     for f in frames {
-                        if send(&state.metrics, sink, f.to_string()).await.is_err() {
+                        if send(&state.metrics, sink, f).await.is_err() {
                             return End::Gone;
                         }
                     }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use parlor_edge::{Outbox, OutboxLimits};
+use parlor_edge::{Numbered, Outbox, OutboxLimits};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ChannelId, EventKind, GuildId, UserId};
@@ -87,6 +87,11 @@ impl Event {
         }
     }
 
+    /// This event shared by the sessions it goes to, each numbering it as it writes it.
+    fn shared(&self) -> Arc<dyn Numbered> {
+        Arc::new(self.clone())
+    }
+
     fn frame(&self, seq: u64) -> String {
         // Positions are stream ids (`<ms>-<n>`): nothing in them needs escaping.
         match &self.position {
@@ -101,6 +106,12 @@ impl Event {
                 self.data
             ),
         }
+    }
+}
+
+impl Numbered for Event {
+    fn render(&self, seq: u64) -> String {
+        self.frame(seq)
     }
 }
 
@@ -168,8 +179,14 @@ impl Session {
         }
     }
 
-    /// Queues one event, if the session can see its channel.
-    fn push(&self, ev: &Event, audience_channel: Option<(GuildId, ChannelId)>) {
+    /// Queues one event (shared by its recipients: [`Event::shared`]), if the session
+    /// can see its channel.
+    fn push(
+        &self,
+        ev: &Arc<dyn Numbered>,
+        ephemeral: bool,
+        audience_channel: Option<(GuildId, ChannelId)>,
+    ) {
         if let Some((guild, channel)) = audience_channel
             && !lock(&self.visible)
                 .get(&guild)
@@ -177,7 +194,7 @@ impl Session {
         {
             return;
         }
-        self.outbox.push(ev.ephemeral, |seq| ev.frame(seq));
+        self.outbox.push_shared(ephemeral, ev);
     }
 
     /// Which guilds the session receives events of.
@@ -392,28 +409,29 @@ impl Hub {
 
     /// Sends an event to one unregistered session, if it is in the audience.
     pub fn publish_to(session: &Session, audience: &Audience, ev: &Event) {
+        let (shared, eph) = (ev.shared(), ev.ephemeral);
         match audience {
             Audience::Channel {
                 guild_id,
                 channel_id,
             } => {
                 if lock(&session.visible).contains_key(guild_id) {
-                    session.push(ev, Some((*guild_id, *channel_id)));
+                    session.push(&shared, eph, Some((*guild_id, *channel_id)));
                 }
             }
             Audience::Guild(g) => {
                 if lock(&session.visible).contains_key(g) {
-                    session.push(ev, None);
+                    session.push(&shared, eph, None);
                 }
             }
             Audience::Users(users) => {
                 if users.contains(&session.user_id) {
-                    session.push(ev, None);
+                    session.push(&shared, eph, None);
                 }
             }
             Audience::Session(id) => {
                 if *id == session.id {
-                    session.push(ev, None);
+                    session.push(&shared, eph, None);
                 }
             }
         }
@@ -421,11 +439,13 @@ impl Hub {
 
     /// Sends an event to its audience.
     pub fn publish(&self, audience: &Audience, ev: &Event) {
+        // Built once for every recipient: each session numbers it as it writes it.
+        let (shared, eph) = (ev.shared(), ev.ephemeral);
         let reg = read(&self.reg);
         let each = |ids: Option<&HashSet<String>>, filter: Option<(GuildId, ChannelId)>| {
             for id in ids.into_iter().flatten() {
                 if let Some(s) = reg.sessions.get(id) {
-                    s.push(ev, filter);
+                    s.push(&shared, eph, filter);
                 }
             }
         };
@@ -442,7 +462,7 @@ impl Hub {
             }
             Audience::Session(id) => {
                 if let Some(s) = reg.sessions.get(id) {
-                    s.push(ev, None);
+                    s.push(&shared, eph, None);
                 }
             }
         }
