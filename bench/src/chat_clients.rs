@@ -86,6 +86,14 @@ fn stamped(frame: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
+/// A dispatch's `s`: what a heartbeat tells the server this client has.
+fn seq_of(frame: &str) -> Option<u64> {
+    let at = frame.find("\"s\":")? + "\"s\":".len();
+    let digits = &frame[at..];
+    let end = digits.find(|c: char| !c.is_ascii_digit())?;
+    digits[..end].parse().ok()
+}
+
 /// A registered user: access token, refresh token.
 pub(crate) struct User {
     pub(crate) token: String,
@@ -214,15 +222,19 @@ pub(crate) async fn client(url: String, token: String, channel: usize, sh: Arc<S
     sh.live[channel].fetch_add(1, Ordering::Relaxed);
     let (mut tx, mut rx) = ws.split();
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    // The last `s` received, sent with each heartbeat as a client does.
+    let mut seq = 0;
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
-                if tx.send(Message::text(r#"{"op":"heartbeat"}"#)).await.is_err() {
+                let beat = format!(r#"{{"op":"heartbeat","d":{{"seq":{seq}}}}}"#);
+                if tx.send(Message::text(beat)).await.is_err() {
                     break;
                 }
             }
             m = rx.next() => match m {
                 Some(Ok(Message::Text(text))) => {
+                    seq = seq_of(&text).unwrap_or(seq);
                     if let Some(sent) = stamped(&text) {
                         let now = sh.epoch.elapsed().as_micros() as u64;
                         sh.latency.record(now.saturating_sub(sent));
@@ -310,6 +322,8 @@ mod tests {
             stamp(123_456, 7)
         );
         assert_eq!(stamped(&frame), Some(123_456));
+        assert_eq!(seq_of(&frame), Some(9));
+        assert_eq!(seq_of(r#"{"op":"heartbeat_ack"}"#), None);
         assert_eq!(
             stamped(&frame.replace("message_create", "message_update")),
             None

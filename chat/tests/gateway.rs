@@ -224,6 +224,37 @@ async fn catch_up(db: Db) {
     s.stop().await;
 }
 
+/// A heartbeat that carries the last `s` the client has lets the session drop what came up
+/// to it: a resume from there replays what followed, one from before it is too old.
+async fn heartbeat_acks(db: Db) {
+    let s = Server::start(db).await;
+    let g = guild(&s).await;
+    let mut ws = s.ws().await;
+    let ready = ws.identify(&g.member).await;
+    let session = ready["d"]["session_id"].as_str().unwrap().to_owned();
+    post(&s, &g.owner, &g.general, "one").await;
+    let one = ws.dispatch("message_create").await["s"].as_u64().unwrap();
+    post(&s, &g.owner, &g.general, "two").await;
+    let two = ws.dispatch("message_create").await["s"].as_u64().unwrap();
+    ws.send(json!({"op": "heartbeat", "d": {"seq": two}})).await;
+    while ws.next().await.unwrap()["op"] != "heartbeat_ack" {}
+    post(&s, &g.owner, &g.general, "three").await;
+    assert_eq!(ws.messages(1).await, vec!["three"]);
+    drop(ws);
+
+    let mut ws = s.ws().await;
+    let f = ws.resume(&g.member, &session, one).await;
+    assert_eq!(
+        (f["op"].as_str(), f["d"]["code"].as_str()),
+        (Some("invalid_session"), Some("resume_too_old")),
+        "{f}"
+    );
+    let mut ws = s.ws().await;
+    let f = ws.resume(&g.member, &session, two).await;
+    assert_eq!(content(&f), "three", "{f}");
+    s.stop().await;
+}
+
 /// Bad input on the socket gets a close code, and nobody else is affected.
 async fn bad_input(db: Db) {
     let s = Server::start_with(db, |c| c.heartbeat_interval = Duration::from_secs(1)).await;
@@ -280,5 +311,12 @@ async fn gateway_catch_up_after_a_long_gap_on_both_stores() {
 async fn gateway_bad_input_on_both_stores() {
     for db in BOTH {
         bad_input(db).await;
+    }
+}
+
+#[tokio::test]
+async fn gateway_heartbeat_acks_on_both_stores() {
+    for db in BOTH {
+        heartbeat_acks(db).await;
     }
 }

@@ -273,7 +273,8 @@ export class Gateway {
       intervalMs: intervalMs > 0 ? intervalMs : 30_000,
       maxMissed: 1,
       isCurrent: () => ws === this.ws,
-      beat: () => sendFrame(ws, { op: "heartbeat" }),
+      // The last event received: the server need not keep it or any before it.
+      beat: () => sendFrame(ws, this.seq > 0 ? { op: "heartbeat", d: { seq: this.seq } } : { op: "heartbeat" }),
       onDead: () => {
         console.warn("parlor chat: no heartbeat_ack, reconnecting");
         detachSocket(ws);

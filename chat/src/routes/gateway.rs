@@ -172,7 +172,7 @@ async fn attach(
                     }
                 }
             }
-            Ok(ClientFrame::Heartbeat) => {
+            Ok(ClientFrame::Heartbeat(_)) => {
                 if send(&state.metrics, sink, ServerOp::HeartbeatAck.text())
                     .await
                     .is_err()
@@ -235,8 +235,12 @@ async fn pump(
                     return End::Close(CloseCode::RateLimited, "too many frames");
                 }
                 match ClientFrame::parse(&text) {
-                    Ok(ClientFrame::Heartbeat) => {
+                    Ok(ClientFrame::Heartbeat(seq)) => {
                         heartbeat.beat();
+                        // What the client has no resume will ask for again.
+                        if let Some(seq) = seq {
+                            session.outbox.ack(seq);
+                        }
                         if let Some(bus) = &state.bus
                             && recorded.elapsed() > crate::service::bus::SESSION_RECORD_TTL / 4
                         {

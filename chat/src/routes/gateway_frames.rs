@@ -29,7 +29,9 @@ pub(crate) enum ClientFrame {
         seq: u64,
         position: Option<String>,
     },
-    Heartbeat,
+    /// With the last `s` the client has, when it says: the session need not keep what
+    /// came up to it.
+    Heartbeat(Option<u64>),
     /// Status, custom status or idleness of this device.
     Presence(serde_json::Value),
     /// Joining, changing or leaving a voice channel.
@@ -76,7 +78,9 @@ impl ClientFrame {
                     position: d.position,
                 })
             }
-            "heartbeat" => Ok(ClientFrame::Heartbeat),
+            "heartbeat" => Ok(ClientFrame::Heartbeat(
+                raw.d.get("seq").and_then(serde_json::Value::as_u64),
+            )),
             "presence" => Ok(ClientFrame::Presence(raw.d)),
             "voice_state" => Ok(ClientFrame::VoiceState(raw.d)),
             other => Err(format!(
