@@ -161,6 +161,15 @@ async fn events_and_resume(db: Db) {
     s.stop().await;
 }
 
+/// The answer to a resume from further back than the session keeps.
+fn assert_too_old(f: &Value) {
+    assert_eq!(
+        (f["op"].as_str(), f["d"]["code"].as_str()),
+        (Some("invalid_session"), Some("resume_too_old")),
+        "{f}"
+    );
+}
+
 /// After a gap too long to resume, the client identifies afresh and catches up with
 /// `after=<last id>`: every message arrives once, in order.
 async fn catch_up(db: Db) {
@@ -180,11 +189,7 @@ async fn catch_up(db: Db) {
     }
     let mut ws = s.ws().await;
     let f = ws.resume(&g.member, &session, seq).await;
-    assert_eq!(
-        (f["op"].as_str(), f["d"]["code"].as_str()),
-        (Some("invalid_session"), Some("resume_too_old")),
-        "{f}"
-    );
+    assert_too_old(&f);
     // Identify first, so nothing posted from here on is missed, then page with after=.
     ws.identify(&g.member).await;
     post(&s, &g.owner, &g.general, "after identify").await;
@@ -244,11 +249,7 @@ async fn heartbeat_acks(db: Db) {
 
     let mut ws = s.ws().await;
     let f = ws.resume(&g.member, &session, one).await;
-    assert_eq!(
-        (f["op"].as_str(), f["d"]["code"].as_str()),
-        (Some("invalid_session"), Some("resume_too_old")),
-        "{f}"
-    );
+    assert_too_old(&f);
     let mut ws = s.ws().await;
     let f = ws.resume(&g.member, &session, two).await;
     assert_eq!(content(&f), "three", "{f}");
