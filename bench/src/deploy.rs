@@ -89,13 +89,24 @@ pub(crate) struct Caps {
     pub voice_only: bool,
 }
 
+/// The room caps of a voice-only room: no camera, no screen share.
+pub(crate) const VOICE_ONLY: parlor_proto::RoomCaps = parlor_proto::RoomCaps {
+    max_participants: None,
+    max_video_publishers: Some(0),
+    max_screen_shares: Some(0),
+};
+
 impl Caps {
     /// As the environment of the SFU's process.
     fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![("PARLOR_MAX_PARTICIPANTS", self.participants.to_string())];
         if self.voice_only {
-            env.push(("PARLOR_MAX_VIDEO_PUBLISHERS", "0".into()));
-            env.push(("PARLOR_MAX_SCREEN_SHARES", "0".into()));
+            let n = |cap: Option<u32>| cap.unwrap_or_default().to_string();
+            env.push((
+                "PARLOR_MAX_VIDEO_PUBLISHERS",
+                n(VOICE_ONLY.max_video_publishers),
+            ));
+            env.push(("PARLOR_MAX_SCREEN_SHARES", n(VOICE_ONLY.max_screen_shares)));
         }
         env
     }

@@ -116,11 +116,7 @@ pub(crate) async fn room_token(
                 Duration::from_secs(3600),
             );
             if voice_only {
-                claims.caps = Some(parlor_proto::RoomCaps {
-                    max_video_publishers: Some(0),
-                    max_screen_shares: Some(0),
-                    ..Default::default()
-                });
+                claims.caps = Some(crate::deploy::VOICE_ONLY);
             }
             Ok(parlor_proto::TokenKey::new(secret.as_bytes()).sign(&claims))
         }

@@ -196,12 +196,11 @@ impl Sender {
                 }
             }
         }
-        // Whatever is still queued from the last frame goes first.
-        let mut all: Vec<Queued> = self.queue.drain(..).collect();
-        all.push(audio);
-        all.extend(video);
-        all.sort_by_key(|q| q.due);
-        self.queue.extend(all);
+        // Behind whatever is still queued from the last frame, in the order they are due
+        // (a stable sort: a frame's packets keep their order).
+        self.queue.push_back(audio);
+        self.queue.extend(video);
+        self.queue.make_contiguous().sort_by_key(|q| q.due);
         self.send_due(rtc, sent);
     }
 
@@ -214,6 +213,10 @@ impl Sender {
     /// them in `sent`.
     pub(crate) fn send_due(&mut self, rtc: &mut Rtc, sent: &AtomicU64) {
         let now = Instant::now();
+        // Called on every wake-up of the client's loop: most have nothing due.
+        if self.next_due().is_none_or(|t| t > now) {
+            return;
+        }
         let pt = |c: Codec| {
             let params = rtc.codec_config().params();
             params.iter().find(|p| p.spec().codec == c).map(|p| p.pt())

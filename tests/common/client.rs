@@ -288,15 +288,7 @@ impl Client {
             .iter()
             .map(|&source| (make_track(&self.identity, source), source))
             .collect();
-        let (done, rx) = oneshot::channel();
-        self.neg
-            .send(Neg::Publish {
-                tracks: tracks.clone(),
-                done,
-            })
-            .map_err(|_| anyhow!("negotiator gone"))?;
-        let reply = tokio::time::timeout(WAIT, rx).await??;
-        let reply = reply?;
+        let reply = self.negotiate_publish(tracks.clone()).await?;
         if reply.msg_op() == "answer" {
             for (t, source) in tracks {
                 self.pumps.push(tokio::spawn(pump(t, is_video(source))));
@@ -308,14 +300,9 @@ impl Client {
     /// Publishes a camera as three simulcast layers ([`SIMULCAST_KBPS`]) and pumps them.
     pub async fn publish_simulcast_camera(&mut self) -> anyhow::Result<ServerFrame> {
         let track = make_simulcast_track(&self.identity);
-        let (done, rx) = oneshot::channel();
-        self.neg
-            .send(Neg::Publish {
-                tracks: vec![(track.clone(), "camera")],
-                done,
-            })
-            .map_err(|_| anyhow!("negotiator gone"))?;
-        let reply = tokio::time::timeout(WAIT, rx).await???;
+        let reply = self
+            .negotiate_publish(vec![(track.clone(), "camera")])
+            .await?;
         if reply.msg_op() == "answer" {
             let answer = reply.to_json();
             let sdp = answer["d"]["sdp"].as_str().unwrap_or_default();
@@ -324,6 +311,18 @@ impl Client {
             self.pumps.push(tokio::spawn(pump_simulcast(track, tags)));
         }
         Ok(reply)
+    }
+
+    /// Offers `tracks` with their source labels; the server's reply to the offer.
+    async fn negotiate_publish(
+        &self,
+        tracks: Vec<(Arc<TrackLocalStaticRTP>, &'static str)>,
+    ) -> anyhow::Result<ServerFrame> {
+        let (done, rx) = oneshot::channel();
+        self.neg
+            .send(Neg::Publish { tracks, done })
+            .map_err(|_| anyhow!("negotiator gone"))?;
+        tokio::time::timeout(WAIT, rx).await??
     }
 
     /// Waits for an event frame with this op, skipping others.

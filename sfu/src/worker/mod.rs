@@ -330,27 +330,25 @@ impl Worker {
     /// for it, so a simulcast subscriber can climb to a layer above its starting
     /// estimate; layers still follow the estimate that results (`Room::set_bandwidth`).
     fn set_bandwidth_targets(&mut self, now: Instant) {
-        let wanted: HashMap<&RoomId, HashMap<PeerKey, u64>> = self
-            .rooms
-            .iter()
-            .map(|(id, r)| (id, r.core.wanted_bitrates(now)))
-            .collect();
         let mut changed = Vec::new();
-        for p in self.peers.values_mut() {
-            let Some(room) = wanted.get(&p.room) else {
-                continue;
-            };
-            let wanted = room.get(&p.key).copied().unwrap_or(0);
-            let desired = wanted + wanted / 4;
-            if desired.abs_diff(p.bwe_desired) * 10 <= p.bwe_desired {
-                continue;
+        for r in self.rooms.values() {
+            let wanted = r.core.wanted_bitrates(now);
+            for k in &r.peers {
+                let Some(p) = self.peers.get_mut(k) else {
+                    continue;
+                };
+                let wanted = wanted.get(k).copied().unwrap_or(0);
+                let desired = wanted + wanted / 4;
+                if desired.abs_diff(p.bwe_desired) * 10 <= p.bwe_desired {
+                    continue;
+                }
+                p.bwe_desired = desired;
+                tracing::debug!(peer = %p.identity, desired, "bandwidth target");
+                p.rtc
+                    .bwe()
+                    .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+                changed.push(*k);
             }
-            p.bwe_desired = desired;
-            tracing::debug!(peer = %p.identity, desired, "bandwidth target");
-            p.rtc
-                .bwe()
-                .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
-            changed.push(p.key);
         }
         for k in changed {
             self.mark_dirty(k);
